@@ -1,0 +1,6 @@
+"""sqabench: benchmark Sparse Query Attention (Filipek 2025, arXiv 2510.01817) on real hardware.
+
+Importing the package touches neither CUDA nor any global torch setting.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from sqabench.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""The benchmark encoder: pre-norm RMSNorm blocks of SQA attention and a SwiGLU feed-forward.
+
+Token embedding, ``n_layers`` blocks, a final RMSNorm and an untied output head; RoPE on q and k;
+no biases, no dropout. Bidirectional by default; ``causal=True`` gives the paper's decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sqabench.attention import SQAttention, auto_kernel, check_kernel, rope_tables
+from sqabench.errors import ConfigError
+from sqabench.presets import Preset
+from sqabench.variants import VariantSpec
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, d_ff: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(d_model, d_ff, bias=False)
+        self.up = nn.Linear(d_model, d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, spec: VariantSpec, preset: Preset, kernel: str, causal: bool) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(preset.d_model, eps=1e-6)
+        self.attn = SQAttention(preset.d_model, spec, kernel=kernel, causal=causal)
+        self.ffn_norm = nn.RMSNorm(preset.d_model, eps=1e-6)
+        self.ffn = SwiGLU(preset.d_model, preset.d_ff)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), rope)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Encoder(nn.Module):
+    """(B, N) token ids -> (B, N, vocab) logits."""
+
+    def __init__(self, spec: VariantSpec, preset: Preset, kernel: str = "auto", causal: bool = False) -> None:
+        super().__init__()
+        self.spec, self.preset, self.causal = spec, preset, causal
+        kernel = auto_kernel(spec) if kernel == "auto" else check_kernel(kernel)
+        self.embed = nn.Embedding(preset.vocab_size, preset.d_model)
+        self.blocks = nn.ModuleList(Block(spec, preset, kernel, causal) for _ in range(preset.n_layers))
+        self.norm = nn.RMSNorm(preset.d_model, eps=1e-6)
+        self.head = nn.Linear(preset.d_model, preset.vocab_size, bias=False)
+
+    @property
+    def kernel(self) -> str:
+        return self.blocks[0].attn.kernel
+
+    @kernel.setter
+    def kernel(self, kernel: str) -> None:
+        kernel = auto_kernel(self.spec) if kernel == "auto" else check_kernel(kernel)
+        for block in self.blocks:
+            block.attn.kernel = kernel
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)  # (B, N, D)
+        rope = rope_tables(tokens.shape[1], self.preset.head_dim, self.preset.rope_base, x.device, x.dtype)
+        for block in self.blocks:
+            x = block(x, rope)
+        return self.head(self.norm(x))  # (B, N, V)
+
+
+def build_encoder(
+    spec: VariantSpec,
+    preset: Preset,
+    kernel: str = "auto",
+    causal: bool = False,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Encoder:
+    """A freshly initialised encoder, weights drawn from ``seed`` so that runs are repeatable."""
+    if spec.n_heads != preset.n_heads:
+        raise ConfigError(
+            f"variant {spec.name} has n_heads={spec.n_heads} but preset {preset.name} has n_heads={preset.n_heads}"
+        )
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
+        torch.manual_seed(seed)
+        model = Encoder(spec, preset, kernel=kernel, causal=causal)  # initialised on the device
+    return model.to(dtype=dtype)

@@ -1,0 +1,109 @@
+"""The analytic cost model: the only place that derives FLOPs, exponentials, bytes or parameters.
+
+Pure functions of (variant, preset, batch, seq_len, mask). Conventions:
+- every matmul costs 2*m*n*k FLOPs; attention costs 4*B*Hq*d_head*P per layer, where P is the
+  exact number of visible (query, key) pairs (QK^T and PV, paper section 3.2, eq. 9);
+- norms, softmax, RoPE and activations are not counted;
+- a train step (forward + backward) is 3x the forward matmuls and 3.5x the attention
+  (the FlashAttention convention: backward = 2.5x forward, since it recomputes the scores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqabench.presets import Preset
+from sqabench.variants import VariantSpec
+
+MODES = ("fwd", "train")
+BYTES_PER_ELEMENT = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
+TRAIN_MATMUL_FACTOR = 3.0
+TRAIN_ATTENTION_FACTOR = 3.5
+
+
+def visible_pairs(seq_len: int, window: int | None = None, causal: bool = False) -> int:
+    """Exact number of (query i, key j) pairs the mask lets through, edges included.
+
+    Encoder: j visible iff |i-j| <= window (all j without a window). Causal: iff 0 <= i-j <= window.
+    """
+    n = seq_len
+    w = n - 1 if window is None else min(window, n - 1)
+    if causal:
+        # Row i sees min(i, w) + 1 keys.
+        return n * (w + 1) - w * (w + 1) // 2
+    # Row i sees 2w + 1 keys, less the ones cut off at either edge.
+    return n * (2 * w + 1) - w * (w + 1)
+
+
+def encoder_params(spec: VariantSpec, preset: Preset) -> int:
+    """Parameters of the whole encoder: embedding, blocks, final norm and the untied output head."""
+    d, dh = preset.d_model, preset.head_dim
+    attention = d * spec.n_q_heads * dh * 2 + d * spec.n_kv_heads * dh * 2  # W_Q, W_O; W_K, W_V
+    ffn = 3 * d * preset.d_ff  # SwiGLU: gate, up, down
+    norms = 2 * d
+    embeddings = 2 * preset.vocab_size * d  # token embedding + untied head
+    return preset.n_layers * (attention + ffn + norms) + d + embeddings
+
+
+def kv_cache_bytes_per_token(spec: VariantSpec, preset: Preset, dtype: str = "bf16") -> int:
+    """K and V of one token across every layer of the stack."""
+    return 2 * spec.n_kv_heads * preset.head_dim * preset.n_layers * BYTES_PER_ELEMENT[dtype]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Work of one step. ``matmul_flops`` excludes attention; ``exps`` counts softmax exponentials."""
+
+    matmul_flops: int
+    attention_flops: int
+    exps: int
+    min_bytes: int
+
+    @property
+    def flops(self) -> int:
+        return self.matmul_flops + self.attention_flops
+
+
+def step_cost(
+    spec: VariantSpec,
+    preset: Preset,
+    batch: int,
+    seq_len: int,
+    causal: bool = False,
+    mode: str = "fwd",
+    dtype: str = "bf16",
+) -> Cost:
+    """FLOPs, exponentials and minimum bytes of one encoder step.
+
+    ``min_bytes`` is a floor on memory traffic: every counted op reads its inputs and weights and
+    writes its output exactly once (attention fused, reading q, k, v and writing o once); the
+    backward of a train step is charged twice the forward's traffic.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}; expected one of {MODES}")
+    d, dh, L = preset.d_model, preset.head_dim, preset.n_layers
+    tokens = batch * seq_len
+    q_dim, kv_dim = spec.n_q_heads * dh, spec.n_kv_heads * dh
+    # (m, n, k) of every matmul of one layer, with tokens as m.
+    layer_matmuls = [(q_dim, d), (kv_dim, d), (kv_dim, d), (d, q_dim)]  # W_Q, W_K, W_V, W_O
+    layer_matmuls += [(preset.d_ff, d), (preset.d_ff, d), (d, preset.d_ff)]  # SwiGLU
+    per_layer = sum(2 * tokens * n * k for n, k in layer_matmuls)
+    head = 2 * tokens * d * preset.vocab_size
+    matmul = L * per_layer + head
+
+    pairs = visible_pairs(seq_len, spec.window, causal)
+    attention = L * 4 * batch * spec.n_q_heads * dh * pairs
+    exps = L * batch * spec.n_q_heads * pairs
+
+    elem = BYTES_PER_ELEMENT[dtype]
+    weights = sum(n * k for n, k in layer_matmuls) * L + d * preset.vocab_size
+    activations = L * sum(tokens * (n + k) for n, k in layer_matmuls) + tokens * (d + preset.vocab_size)
+    attention_io = L * tokens * (2 * q_dim + 2 * kv_dim)  # read q, k, v; write o
+    min_bytes = elem * (weights + activations + attention_io)
+
+    if mode == "train":
+        matmul = int(matmul * TRAIN_MATMUL_FACTOR)
+        attention = int(attention * TRAIN_ATTENTION_FACTOR)
+        exps *= 2  # the backward recomputes the probabilities
+        min_bytes *= 3
+    return Cost(matmul_flops=matmul, attention_flops=attention, exps=exps, min_bytes=min_bytes)

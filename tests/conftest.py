@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from sqabench.attention import compile_settings
+from sqabench.presets import Preset
+
+# The paper's head geometry (H 16, d_head 16) in a model small enough for a CPU test.
+TINY = Preset("tiny", d_model=256, n_layers=2, n_heads=16, d_ff=96, vocab_size=101)
+SEQ = 200  # not a multiple of flex's 128-token blocks
+WINDOW = 48  # crosses a block boundary
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_room():
+    with compile_settings():
+        yield
+
+
+@pytest.fixture
+def tiny() -> Preset:
+    return TINY
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Norm-wise relative error, NaN-safe (NaN gives inf, which never passes)."""
+    err = (out.double() - ref.double()).norm() / ref.double().norm()
+    return float(err) if torch.isfinite(err) else float("inf")

@@ -1,0 +1,58 @@
+import copy
+
+import pytest
+import torch
+
+from conftest import SEQ, TINY, WINDOW, rel_err
+from sqabench.encoder import build_encoder
+from sqabench.errors import ConfigError
+from sqabench.flops import encoder_params
+from sqabench.presets import PRESETS
+from sqabench.variants import FAMILY, get_variant
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["encoder", "causal"])
+@pytest.mark.parametrize("name", FAMILY)
+def test_encoder_matches_fp64_reference(name, causal):
+    """The whole encoder with its auto kernel (sdpa, or flex when windowed) against fp64 eager."""
+    spec = get_variant(name, TINY.n_heads, window=WINDOW)
+    model = build_encoder(spec, TINY, kernel="auto", causal=causal)
+    assert model.kernel == ("flex" if spec.window else "sdpa")
+    reference = copy.deepcopy(model).double()
+    reference.kernel = "eager"
+    tokens = torch.randint(0, TINY.vocab_size, (2, SEQ), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        out = model(tokens)
+        ref = reference(tokens)
+    assert out.shape == (2, SEQ, TINY.vocab_size)
+    assert rel_err(out, ref) <= 1e-5
+
+
+def test_causal_encoder_does_not_look_ahead():
+    model = build_encoder(get_variant("sqa"), TINY, kernel="sdpa", causal=True)
+    tokens = torch.randint(0, TINY.vocab_size, (1, 64))
+    changed = tokens.clone()
+    changed[0, 40:] = (changed[0, 40:] + 1) % TINY.vocab_size
+    with torch.inference_mode():
+        a, b = model(tokens), model(changed)
+    assert torch.equal(a[:, :40], b[:, :40])
+    assert not torch.allclose(a[:, 40:], b[:, 40:])
+
+
+@pytest.mark.parametrize("preset", ["paper", "wide"])
+@pytest.mark.parametrize("name", FAMILY)
+def test_cost_model_params_equal_the_model(name, preset):
+    spec, p = get_variant(name), PRESETS[preset]
+    model = build_encoder(spec, p, device="meta")
+    assert sum(t.numel() for t in model.parameters()) == encoder_params(spec, p)
+
+
+def test_same_seed_same_weights():
+    a = build_encoder(get_variant("mha"), TINY, seed=7)
+    b = build_encoder(get_variant("mha"), TINY, seed=7)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_heads_must_match_the_preset():
+    with pytest.raises(ConfigError, match="n_heads=32 but preset tiny has n_heads=16"):
+        build_encoder(get_variant("mha", n_heads=32), TINY)
