@@ -52,7 +52,7 @@ def variants(
 ) -> None:
     """List the variant family with parameters, attention FLOPs vs MHA and KV cache per token."""
     from sqabench.presets import get_preset
-    from sqabench.report import FAMILY_COLUMNS, family_records, records_table
+    from sqabench.report import FAMILY_COLUMNS, FAMILY_HEADERS, family_records, records_table
     from sqabench.variants import FAMILY, get_variant
 
     with usage_errors():
@@ -70,7 +70,7 @@ def variants(
         typer.echo(buffer.getvalue(), nl=False)
     else:
         title = f"SQA family, preset {p.name} (d_model {p.d_model}, H {p.n_heads}, {p.n_layers} layers)"
-        out.print(records_table(title, records, FAMILY_COLUMNS))
+        out.print(records_table(title, records, FAMILY_COLUMNS, FAMILY_HEADERS))
 
 
 @app.command()

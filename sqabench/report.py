@@ -14,10 +14,13 @@ if TYPE_CHECKING:
     from sqabench.variants import VariantSpec
 
 
-def records_table(title: str, records: Sequence[dict], columns: Sequence[str]) -> Table:
+def records_table(
+    title: str, records: Sequence[dict], columns: Sequence[str], headers: Sequence[str] | None = None
+) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("variant", "field", "value") else "right")
+    for column, header in zip(columns, headers or columns):
+        left = column in ("variant", "field", "value")
+        table.add_column(header, justify="left" if left else "right", no_wrap=column in ("variant", "params"))
     for record in records:
         table.add_row(*(str(record[column]) for column in columns))
     return table
@@ -82,6 +85,7 @@ FAMILY_COLUMNS = (
     "variant", "n_heads", "n_q_heads", "n_kv_heads", "window", "params", "attn_flops_vs_mha",
     "kv_cache_bytes_per_token",
 )  # fmt: skip
+FAMILY_HEADERS = ("variant", "H", "Hq", "Hkv", "window", "params", "attn FLOPs\nvs MHA", "KV cache\nB/token")
 
 
 def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dict]:
