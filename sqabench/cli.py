@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Preset_ = Annotated[str, typer.Option("--preset", help="Encoder preset: paper (d 256, 8 layers) or wide (d 2048).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cuda or cpu.")]
@@ -189,6 +189,77 @@ def run(
     out.print(f"results: {path}")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def plot(
+    csvs: Annotated[list[Path], typer.Argument(help="Results CSVs; several GPUs or settings are faceted.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the PNG and SVG figures.")] = Path("plots"),
+    baseline: Annotated[str, typer.Option(help="Variant the speed-ups are relative to.")] = "mha",
+) -> None:
+    """Draw time, speed-up, memory, TFLOP/s and paper-comparison figures from results CSVs."""
+    from sqabench.plots import make_plots
+    from sqabench.results import load_results
+
+    with usage_errors():
+        frame = load_results(csvs)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir} is a file; give a directory")
+    for path in make_plots(frame, out_dir, baseline):
+        out.print(str(path), highlight=False)
+
+
+@app.command()
+def check(
+    baseline_csv: Annotated[Path, typer.Argument(metavar="BASELINE", help="Results CSV of the reference run.")],
+    current_csv: Annotated[Path, typer.Argument(metavar="CURRENT", help="Results CSV of the run under test.")],
+    max_slowdown: Annotated[float, typer.Option(help="Largest allowed per-cell slowdown (0.10 = 10%).")] = 0.10,
+    max_mem_growth: Annotated[float, typer.Option(help="Largest allowed per-cell peak-memory growth.")] = 0.05,
+    max_ratio_drop: Annotated[float, typer.Option(help="Largest allowed drop of a speed-up over --baseline within the run.")] = 0.05,
+    max_geomean_slowdown: Annotated[float, typer.Option(help="Largest allowed geometric-mean slowdown.")] = 0.03,
+    baseline: Annotated[str, typer.Option("--baseline", help="Variant the within-run speed-ups are relative to.")] = "mha",
+    strict: Annotated[bool, typer.Option("--strict", help="Apply every gate even when the GPUs differ.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write CURRENT as github-action-benchmark customSmallerIsBetter JSON.")] = None,
+) -> None:
+    """Exit 0 when CURRENT holds against BASELINE, 1 on a regression (each failing cell named), 2 on bad input."""
+    from rich.table import Table
+
+    from sqabench.check import Limits, benchmark_json, compare, markdown, verdict_text
+
+    with usage_errors():
+        for name, value in (("--max-slowdown", max_slowdown), ("--max-mem-growth", max_mem_growth),
+                            ("--max-ratio-drop", max_ratio_drop), ("--max-geomean-slowdown", max_geomean_slowdown)):  # fmt: skip
+            if value < 0:
+                raise ConfigError(f"{name} {value} must be >= 0")
+        report = compare(baseline_csv, current_csv, Limits(max_slowdown, max_mem_growth, max_ratio_drop, max_geomean_slowdown, baseline, strict))
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    table = Table(title=f"sqabench check: {current_csv} vs {baseline_csv}", title_justify="left")
+    for column in ("cell", "baseline ms", "current ms", "ratio", "verdict"):
+        table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
+    for v in report.cells:
+        style = "" if v.ok else "bold red"
+        table.add_row(v.cell, _fmt(v.baseline_ms), _fmt(v.current_ms), _fmt(v.ratio, 3), verdict_text(v), style=style)
+    out.print(table)
+    if report.geomean_ratio is not None:
+        out.print(f"geometric-mean time ratio: {report.geomean_ratio:.3f}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as handle:
+            handle.write(markdown(report))
+    if json_out is not None:
+        json_out.write_text(json.dumps(benchmark_json(report.current), indent=2) + "\n")
+    if not report.ok:
+        for v in report.failing:
+            err.print(f"[bold red]regression:[/] {v.cell}: {'; '.join(v.problems)}", highlight=False)
+        for problem in report.problems:
+            err.print(f"[bold red]regression:[/] {problem}", highlight=False)
+        raise typer.Exit(1)
+    out.print("[green]no regression[/]")
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _prepare_output(path: Path, resume: bool, explicit: bool, read_rows, cell_key) -> set[tuple[str, ...]]:
