@@ -159,7 +159,7 @@ def markdown(report: Report) -> str:
     lines += ["| cell | baseline ms | current ms | ratio | verdict |", "|---|---:|---:|---:|---|"]
     for v in report.cells:
         lines.append(
-            f"| {v.cell} | {_num(v.baseline_ms)} | {_num(v.current_ms)} | {_num(v.ratio, 3)} | {verdict_text(v)} |"
+            f"| {v.cell} | {format_number(v.baseline_ms)} | {format_number(v.current_ms)} | {format_number(v.ratio, 3)} | {verdict_text(v)} |"
         )
     if report.geomean_ratio is not None:
         lines += ["", f"Geometric-mean time ratio: {report.geomean_ratio:.3f}"]
@@ -171,7 +171,7 @@ def verdict_text(v: CellVerdict) -> str:
     return ("FAIL: " + "; ".join(v.problems)) if v.problems else "ok" + (f" ({'; '.join(v.notes)})" if v.notes else "")
 
 
-def _num(value: float | None, digits: int = 2) -> str:
+def format_number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 

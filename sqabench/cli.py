@@ -179,7 +179,7 @@ def run(
         err.print(f"interrupted: {len(new_rows)} finished rows kept in {path}; continue with --resume --out {path}")
         raise typer.Exit(130) from None
 
-    rows = ([r for r in read_rows(path)] if path.exists() else [])
+    rows = read_rows(path) if path.exists() else []  # with the rows of earlier runs when resumed
     title = f"{env_info.gpu_name or 'CPU'} · {p.name} · {'causal' if causal else 'encoder'} · {mode} · {dtype}"
     if rows:
         out.print(results_table(rows, baseline, title))
@@ -224,7 +224,7 @@ def check(
     """Exit 0 when CURRENT holds against BASELINE, 1 on a regression (each failing cell named), 2 on bad input."""
     from rich.table import Table
 
-    from sqabench.check import Limits, benchmark_json, compare, markdown, verdict_text
+    from sqabench.check import Limits, benchmark_json, compare, format_number, markdown, verdict_text
 
     with usage_errors():
         for name, value in (("--max-slowdown", max_slowdown), ("--max-mem-growth", max_mem_growth),
@@ -239,7 +239,10 @@ def check(
         table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
     for v in report.cells:
         style = "" if v.ok else "bold red"
-        table.add_row(v.cell, _fmt(v.baseline_ms), _fmt(v.current_ms), _fmt(v.ratio, 3), verdict_text(v), style=style)
+        table.add_row(
+            v.cell, format_number(v.baseline_ms), format_number(v.current_ms), format_number(v.ratio, 3),
+            verdict_text(v), style=style,
+        )  # fmt: skip
     out.print(table)
     if report.geomean_ratio is not None:
         out.print(f"geometric-mean time ratio: {report.geomean_ratio:.3f}")
@@ -256,10 +259,6 @@ def check(
             err.print(f"[bold red]regression:[/] {problem}", highlight=False)
         raise typer.Exit(1)
     out.print("[green]no regression[/]")
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _prepare_output(path: Path, resume: bool, explicit: bool, read_rows, cell_key) -> set[tuple[str, ...]]:
