@@ -229,7 +229,7 @@ def to_row(cell: Cell, outcome: Outcome, env: Environment, run_id: str) -> dict[
         "min_bytes": cost.min_bytes,
         **outcome.nvml,
     }
-    row["device"] = cell.device  # the requested device, as the resume key has it (env says "cuda:0")
+    row["device"] = cell.device  # the cell's device wins over the environment's: it is part of the resume key
     timing = outcome.timing
     if timing is not None:
         seconds = timing.median_ms / 1e3
