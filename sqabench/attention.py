@@ -211,9 +211,11 @@ def attend(
     raise AssertionError("unreachable")
 
 
-def auto_kernel(spec: VariantSpec) -> str:
-    """``auto``: PyTorch's SDPA choice for full attention, flex for windowed variants."""
-    return "flex" if spec.window is not None else "sdpa"
+def resolve_kernel(spec: VariantSpec, kernel: str) -> str:
+    """The kernel that runs ``spec``: ``auto`` is PyTorch's SDPA choice for full attention, flex for windows."""
+    if kernel == "auto":
+        return "flex" if spec.window is not None else "sdpa"
+    return check_kernel(kernel)
 
 
 # --- RoPE and the layer ------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def run(
     baseline: Annotated[str, typer.Option(help="Variant the final table's speed-ups are relative to.")] = "mha",
 ) -> None:
     """Time every (variant, length) cell and write one CSV row per cell as it finishes."""
-    from sqabench.attention import check_kernel
+    from sqabench.attention import resolve_kernel
     from sqabench.flops import MODES
     from sqabench.measure import check_dtype_runs, environment, resolve_device
     from sqabench.presets import get_preset
@@ -136,11 +136,12 @@ def run(
         p = get_preset(preset)
         specs = parse_variants(variants, p.n_heads, window)
         lengths = parse_lengths(seq or defaults["seq"])
-        check_kernel(kernel if kernel != "auto" else "sdpa")
+        for spec in specs:
+            resolve_kernel(spec, kernel)
         check_dtype_runs(dev, DTYPES[dtype], dtype)
         env_info = environment(dev)
         path = out_path or Path("results") / f"{host_label(env_info)}-{datetime.now():%Y%m%d-%H%M%S}.csv"
-        done = _prepare_output(path, resume, explicit=out_path is not None, read_rows=read_rows, cell_key=cell_key)
+        done = _prepare_output(path, resume, explicit=out_path is not None)
         cells = plan(
             specs, p, lengths, tokens=tokens or defaults["tokens"], batch=batch, dtype=dtype, mode=mode,
             causal=causal, kernel=kernel, device=str(dev), warmup=defaults["warmup"] if warmup is None else warmup,
@@ -261,8 +262,10 @@ def check(
     out.print("[green]no regression[/]")
 
 
-def _prepare_output(path: Path, resume: bool, explicit: bool, read_rows, cell_key) -> set[tuple[str, ...]]:
+def _prepare_output(path: Path, resume: bool, explicit: bool) -> set[tuple[str, ...]]:
     """Check that ``path`` can be written (before any work) and return the keys of its ok cells."""
+    from sqabench.results import cell_key, read_rows
+
     if resume and not explicit:
         raise ConfigError("--resume needs --out FILE: the results file to continue")
     if path.exists() and path.is_dir():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sqabench.attention import SQAttention, auto_kernel, check_kernel, rope_tables
+from sqabench.attention import SQAttention, resolve_kernel, rope_tables
 from sqabench.errors import ConfigError
 from sqabench.presets import Preset
 from sqabench.variants import VariantSpec
@@ -46,7 +46,7 @@ class Encoder(nn.Module):
     def __init__(self, spec: VariantSpec, preset: Preset, kernel: str = "auto", causal: bool = False) -> None:
         super().__init__()
         self.spec, self.preset, self.causal = spec, preset, causal
-        kernel = auto_kernel(spec) if kernel == "auto" else check_kernel(kernel)
+        kernel = resolve_kernel(spec, kernel)
         self.embed = nn.Embedding(preset.vocab_size, preset.d_model)
         self.blocks = nn.ModuleList(Block(spec, preset, kernel, causal) for _ in range(preset.n_layers))
         self.norm = nn.RMSNorm(preset.d_model, eps=1e-6)
@@ -58,7 +58,7 @@ class Encoder(nn.Module):
 
     @kernel.setter
     def kernel(self, kernel: str) -> None:
-        kernel = auto_kernel(self.spec) if kernel == "auto" else check_kernel(kernel)
+        kernel = resolve_kernel(self.spec, kernel)
         for block in self.blocks:
             block.attn.kernel = kernel
 
