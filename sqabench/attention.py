@@ -42,7 +42,7 @@ class KernelUnsupported(RuntimeError):
     """The chosen kernel cannot run this case (dtype, head size, mask, device...)."""
 
 
-def check_kernel(kernel: str) -> str:
+def validate_kernel(kernel: str) -> str:
     if kernel not in KERNELS:
         raise ConfigError(f"unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
     return kernel
@@ -159,11 +159,16 @@ def block_mask(seq_len: int, window: int | None, causal: bool, device: str):
 def flex_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None, causal: bool = False
 ) -> torch.Tensor:
-    """Compiled FlexAttention; full bidirectional attention runs without a block mask."""
+    """Compiled FlexAttention; full bidirectional attention runs without a block mask on a GPU.
+
+    On a CPU it always gets one: without it, torch's CPU flex kernel reads past the end of k and v
+    when the length is not a multiple of its block, and NaNs leak into the output (seen with
+    torch 2.13 at N = 200, inputs in the (B, N, H, Dh) layout; the fp64 verification caught it).
+    """
     if q.dtype == torch.float64:
         raise KernelUnsupported("flex runs compiled kernels, which do not take fp64")
     mask = None
-    if window is not None or causal:
+    if window is not None or causal or q.device.type == "cpu":
         mask = block_mask(q.shape[-2], window, causal, str(q.device))
     try:
         return _compiled_flex()(q, k, v, block_mask=mask, enable_gqa=True)
@@ -207,7 +212,7 @@ def attend(
         return sdpa_attention(q, k, v, window, causal)
     if kernel.startswith("sdpa-") and kernel[5:] in SDPA_BACKENDS:
         return sdpa_attention(q, k, v, window, causal, backend=kernel[5:])
-    check_kernel(kernel)
+    validate_kernel(kernel)
     raise AssertionError("unreachable")
 
 
@@ -215,7 +220,7 @@ def resolve_kernel(spec: VariantSpec, kernel: str) -> str:
     """The kernel that runs ``spec``: ``auto`` is PyTorch's SDPA choice for full attention, flex for windows."""
     if kernel == "auto":
         return "flex" if spec.window is not None else "sdpa"
-    return check_kernel(kernel)
+    return validate_kernel(kernel)
 
 
 # --- RoPE and the layer ------------------------------------------------------------------------
@@ -246,7 +251,7 @@ class SQAttention(nn.Module):
             raise ConfigError(f"d_model={d_model} is not divisible by n_heads={spec.n_heads}")
         self.spec = spec
         self.head_dim = d_model // spec.n_heads
-        self.kernel = check_kernel(kernel)
+        self.kernel = validate_kernel(kernel)
         self.causal = causal
         self.wq = nn.Linear(d_model, spec.n_q_heads * self.head_dim, bias=False)
         self.wk = nn.Linear(d_model, spec.n_kv_heads * self.head_dim, bias=False)

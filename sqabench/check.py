@@ -1,9 +1,15 @@
 """Baseline vs current results: the regression gate for GPU CI runners.
 
-Cells pair by (variant, preset, seq_len, batch, dtype, mode, causal, window, kernel). A run fails
-when a cell got slower or bigger than allowed, when a variant's speed-up over the run's own
-baseline variant dropped (a gate that holds across machines and drifting clocks), when a cell
-that was ok is missing or not ok, or when the geometric-mean slowdown passes its bound.
+Cells pair by ``CELL_KEY`` (what was asked for: variant, heads, window, preset, layers, length,
+batch, dtype, mode, causal, requested kernel, device), never by the kernel that ran: a change of
+backend between runs is a note on the cell, and its time is still gated.
+
+Noise: every row keeps its per-repeat times (``samples_ms``). A time ratio is the ratio of the two
+medians, and its uncertainty comes from a bootstrap: both runs' repeats are resampled (with a fixed
+seed, so a verdict is reproducible) and the ratio of medians recomputed ``RESAMPLES`` times. A gate
+fails only when the one-sided 95% lower bound of the slowdown passes its limit, i.e. when the
+slowdown is beyond what the two runs' own spread explains. The same holds for the geometric mean
+and for the drop of a speed-up over the baseline variant.
 """
 
 from __future__ import annotations
@@ -12,13 +18,23 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sqabench.errors import ConfigError
-from sqabench.results import load_results
+from sqabench.results import (
+    CELL_KEY,
+    POINT_KEY,
+    key_of,
+    latest,
+    load_results,
+    parse_samples,
+    resolve_baseline,
+)
 
-PAIR_KEY = ("variant", "preset", "seq_len", "batch", "dtype", "mode", "causal", "window", "kernel")
-SETTING_KEY = ("preset", "seq_len", "batch", "dtype", "mode", "causal")  # pairs a variant with the baseline variant
+RESAMPLES = 2000
+CONFIDENCE = 0.95  # one-sided: a gate fails when it fails at the 5th percentile of the bootstrap
+SEED = 20251001
 
 
 @dataclass(frozen=True)
@@ -27,7 +43,7 @@ class Limits:
     max_mem_growth: float = 0.05
     max_ratio_drop: float = 0.05
     max_geomean_slowdown: float = 0.03
-    baseline_variant: str = "mha"
+    baseline_variant: str | None = None  # None: mha when both runs have it
     strict: bool = False
 
 
@@ -36,6 +52,8 @@ class CellVerdict:
     cell: str
     baseline_ms: float | None
     current_ms: float | None
+    ratio_low: float | None = None  # bootstrap interval of current / baseline
+    ratio_high: float | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -54,9 +72,11 @@ class CellVerdict:
 class Report:
     cells: list[CellVerdict]
     geomean_ratio: float | None
+    geomean_low: float | None
     warnings: list[str]
     problems: list[str]  # run-wide: the geometric mean
     current: pd.DataFrame
+    baseline_variant: str | None
 
     @property
     def failing(self) -> list[CellVerdict]:
@@ -72,107 +92,167 @@ def cell_name(row: pd.Series) -> str:
     causal = "causal" if str(row["causal"]) == "True" else "encoder"
     return (
         f"{row['variant']}{window} {row['preset']} n={int(row['seq_len'])} b={int(row['batch'])} "
-        f"{row['dtype']} {row['mode']} {causal} {row['kernel']}"
+        f"{row['dtype']} {row['mode']} {causal} {row['kernel_requested']}"
     )
 
 
-def _latest(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: the last one written (a resumed file may hold an oom and a later ok)."""
-    frame = frame.copy()
-    frame["window"] = frame["window"].astype("Float64")
-    frame["causal"] = frame["causal"].astype(str)
-    return frame.drop_duplicates(subset=list(PAIR_KEY), keep="last").set_index(list(PAIR_KEY), drop=False)
+class Bootstrap:
+    """Resampled medians of each row's repeats, drawn once per row and reused by every gate."""
+
+    def __init__(self, resamples: int = RESAMPLES, seed: int = SEED) -> None:
+        self.resamples = resamples
+        self.rng = np.random.default_rng(seed)
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def medians(self, tag: str, row: pd.Series) -> np.ndarray:
+        key = (tag, key_of(row))
+        if key not in self._cache:
+            samples = np.asarray(parse_samples(row.get("samples_ms")) or (float(row["time_ms"]),))
+            picks = self.rng.integers(0, len(samples), size=(self.resamples, len(samples)))
+            self._cache[key] = np.median(samples[picks], axis=1)
+        return self._cache[key]
 
 
-def speedups(frame: pd.DataFrame, baseline_variant: str) -> dict[tuple, float]:
-    """Each ok cell's speed-up over the baseline variant at the same setting, within one run."""
-    ok = frame[frame["status"] == "ok"]
-    base = ok[ok["variant"] == baseline_variant]
-    base_time = {tuple(r[k] for k in SETTING_KEY): float(r["time_ms"]) for _, r in base.iterrows()}
-    result = {}
-    for key, row in ok.iterrows():
-        reference = base_time.get(tuple(row[k] for k in SETTING_KEY))
-        if reference is not None and row["variant"] != baseline_variant:
-            result[key] = reference / float(row["time_ms"])
-    return result
+def lower(values: np.ndarray) -> float:
+    """The one-sided lower confidence bound of a bootstrap distribution."""
+    return float(np.quantile(values, 1 - CONFIDENCE))
+
+
+def upper(values: np.ndarray) -> float:
+    return float(np.quantile(values, CONFIDENCE))
+
+
+def _by_key(frame: pd.DataFrame) -> dict[tuple, pd.Series]:
+    return {key_of(row): row for _, row in frame.iterrows()}
+
+
+def _baseline_rows(rows: dict[tuple, pd.Series], variant: str | None) -> dict[tuple, pd.Series]:
+    """The baseline variant's ok row at each (setting, length) point."""
+    if variant is None:
+        return {}
+    return {
+        key_of(row, POINT_KEY): row for row in rows.values() if row["variant"] == variant and row["status"] == "ok"
+    }
 
 
 def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
-    baseline = _latest(load_results(baseline_path))
-    current = _latest(load_results(current_path))
-    common = baseline.index.intersection(current.index)
-    if len(common) == 0:
-        raise ConfigError(f"no cell in common between {baseline_path} and {current_path} (paired by {', '.join(PAIR_KEY)})")
-
-    gpus = (set(baseline["gpu_name"].dropna().astype(str)), set(current["gpu_name"].dropna().astype(str)))
+    baseline_frame, current_frame = load_results(baseline_path), load_results(current_path)
+    variant = limits.baseline_variant
+    if variant is not None:
+        resolve_baseline(baseline_frame, variant)  # exit 2 naming the variants there, if absent
+        variant = resolve_baseline(current_frame, variant)
+    elif resolve_baseline(baseline_frame, None) and resolve_baseline(current_frame, None):
+        variant = "mha"
+    base, cur = _by_key(latest(baseline_frame)), _by_key(latest(current_frame))
+    if not set(base) & set(cur):
+        raise ConfigError(
+            f"no cell in common between {baseline_path} and {current_path} (paired by {', '.join(CELL_KEY)})"
+        )
+    gpus = (set(baseline_frame["gpu_name"].dropna().astype(str)), set(current_frame["gpu_name"].dropna().astype(str)))
     warnings = []
     ratio_only = gpus[0] != gpus[1] and not limits.strict
     if gpus[0] != gpus[1]:
         names = " vs ".join(", ".join(sorted(g)) or "CPU" for g in gpus)
-        warnings.append(
-            f"GPUs differ ({names}): {'strict, all gates apply' if limits.strict else 'only the speed-up ratio gate applies'}"
-        )
-    base_speedups = speedups(baseline, limits.baseline_variant)
-    cur_speedups = speedups(current, limits.baseline_variant)
+        scope = "strict, all gates apply" if limits.strict else "only the speed-up ratio gate applies"
+        warnings.append(f"GPUs differ ({names}): {scope}")
+    if variant is None:
+        warnings.append("no mha rows in both runs: the speed-up ratio gate is off (name one with --baseline)")
+    boot = Bootstrap()
+    base_refs, cur_refs = _baseline_rows(base, variant), _baseline_rows(cur, variant)
 
-    verdicts, log_ratios = [], []
-    for key in baseline.index:
-        b = baseline.loc[key]
+    verdicts, log_ratio_draws, log_ratios = [], [], []
+    for key, b in base.items():
         if b["status"] != "ok":
             continue  # only cells that were ok can regress
-        if key not in current.index:
-            verdicts.append(CellVerdict(cell_name(b), float(b["time_ms"]), None, ["missing"]))
-            continue
-        c = current.loc[key]
         verdict = CellVerdict(cell_name(b), float(b["time_ms"]), None)
-        if c["status"] != "ok":
-            verdict.problems.append(f"now {c['status']}")
-            verdicts.append(verdict)
+        verdicts.append(verdict)
+        c = cur.get(key)
+        if c is None:
+            verdict.problems.append("missing from the current run")
             continue
+        if c["status"] != "ok":
+            error = "" if pd.isna(c["error"]) else f": {c['error']}"
+            verdict.problems.append(f"now {c['status']}{error}")
+            continue
+        if str(b["kernel"]) != str(c["kernel"]):
+            verdict.notes.append(f"kernel {b['kernel']} -> {c['kernel']}")
+        for row, tag in ((b, "baseline"), (c, "current")):
+            if str(row.get("noisy")) == "True":
+                verdict.notes.append(f"noisy in the {tag} run (spread {float(row['spread']):.0%})")
         verdict.current_ms = float(c["time_ms"])
-        ratio = verdict.ratio
-        log_ratios.append(math.log(ratio))
+        draws = boot.medians("current", c) / boot.medians("baseline", b)
+        verdict.ratio_low, verdict.ratio_high = lower(draws), upper(draws)
+        log_ratio_draws.append(np.log(draws))
+        log_ratios.append(math.log(verdict.ratio))
         if not ratio_only:
-            if ratio > 1 + limits.max_slowdown:
-                verdict.problems.append(f"{ratio - 1:+.0%} time")
-            if pd.notna(b["peak_mem_bytes"]) and pd.notna(c["peak_mem_bytes"]) and b["peak_mem_bytes"] > 0:
+            if verdict.ratio_low > 1 + limits.max_slowdown:
+                verdict.problems.append(f"{verdict.ratio - 1:+.0%} time (at least {verdict.ratio_low - 1:+.0%})")
+            if pd.notna(b["peak_mem_bytes"]) and pd.notna(c["peak_mem_bytes"]) and float(b["peak_mem_bytes"]) > 0:
                 growth = float(c["peak_mem_bytes"]) / float(b["peak_mem_bytes"]) - 1
                 if growth > limits.max_mem_growth:
                     verdict.problems.append(f"{growth:+.0%} memory")
-        if key in base_speedups and key in cur_speedups:
-            drop = 1 - cur_speedups[key] / base_speedups[key]
-            note = f"speed-up over {limits.baseline_variant} {base_speedups[key]:.2f}x -> {cur_speedups[key]:.2f}x"
-            (verdict.problems if drop > limits.max_ratio_drop else verdict.notes).append(note)
-        verdicts.append(verdict)
+        _ratio_gate(verdict, b, c, base_refs, cur_refs, boot, variant, limits)
 
-    geomean = math.exp(sum(log_ratios) / len(log_ratios)) if log_ratios else None
+    geomean = geomean_low = None
     problems = []
-    if geomean is not None and not ratio_only and geomean > 1 + limits.max_geomean_slowdown:
-        problems.append(f"geometric-mean slowdown {geomean - 1:+.1%} > {limits.max_geomean_slowdown:.0%}")
-    return Report(verdicts, geomean, warnings, problems, current)
+    if log_ratios:
+        geomean = math.exp(sum(log_ratios) / len(log_ratios))
+        geomean_low = lower(np.exp(np.mean(log_ratio_draws, axis=0)))
+        if not ratio_only and geomean_low > 1 + limits.max_geomean_slowdown:
+            problems.append(
+                f"geometric-mean slowdown {geomean - 1:+.1%} (at least {geomean_low - 1:+.1%}) "
+                f"> {limits.max_geomean_slowdown:.0%}"
+            )
+    return Report(verdicts, geomean, geomean_low, warnings, problems, latest(current_frame), variant)
 
 
-def markdown(report: Report) -> str:
-    """The report as a GitHub step summary."""
-    lines = ["## sqabench check: " + ("passed" if report.ok else "**regression**"), ""]
-    lines += [f"> {w}" for w in report.warnings]
-    lines += ["| cell | baseline ms | current ms | ratio | verdict |", "|---|---:|---:|---:|---|"]
-    for v in report.cells:
-        lines.append(
-            f"| {v.cell} | {format_number(v.baseline_ms)} | {format_number(v.current_ms)} | {format_number(v.ratio, 3)} | {verdict_text(v)} |"
-        )
-    if report.geomean_ratio is not None:
-        lines += ["", f"Geometric-mean time ratio: {report.geomean_ratio:.3f}"]
-    lines += [f"**{p}**" for p in report.problems]
-    return "\n".join(lines) + "\n"
+def _ratio_gate(verdict, b, c, base_refs, cur_refs, boot: Bootstrap, variant, limits: Limits) -> None:
+    """Fail when the variant's speed-up over ``variant`` in its own run dropped beyond the noise."""
+    if variant is None or b["variant"] == variant:
+        return
+    ref_b, ref_c = base_refs.get(key_of(b, POINT_KEY)), cur_refs.get(key_of(c, POINT_KEY))
+    if ref_b is None or ref_c is None:
+        return
+    speedup_b = float(ref_b["time_ms"]) / float(b["time_ms"])
+    speedup_c = float(ref_c["time_ms"]) / float(c["time_ms"])
+    draws_b = boot.medians("baseline", ref_b) / boot.medians("baseline", b)
+    draws_c = boot.medians("current", ref_c) / boot.medians("current", c)
+    drop_low = lower(1 - draws_c / draws_b)
+    note = f"speed-up over {variant} {speedup_b:.2f}x -> {speedup_c:.2f}x"
+    (verdict.problems if drop_low > limits.max_ratio_drop else verdict.notes).append(note)
 
 
 def verdict_text(v: CellVerdict) -> str:
-    return ("FAIL: " + "; ".join(v.problems)) if v.problems else "ok" + (f" ({'; '.join(v.notes)})" if v.notes else "")
+    if v.problems:
+        return "FAIL: " + "; ".join(v.problems)
+    return "ok" + (f" ({'; '.join(v.notes)})" if v.notes else "")
 
 
 def format_number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def ratio_text(v: CellVerdict) -> str:
+    if v.ratio is None:
+        return "-"
+    return f"{v.ratio:.3f} [{v.ratio_low:.3f}, {v.ratio_high:.3f}]"
+
+
+def markdown(report: Report, baseline_path: Path, current_path: Path) -> str:
+    """The report as a GitHub step summary."""
+    lines = [f"## sqabench check: {baseline_path} (baseline) vs {current_path}: "
+             + ("passed" if report.ok else "**regression**"), ""]  # fmt: skip
+    lines += [f"> {w}" for w in report.warnings]
+    lines += ["| cell | baseline ms | current ms | ratio [95% interval] | verdict |", "|---|---:|---:|---:|---|"]
+    for v in report.cells:
+        lines.append(
+            f"| {v.cell} | {format_number(v.baseline_ms, 4)} | {format_number(v.current_ms, 4)} | {ratio_text(v)} "
+            f"| {verdict_text(v)} |"
+        )
+    if report.geomean_ratio is not None:
+        lines += ["", f"Geometric-mean time ratio: {report.geomean_ratio:.3f} (at least {report.geomean_low:.3f})"]
+    lines += [f"**{p}**" for p in report.problems]
+    return "\n".join(lines) + "\n"
 
 
 def benchmark_json(current: pd.DataFrame) -> list[dict]:
@@ -184,9 +264,10 @@ def benchmark_json(current: pd.DataFrame) -> list[dict]:
             {
                 "name": cell_name(row),
                 "unit": "ms",
-                "value": round(float(row["time_ms"]), 4),
-                "range": f"± {spread:.4f}",
-                "extra": f"gpu: {_text(row['gpu_name'], 'cpu')}; git: {_text(row['git_sha'], '-')}",
+                "value": float(row["time_ms"]),
+                "range": f"± {spread:.6g}",
+                "extra": f"gpu: {_text(row['gpu_name'], 'cpu')}; kernel: {_text(row['kernel'], '-')}; "
+                f"git: {_text(row['git_sha'], '-')}",
             }
         )
     return entries

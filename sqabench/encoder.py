@@ -56,12 +56,6 @@ class Encoder(nn.Module):
     def kernel(self) -> str:
         return self.blocks[0].attn.kernel
 
-    @kernel.setter
-    def kernel(self, kernel: str) -> None:
-        kernel = resolve_kernel(self.spec, kernel)
-        for block in self.blocks:
-            block.attn.kernel = kernel
-
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)  # (B, N, D)
         rope = rope_tables(tokens.shape[1], self.preset.head_dim, self.preset.rope_base, x.device, x.dtype)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqabench.dtypes import get_dtype
 from sqabench.presets import Preset
 from sqabench.variants import VariantSpec
 
 MODES = ("fwd", "train")
-BYTES_PER_ELEMENT = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 TRAIN_MATMUL_FACTOR = 3.0
 TRAIN_ATTENTION_FACTOR = 3.5
 
@@ -47,7 +47,7 @@ def encoder_params(spec: VariantSpec, preset: Preset) -> int:
 
 def kv_cache_bytes_per_token(spec: VariantSpec, preset: Preset, dtype: str = "bf16") -> int:
     """K and V of one token across every layer of the stack."""
-    return 2 * spec.n_kv_heads * preset.head_dim * preset.n_layers * BYTES_PER_ELEMENT[dtype]
+    return 2 * spec.n_kv_heads * preset.head_dim * preset.n_layers * get_dtype(dtype).bytes
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def step_cost(
     attention = L * 4 * batch * spec.n_q_heads * dh * pairs
     exps = L * batch * spec.n_q_heads * pairs
 
-    elem = BYTES_PER_ELEMENT[dtype]
+    elem = get_dtype(dtype).bytes
     weights = sum(n * k for n, k in layer_matmuls) * L + d * preset.vocab_size
     activations = L * sum(tokens * (n + k) for n, k in layer_matmuls) + tokens * (d + preset.vocab_size)
     attention_io = L * tokens * (2 * q_dim + 2 * kv_dim)  # read q, k, v; write o

@@ -1,21 +1,30 @@
-"""Devices, timing (CUDA events on a GPU, the wall clock on a CPU), memory peaks, NVML readings.
+"""Measuring one cell: devices, the step, timing (CUDA events on a GPU, the wall clock on a CPU), memory.
 
-Timing comes in two calls: ``time_first_call`` for the first step (compilation and block-mask
-building, reported apart as compile time), then ``time_repeats``: warm-up calls, then each repeat
-timed on its own; ``Timing`` reports their median and spread.
+``measure_cell`` builds the model, times the first call apart (compilation and block-mask
+building: ``compile_ms``), verifies the kernel against fp64, resets the memory peaks, runs the
+warm-up calls, then times each repeat on its own. Warm-up and timing run under the compiler stance
+``fail_on_recompile``: a compile there would be timed as a step, so it fails the cell instead.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
+from sqabench.cells import Cell, Outcome
+from sqabench.dtypes import get_dtype
+from sqabench.encoder import build_encoder
+from sqabench.environment import nvml_reading
 from sqabench.errors import ConfigError
-from sqabench.results import Environment, git_sha
+from sqabench.verify import verify_layer
+
+NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,15 @@ class Timing:
     def max_ms(self) -> float:
         return max(self.samples_ms)
 
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the repeats."""
+        return (self.max_ms - self.min_ms) / self.median_ms if self.median_ms > 0 else 0.0
+
+    @property
+    def noisy(self) -> bool:
+        return self.spread > NOISY_SPREAD
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -50,12 +68,8 @@ def time_first_call(step: Callable[[], object], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def time_repeats(
-    step: Callable[[], object], device: torch.device, warmup: int, repeats: int
-) -> tuple[float, ...]:
-    """``warmup`` untimed calls, then ``repeats`` calls timed one by one, in milliseconds."""
-    for _ in range(warmup):
-        step()
+def time_repeats(step: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, ...]:
+    """``repeats`` calls timed one by one, in milliseconds: a pair of CUDA events each on a GPU."""
     synchronize(device)
     if device.type == "cuda":
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
@@ -73,8 +87,16 @@ def time_repeats(
     return tuple(samples)
 
 
+@contextmanager
+def no_compile() -> Iterator[None]:
+    """Fail, rather than time, any compilation: everything must have compiled in the first call."""
+    with torch.compiler.set_stance("fail_on_recompile"):
+        yield
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when there is one), ``cuda`` or ``cpu``; a missing GPU is a usage error."""
+    name = name.lower()
     if name not in ("auto", "cuda", "cpu"):
         raise ConfigError(f"unknown device {name!r}; choose one of: auto, cuda, cpu")
     if name == "auto":
@@ -84,18 +106,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_dtype_runs(device: torch.device, dtype: torch.dtype, name: str) -> None:
+def validate_dtype(device: torch.device, dtype: torch.dtype, name: str) -> None:
     """Fail early, as a usage error, when the device cannot compute in ``dtype``."""
     if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise ConfigError("this GPU cannot run bf16; choose --dtype fp16 or fp32")
     try:
         x = torch.ones(8, 8, device=device, dtype=dtype)
-        torch.nn.functional.scaled_dot_product_attention(x[None, None], x[None, None], x[None, None])
+        F.scaled_dot_product_attention(x[None, None], x[None, None], x[None, None])
     except RuntimeError as err:
         raise ConfigError(f"--dtype {name} cannot run on {device.type}: {str(err).splitlines()[0]}") from None
 
 
-# --- memory ------------------------------------------------------------------------------------
+# --- memory ----------------------------------------------------------------------------------------
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -111,80 +133,70 @@ def peak_memory(device: torch.device) -> tuple[int | None, int | None]:
     return torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
 
 
-def free_memory(device: torch.device) -> None:
+def free_memory(device: torch.device, collect: bool = True) -> None:
+    """Return the cell's memory: collect reference cycles (slow with torch loaded), empty the CUDA cache."""
     import gc
 
-    gc.collect()
+    if collect:
+        gc.collect()
     if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-# --- NVML and the environment ------------------------------------------------------------------
-
-
-def nvml_reading(device: torch.device) -> dict[str, float | int | str]:
-    """Used memory, SM clock, temperature, power and driver of the GPU from NVML; {} when unavailable."""
-    if device.type != "cuda":
-        return {}
-    try:
-        import pynvml  # from the nvidia-ml-py package
-    except ImportError:
-        return {}
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return {}
-    try:
-        handle = _nvml_handle(pynvml, device)
-        return {
-            "nvml_used_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).used),
-            "sm_clock_mhz": int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)),
-            "temperature_c": int(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)),
-            "power_w": round(pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, 1),
-            "driver_version": _text(pynvml.nvmlSystemGetDriverVersion()),
-        }
-    except pynvml.NVMLError:
-        return {}
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _nvml_handle(pynvml, device: torch.device):
-    """The NVML handle of this torch device, matched by UUID (CUDA and NVML may number GPUs apart)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-    if uuid is not None:
         try:
-            return pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}")
-        except pynvml.NVMLError:
+            torch.cuda.empty_cache()
+        except RuntimeError:  # a sticky CUDA error: the sweep reports it and stops
             pass
-    return pynvml.nvmlDeviceGetHandleByIndex(index)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+# --- one cell --------------------------------------------------------------------------------------
 
 
-def environment(device: torch.device) -> Environment:
-    """The software and hardware a run measures on."""
-    triton = ""
-    try:
-        import triton as _triton
+def make_step(model: torch.nn.Module, cell: Cell, device: torch.device) -> Callable[[], None]:
+    """The timed step: a forward under ``inference_mode``, or forward and backward of a loss."""
+    tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), device=device)
+    if cell.mode == "fwd":
 
-        triton = _triton.__version__
-    except ImportError:
-        pass
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    if device.type != "cuda":
-        return Environment(device="cpu", triton_version=triton, git_sha=git_sha(), nvml="no GPU")
-    reading = nvml_reading(device)
-    return Environment(
-        device=str(device),
-        gpu_name=torch.cuda.get_device_name(device),
-        driver_version=str(reading.get("driver_version", "")),
-        cuda_version=torch.version.cuda or "",
-        cudnn_version=str(cudnn or ""),
-        triton_version=triton,
-        git_sha=git_sha(),
-        nvml="ok" if reading else "unavailable",
+        def forward() -> None:
+            with torch.inference_mode():
+                model(tokens)
+
+        return forward
+    targets = torch.randint(0, cell.preset.vocab_size, (cell.batch * cell.seq_len,), device=device)
+
+    def train() -> None:
+        model.zero_grad(set_to_none=True)
+        logits = model(tokens)  # (B, N, V)
+        F.cross_entropy(logits.flatten(0, 1), targets).backward()
+
+    return train
+
+
+def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -> Outcome:
+    """Build, compile (timed apart), verify against fp64, warm up, time, read memory. May raise.
+
+    ``phase`` hears the name of each stage as it starts: build, compile, verify, warm-up, timing.
+    """
+    device = torch.device(cell.device)
+    phase("build")
+    reset_peak_memory(device)
+    model = build_encoder(cell.spec, cell.preset, cell.kernel, cell.causal, device, get_dtype(cell.dtype).torch)
+    step = make_step(model, cell, device)
+    phase("compile")
+    compile_ms = time_first_call(step, device)
+    phase("verify")
+    verified = verify_layer(
+        model.blocks[0].attn, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base
+    )
+    reset_peak_memory(device)  # the steady state, not the verification's reference
+    with no_compile():
+        phase("warm-up")
+        for _ in range(cell.warmup):
+            step()
+        phase("timing")
+        samples = time_repeats(step, device, cell.repeats)
+    return Outcome(
+        kernel=verified.kernel,
+        verify_rel_err=verified.rel_err,
+        verify_grad_rel_err=verified.grad_rel_err,
+        timing=Timing(compile_ms, samples),
+        peak=peak_memory(device),
+        readings=nvml_reading(device),
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sqabench.sweep import format_len
+from sqabench.lengths import format_len
 
 SETTING = ("gpu", "dtype", "preset", "causal", "mode")
 FIGURES = ("time", "speedup", "memory", "tflops", "paper")
@@ -154,7 +154,7 @@ def _paper_figure(frame, colors):
     return fig
 
 
-def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str = "mha") -> list[Path]:
+def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str | None = "mha") -> tuple[list[Path], list[str]]:
     """Write every figure as PNG and SVG under ``out_dir``; return the paths written."""
     import matplotlib
 
@@ -178,4 +178,4 @@ def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str = "mha") -> lis
             fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight")
             written.append(path)
         plt.close(fig)
-    return written
+    return written, []

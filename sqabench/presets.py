@@ -43,6 +43,6 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     try:
-        return PRESETS[name]
+        return PRESETS[name.lower()]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

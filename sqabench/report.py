@@ -1,4 +1,7 @@
-"""Rich tables for people: the variant family, a run's results, the environment."""
+"""Rich tables for people: the variant family, a run's results (one table per setting), the environment.
+
+Every text that comes from data (variant names, errors) goes in as plain ``Text``, never as markup.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 
-from sqabench.sweep import format_len
+from sqabench.lengths import format_len
+from sqabench.results import SETTING_KEY, key_of, normal
 
 if TYPE_CHECKING:
     from sqabench.presets import Preset
@@ -19,10 +24,10 @@ def records_table(
 ) -> Table:
     table = Table(title=title, title_justify="left")
     for column, header in zip(columns, headers or columns):
-        left = column in ("variant", "field", "value")
+        left = column in ("variant", "field", "value", "note")
         table.add_column(header, justify="left" if left else "right", no_wrap=column in ("variant", "params"))
     for record in records:
-        table.add_row(*(str(record[column]) for column in columns))
+        table.add_row(*(Text(normal(record[column]) or "-") for column in columns))
     return table
 
 
@@ -42,43 +47,87 @@ def format_ms(ms: float) -> str:
     return f"{ms / 1e3:.2f} s" if ms >= 1e4 else f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
-def results_table(rows: Iterable[dict], baseline: str, title: str) -> Table:
-    """Variant x sequence length: median time (speed-up over ``baseline``), TFLOP/s and peak memory."""
-    rows = list(rows)
-    lengths = sorted({int(r["seq_len"]) for r in rows})
+def format_rate(flops_per_s: float) -> str:
+    """FLOP/s in the unit that fits: GFLOP/s on a CPU, TFLOP/s on a GPU."""
+    return f"{flops_per_s / 1e12:.3g} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.3g} GFLOP/s"
+
+
+def setting_title(row: dict) -> str:
+    """One line that names a setting: GPU, preset, mask, mode, dtype, requested kernel, batch rule."""
+    gpu = normal(row.get("gpu_name")) or f"CPU ({normal(row.get('cpu_model')) or 'unknown'})"
+    mask = "causal" if normal(row.get("causal")) == "True" else "encoder"
+    return (
+        f"{gpu} · {row['preset']} ({normal(row.get('n_layers'))} layers) · {mask} · {row['mode']} · "
+        f"{row['dtype']} · "
+        f"kernel {row['kernel_requested']} · {normal(row.get('batch_rule')) or 'batch as recorded'}"
+    )
+
+
+def by_setting(rows: Iterable[dict]) -> dict[tuple[str, ...], list[dict]]:
+    """Rows grouped by setting; within one, the last row of each cell (a resume may repeat a cell)."""
+    groups: dict[tuple[str, ...], dict[tuple[str, ...], dict]] = {}
+    for row in rows:
+        groups.setdefault(key_of(row, SETTING_KEY), {})[key_of(row)] = row
+    return {setting: list(cells.values()) for setting, cells in groups.items()}
+
+
+def results_tables(rows: Iterable[dict], baseline: str | None) -> list[tuple[str, Table]]:
+    """(title, table) per setting: variant x (length, batch), never two settings in one table."""
+    return [(setting_title(group[0]), results_table(group, baseline)) for group in by_setting(rows).values()]
+
+
+def results_table(rows: list[dict], baseline: str | None) -> Table:
+    """Median time with its spread; speed-up over ``baseline`` beside the whole-step FLOP ratio."""
+    points = sorted({(int(r["seq_len"]), int(r["batch"])) for r in rows})
     variants = list(dict.fromkeys(str(r["variant"]) for r in rows))
-    cells = {(str(r["variant"]), int(r["seq_len"])): r for r in rows}
-    table = Table(title=title, title_justify="left", caption=f"speed-up over {baseline} in parentheses")
+    cells = {(str(r["variant"]), int(r["seq_len"]), int(r["batch"])): r for r in rows}
+    caption = "median ± spread ((max-min)/median of the repeats)"
+    if baseline:
+        caption += f"; speed-up over {baseline}, then the FLOP ratio the cost model allows for the whole step"
+    table = Table(caption=caption, caption_justify="left")
     table.add_column("variant")
     table.add_column("Hq/Hkv", justify="right")
-    for n in lengths:
-        table.add_column(format_len(n), justify="right")
+    for n, b in points:
+        table.add_column(f"{format_len(n)} x{b}", justify="right")
     for variant in variants:
         first = next(r for r in rows if str(r["variant"]) == variant)
-        heads = f"{first['n_q_heads']}/{first['n_kv_heads']}" + (f"@{first['window']}" if first["window"] != "" else "")
-        line = [variant, heads]
-        for n in lengths:
-            row = cells.get((variant, n))
-            line.append(_cell_text(row, cells.get((baseline, n))))
+        window = normal(first["window"])
+        heads = f"{first['n_q_heads']}/{first['n_kv_heads']}" + (f"@{window}" if window else "")
+        line = [Text(variant), Text(heads)]
+        for n, b in points:
+            base = cells.get((baseline, n, b)) if baseline else None
+            line.append(cell_text(cells.get((variant, n, b)), base, variant == baseline))
         table.add_row(*line)
     return table
 
 
-def _cell_text(row: dict | None, base: dict | None) -> str:
+def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) -> Text:
+    """Three lines: time ± spread (noisy flagged), speed-up vs FLOP ratio, rate and memory."""
     if row is None:
-        return ""
+        return Text("")
     status = row["status"]
     if status == "oom":
-        return "[bold red]OOM[/]"
+        return Text("OOM", style="bold red")
     if status != "ok":
-        return f"[yellow]{status}[/]"
+        return Text(status, style="yellow")
     ms = float(row["time_ms"])
-    speedup = ""
-    if base is not None and base.get("status") == "ok":
-        speedup = f" ({float(base['time_ms']) / ms:.2f}x)"
-    memory = format_bytes(row["peak_mem_bytes"]) if row.get("peak_mem_bytes") not in ("", None) else ""
-    detail = f"{float(row['tflops']):.3g} TF/s" + (f" · {memory}" if memory else "")
-    return f"{format_ms(ms)}{speedup}\n[dim]{detail}[/]"
+    text = Text(format_ms(ms))
+    spread = normal(row.get("spread"))
+    if spread:
+        text.append(f" ±{float(spread):.0%}", style="dim")
+    if normal(row.get("noisy")) == "True":
+        text.append(" noisy", style="bold yellow")
+    if base is not None and base.get("status") == "ok" and not is_baseline:
+        speedup = float(base["time_ms"]) / ms
+        flop_ratio = float(base["flops"]) / float(row["flops"])
+        text.append(f"\n{speedup:.2f}x")
+        text.append(f" (FLOPs {flop_ratio:.2f}x)", style="dim")
+    seconds = ms / 1e3
+    detail = format_rate(float(row["flops"]) / seconds)
+    if normal(row.get("peak_mem_bytes")):
+        detail += f" · {format_bytes(row['peak_mem_bytes'])}"
+    text.append(f"\n{detail}", style="dim")
+    return text
 
 
 FAMILY_COLUMNS = (
@@ -98,7 +147,7 @@ def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dic
             "n_heads": s.n_heads,
             "n_q_heads": s.n_q_heads,
             "n_kv_heads": s.n_kv_heads,
-            "window": "" if s.window is None else s.window,
+            "window": s.window,
             "params": encoder_params(s, preset),
             "attn_flops_vs_mha": round(s.attn_flops_vs_mha, 4),
             "kv_cache_bytes_per_token": kv_cache_bytes_per_token(s, preset),

@@ -1,84 +1,98 @@
-"""The results CSV: its columns, loading and validation, and the environment each row carries."""
+"""The results CSV: its columns, the cell key, writing, reading and validation. No torch here.
+
+A row is one cell. Which columns identify a cell (``CELL_KEY``: what was asked for, never what
+ran) and which group cells into one setting (``SETTING_KEY``: one table, one plot panel) is
+defined here once; ``--resume``, ``check``, ``plot`` and the tables all import it.
+"""
 
 from __future__ import annotations
 
 import csv
+import math
 import os
-import platform
-import subprocess
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
-import sqabench
 from sqabench.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# The columns every consumer may rely on (issue #3), in file order.
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "run_id", "timestamp", "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "head_dim",
-    "d_model", "n_layers", "window", "causal", "mode", "dtype", "device", "kernel", "seq_len", "batch",
-    "warmup", "repeats", "time_ms", "time_ms_min", "time_ms_max", "compile_ms", "tokens_per_s", "flops",
-    "tflops", "peak_mem_bytes", "peak_reserved_bytes", "nvml_used_bytes", "gpu_name", "driver_version",
-    "cuda_version", "torch_version", "sqabench_version", "git_sha", "status", "error",
+# Columns in file order, grouped as the README documents them.
+IDENTITY = (
+    "run_id", "timestamp", "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "head_dim", "d_model",
+    "n_layers", "window", "causal", "mode", "dtype", "device", "kernel_requested", "kernel", "seq_len", "batch",
+    "batch_rule", "warmup", "repeats",
 )  # fmt: skip
-EXTRA_COLUMNS: tuple[str, ...] = (
-    "kernel_requested",  # what --kernel asked for (auto, sdpa, ...): the key that --resume matches
-    "check_rel_err",  # the kernel's error against the fp64 reference on sampled rows, before timing
-    "attention_flops", "exps", "min_bytes",  # the cost model's split of the step
-    "cudnn_version", "triton_version", "sm_clock_mhz", "temperature_c", "power_w",
+TIMING = (
+    "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "compile_ms", "tokens_per_s",
+    "flops", "tflops", "attention_flops", "exps", "min_bytes", "verify_rel_err", "verify_grad_rel_err",
 )  # fmt: skip
-COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + EXTRA_COLUMNS
-STATUSES = ("ok", "oom", "error", "skipped")
-# The columns that identify a cell: two rows with the same values measured the same thing.
+MEMORY = ("peak_mem_bytes", "peak_reserved_bytes", "nvml_used_bytes")
+ENVIRONMENT = (
+    "gpu_name", "driver_version", "cuda_version", "cudnn_version", "triton_version", "torch_version",
+    "sqabench_version", "git_sha", "cpu_model", "torch_threads",
+)  # fmt: skip
+OUTCOME = ("status", "error", "note")
+COLUMNS: tuple[str, ...] = IDENTITY + TIMING + MEMORY + ENVIRONMENT + OUTCOME
+
+# What identifies a cell: what was asked for. Two rows with the same key measured the same thing.
 CELL_KEY: tuple[str, ...] = (
-    "variant", "n_q_heads", "n_kv_heads", "preset", "seq_len", "batch", "dtype", "mode", "causal", "window",
-    "kernel_requested", "device",
+    "variant", "n_q_heads", "n_kv_heads", "window", "preset", "n_layers", "seq_len", "batch", "dtype", "mode",
+    "causal", "kernel_requested", "device",
 )  # fmt: skip
+# What makes cells comparable in one table or one plot panel: every setting but the variant and the length.
+SETTING_KEY: tuple[str, ...] = (
+    "gpu_name", "preset", "n_layers", "dtype", "mode", "causal", "kernel_requested", "device", "batch_rule",
+)  # fmt: skip
+# A (setting, length) point: pairs a variant with the baseline variant for speed-ups.
+POINT_KEY: tuple[str, ...] = (*SETTING_KEY, "seq_len", "batch")
+# The smallest set of columns that makes a file a sqabench results CSV (older files may lack the rest).
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "window", "causal", "mode", "dtype", "device",
+    "kernel_requested", "kernel", "seq_len", "batch", "time_ms", "time_ms_min", "time_ms_max", "gpu_name", "status",
+    "error",
+)  # fmt: skip
+STATUSES = ("ok", "oom", "error", "skipped")
+SIGNIFICANT_DIGITS = 6
 
 
-@dataclass(frozen=True)
-class Environment:
-    """Where the numbers come from: the same fields in every row and in ``sqabench env``."""
-
-    device: str
-    gpu_name: str = ""
-    driver_version: str = ""
-    cuda_version: str = ""
-    cudnn_version: str = ""
-    triton_version: str = ""
-    torch_version: str = torch.__version__
-    sqabench_version: str = sqabench.__version__
-    git_sha: str = ""
-    nvml: str = "not used"
-
-    def as_row(self) -> dict[str, str]:
-        row = asdict(self)
-        row.pop("nvml")
-        return row
-
-
-def git_sha() -> str:
-    """Short commit of the sqabench checkout, with ``-dirty`` for uncommitted changes; empty if none."""
-    here = Path(sqabench.__file__).resolve().parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-        if sha.returncode:
-            return ""
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=here, capture_output=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
+def significant(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | str:
+    """A measured or derived float kept to ``digits`` significant digits (never fixed decimals)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return sha.stdout.strip() + ("-dirty" if dirty.returncode else "")
+    if math.isinf(value):
+        return value
+    return float(f"{value:.{digits}g}")
 
 
-def cell_key(row: dict) -> tuple[str, ...]:
-    return tuple(str(row[column]) for column in CELL_KEY)
+def format_samples(samples_ms) -> str:
+    """Per-repeat times as the ``samples_ms`` column spells them: ``1.23;1.25;1.22``."""
+    return ";".join(f"{s:.{SIGNIFICANT_DIGITS}g}" for s in samples_ms)
+
+
+def parse_samples(text: object) -> tuple[float, ...]:
+    if not isinstance(text, str) or not text.strip():
+        return ()
+    return tuple(float(part) for part in text.split(";"))
+
+
+def normal(value: object) -> str:
+    """One spelling of a key value, whether it came from ``csv`` (strings) or pandas (numbers, NaN)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    text = str(value)
+    return "" if text in ("nan", "<NA>", "None") else text
+
+
+def key_of(row, columns: tuple[str, ...] = CELL_KEY) -> tuple[str, ...]:
+    """The normalised values of ``columns`` in a dict row or a pandas Series; a missing column is ''."""
+    return tuple(normal(row[column]) if column in row else "" for column in columns)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -98,24 +112,42 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 class CsvWriter:
-    """Appends one row at a time and flushes it, so that an interrupted run keeps every finished row."""
+    """Appends one row at a time and flushes it, so that an interrupted run keeps every finished row.
+
+    The file is created by the first row, not before: an interrupted run that finished nothing
+    leaves no file behind.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.written = 0
 
     def write(self, row: dict) -> None:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"row has columns the schema lacks: {', '.join(sorted(unknown))}")
         new = not self.path.exists() or self.path.stat().st_size == 0
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="raise")
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             if new:
                 writer.writeheader()
-            writer.writerow({column: row.get(column, "") for column in COLUMNS})
+            writer.writerow({column: _cell(row.get(column)) for column in COLUMNS})
             handle.flush()
             os.fsync(handle.fileno())
+        self.written += 1
+
+
+def _cell(value: object) -> object:
+    return "" if value is None else value
 
 
 def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
-    """One DataFrame from results CSVs, each checked for the required columns; a ``source`` column added."""
+    """One DataFrame from results CSVs, each checked for the required columns; a ``source`` column added.
+
+    Columns a file lacks (written by an older sqabench) are added empty.
+    """
     import pandas as pd
 
     frames = []
@@ -123,7 +155,7 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
         if not path.is_file():
             raise ConfigError(f"no such results file: {path}")
         try:
-            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"samples_ms": str})
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise ConfigError(f"cannot read {path} as a results CSV: {str(err).splitlines()[0]}") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -137,12 +169,33 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
         for column in ("seq_len", "batch", "time_ms", "n_heads", "n_q_heads"):
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 raise ConfigError(f"{path}: column {column} is not numeric")
+        for column in COLUMNS:
+            if column not in frame.columns:
+                frame[column] = pd.NA
         frame["source"] = str(path)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
-def host_label(env: Environment) -> str:
-    """A file-name-safe device label: the GPU's name, or ``cpu-<machine>``."""
-    name = env.gpu_name or f"cpu-{platform.machine()}"
-    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+def latest(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per cell: the last one written (a resumed file may hold an oom and a later ok)."""
+    keys = frame.apply(key_of, axis=1)
+    return frame.loc[~keys.duplicated(keep="last")]
+
+
+def variants_in(frame: "pd.DataFrame") -> list[str]:
+    return list(dict.fromkeys(frame["variant"].astype(str)))
+
+
+def resolve_baseline(frame: "pd.DataFrame", baseline: str | None) -> str | None:
+    """The baseline variant for speed-ups: ``baseline`` if given (it must be in the data), else mha if there.
+
+    An explicit baseline missing from the data is a usage error naming the variants that are there.
+    """
+    present = variants_in(frame)
+    if baseline is None:
+        return "mha" if "mha" in present else None
+    for name in present:
+        if name.lower() == baseline.lower():
+            return name
+    raise ConfigError(f"--baseline {baseline!r} is not in the data; variants there: {', '.join(present)}")

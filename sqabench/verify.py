@@ -1,31 +1,41 @@
-"""Correct before fast: a kernel's output on random inputs against an fp64 eager reference.
+"""Correct before fast: a kernel's output (and gradients) on random inputs against an fp64 reference.
 
-``check_layer`` runs an attention layer's kernel on the projections of random hidden states, of
+``verify_layer`` runs an attention layer's kernel on the projections of random hidden states, of
 the very shape the benchmark times, and compares sampled query rows (the edges always among them)
 with an fp64 softmax over every visible key. Sampling keeps the reference cheap at 200k tokens.
+For a train cell it also compares gradients: dq, dk and dv in full at a small shape (one sequence
+of up to 256 tokens) and, when the timed shape is longer, dq of the sampled rows at the timed shape
+(a query row's gradient depends on that row alone, so its fp64 reference stays cheap).
+
+The reference writes its own mask from the definition in the README rather than calling the
+kernels' ``visible()``: a wrong mask in the model cannot also be the yardstick it is held to.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
-from sqabench.attention import SQAttention, attend, rope_tables, sdpa_choice, visible
+from sqabench.attention import SQAttention, attend, rope_tables, sdpa_choice
+from sqabench.dtypes import by_torch
 
-TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 SAMPLED_ROWS = 32
+GRAD_SEQ_LEN = 256  # the small shape of the full gradient check
+GRAD_TOLERANCE_FACTOR = 2.0  # gradients go through one more rounding than the output
 
 
-class KernelCheckFailed(RuntimeError):
+class KernelVerifyFailed(RuntimeError):
     """A kernel's output disagrees with the fp64 reference: its timing would mean nothing."""
 
 
 @dataclass(frozen=True)
-class KernelCheck:
+class Verification:
     kernel: str  # what ran, e.g. sdpa-flash
-    rel_err: float
+    rel_err: float  # output, sampled rows
+    grad_rel_err: float | None = None  # the worst of the gradient checks; None when not checked
 
 
 def sample_rows(seq_len: int, count: int = SAMPLED_ROWS, seed: int = 0) -> torch.Tensor:
@@ -35,52 +45,117 @@ def sample_rows(seq_len: int, count: int = SAMPLED_ROWS, seed: int = 0) -> torch
     return torch.cat([torch.tensor([0, seq_len - 1]), picked]).unique()
 
 
+def allowed_keys(rows: torch.Tensor, seq_len: int, window: int | None, causal: bool) -> torch.Tensor:
+    """(R, N) mask: row i sees key j iff |i-j| <= w (encoder) or 0 <= i-j <= w (causal); all/earlier without w."""
+    i = rows[:, None]
+    j = torch.arange(seq_len, device=rows.device)[None, :]
+    behind = i - j  # how far key j lies behind query i
+    mask = torch.ones(len(rows), seq_len, dtype=torch.bool, device=rows.device)
+    if causal:
+        mask &= behind >= 0
+    if window is not None:
+        mask &= (behind <= window) & (behind >= -window)
+    return mask
+
+
 def reference_rows(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor, window: int | None, causal: bool
+    q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor, window: int | None, causal: bool
 ) -> torch.Tensor:
-    """fp64 attention output of query ``rows``: (B, Hq, N, Dh) inputs -> (B, Hq, R, Dh).
+    """fp64 attention of query ``rows``: q_rows (B, Hq, R, Dh), k and v (B, Hkv, N, Dh) -> (B, Hq, R, Dh).
 
     One key/value head at a time, with its query heads stacked, so K and V are never repeated.
+    Differentiable in all three inputs.
     """
-    B, Hq, N, Dh = q.shape
-    Hkv = k.shape[1]
+    B, Hq, R, Dh = q_rows.shape
+    Hkv, N = k.shape[1], k.shape[2]
     groups = Hq // Hkv
-    rows = rows.to(q.device)
-    allowed = visible(rows[:, None], torch.arange(N, device=q.device)[None, :], window, causal)  # (R, N)
-    out = torch.empty(B, Hq, len(rows), Dh, dtype=torch.float64, device=q.device)
+    allowed = allowed_keys(rows.to(q_rows.device), N, window, causal)  # (R, N)
+    outs = []
     for h in range(Hkv):
-        heads = slice(h * groups, (h + 1) * groups)
-        q_h = q[:, heads, rows].double()  # (B, G, R, Dh)
-        k_h, v_h = k[:, h].double(), v[:, h].double()  # (B, N, Dh)
-        scores = q_h @ k_h[:, None].transpose(-2, -1) / math.sqrt(Dh)  # (B, G, R, N)
+        q_h = q_rows[:, h * groups : (h + 1) * groups].double()  # (B, G, R, Dh): query heads of kv head h
+        k_h, v_h = k[:, h, None].double(), v[:, h, None].double()  # (B, 1, N, Dh)
+        scores = q_h @ k_h.transpose(-2, -1) / math.sqrt(Dh)  # (B, G, R, N)
         scores = scores.masked_fill(~allowed, float("-inf"))
-        out[:, heads] = scores.softmax(dim=-1) @ v_h[:, None]  # (B, G, R, Dh)
-    return out
+        outs.append(scores.softmax(dim=-1) @ v_h)  # (B, G, R, Dh)
+    return torch.cat(outs, dim=1)  # (B, Hq, R, Dh)
 
 
-def check_layer(
-    layer: SQAttention, batch: int, seq_len: int, rope_base: float = 10_000.0, seed: int = 0
-) -> KernelCheck:
-    """Run ``layer``'s kernel on random hidden states; raise ``KernelCheckFailed`` past the dtype's tolerance."""
+def _rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
+    err = float((got.detach().double() - ref.detach().double()).norm() / ref.detach().double().norm())
+    return err if math.isfinite(err) else math.inf
+
+
+def _inputs(layer: SQAttention, batch: int, seq_len: int, rope_base: float, grad: bool, seed: int):
+    """q (B, Hq, N, Dh), k, v (B, Hkv, N, Dh) in the layouts the model hands its kernel."""
     weight = layer.wq.weight
-    dtype, device = weight.dtype, weight.device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.inference_mode():
-        x = torch.randn(batch, seq_len, weight.shape[1], generator=generator, device=device, dtype=dtype)
-        rope = rope_tables(seq_len, layer.head_dim, rope_base, device, dtype)
-        q, k, v = layer.qkv(x, rope)  # the layouts the model hands its kernel
-        out = attend(q, k, v, layer.kernel, layer.spec.window, layer.causal)
-        kernel = layer.kernel
-        if kernel == "sdpa":
-            kernel = f"sdpa-{sdpa_choice(q, k, v, layer.spec.window, layer.causal)}"
-        rows = sample_rows(seq_len, seed=seed)
-        picked = torch.tensor(sorted({0, batch - 1}), device=device)  # first and last sequence
-        ref = reference_rows(q[picked], k[picked], v[picked], rows, layer.spec.window, layer.causal)
-        got = out[picked][:, :, rows.to(device)].double()
-        err = float((got - ref).norm() / ref.norm())
-    if not math.isfinite(err):
-        err = math.inf
-    tolerance = TOLERANCE.get(dtype, 1e-10)
+    generator = torch.Generator(device=weight.device).manual_seed(seed)
+    x = torch.randn(batch, seq_len, weight.shape[1], generator=generator, device=weight.device, dtype=weight.dtype)
+    rope = rope_tables(seq_len, layer.head_dim, rope_base, weight.device, weight.dtype)
+    with torch.no_grad():
+        q, k, v = layer.qkv(x, rope)
+    return tuple(t.requires_grad_(grad) for t in (q, k, v))
+
+
+def verify_layer(
+    layer: SQAttention, batch: int, seq_len: int, *, grad: bool = False, rope_base: float = 10_000.0, seed: int = 0
+) -> Verification:
+    """Run ``layer``'s kernel on random inputs; raise ``KernelVerifyFailed`` past the dtype's tolerance.
+
+    ``grad`` (a train cell): the forward runs with autograd on, as the timed step does (so that
+    nothing compiles again later), and the gradients are checked too. Otherwise it runs under
+    ``inference_mode``, as a forward step does.
+    """
+    dtype = by_torch(layer.wq.weight.dtype)
+    window, causal, kernel = layer.spec.window, layer.causal, layer.kernel
+    rows = sample_rows(seq_len, seed=seed)
+    picked = sorted({0, batch - 1})  # first and last sequence
+    grad_errors = []
+    with nullcontext() if grad else torch.inference_mode():
+        q, k, v = _inputs(layer, batch, seq_len, rope_base, grad, seed)
+        out = attend(q, k, v, kernel, window, causal)  # (B, Hq, N, Dh)
+        label = f"sdpa-{sdpa_choice(q, k, v, window, causal)}" if kernel == "sdpa" else kernel
+        with torch.no_grad():
+            ref = reference_rows(q[picked][:, :, rows], k[picked], v[picked], rows, window, causal)
+        rel_err = _rel_err(out[picked][:, :, rows.to(out.device)], ref)
+        if grad:
+            if seq_len > GRAD_SEQ_LEN:
+                grad_errors.append(_sampled_dq_error(q, k, v, out, rows, picked, window, causal, seed))
+            grad_errors.append(_full_grad_error(layer, min(seq_len, GRAD_SEQ_LEN), rope_base, seed))
+    _judge(label, "output", rel_err, dtype.tolerance)
+    grad_rel_err = max(grad_errors) if grad_errors else None
+    if grad_rel_err is not None:
+        _judge(label, "gradient", grad_rel_err, dtype.tolerance * GRAD_TOLERANCE_FACTOR)
+    return Verification(kernel=label, rel_err=rel_err, grad_rel_err=grad_rel_err)
+
+
+def _judge(kernel: str, what: str, err: float, tolerance: float) -> None:
     if not err <= tolerance:
-        raise KernelCheckFailed(f"{kernel} disagrees with the fp64 reference: rel err {err:.2e} > {tolerance:.0e}")
-    return KernelCheck(kernel=kernel, rel_err=err)
+        raise KernelVerifyFailed(
+            f"{kernel} {what} disagrees with the fp64 reference: rel err {err:.2e} > {tolerance:.0e}"
+        )
+
+
+def _sampled_dq_error(q, k, v, out, rows, picked, window, causal, seed) -> float:
+    """dq of the sampled rows after a backward of the whole kernel, against fp64 autograd."""
+    generator = torch.Generator(device=out.device).manual_seed(seed + 1)
+    grad_out = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+    out.backward(grad_out)
+    device_rows = rows.to(out.device)
+    q_rows = q.detach()[picked][:, :, device_rows].double().requires_grad_()
+    ref = reference_rows(q_rows, k.detach()[picked], v.detach()[picked], rows, window, causal)
+    ref.backward(grad_out[picked][:, :, device_rows].double())
+    return _rel_err(q.grad[picked][:, :, device_rows], q_rows.grad)
+
+
+def _full_grad_error(layer: SQAttention, n: int, rope_base: float, seed: int) -> float:
+    """dq, dk and dv of the kernel at a small shape (1 x n), in full, against fp64 autograd: the worst of the three."""
+    q, k, v = _inputs(layer, 1, n, rope_base, True, seed + 2)
+    out = attend(q, k, v, layer.kernel, layer.spec.window, layer.causal)
+    generator = torch.Generator(device=out.device).manual_seed(seed + 3)
+    grad_out = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+    out.backward(grad_out)
+    ref_inputs = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    rows = torch.arange(n)
+    ref = reference_rows(*ref_inputs, rows, layer.spec.window, layer.causal)
+    ref.backward(grad_out.double())
+    return max(_rel_err(t.grad, r.grad) for t, r in zip((q, k, v), ref_inputs))

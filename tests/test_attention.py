@@ -1,23 +1,29 @@
-import copy
+"""Every kernel against the independent per-head fp64 reference of tests/reference.py."""
 
 import pytest
 import torch
 
 from conftest import SEQ, TINY, WINDOW, rel_err
+from reference import attention_layer, attention_per_head, mask_by_loops, rotate
 from sqabench.attention import (
     KERNELS,
     KernelUnsupported,
     SQAttention,
     attend,
-    eager_attention,
+    apply_rope,
     rope_tables,
     sdpa_choice,
 )
 from sqabench.errors import ConfigError
 from sqabench.variants import FAMILY, VariantSpec, get_variant
 
-CPU_KERNELS = ["eager", "sdpa", "sdpa-math", "sdpa-flash", "flex"]  # sdpa-flash: the default CPU backend
-MASKS = {"encoder": (None, False), "causal": (None, True), "encoder-window": (WINDOW, False), "causal-window": (WINDOW, True)}
+MASKS = {
+    "encoder": (None, False),
+    "causal": (None, True),
+    "encoder-window": (WINDOW, False),
+    "causal-window": (WINDOW, True),
+}
+EAGER_KERNELS = ["eager", "sdpa", "sdpa-math", "sdpa-flash"]  # sdpa-flash: the default CPU backend
 
 
 def head_groups() -> dict[tuple[int, int], str]:
@@ -30,66 +36,105 @@ def head_groups() -> dict[tuple[int, int], str]:
 
 
 HEADS = head_groups()
+# flex compiles a kernel per shape (~10-20 s each on a CPU): every head layout with the most
+# intricate mask, and every mask with two layouts (grouped and not).
+FLEX_CASES = [(heads, "causal-window") for heads in HEADS] + [
+    (heads, mask) for heads in [(16, 4), (8, 8)] for mask in ("encoder", "causal", "encoder-window")
+]
 
 
-def layer_and_reference(q_heads: int, kv_heads: int, window, causal, kernel):
-    spec = VariantSpec("t", TINY.n_heads, q_heads, kv_heads, window)
-    torch.manual_seed(0)
-    layer = SQAttention(TINY.d_model, spec, kernel=kernel, causal=causal)
-    reference = copy.deepcopy(layer).double()
-    reference.kernel = "eager"
-    x = torch.randn(2, SEQ, TINY.d_model)
-    return layer, reference, x
+def qkv(q_heads: int, kv_heads: int, seed: int = 0):
+    """Random q, k, v in the (B, N, H, Dh) memory layout the layer hands its kernels."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, SEQ, q_heads, 16, generator=g).transpose(1, 2)
+    k = torch.randn(2, SEQ, kv_heads, 16, generator=g).transpose(1, 2)
+    v = torch.randn(2, SEQ, kv_heads, 16, generator=g).transpose(1, 2)
+    return q, k, v
 
 
-def rope(dtype):
-    return rope_tables(SEQ, TINY.head_dim, TINY.rope_base, torch.device("cpu"), dtype)
+def run_kernel(kernel, heads, mask):
+    window, causal = MASKS[mask]
+    q, k, v = qkv(*heads)
+    with torch.inference_mode():
+        try:
+            out = attend(q, k, v, kernel, window, causal)
+        except KernelUnsupported as err:
+            pytest.skip(str(err))  # e.g. CPU flash with an explicit window mask
+    assert out.shape == q.shape
+    assert rel_err(out, attention_per_head(q, k, v, window, causal)) <= 1e-5
 
 
 @pytest.mark.parametrize("mask", MASKS)
-@pytest.mark.parametrize("kernel", CPU_KERNELS)
+@pytest.mark.parametrize("kernel", EAGER_KERNELS)
 @pytest.mark.parametrize("heads", HEADS, ids=list(HEADS.values()))
-def test_every_variant_and_kernel_matches_fp64_reference(heads, kernel, mask):
+def test_every_variant_and_kernel_matches_the_per_head_reference(heads, kernel, mask):
+    run_kernel(kernel, heads, mask)
+
+
+@pytest.mark.parametrize("heads, mask", FLEX_CASES, ids=[f"{HEADS[h]}-{m}" for h, m in FLEX_CASES])
+def test_flex_matches_the_per_head_reference(heads, mask):
+    run_kernel("flex", heads, mask)
+
+
+def test_mask_loops_follow_the_definition():
+    # Guards the guard: the reference's own mask, spelled out on a small case.
+    m = mask_by_loops(5, 1, True)
+    assert m.tolist() == [
+        [True, False, False, False, False],
+        [True, True, False, False, False],
+        [False, True, True, False, False],
+        [False, False, True, True, False],
+        [False, False, False, True, True],
+    ]
+    assert mask_by_loops(4, 1, False)[0].tolist() == [True, True, False, False]
+    assert mask_by_loops(3, None, True).sum() == 6 and mask_by_loops(3, None, False).all()
+
+
+def test_reference_differs_when_masked():
+    # The masks change the output, so the tests above compare something.
+    q, k, v = qkv(4, 4, seed=2)
+    full = attention_per_head(q, k, v)
+    assert rel_err(attention_per_head(q, k, v, WINDOW), full) > 1e-2
+    assert rel_err(attention_per_head(q, k, v, None, True), full) > 1e-2
+    assert rel_err(attention_per_head(q, k, v, WINDOW, True), attention_per_head(q, k, v, None, True)) > 1e-2
+
+
+@pytest.mark.parametrize("kernel", EAGER_KERNELS)
+def test_causal_kernel_never_looks_ahead(kernel):
+    """Changing keys and values after position t leaves rows <= t unchanged (window or not)."""
+    q, k, v = qkv(8, 4, seed=3)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, 120:] += 1.0
+    v2[:, :, 120:] -= 1.0
+    for window in (None, WINDOW):
+        with torch.inference_mode():
+            try:
+                a, b = attend(q, k, v, kernel, window, True), attend(q, k2, v2, kernel, window, True)
+            except KernelUnsupported:
+                continue
+        assert torch.allclose(a[:, :, :120], b[:, :, :120])
+        assert not torch.allclose(a[:, :, 120:], b[:, :, 120:])
+
+
+def test_rope_matches_the_pairwise_rotation():
+    x = torch.randn(1, 2, 37, 16, dtype=torch.float64)
+    cos, sin = rope_tables(37, 16, 10_000.0, torch.device("cpu"), torch.float64)
+    assert rel_err(apply_rope(x, cos, sin), rotate(x, 10_000.0)) < 1e-12
+
+
+@pytest.mark.parametrize("heads", [(16, 16), (8, 4), (4, 1)], ids=["mha", "sqa", "xsmqa"])
+@pytest.mark.parametrize("mask", ["causal-window", "encoder"])
+def test_layer_matches_a_reference_built_from_its_weights(heads, mask):
     window, causal = MASKS[mask]
-    layer, reference, x = layer_and_reference(*heads, window, causal, kernel)
+    spec = VariantSpec("t", TINY.n_heads, *heads, window)
+    torch.manual_seed(0)
+    layer = SQAttention(TINY.d_model, spec, kernel="sdpa", causal=causal)
+    x = torch.randn(2, SEQ, TINY.d_model)
     with torch.inference_mode():
-        try:
-            out = layer(x, rope(torch.float32))
-        except KernelUnsupported as err:
-            pytest.skip(str(err))  # e.g. CPU flash with an explicit window mask
-        ref = reference(x.double(), rope(torch.float64))
-    assert out.shape == (2, SEQ, TINY.d_model)
+        out = layer(x, rope_tables(SEQ, 16, 10_000.0, torch.device("cpu"), torch.float32))
+    weights = {f"attn.{k}": t for k, t in layer.state_dict().items()}
+    ref = attention_layer(x.double(), weights, "attn", heads[0], heads[1], 16, window, causal, 10_000.0)
     assert rel_err(out, ref) <= 1e-5
-
-
-def explicit_window_attention(q, k, v, window):
-    """Independent of sqabench's masks: loops spell out |i - j| <= window."""
-    n = q.shape[-2]
-    allowed = torch.zeros(n, n, dtype=torch.bool)
-    for i in range(n):
-        for j in range(n):
-            allowed[i, j] = abs(i - j) <= window
-    groups = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(groups, 1).double(), v.repeat_interleave(groups, 1).double()
-    scores = (q.double() @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
-    return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
-
-
-@pytest.mark.parametrize("kernel", ["flex", "eager"])
-def test_windowed_path_equals_explicit_boolean_mask(kernel):
-    torch.manual_seed(1)
-    q, k, v = torch.randn(2, 16, SEQ, 16), torch.randn(2, 4, SEQ, 16), torch.randn(2, 4, SEQ, 16)
-    with torch.inference_mode():
-        out = attend(q, k, v, kernel, window=WINDOW)
-    assert rel_err(out, explicit_window_attention(q, k, v, WINDOW)) <= 1e-5
-
-
-def test_eager_reference_differs_from_unmasked_when_windowed():
-    # Guards the guard: the window must change the output, or the tests above prove nothing.
-    torch.manual_seed(2)
-    q, k, v = torch.randn(1, 4, SEQ, 16), torch.randn(1, 4, SEQ, 16), torch.randn(1, 4, SEQ, 16)
-    assert rel_err(eager_attention(q, k, v, window=WINDOW), eager_attention(q, k, v)) > 1e-2
-    assert rel_err(eager_attention(q, k, v, causal=True), eager_attention(q, k, v)) > 1e-2
 
 
 def test_pinned_backend_that_cannot_run_fails_loudly():

@@ -1,40 +1,14 @@
 import json
-from pathlib import Path
+import random
 
 import pytest
 from typer.testing import CliRunner
 
+from rows import LENGTHS, SPREAD, write_run
 from sqabench.check import Limits, compare
 from sqabench.cli import app
-from sqabench.results import COLUMNS, CsvWriter
 
 runner = CliRunner()
-LENGTHS = (1024, 32768)
-TIMES = {"mha": 10.0, "gqa": 9.0, "sqa": 5.0, "xsqa": 3.0}
-
-
-def write_run(path: Path, gpu="NVIDIA H100 80GB HBM3", scale=None, status=None, mem=None, drop=()) -> Path:
-    """A synthetic results CSV: every variant at two lengths; ``scale`` multiplies one cell's time."""
-    scale, status, mem = scale or {}, status or {}, mem or {}
-    writer = CsvWriter(path)
-    for n in LENGTHS:
-        for variant, ms in TIMES.items():
-            if (variant, n) in drop:
-                continue
-            t = ms * n / 1024 * scale.get((variant, n), scale.get("*", 1.0))
-            row = {c: "" for c in COLUMNS}
-            row.update(
-                run_id="r", variant=variant, preset="paper", n_heads=16, n_q_heads={"sqa": 8, "xsqa": 4}.get(variant, 16),
-                n_kv_heads=4, head_dim=16, d_model=256, n_layers=8, causal=False, mode="fwd", dtype="bf16",
-                device="cuda", kernel="sdpa-flash", seq_len=n, batch=max(1, 131072 // n), warmup=2, repeats=10,
-                time_ms=t, time_ms_min=t * 0.99, time_ms_max=t * 1.01, flops=1e12, tflops=1e12 / t / 1e9,
-                peak_mem_bytes=int(1e9 * mem.get((variant, n), 1.0)), gpu_name=gpu, git_sha="abc",
-                status=status.get((variant, n), "ok"),
-            )  # fmt: skip
-            if row["status"] != "ok":
-                row.update(time_ms="", tflops="")
-            writer.write(row)
-    return path
 
 
 @pytest.fixture
@@ -43,7 +17,11 @@ def base(tmp_path):
 
 
 def invoke(*args, env=None):
-    return runner.invoke(app, ["check", *map(str, args)], env=env)
+    return runner.invoke(app, ["check", *map(str, args)], env={"COLUMNS": "300", **(env or {})})
+
+
+def one_line(result) -> str:
+    return " ".join(result.output.split())
 
 
 def test_identical_runs_pass(base):
@@ -56,13 +34,45 @@ def test_one_cell_25_percent_slower_fails_and_is_named(base, tmp_path):
     cur = write_run(tmp_path / "cur.csv", scale={("sqa", 32768): 1.25})
     result = invoke(base, cur)
     assert result.exit_code == 1
-    assert "regression: sqa paper n=32768" in result.output.replace("\n", " ")
+    assert "regression: sqa paper n=32768" in one_line(result)
     assert "+25% time" in result.output
 
 
 def test_small_noise_passes(base, tmp_path):
     cur = write_run(tmp_path / "cur.csv", scale={("sqa", 1024): 1.02})
     assert invoke(base, cur).exit_code == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_consistent_12_percent_slowdown_at_2_percent_spread_always_fails(tmp_path, seed):
+    rng = random.Random(seed)
+    spread = [0.99 + 0.02 * i / 9 for i in range(10)]  # (max-min)/median = 2%
+    a, b = spread[:], spread[:]
+    rng.shuffle(a)
+    rng.shuffle(b)
+    base = write_run(tmp_path / "b.csv", samples={("sqa", 1024): a})
+    cur = write_run(tmp_path / "c.csv", scale={("sqa", 1024): 1.12}, samples={("sqa", 1024): b})
+    report = compare(base, cur, Limits())
+    (failing,) = report.failing
+    assert failing.cell.startswith("sqa paper n=1024") and "+12% time" in failing.problems[0]
+
+
+def test_one_noisy_repeat_never_fails(base, tmp_path):
+    outlier = list(SPREAD)
+    outlier[3] = 3.0  # one repeat three times slower: the median does not move
+    cur = write_run(tmp_path / "cur.csv", samples={(v, n): outlier for v in ("mha", "sqa") for n in LENGTHS})
+    result = invoke(base, cur)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_slowdown_within_the_noise_is_not_a_regression(base, tmp_path):
+    wide = [0.7, 1.3, 0.8, 1.2, 1.0, 0.75, 1.25, 0.9, 1.1, 1.0]  # 60% spread
+    cur = write_run(tmp_path / "cur.csv", scale={("xsqa", 1024): 1.12}, samples={("xsqa", 1024): wide})
+    report = compare(base, cur, Limits())
+    assert report.ok
+    (verdict,) = [v for v in report.cells if v.cell.startswith("xsqa paper n=1024")]
+    assert verdict.ratio_low < 1.10 < verdict.ratio
+    assert any("noisy in the current run" in note for note in verdict.notes)
 
 
 def test_geomean_slowdown_fails(base, tmp_path):
@@ -82,8 +92,16 @@ def test_ratio_drop_fails_even_on_another_gpu(base, tmp_path):
     cur = write_run(tmp_path / "cur.csv", gpu="NVIDIA A100", scale={"*": 2.0, ("sqa", 1024): 2.2})
     result = invoke(base, cur)
     assert result.exit_code == 1
-    assert "GPUs differ" in result.output and "only the speed-up ratio gate applies" in result.output
+    assert "GPUs differ" in result.output and "only the speed-up ratio gate applies" in one_line(result)
     assert "speed-up over mha 2.00x -> 1.82x" in result.output
+
+
+def test_ratio_drop_of_3_percent_passes_and_uses_the_baseline_option(base, tmp_path):
+    cur = write_run(tmp_path / "cur.csv", scale={("sqa", 1024): 1.03})
+    assert compare(base, cur, Limits()).ok
+    cur = write_run(tmp_path / "cur2.csv", scale={("mha", 1024): 0.9})  # mha faster: every speed-up drops 10%
+    assert not compare(base, cur, Limits(max_slowdown=1, max_geomean_slowdown=1)).ok
+    assert compare(base, cur, Limits(max_slowdown=1, max_geomean_slowdown=1, baseline_variant="gqa")).ok
 
 
 def test_different_gpu_applies_only_the_ratio_gate(base, tmp_path):
@@ -94,16 +112,44 @@ def test_different_gpu_applies_only_the_ratio_gate(base, tmp_path):
     assert invoke(base, cur, "--strict").exit_code == 1
 
 
-def test_missing_or_not_ok_cell_fails(base, tmp_path):
-    cur = write_run(tmp_path / "cur.csv", status={("xsqa", 32768): "oom"}, drop={("gqa", 1024)})
+@pytest.mark.parametrize("status", ["oom", "error", "skipped"])
+def test_ok_cell_now_failed_is_named_with_its_status_and_error(base, tmp_path, status):
+    cur = write_run(tmp_path / "cur.csv", status={("xsqa", 32768): status})
     result = invoke(base, cur)
     assert result.exit_code == 1
-    assert "now oom" in result.output and "missing" in result.output
+    text = one_line(result)
+    assert "regression: xsqa paper n=32768" in text and f"now {status}" in text
+    expected = {"oom": "CUDA out of memory", "error": "CUDNN_STATUS_EXECUTION_FAILED", "skipped": "no kernel"}
+    assert expected[status] in text
+
+
+def test_missing_cell_fails(base, tmp_path):
+    cur = write_run(tmp_path / "cur.csv", drop={("gqa", 1024)})
+    result = invoke(base, cur)
+    assert result.exit_code == 1 and "missing from the current run" in one_line(result)
+
+
+def test_backend_change_is_a_note_and_still_gated(base, tmp_path):
+    cudnn = {(v, n): "sdpa-cudnn" for v in ("mha", "gqa", "sqa", "xsqa") for n in LENGTHS}
+    cur = write_run(tmp_path / "cur.csv", kernel=cudnn)
+    result = invoke(base, cur)
+    assert result.exit_code == 0, result.output
+    assert "kernel sdpa-flash -> sdpa-cudnn" in one_line(result)
+    slower = write_run(tmp_path / "slower.csv", kernel=cudnn, scale={("sqa", 32768): 1.25})
+    result = invoke(base, slower)
+    assert result.exit_code == 1 and "+25% time" in result.output
+
+
+def test_unknown_baseline_variant_exits_2_naming_the_variants(base):
+    result = invoke(base, base, "--baseline", "mhaa")
+    assert result.exit_code == 2
+    assert "--baseline 'mhaa' is not in the data; variants there: mha, gqa, sqa, xsqa" in one_line(result)
 
 
 def test_limits_are_options(base, tmp_path):
     cur = write_run(tmp_path / "cur.csv", scale={("sqa", 32768): 1.25})
-    assert invoke(base, cur, "--max-slowdown", "0.3", "--max-geomean-slowdown", "0.1", "--max-ratio-drop", "0.3").exit_code == 0
+    limits = ["--max-slowdown", "0.3", "--max-geomean-slowdown", "0.1", "--max-ratio-drop", "0.3"]
+    assert invoke(base, cur, *limits).exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -127,6 +173,12 @@ def test_no_cell_in_common_exits_2(base, tmp_path):
     assert result.exit_code == 2 and "no cell in common" in result.output
 
 
+def test_title_names_the_files_in_the_order_given(base, tmp_path):
+    cur = write_run(tmp_path / "cur.csv")
+    text = one_line(invoke(base, cur))
+    assert text.index("base.csv") < text.index("cur.csv")
+
+
 def test_step_summary_and_json(base, tmp_path):
     summary = tmp_path / "summary.md"
     cur = write_run(tmp_path / "cur.csv", scale={("sqa", 32768): 1.25})
@@ -134,7 +186,7 @@ def test_step_summary_and_json(base, tmp_path):
     result = invoke(base, cur, "--json", out, env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert result.exit_code == 1
     text = summary.read_text()
-    assert "## sqabench check: **regression**" in text and "| cell | baseline ms |" in text and "FAIL: +25% time" in text
+    assert "**regression**" in text and "| cell | baseline ms |" in text and "FAIL: +25% time" in text
     entries = json.loads(out.read_text())
     assert len(entries) == 8 and {e["unit"] for e in entries} == {"ms"}
     assert all({"name", "unit", "value"} <= set(e) for e in entries)
@@ -143,5 +195,8 @@ def test_step_summary_and_json(base, tmp_path):
 def test_resumed_file_uses_the_latest_row(tmp_path):
     base = write_run(tmp_path / "b.csv", status={("sqa", 1024): "oom"})
     cur = write_run(tmp_path / "c.csv")
-    report = compare(base, cur, Limits())
-    assert report.ok  # an oom in the baseline cannot regress
+    assert compare(base, cur, Limits()).ok  # an oom in the baseline cannot regress
+    both = tmp_path / "both.csv"
+    both.write_text(base.read_text() + "".join(cur.read_text().splitlines(keepends=True)[1:]))
+    report = compare(both, cur, Limits())
+    assert report.ok and len(report.cells) == 8  # the later ok row of sqa 1k counts

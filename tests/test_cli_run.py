@@ -1,18 +1,22 @@
 import csv
+import json
+import statistics
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import sqabench
 import sqabench.sweep as sweep
+from sqabench.cells import Outcome
 from sqabench.cli import app
-from sqabench.measure import Timing
-from sqabench.results import COLUMNS, REQUIRED_COLUMNS
-from sqabench.sweep import Outcome, parse_length, parse_lengths
+from sqabench.measure import Timing, no_compile
+from sqabench.results import COLUMNS
 
 runner = CliRunner()
 TINY_RUN = ["run", "--device", "cpu", "--seq", "64", "--batch", "1", "--warmup", "0", "--repeats", "2"]
+WIDE = {"COLUMNS": "250"}
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -20,65 +24,99 @@ def rows_of(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def fake_measure(cell):
-    return Outcome(kernel="fake", check_rel_err=0.0, timing=Timing(5.0, (2.0, 1.0, 3.0)))
+def fake_measure(cell, phase=None):
+    return Outcome(kernel="fake", verify_rel_err=0.0, timing=Timing(5.0, (2.0, 1.0, 3.0)))
 
 
-@pytest.mark.parametrize(
-    "text, tokens",
-    [("1k", 1024), ("4k", 4096), ("32k", 32768), ("128k", 131072), ("131k", 131072), ("200k", 200000),
-     ("1000", 1000), ("1K", 1024), ("2k", 2048), ("64k", 65536), ("100k", 100000), ("1m", 1_000_000)],
-)  # fmt: skip
-def test_seq_sizes(text, tokens):
-    assert parse_length(text) == tokens
-
-
-def test_seq_list_keeps_order_and_drops_repeats():
-    assert parse_lengths("32k, 1k,1024") == [32768, 1024]
+def invoke(args, **kwargs):
+    return runner.invoke(app, args, env=WIDE, **kwargs)
 
 
 def test_csv_schema_and_values(tmp_path):
     out = tmp_path / "r.csv"
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "mha,sqa,6/2", "--out", str(out)])
+    result = invoke([*TINY_RUN, "--repeats", "3", "--variants", "mha,sqa,6/2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = rows_of(out)
     assert tuple(rows[0].keys()) == COLUMNS
-    assert set(REQUIRED_COLUMNS) <= set(rows[0])
     assert [r["variant"] for r in rows] == ["mha", "sqa", "6/2"]
     for row in rows:
         assert row["status"] == "ok" and row["error"] == ""
         assert row["kernel"].startswith("sdpa-") and row["kernel_requested"] == "auto"
-        assert (row["seq_len"], row["batch"], row["repeats"], row["device"]) == ("64", "1", "2", "cpu")
+        assert (row["seq_len"], row["batch"], row["repeats"], row["device"]) == ("64", "1", "3", "cpu")
+        samples = [float(s) for s in row["samples_ms"].split(";")]
+        assert len(samples) == 3 and float(row["time_ms"]) == statistics.median(samples)
+        assert float(row["time_ms_min"]) == min(samples) and float(row["time_ms_max"]) == max(samples)
         seconds = float(row["time_ms"]) / 1e3
-        assert float(row["tflops"]) == pytest.approx(int(row["flops"]) / seconds / 1e12, rel=1e-3)
-        assert float(row["tokens_per_s"]) == pytest.approx(64 / seconds, rel=1e-3)
-        assert float(row["time_ms_min"]) <= float(row["time_ms"]) <= float(row["time_ms_max"])
-        assert float(row["check_rel_err"]) < 1e-4
+        # 6 significant digits each, whatever the machine's speed: exact to 2e-5 relative
+        assert float(row["tflops"]) == pytest.approx(int(row["flops"]) / seconds / 1e12, rel=2e-5)
+        assert float(row["tokens_per_s"]) == pytest.approx(64 / seconds, rel=2e-5)
+        spread = (max(samples) - min(samples)) / statistics.median(samples)
+        assert float(row["spread"]) == pytest.approx(spread, rel=1e-2, abs=1e-3)
+        assert row["noisy"] == str(spread > 0.10)
+        assert float(row["verify_rel_err"]) < 1e-4 and row["verify_grad_rel_err"] == ""
         assert row["torch_version"] == torch.__version__ and row["peak_mem_bytes"] == ""
+        assert row["cpu_model"] and int(row["torch_threads"]) == torch.get_num_threads()
     assert rows[2]["n_q_heads"] == "6" and rows[2]["n_kv_heads"] == "2"
     assert "results:" in result.output and "mha" in result.output
+
+
+def test_floats_keep_significant_digits(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        sweep, "measure_cell", lambda cell, phase: Outcome(timing=Timing(1.0, (0.000123456789, 123456.789)))
+    )
+    out = tmp_path / "r.csv"
+    assert invoke([*TINY_RUN, "--variants", "mha", "--out", str(out)]).exit_code == 0
+    (row,) = rows_of(out)
+    assert row["time_ms_min"] == "0.000123457" and row["time_ms_max"] == "123457.0"
+    assert row["samples_ms"] == "0.000123457;123457"
+    mantissa = row["tflops"].split("e")[0].replace(".", "").replace("-", "").lstrip("0")
+    assert 0 < len(mantissa) <= 6
 
 
 def test_batch_from_tokens(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "measure_cell", fake_measure)
     out = tmp_path / "r.csv"
     args = ["run", "--device", "cpu", "--variants", "mha", "--seq", "1k,4k,200k", "--tokens", "131072"]
-    assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 0
-    assert [(r["seq_len"], r["batch"]) for r in rows_of(out)] == [("1024", "128"), ("4096", "32"), ("200000", "1")]
-    assert [float(r["time_ms"]) for r in rows_of(out)] == [2.0, 2.0, 2.0]  # the median of 2, 1, 3
+    assert invoke([*args, "--out", str(out)]).exit_code == 0
+    rows = rows_of(out)
+    assert [(r["seq_len"], r["batch"]) for r in rows] == [("1024", "128"), ("4096", "32"), ("200000", "1")]
+    assert [float(r["time_ms"]) for r in rows] == [2.0, 2.0, 2.0]  # the median of 2, 1, 3
+    assert {r["batch_rule"] for r in rows} == {"tokens=131072"}
 
 
 def test_cpu_default_is_a_quick_sweep(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "measure_cell", fake_measure)
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["run"])
+    result = invoke(["run"])
     assert result.exit_code == 0, result.output
-    assert "CPU: a quick sweep" in result.output
+    assert "CPU: a quick sweep (pass --seq for more)" in result.output
     (path,) = (tmp_path / "results").glob("cpu-*.csv")
     rows = rows_of(path)
     assert len(rows) == 11 * 2
     assert {r["seq_len"] for r in rows} == {"256", "1024"} and {r["dtype"] for r in rows} == {"fp32"}
     assert {r["batch"] for r in rows} == {"4", "1"}
+    result = invoke(["run", "--seq", "256", "--variants", "mha"])
+    assert result.exit_code == 0 and "quick sweep" not in result.output
+
+
+def test_one_plain_line_per_cell_when_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    result = invoke([*TINY_RUN, "--variants", "mha,sqa", "--out", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert "mha 64 x1: ok 2 ms (spread 100.0%, noisy)" in lines
+    assert "sqa 64 x1: ok 2 ms (spread 100.0%, noisy)" in lines
+
+
+def test_case_insensitive_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    out = tmp_path / "r.csv"
+    args = [*TINY_RUN, "--preset", "Paper", "--variants", "SQA,Mha", "--dtype", "FP32", "--mode", "FWD"]
+    result = invoke([*args, "--kernel", "SDPA", "--device", "CPU", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [(r["variant"], r["preset"], r["kernel_requested"]) for r in rows_of(out)] == [
+        ("sqa", "paper", "sdpa"), ("mha", "paper", "sdpa"),
+    ]  # fmt: skip
 
 
 BAD_INPUTS = [
@@ -96,6 +134,7 @@ BAD_INPUTS = [
     (["--kernel", "fast"], "unknown kernel 'fast'; choose one of"),
     (["--preset", "huge"], "unknown preset 'huge'; choose one of: paper, wide"),
     (["--device", "tpu"], "unknown device 'tpu'; choose one of: auto, cuda, cpu"),
+    (["--baseline", "mhaa", "--variants", "mha,sqa"], "--baseline 'mhaa' is not among this run's variants: mha, sqa"),
 ]
 
 
@@ -104,7 +143,7 @@ def test_bad_input_is_one_line_exit_2_no_file(tmp_path, monkeypatch, args, messa
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "r.csv"
     argv = ["run", "--device", "cpu", *args, "--out", str(out)] if "--device" not in args else ["run", *args]
-    result = runner.invoke(app, argv)
+    result = invoke(argv)
     assert result.exit_code == 2
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
@@ -112,9 +151,15 @@ def test_bad_input_is_one_line_exit_2_no_file(tmp_path, monkeypatch, args, messa
     assert not out.exists() and not (tmp_path / "results").exists()
 
 
+def test_default_out_creates_nothing_on_bad_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["run", "--device", "cpu", "--variants", "nope"])
+    assert result.exit_code == 2 and not (tmp_path / "results").exists()
+
+
 def test_cuda_without_a_gpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    result = runner.invoke(app, ["run", "--device", "cuda", "--out", str(tmp_path / "r.csv")])
+    result = invoke(["run", "--device", "cuda", "--out", str(tmp_path / "r.csv")])
     assert result.exit_code == 2 and "torch sees no CUDA GPU" in result.output
     assert not (tmp_path / "r.csv").exists()
 
@@ -128,7 +173,7 @@ def test_dtype_the_device_cannot_run(tmp_path, monkeypatch):
         return real(q, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", no_fp16)
-    result = runner.invoke(app, [*TINY_RUN, "--dtype", "fp16", "--out", str(tmp_path / "r.csv")])
+    result = invoke([*TINY_RUN, "--dtype", "fp16", "--out", str(tmp_path / "r.csv")])
     assert result.exit_code == 2 and "--dtype fp16 cannot run on cpu" in result.output
     assert not (tmp_path / "r.csv").exists()
 
@@ -136,15 +181,15 @@ def test_dtype_the_device_cannot_run(tmp_path, monkeypatch):
 @pytest.mark.parametrize("out, message", [("missing/dir/r.csv", "does not exist"), (".", "is a directory")])
 def test_unwritable_out(tmp_path, monkeypatch, out, message):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, [*TINY_RUN, "--out", out])
+    result = invoke([*TINY_RUN, "--out", out])
     assert result.exit_code == 2 and message in result.output
 
 
 def test_existing_out_needs_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "measure_cell", fake_measure)
     out = tmp_path / "r.csv"
-    assert runner.invoke(app, [*TINY_RUN, "--variants", "mha", "--out", str(out)]).exit_code == 0
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "mha", "--out", str(out)])
+    assert invoke([*TINY_RUN, "--variants", "mha", "--out", str(out)]).exit_code == 0
+    result = invoke([*TINY_RUN, "--variants", "mha", "--out", str(out)])
     assert result.exit_code == 2 and "pass --resume" in result.output
     assert len(rows_of(out)) == 1
 
@@ -152,7 +197,7 @@ def test_existing_out_needs_resume(tmp_path, monkeypatch):
 def test_resume_runs_only_missing_or_failed_cells(tmp_path, monkeypatch):
     calls = []
 
-    def measure(cell):
+    def measure(cell, phase):
         calls.append(cell.spec.name)
         if cell.spec.name == "sqa" and calls.count("sqa") == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
@@ -160,116 +205,192 @@ def test_resume_runs_only_missing_or_failed_cells(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep, "measure_cell", measure)
     out = tmp_path / "r.csv"
-    assert runner.invoke(app, [*TINY_RUN, "--variants", "mha,sqa", "--out", str(out)]).exit_code == 0
+    assert invoke([*TINY_RUN, "--variants", "mha,sqa", "--out", str(out)]).exit_code == 0
     assert [r["status"] for r in rows_of(out)] == ["ok", "oom"]
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "mha,sqa,xsqa", "--out", str(out), "--resume"])
+    result = invoke([*TINY_RUN, "--variants", "mha,sqa,xsqa", "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
+    assert "1 cells already ok, 2 to run" in result.output
     assert calls == ["mha", "sqa", "sqa", "xsqa"]
     assert [(r["variant"], r["status"]) for r in rows_of(out)] == [
         ("mha", "ok"), ("sqa", "oom"), ("sqa", "ok"), ("xsqa", "ok"),
     ]  # fmt: skip
 
 
+def test_resume_of_a_missing_file_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    out = tmp_path / "new.csv"
+    result = invoke([*TINY_RUN, "--variants", "mha", "--out", str(out), "--resume"])
+    assert result.exit_code == 0
+    assert f"--resume: {out} does not exist yet; starting it afresh" in result.output
+    assert len(rows_of(out)) == 1
+
+
+def test_resume_with_other_settings_never_mixes_them_in_a_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    out = tmp_path / "r.csv"
+    assert invoke([*TINY_RUN, "--variants", "mha,sqa", "--out", str(out)]).exit_code == 0
+    result = invoke([*TINY_RUN, "--variants", "mha,sqa", "--causal", "--out", str(out), "--resume"])
+    assert result.exit_code == 0
+    titles = [line for line in result.output.splitlines() if line.startswith("CPU")]
+    assert len(titles) == 2
+    assert "· encoder ·" in titles[0] and "· causal ·" in titles[1]
+
+
 def test_resume_refuses_another_schema(tmp_path):
     out = tmp_path / "r.csv"
     out.write_text("a,b\n1,2\n")
-    result = runner.invoke(app, [*TINY_RUN, "--out", str(out), "--resume"])
+    result = invoke([*TINY_RUN, "--out", str(out), "--resume"])
     assert result.exit_code == 2 and "another schema" in result.output
     assert out.read_text() == "a,b\n1,2\n"
 
 
 def test_resume_needs_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, [*TINY_RUN, "--resume"])
+    result = invoke([*TINY_RUN, "--resume"])
     assert result.exit_code == 2 and "--resume needs --out" in result.output
 
 
 def test_oom_becomes_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    def measure(cell):
+    def measure(cell, phase):
         if cell.spec.name == "gqa":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
         return fake_measure(cell)
 
     monkeypatch.setattr(sweep, "measure_cell", measure)
     out = tmp_path / "r.csv"
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "mha,gqa,sqa", "--out", str(out)])
+    result = invoke([*TINY_RUN, "--variants", "mha,gqa,sqa", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = rows_of(out)
     assert [r["status"] for r in rows] == ["ok", "oom", "ok"]
-    assert "out of memory" in rows[1]["error"] and rows[1]["time_ms"] == ""
+    assert "out of memory" in rows[1]["error"] and rows[1]["time_ms"] == "" and rows[1]["kernel"] == ""
     assert "OOM" in result.output
 
 
 def test_failure_mid_sweep_keeps_earlier_rows_and_exits_1(tmp_path, monkeypatch):
-    def measure(cell):
+    def measure(cell, phase):
         if cell.spec.name == "sqa":
+            raise RuntimeError("cuDNN error: [rank0] CUDNN_STATUS_BAD_PARAM [/] in [bold]markup[/bold]")
+        return fake_measure(cell)
+
+    monkeypatch.setattr(sweep, "measure_cell", measure)
+    out = tmp_path / "r.csv"
+    result = invoke([*TINY_RUN, "--variants", "mha,sqa,xsqa", "--out", str(out)])
+    assert result.exit_code == 1
+    rows = rows_of(out)
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert "[rank0] CUDNN_STATUS_BAD_PARAM [/] in [bold]markup[/bold]" in rows[1]["error"]
+    assert "[rank0] CUDNN_STATUS_BAD_PARAM [/] in [bold]markup[/bold]" in result.output  # text, not markup
+
+
+def test_sticky_cuda_error_stops_and_says_how_to_continue(tmp_path, monkeypatch):
+    def measure(cell, phase):
+        if cell.spec.name == "gqa":
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return fake_measure(cell)
 
     monkeypatch.setattr(sweep, "measure_cell", measure)
     out = tmp_path / "r.csv"
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "mha,sqa,xsqa", "--out", str(out)])
+    result = invoke([*TINY_RUN, "--variants", "mha,gqa,sqa", "--out", str(out)])
     assert result.exit_code == 1
-    rows = rows_of(out)
-    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
-    assert "illegal memory access" in rows[1]["error"]
+    assert [r["status"] for r in rows_of(out)] == ["ok", "error"]
+    text = " ".join(result.output.split())
+    assert "stopped: the GPU is unusable" in text and f"--resume --out {out}" in text
 
 
 def test_interrupted_sweep_keeps_finished_rows(tmp_path, monkeypatch):
-    def measure(cell):
+    def measure(cell, phase):
         if cell.spec.name == "sqa":
             raise KeyboardInterrupt
         return fake_measure(cell)
 
     monkeypatch.setattr(sweep, "measure_cell", measure)
     out = tmp_path / "r.csv"
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "mha,gqa,sqa,xsqa", "--out", str(out)])
+    result = invoke([*TINY_RUN, "--variants", "mha,gqa,sqa,xsqa", "--out", str(out)])
     assert result.exit_code == 130
     assert [r["variant"] for r in rows_of(out)] == ["mha", "gqa"]
-    assert "--resume" in result.output
+    assert f"interrupted: 2 finished rows kept in {out}; continue with --resume --out {out}" in result.output
+
+
+def test_interrupted_before_any_row_names_no_file(tmp_path, monkeypatch):
+    def measure(cell, phase):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "measure_cell", measure)
+    out = tmp_path / "r.csv"
+    result = invoke([*TINY_RUN, "--variants", "mha", "--out", str(out)])
+    assert result.exit_code == 130
+    assert "interrupted before any cell finished: nothing written" in result.output
+    assert not out.exists()
 
 
 def test_unsupported_kernel_is_skipped(tmp_path):
     out = tmp_path / "r.csv"
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "mha", "--kernel", "sdpa-cudnn", "--out", str(out)])
+    result = invoke([*TINY_RUN, "--variants", "mha", "--kernel", "sdpa-cudnn", "--out", str(out)])
     assert result.exit_code == 0, result.output
     (row,) = rows_of(out)
     assert row["status"] == "skipped" and "sdpa-cudnn cannot run this case" in row["error"]
 
 
-def test_windowed_variant_runs_flex_and_train_mode_runs(tmp_path):
+def test_windowed_variant_runs_flex_without_compiling_while_timed(tmp_path):
+    # Same shapes as the flex tests of test_attention (batch 2, 200 tokens, window 48): no new compile.
     out = tmp_path / "r.csv"
-    args = ["run", "--device", "cpu", "--seq", "200", "--batch", "2", "--warmup", "0", "--repeats", "1"]
-    result = runner.invoke(app, [*args, "--variants", "swa,mha", "--window", "48", "--out", str(out)])
+    args = ["run", "--device", "cpu", "--seq", "200", "--batch", "2", "--warmup", "1", "--repeats", "2"]
+    result = invoke([*args, "--variants", "swa,mha", "--window", "48", "--out", str(out)])
     assert result.exit_code == 0, result.output
     swa, mha = rows_of(out)
-    assert (swa["kernel"], swa["window"], swa["status"]) == ("flex", "48", "ok")
+    assert (swa["kernel"], swa["window"], swa["status"]) == ("flex", "48", "ok"), swa["error"]
     assert int(swa["flops"]) < int(mha["flops"])
-    train = tmp_path / "t.csv"
-    result = runner.invoke(app, [*TINY_RUN, "--variants", "sqa", "--mode", "train", "--out", str(train)])
-    (row,) = rows_of(train)
+
+
+def test_a_compile_during_timing_fails_instead_of_being_timed():
+    compiled = torch.compile(lambda x: x * 2 + 1)
+    with pytest.raises(RuntimeError, match="fail_on_recompile"), no_compile():
+        compiled(torch.ones(3))
+
+
+def test_train_mode_verifies_gradients(tmp_path):
+    out = tmp_path / "t.csv"
+    result = invoke([*TINY_RUN, "--variants", "sqa", "--mode", "train", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = rows_of(out)
     assert (row["mode"], row["status"]) == ("train", "ok"), row["error"]
+    assert 0 <= float(row["verify_grad_rel_err"]) < 2e-4
 
 
 def test_env_command():
-    result = runner.invoke(app, ["env", "--device", "cpu"])
+    result = invoke(["env", "--device", "cpu"])
     assert result.exit_code == 0
-    for field in ("torch_version", "git_sha", "nvml", torch.__version__):
+    for field in ("torch_version", "git_sha", "nvml", "cpu_model", "torch_threads", torch.__version__):
         assert field in result.output
+
+
+def test_version():
+    result = invoke(["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"sqabench {sqabench.__version__}"
+
+
+def test_help_shows_flags_as_flags():
+    text = invoke(["run", "--help"]).output
+    assert "--causal " in text and "--causal <bool>" not in text and "--resume  " in text
+    assert "--seq LENGTHS" in text and "Hq/Hkv[@W]" in text
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "table"])
 def test_variants_command(fmt):
-    result = runner.invoke(app, ["variants", "--format", fmt])
+    result = invoke(["variants", "--format", fmt])
     assert result.exit_code == 0
     assert "xsmqa" in result.output and "swa-xsqa" in result.output
     if fmt == "csv":
         lines = result.output.strip().splitlines()
-        assert lines[0] == "variant,n_heads,n_q_heads,n_kv_heads,window,params,attn_flops_vs_mha,kv_cache_bytes_per_token"
+        header = "variant,n_heads,n_q_heads,n_kv_heads,window,params,attn_flops_vs_mha,kv_cache_bytes_per_token"
+        assert lines[0] == header
         assert len(lines) == 12
         assert lines[1] == "mha,16,16,16,,11940096,1.0,8192"
+    if fmt == "json":
+        records = json.loads(result.output)
+        assert records[0]["window"] is None and records[-1]["window"] == 128
 
 
 def test_variants_bad_format():
-    result = runner.invoke(app, ["variants", "--format", "xml"])
+    result = invoke(["variants", "--format", "xml"])
     assert result.exit_code == 2 and "choose one of: table, csv, json" in result.output

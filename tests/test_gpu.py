@@ -1,23 +1,51 @@
-"""bf16 correctness on a GPU (``pytest -m gpu``): every variant x kernel against the fp64 reference."""
+"""On a GPU (``pytest -m gpu``): every variant x kernel against fp64, forward and backward, and a real cell."""
 
 import pytest
 import torch
 
 from sqabench.attention import KernelUnsupported, SQAttention
-from sqabench.variants import FAMILY, get_variant
-from sqabench.verify import check_layer
+from sqabench.cells import plan
+from sqabench.measure import measure_cell
+from sqabench.presets import PRESETS
+from sqabench.variants import FAMILY, get_variant, parse_variants
+from sqabench.verify import verify_layer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+KERNELS = ["sdpa", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math", "flex"]
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["encoder", "causal"])
-@pytest.mark.parametrize("kernel", ["sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math", "flex"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", FAMILY)
 def test_bf16_kernel_matches_fp64_reference_at_4k(name, kernel, causal):
     torch.manual_seed(0)
     layer = SQAttention(256, get_variant(name), kernel=kernel, causal=causal).to("cuda", torch.bfloat16)
     try:
-        check = check_layer(layer, batch=1, seq_len=4096)  # raises KernelCheckFailed past 2e-2 or on NaN
+        result = verify_layer(layer, batch=1, seq_len=4096)  # raises KernelVerifyFailed past 2e-2 or on NaN
     except KernelUnsupported as err:
         pytest.skip(str(err))
-    assert check.rel_err < 1e-2
+    assert result.rel_err < 1e-2
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "sdpa-cudnn", "flex"])
+@pytest.mark.parametrize("name", ["mha", "sqa", "swa-xsqa"])
+def test_bf16_gradients_match_fp64(name, kernel):
+    torch.manual_seed(0)
+    layer = SQAttention(256, get_variant(name), kernel=kernel, causal=True).to("cuda", torch.bfloat16)
+    try:
+        result = verify_layer(layer, batch=1, seq_len=1000, grad=True)  # 1000 % 128 != 0: the edge blocks
+    except KernelUnsupported as err:
+        pytest.skip(str(err))
+    assert result.grad_rel_err < 4e-2
+
+
+@pytest.mark.parametrize("mode", ["fwd", "train"])
+def test_a_real_cell_on_the_gpu(mode):
+    cells = plan(
+        parse_variants("sqa,swa"), PRESETS["paper"], [2048], tokens=8192, batch=None, dtype="bf16", mode=mode,
+        causal=False, kernel="auto", device="cuda", warmup=1, repeats=3,
+    )  # fmt: skip
+    for cell in cells:
+        outcome = measure_cell(cell)
+        assert outcome.status == "ok" and outcome.timing.median_ms > 0
+        assert outcome.peak[0] > 0

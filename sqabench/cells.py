@@ -1,0 +1,93 @@
+"""A sweep's plan: every cell it will measure, built before anything runs, and each cell's outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqabench.lengths import format_len
+from sqabench.presets import Preset
+from sqabench.variants import VariantSpec
+
+if TYPE_CHECKING:
+    from sqabench.measure import Timing
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a variant at one length, with every setting that changes the number."""
+
+    spec: VariantSpec
+    preset: Preset
+    seq_len: int
+    batch: int
+    batch_rule: str  # how the batch was chosen: "tokens=131072" or "batch=1"
+    dtype: str
+    mode: str
+    causal: bool
+    kernel: str  # as requested: auto, eager, sdpa, sdpa-<backend>, flex
+    device: str
+    warmup: int
+    repeats: int
+
+    def identity(self) -> dict[str, object]:
+        """The columns that say what was asked for, as the CSV spells them."""
+        p, s = self.preset, self.spec
+        return {
+            "variant": s.name, "preset": p.name, "n_heads": s.n_heads, "n_q_heads": s.n_q_heads,
+            "n_kv_heads": s.n_kv_heads, "head_dim": p.head_dim, "d_model": p.d_model, "n_layers": p.n_layers,
+            "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode,
+            "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel,
+            "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule, "warmup": self.warmup,
+            "repeats": self.repeats,
+        }  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name} · {format_len(self.seq_len)} x{self.batch}"
+
+
+@dataclass
+class Outcome:
+    """What measuring a cell produced: a status, and for an ``ok`` cell its timing and readings."""
+
+    status: str = "ok"
+    error: str = ""
+    note: str = ""
+    kernel: str = ""  # what ran, e.g. sdpa-flash
+    verify_rel_err: float | None = None
+    verify_grad_rel_err: float | None = None
+    timing: Timing | None = None
+    peak: tuple[int | None, int | None] = (None, None)
+    readings: dict = field(default_factory=dict)  # extra columns: NVML and the like
+
+
+def batch_for(seq_len: int, tokens: int, batch: int | None = None) -> int:
+    """``--batch`` if given, else max(1, tokens // seq_len): the paper's 1024x128 ... 200000x1."""
+    return batch if batch is not None else max(1, tokens // seq_len)
+
+
+def plan(
+    specs: Iterable[VariantSpec],
+    preset: Preset,
+    seq_lens: Iterable[int],
+    *,
+    tokens: int,
+    batch: int | None,
+    dtype: str,
+    mode: str,
+    causal: bool,
+    kernel: str,
+    device: str,
+    warmup: int,
+    repeats: int,
+) -> list[Cell]:
+    """Every cell of the sweep, shortest lengths first so that an OOM at the end loses nothing."""
+    specs = list(specs)
+    rule = f"batch={batch}" if batch is not None else f"tokens={tokens}"
+    return [
+        Cell(spec, preset, n, batch_for(n, tokens, batch), rule, dtype, mode, causal, kernel, device, warmup, repeats)
+        for n in seq_lens
+        for spec in specs
+    ]

@@ -1,0 +1,93 @@
+"""What a sweep shows while it runs: a progress bar on a terminal, one plain line per cell elsewhere.
+
+On a terminal the bar names the current cell and its phase (build, compile, verify, warm-up,
+timing) with the sweep's elapsed time and ETA. In a CI log or behind ``| tee`` a live display
+would only leave its last frame, so each finished cell prints one line instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from sqabench.cells import Cell
+from sqabench.lengths import format_len
+from sqabench.report import format_ms
+
+
+def row_line(row: dict) -> str:
+    """``mha 1k x128: ok 12.3 ms (spread 1.2%)``, or the status and error of a failed cell."""
+    head = f"{row['variant']} {format_len(int(row['seq_len']))} x{row['batch']}: {row['status']}"
+    if row["status"] != "ok":
+        return f"{head} ({row['error']})" if row.get("error") else head
+    line = f"{head} {format_ms(float(row['time_ms']))} (spread {float(row['spread']):.1%}"
+    return line + (", noisy)" if row.get("noisy") is True or row.get("noisy") == "True" else ")")
+
+
+class SweepDisplay:
+    """Progress for ``total`` cells on ``console``; ``eta`` is told each cell's predicted seconds."""
+
+    def __init__(self, console: Console, total: int, predicted_s: list[float] | None = None) -> None:
+        self.console = console
+        self.total = total
+        self.live = console.is_terminal
+        self.predicted = list(predicted_s or [])
+        self.done_predicted = 0.0
+        self.done_actual = 0.0
+        self.started = time.monotonic()
+        self.cell_started = self.started
+        self.cell: Cell | None = None
+        self.count = 0  # cells finished
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"), console=console, transient=False,
+        )  # fmt: skip
+        self.task = None
+
+    def __enter__(self) -> "SweepDisplay":
+        if self.live:
+            self.progress.__enter__()
+            self.task = self.progress.add_task("starting", total=self.total, eta=self.eta_text())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.progress.__exit__(*exc)
+
+    def start(self, cell: Cell) -> None:
+        self.cell = cell
+        self.cell_started = time.monotonic()
+        self.phase("build")
+
+    def phase(self, name: str) -> None:
+        if self.live and self.cell is not None:
+            self.progress.update(self.task, description=f"{self.cell.label} · {name}", eta=self.eta_text())
+
+    def finished(self, row: dict) -> None:
+        if self.count < len(self.predicted):
+            self.done_predicted += self.predicted[self.count]
+            self.done_actual += time.monotonic() - self.cell_started
+        self.count += 1
+        if self.live:
+            self.progress.update(self.task, advance=1, eta=self.eta_text())
+        else:
+            self.console.print(Text(row_line(row)), highlight=False)
+
+    def eta_text(self) -> str:
+        """Remaining time: the prediction of the cells left, scaled by how the finished ones compared."""
+        left = sum(self.predicted[self.count :])
+        if not self.predicted or left <= 0:
+            return ""
+        scale = self.done_actual / self.done_predicted if self.done_predicted > 0 else 1.0
+        return f"ETA {format_duration(left * scale)}"
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

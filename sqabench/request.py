@@ -1,0 +1,157 @@
+"""From command-line options to a checked sweep: every usage error is found here, before any work.
+
+``resolve_run`` turns ``RunOptions`` (what the user typed) into a ``RunPlan`` (device, dtype,
+variants, lengths, cells, the output file and its finished cells), or raises ``ConfigError``
+naming the bad value and the valid choices. Nothing is written until the plan is complete.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from sqabench.attention import resolve_kernel
+from sqabench.cells import Cell, plan
+from sqabench.dtypes import DTYPES, get_dtype
+from sqabench.environment import Environment, environment, host_label
+from sqabench.errors import ConfigError
+from sqabench.flops import MODES
+from sqabench.lengths import parse_lengths
+from sqabench.measure import resolve_device, validate_dtype
+from sqabench.presets import Preset, get_preset
+from sqabench.results import key_of, read_rows
+from sqabench.variants import VariantSpec, parse_variants
+
+GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
+CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dtype": "fp32"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user asked for; None means the device's default."""
+
+    seq: str | None = None
+    variants: str = "all"
+    preset: str = "paper"
+    device: str = "auto"
+    dtype: str = "auto"
+    mode: str = "fwd"
+    causal: bool = False
+    window: int = 128
+    kernel: str = "auto"
+    tokens: int | None = None
+    batch: int | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+    out: Path | None = None
+    resume: bool = False
+    baseline: str | None = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    device: torch.device
+    env: Environment
+    preset: Preset
+    specs: list[VariantSpec]
+    lengths: list[int]
+    dtype: str
+    cells: list[Cell]
+    path: Path
+    done: frozenset[tuple[str, ...]]  # keys of the cells the file already holds as ok
+    resumed_missing: bool  # --resume was given but the file did not exist yet
+    quick_default: bool  # the CPU's quick default lengths were used
+    baseline: str | None
+
+    @property
+    def pending(self) -> list[Cell]:
+        return [cell for cell in self.cells if key_of(cell.identity()) not in self.done]
+
+
+def _at_least(name: str, value: int | None, lowest: int) -> None:
+    if value is not None and value < lowest:
+        raise ConfigError(f"{name} {value} must be >= {lowest}")
+
+
+def resolve_run(options: RunOptions) -> RunPlan:
+    """Check every option and build the plan; raises ``ConfigError`` on the first bad one."""
+    device = resolve_device(options.device)
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    dtype = defaults["dtype"] if options.dtype.lower() == "auto" else get_dtype(options.dtype).name
+    mode = options.mode.lower()
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {options.mode!r}; choose one of: {', '.join(MODES)}")
+    _at_least("--window", options.window, 1)
+    for name, value, lowest in (
+        ("--tokens", options.tokens, 1), ("--batch", options.batch, 1), ("--warmup", options.warmup, 0),
+        ("--repeats", options.repeats, 1),
+    ):  # fmt: skip
+        _at_least(name, value, lowest)
+    preset = get_preset(options.preset)
+    specs = parse_variants(options.variants, preset.n_heads, options.window)
+    lengths = parse_lengths(options.seq or defaults["seq"])
+    kernel = options.kernel.lower()
+    for spec in specs:
+        resolve_kernel(spec, kernel)
+    validate_dtype(device, DTYPES[dtype].torch, dtype)
+    env = environment(device)
+    path = options.out or _fresh(Path("results") / f"{host_label(env)}-{datetime.now():%Y%m%d-%H%M%S}.csv")
+    previous = prepare_output(path, options.resume, explicit=options.out is not None)
+    cells = plan(
+        specs, preset, lengths, tokens=options.tokens or defaults["tokens"], batch=options.batch, dtype=dtype,
+        mode=mode, causal=options.causal, kernel=kernel, device=str(device),
+        warmup=defaults["warmup"] if options.warmup is None else options.warmup,
+        repeats=options.repeats or defaults["repeats"],
+    )  # fmt: skip
+    baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
+    return RunPlan(
+        device=device, env=env, preset=preset, specs=specs, lengths=lengths, dtype=dtype, cells=cells, path=path,
+        done=frozenset(key_of(row) for row in previous or () if row["status"] == "ok"),
+        resumed_missing=options.resume and previous is None, quick_default=options.seq is None and device.type == "cpu",
+        baseline=baseline,
+    )  # fmt: skip
+
+
+def _fresh(path: Path) -> Path:
+    """``path``, or ``path`` with -2, -3... when a run of the same second took it."""
+    candidate, count = path, 1
+    while candidate.exists():
+        count += 1
+        candidate = path.with_name(f"{path.stem}-{count}{path.suffix}")
+    return candidate
+
+
+def _baseline(baseline: str | None, requested: list[str], previous: list[str]) -> str | None:
+    """The variant of the final table's speed-ups: explicit ones must be in the data; default mha if there."""
+    present = list(dict.fromkeys(requested + previous))
+    if baseline is None:
+        return "mha" if "mha" in present else None
+    for name in present:
+        if name.lower() == baseline.lower():
+            return name
+    raise ConfigError(f"--baseline {baseline!r} is not among this run's variants: {', '.join(present)}")
+
+
+def prepare_output(path: Path, resume: bool, explicit: bool) -> list[dict] | None:
+    """Check that ``path`` can be written (before any work); return the rows it holds, None if it is new."""
+    if resume and not explicit:
+        raise ConfigError("--resume needs --out FILE: the results file to continue")
+    if path.exists() and path.is_dir():
+        raise ConfigError(f"--out {path} is a directory; give a .csv file path")
+    parent = path.parent
+    if not explicit:  # results/ is made with the first row; what exists of it must be writable
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--out {path} is not writable")
+    if path.exists() and path.stat().st_size > 0:
+        if not resume:
+            raise ConfigError(f"--out {path} exists; pass --resume to continue it, or choose another file")
+        return read_rows(path)
+    return None

@@ -1,0 +1,80 @@
+"""``sqabench run`` after its options are checked: announce, sweep with progress, tables, exit code."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.text import Text
+
+from sqabench.display import SweepDisplay
+from sqabench.lengths import format_len
+from sqabench.report import results_tables
+from sqabench.request import RunPlan
+from sqabench.results import CsvWriter, read_rows
+from sqabench.sweep import SweepAborted, run_sweep
+
+
+def announce(plan: RunPlan, err: Console) -> None:
+    where = f"{plan.env.gpu_name} ({plan.device})" if plan.device.type == "cuda" else "CPU"
+    if plan.quick_default:
+        where += ": a quick sweep (pass --seq for more)"
+    first = plan.cells[0]
+    lengths = ", ".join(f"{format_len(n)}={n}" for n in plan.lengths)
+    err.print(
+        Text(
+            f"sqabench run on {where}: {len(plan.specs)} variants x lengths {lengths}, {plan.preset.name} preset, "
+            f"{'causal' if first.causal else 'encoder'}, {first.mode}, {plan.dtype}"
+        ),
+        highlight=False,
+    )
+    if plan.resumed_missing:
+        err.print(Text(f"--resume: {plan.path} does not exist yet; starting it afresh"), highlight=False)
+    elif plan.done:
+        pending = len(plan.pending)
+        err.print(Text(f"resuming {plan.path}: {len(plan.cells) - pending} cells already ok, {pending} to run"))
+    err.print(Text(f"writing {plan.path}"), highlight=False)
+
+
+def execute(plan: RunPlan, out: Console, err: Console) -> int:
+    """Run the plan's pending cells; print the tables; 0, 1 (a cell failed or the GPU broke) or 130."""
+    announce(plan, err)
+    writer = CsvWriter(plan.path)
+    new_rows: list[dict] = []
+    aborted = None
+    display = SweepDisplay(err, len(plan.pending))
+    try:
+        with display:
+            run_sweep(
+                plan.pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
+                on_row=lambda row: (new_rows.append(row), display.finished(row)),
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        if writer.written:
+            message = (
+                f"interrupted: {writer.written} finished rows kept in {plan.path}; "
+                f"continue with --resume --out {plan.path}"
+            )
+        else:
+            message = "interrupted before any cell finished: nothing written"
+        err.print(Text(message, style="yellow"), highlight=False)
+        return 130
+    except SweepAborted as error:
+        aborted = error
+
+    rows = read_rows(plan.path) if plan.path.exists() else []  # with the rows of earlier runs when resumed
+    for title, table in results_tables(rows, plan.baseline):
+        out.print(Text(title, style="bold"), soft_wrap=True, highlight=False)
+        out.print(table)
+    failed = [r for r in new_rows if r["status"] == "error"]
+    for row in failed:
+        err.print(Text("error ", style="red") + Text(f"{row['variant']} @ {row['seq_len']}: {row['error']}"))
+    if aborted is not None:
+        err.print(
+            Text(
+                f"stopped: the GPU is unusable after {aborted} (a sticky CUDA error fails every later cell); "
+                f"{writer.written} rows kept; continue in a new process with --resume --out {plan.path}",
+                style="bold red",
+            ),
+            highlight=False,
+        )
+    out.print(Text(f"results: {plan.path}" if rows else "no rows written"), highlight=False)
+    return 1 if failed or aborted is not None else 0

@@ -1,0 +1,55 @@
+"""Results files for tests, made by the code that makes real ones: ``plan``, ``classify``, ``to_row``."""
+
+from pathlib import Path
+
+import torch
+
+from sqabench.cells import Outcome, plan
+from sqabench.environment import Environment
+from sqabench.measure import Timing
+from sqabench.presets import PRESETS
+from sqabench.results import CsvWriter
+from sqabench.sweep import classify, to_row
+from sqabench.variants import parse_variants
+
+LENGTHS = (1024, 32768)
+TIMES = {"mha": 10.0, "gqa": 9.0, "sqa": 5.0, "xsqa": 3.0}  # ms at 1k; x32 at 32k
+H100 = "NVIDIA H100 80GB HBM3"
+SPREAD = (0.995, 1.0, 1.005, 0.998, 1.002, 0.999, 1.001, 0.997, 1.003, 1.0)  # 1% spread, median 1.0
+
+
+def write_run(path: Path, gpu=H100, scale=None, status=None, mem=None, drop=(), kernel=None, samples=None) -> Path:
+    """A results CSV of a GPU-like run: every variant of TIMES at two lengths, 10 repeats each.
+
+    ``scale`` multiplies a cell's time (key (variant, n), or "*" for all); ``status`` makes a cell
+    raise what a real failure raises ("oom", "error", "skipped"); ``mem`` scales peak memory;
+    ``kernel`` names the kernel that ran per cell; ``samples`` replaces a cell's per-repeat factors.
+    """
+    scale, status, mem, kernel, samples = scale or {}, status or {}, mem or {}, kernel or {}, samples or {}
+    env = Environment(device="cuda", gpu_name=gpu, torch_version="2.11.0", git_sha="abc", cpu_model="test")
+    cells = plan(
+        parse_variants(",".join(TIMES)), PRESETS["paper"], LENGTHS, tokens=131072, batch=None, dtype="bf16",
+        mode="fwd", causal=False, kernel="auto", device="cuda", warmup=2, repeats=10,
+    )  # fmt: skip
+    writer = CsvWriter(path)
+    for cell in cells:
+        at = (cell.spec.name, cell.seq_len)
+        if at in drop:
+            continue
+        t = TIMES[cell.spec.name] * cell.seq_len / 1024 * scale.get(at, scale.get("*", 1.0))
+
+        failure = {
+            "oom": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB"),
+            "error": RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"),
+            "skipped": NotImplementedError("no kernel for this case"),
+        }.get(status.get(at))
+        if failure is not None:
+            outcome = classify(failure)  # what run_cell makes of the exception a real run raises
+        else:
+            peak = int(1e9 * mem.get(at, 1.0))
+            outcome = Outcome(
+                kernel=kernel.get(at, "sdpa-flash"), verify_rel_err=3e-3,
+                timing=Timing(900.0, tuple(t * f for f in samples.get(at, SPREAD))), peak=(peak, peak),
+            )  # fmt: skip
+        writer.write(to_row(cell, outcome, env, "run"))
+    return path

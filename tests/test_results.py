@@ -1,0 +1,98 @@
+import csv
+import math
+
+import pytest
+
+from rows import write_run
+from sqabench.errors import ConfigError
+from sqabench.results import (
+    CELL_KEY,
+    COLUMNS,
+    CsvWriter,
+    key_of,
+    latest,
+    load_results,
+    read_rows,
+    resolve_baseline,
+    significant,
+)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(0.0070812345, 0.00708123), (1234567.89, 1234570.0), (12.3456789, 12.3457), (None, ""), (math.nan, "")],
+)
+def test_significant_digits_never_fixed_decimals(value, expected):
+    assert significant(value) == expected
+
+
+def test_the_cell_key_is_what_was_asked_for():
+    assert "kernel_requested" in CELL_KEY and "kernel" not in CELL_KEY
+    for column in ("variant", "n_q_heads", "n_kv_heads", "window", "preset", "seq_len", "batch", "dtype", "mode",
+                   "causal", "device"):  # fmt: skip
+        assert column in CELL_KEY
+
+
+def test_csv_and_pandas_rows_have_the_same_key(tmp_path):
+    path = write_run(tmp_path / "r.csv")
+    plain = read_rows(path)
+    frame = load_results(path)
+    assert [key_of(row) for row in plain] == [key_of(row) for _, row in frame.iterrows()]
+    assert key_of(plain[0])[CELL_KEY.index("window")] == ""  # no window: empty, not "nan"
+
+
+def test_latest_keeps_the_last_row_of_a_cell(tmp_path):
+    a = write_run(tmp_path / "a.csv", status={("sqa", 1024): "oom"})
+    b = write_run(tmp_path / "b.csv")
+    both = load_results([a, b])
+    assert len(both) == 16 and len(latest(both)) == 8
+    assert set(latest(both)["status"]) == {"ok"}
+
+
+def test_writer_creates_the_file_with_its_first_row(tmp_path):
+    writer = CsvWriter(tmp_path / "sub" / "r.csv")
+    assert not writer.path.exists()
+    with pytest.raises(ValueError, match="columns the schema lacks: bogus"):
+        writer.write({"bogus": 1})
+    writer.write({"variant": "mha", "status": "ok"})
+    with writer.path.open() as handle:
+        assert tuple(next(csv.reader(handle))) == COLUMNS
+
+
+def test_older_files_without_new_columns_still_load(tmp_path):
+    path = write_run(tmp_path / "r.csv")
+    rows = read_rows(path)
+    old = tmp_path / "old.csv"
+    keep = [c for c in COLUMNS if c not in ("samples_ms", "spread", "noisy", "batch_rule", "note")]
+    with old.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keep, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    frame = load_results(old)
+    assert len(frame) == 8 and frame["samples_ms"].isna().all()
+
+
+def test_baseline_must_be_in_the_data(tmp_path):
+    frame = load_results(write_run(tmp_path / "r.csv"))
+    assert resolve_baseline(frame, None) == "mha"
+    assert resolve_baseline(frame, "GQA") == "gqa"
+    with pytest.raises(ConfigError, match="variants there: mha, gqa, sqa, xsqa"):
+        resolve_baseline(frame, "ssqa")
+
+
+def test_plot_check_and_cost_model_do_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, sqabench.check, sqabench.plots, sqabench.flops, sqabench.lengths; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_readme_documents_the_columns_in_file_order():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### The results CSV", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", section, re.M)
+    assert tuple(documented) == COLUMNS

@@ -1,0 +1,93 @@
+"""Failures land in the right column; a sticky CUDA error stops the sweep and keeps every row."""
+
+import pytest
+import torch
+from torch._dynamo.exc import FailOnRecompileLimitHit
+from torch._inductor.exc import InductorError, LoweringException
+
+from conftest import TINY
+from sqabench.cells import Outcome, plan
+from sqabench.environment import Environment
+from sqabench.measure import Timing
+from sqabench.results import CsvWriter, read_rows
+from sqabench.sweep import SweepAborted, classify, run_cell, run_sweep
+from sqabench.variants import parse_variants
+
+
+def cells(names="mha,sqa,xsqa", lengths=(64,)):
+    return plan(
+        parse_variants(names), TINY, lengths, tokens=64, batch=None, dtype="fp32", mode="fwd", causal=False,
+        kernel="auto", device="cpu", warmup=0, repeats=2,
+    )  # fmt: skip
+
+
+def raising(err):
+    def measure(cell, phase):
+        raise err
+
+    return measure
+
+
+def wrapped(inner: BaseException) -> BaseException:
+    """An exception raised the way the compiler raises it: wrapped, with the original as cause."""
+    try:
+        try:
+            raise inner
+        except BaseException as original:
+            raise InductorError(original, None) from original
+    except InductorError as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    "err, status, text",
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), "oom", "CUDA out of memory"),
+        (MemoryError(), "oom", "host memory"),
+        (NotImplementedError("FlexAttention does not support backward on CPU"), "skipped", "backward on CPU"),
+        (RuntimeError("cuDNN error: CUDNN_STATUS_BAD_PARAM"), "error", "RuntimeError: cuDNN error"),
+        (FailOnRecompileLimitHit("recompile_limit reached"), "error", "FailOnRecompileLimitHit: recompile_limit"),
+    ],
+    ids=["oom", "host-oom", "not-implemented", "runtime", "recompile-limit"],
+)
+def test_failures_become_rows(err, status, text):
+    outcome = run_cell(cells()[0], raising(err), lambda name: None)
+    assert outcome.status == status and text in outcome.error
+
+
+def test_compiler_wrapped_failures_are_classified_by_what_they_wrap():
+    assert classify(wrapped(NotImplementedError("no lowering for this op"))).status == "skipped"
+    assert classify(wrapped(torch.OutOfMemoryError("CUDA out of memory while autotuning"))).status == "oom"
+    lowering = LoweringException(NotImplementedError("unsupported"), "aten.foo", [], {})
+    assert classify(lowering).status == "skipped"
+    assert classify(wrapped(RuntimeError("Triton compilation failed"))).status == "error"
+
+
+def test_a_bug_is_not_swallowed():
+    with pytest.raises(TypeError):
+        run_cell(cells()[0], raising(TypeError("a bug in sqabench")), lambda name: None)
+
+
+def test_sticky_cuda_error_stops_the_sweep_after_its_row(tmp_path):
+    seen = []
+
+    def measure(cell, phase):
+        seen.append(cell.spec.name)
+        if cell.spec.name == "sqa":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return Outcome(kernel="fake", timing=Timing(1.0, (1.0, 1.0)))
+
+    writer = CsvWriter(tmp_path / "r.csv")
+    with pytest.raises(SweepAborted, match="illegal memory access"):
+        run_sweep(cells(), writer, Environment(device="cpu"), measure=measure)
+    assert seen == ["mha", "sqa"]
+    assert [(r["variant"], r["status"]) for r in read_rows(writer.path)] == [("mha", "ok"), ("sqa", "error")]
+
+
+def test_phases_are_reported_in_order():
+    from sqabench.measure import measure_cell
+
+    phases = []
+    outcome = run_cell(cells("mha")[0], measure_cell, phases.append)
+    assert outcome.status == "ok", outcome.error
+    assert phases == ["build", "compile", "verify", "warm-up", "timing"]

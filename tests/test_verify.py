@@ -1,0 +1,83 @@
+"""Correct before fast: the fp64 verification catches wrong kernels, forward and backward."""
+
+import pytest
+import torch
+
+import sqabench.verify as verify
+from conftest import TINY, WINDOW
+from reference import mask_by_loops
+from sqabench.attention import SQAttention, attend
+from sqabench.variants import VariantSpec
+from sqabench.verify import KernelVerifyFailed, allowed_keys, verify_layer
+
+
+def layer(kernel="sdpa", heads=(8, 4), window=WINDOW, causal=True) -> SQAttention:
+    torch.manual_seed(0)
+    return SQAttention(TINY.d_model, VariantSpec("t", 16, *heads, window), kernel=kernel, causal=causal)
+
+
+@pytest.mark.parametrize("window", [None, 5, WINDOW])
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_mask_is_the_definition(window, causal):
+    rows = torch.arange(70)
+    assert torch.equal(allowed_keys(rows, 70, window, causal), mask_by_loops(70, window, causal))
+
+
+@pytest.mark.parametrize("kernel", ["eager", "sdpa", "sdpa-math"])
+def test_correct_kernels_pass_forward_and_backward(kernel):
+    result = verify_layer(layer(kernel), batch=2, seq_len=300, grad=True)
+    assert result.rel_err < 1e-5 and result.grad_rel_err < 1e-5
+    assert result.kernel == (f"sdpa-{result.kernel[5:]}" if kernel == "sdpa" else kernel)
+
+
+BROKEN = {  # each takes (q, k, v, kernel, window, causal) like sqabench.attention.attend
+    "looks ahead": lambda q, k, v, *rest: attend(q.flip(2), k.flip(2), v.flip(2), *rest).flip(2),
+    "no window": lambda q, k, v, kernel, window, causal: attend(q, k, v, kernel, None, causal),
+    "wrong scale": lambda q, k, v, *rest: attend(q * 1.1, k, v, *rest),
+    "wrong head grouping": lambda q, k, v, *rest: attend(q, k.roll(1, 1), v.roll(1, 1), *rest),
+    "NaN": lambda q, k, v, *rest: attend(q, k, v, *rest) * float("nan"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_wrong_kernel_is_refused(monkeypatch, broken):
+    monkeypatch.setattr(verify, "attend", BROKEN[broken])
+    with pytest.raises(KernelVerifyFailed, match="output disagrees with the fp64 reference"):
+        verify_layer(layer(), batch=2, seq_len=200)
+
+
+class WrongBackward(torch.autograd.Function):
+    """The right output, a gradient 5% too large: only the backward check can see it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 1.05
+
+
+@pytest.mark.parametrize("seq_len", [200, 600])  # the full small-shape check, and the sampled dq at length
+def test_a_wrong_backward_is_refused_in_train_mode_only(monkeypatch, seq_len):
+    monkeypatch.setattr(verify, "attend", lambda q, *args: attend(WrongBackward.apply(q), *args))
+    assert verify_layer(layer(), batch=1, seq_len=seq_len).grad_rel_err is None  # fwd: not checked
+    with pytest.raises(KernelVerifyFailed, match="gradient disagrees"):
+        verify_layer(layer(), batch=1, seq_len=seq_len, grad=True)
+
+
+def test_verification_runs_in_the_steps_grad_mode(monkeypatch):
+    """A forward cell verifies under inference_mode, a train cell with autograd on, as their steps
+    run: a kernel compiled for one mode is not compiled again for the other."""
+    modes = []
+
+    def spy(q, k, v, kernel, window, causal):
+        modes.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled(), q.requires_grad))
+        return attend(q, k, v, kernel, window, causal)
+
+    monkeypatch.setattr(verify, "attend", spy)
+    verify_layer(layer(), batch=1, seq_len=200)
+    assert modes == [(False, True, False)]
+    modes.clear()
+    verify_layer(layer(), batch=1, seq_len=200, grad=True)
+    assert modes[0] == (True, False, True)
