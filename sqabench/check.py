@@ -27,6 +27,7 @@ from sqabench.results import (
     POINT_KEY,
     key_of,
     latest,
+    normal,
     load_results,
     parse_samples,
     resolve_baseline,
@@ -179,6 +180,12 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
         for row, tag in ((b, "baseline"), (c, "current")):
             if str(row.get("noisy")) == "True":
                 verdict.notes.append(f"noisy in the {tag} run (spread {float(row['spread']):.0%})")
+            if normal(row.get("throttle")):
+                verdict.notes.append(f"throttled ({row['throttle']}) in the {tag} run")
+                warnings.append(
+                    f"{verdict.cell}: the GPU throttled ({row['throttle']}) during the {tag} run's timing; "
+                    "its verdict compares a slowed clock"
+                )
         verdict.current_ms = float(c["time_ms"])
         draws = boot.medians("current", c) / boot.medians("baseline", b)
         verdict.ratio_low, verdict.ratio_high = lower(draws), upper(draws)

@@ -118,6 +118,64 @@ def env(device: DeviceOption = "auto") -> None:
 
 
 @app.command()
+def ceilings(
+    device: DeviceOption = "auto",
+    dtype: Annotated[str, typer.Option(metavar="DTYPE", help="bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")] = "auto",
+    refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even when cached.")] = False,
+) -> None:
+    """Measure (or show the cached) matmul, exponential and memory rates of this device, beside published peaks."""
+    from sqabench.ceilings import cache_path, get_ceilings, peaks_for
+    from sqabench.dtypes import get_dtype
+    from sqabench.environment import environment
+    from sqabench.measure import resolve_device
+    from sqabench.report import ceilings_table
+
+    with usage_errors():
+        dev = resolve_device(device)
+        name = ("bf16" if dev.type == "cuda" else "fp32") if dtype.lower() == "auto" else get_dtype(dtype).name
+    env_info = environment(dev)
+    if not refresh:
+        say(f"measuring unless cached in {cache_path()} ...")
+    result, cached = get_ceilings(dev, env_info, name, refresh=refresh)
+    published = peaks_for(env_info.gpu_name, name)
+    out.print(Text(f"ceilings of {env_info.gpu_name or env_info.cpu_model} ({dev}), {name}", style="bold"))
+    out.print(ceilings_table(result, published))
+    out.print(Text(f"{'cached' if cached else 'measured'} {result.measured_at}; cache: {cache_path()}"), highlight=False)
+
+
+@app.command()
+def floor(
+    gpu: Annotated[str, typer.Option("--gpu", metavar="NAME", help="A GPU of the published-peaks table, e.g. 'H100 SXM', 'A100 40GB'.")] = "H100 SXM",
+    seq: Annotated[str, typer.Option(metavar="LENGTHS", help="Lengths, e.g. 1k,32k,200k.")] = "1k,32k,200k",
+    preset: PresetOption = "paper",
+    dtype: Annotated[str, typer.Option(metavar="DTYPE", help="bf16, fp16 or fp32.")] = "bf16",
+    mode: Annotated[str, typer.Option(metavar="MODE", help="fwd or train.")] = "fwd",
+    causal: Annotated[bool, typer.Option("--causal", help="Causal masks instead of the encoder.")] = False,
+    tokens: Annotated[int, typer.Option(metavar="TOKENS", help="Tokens per step; batch = max(1, tokens // seq_len).")] = 131072,
+) -> None:
+    """The cost model's floor of every variant on a GPU's published peaks: which limit binds, and how hard."""
+    from sqabench.ceilings import floor_records, published_gpu
+    from sqabench.flops import MODES
+    from sqabench.lengths import parse_lengths
+    from sqabench.presets import get_preset
+    from sqabench.report import floor_table
+
+    with usage_errors():
+        name, rates = published_gpu(gpu, dtype)
+        if mode.lower() not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        p, lengths = get_preset(preset), parse_lengths(seq)
+        records = floor_records(p, lengths, rates, dtype.lower(), mode.lower(), causal, tokens)
+    title = (
+        f"floor on the published peaks of the {name} ({rates.matmul_flops / 1e12:.4g} TFLOP/s {dtype}, "
+        f"{rates.exp_per_s / 1e12:.3g} T exp/s, {rates.bytes_per_s / 1e12:.3g} TB/s) · {p.name} · "
+        f"{'causal' if causal else 'encoder'} · {mode}"
+    )
+    out.print(Text(title, style="bold"), soft_wrap=True)
+    out.print(floor_table(records))
+
+
+@app.command()
 def run(
     seq: Annotated[
         str | None,

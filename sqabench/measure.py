@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from sqabench.cells import Cell, Outcome
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_encoder
+from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_steps, open_monitor
 from sqabench.environment import nvml_reading
 from sqabench.errors import ConfigError
 from sqabench.verify import verify_layer
@@ -170,9 +171,10 @@ def make_step(model: torch.nn.Module, cell: Cell, device: torch.device) -> Calla
 
 
 def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -> Outcome:
-    """Build, compile (timed apart), verify against fp64, warm up, time, read memory. May raise.
+    """Build, compile (timed apart), verify against fp64, warm up, time, read memory and the GPU. May raise.
 
-    ``phase`` hears the name of each stage as it starts: build, compile, verify, warm-up, timing.
+    ``phase`` hears the name of each stage as it starts: build, compile, verify, warm-up, timing
+    (and energy, on a GPU whose timed window was too short for NVML's energy counter).
     """
     device = torch.device(cell.device)
     phase("build")
@@ -186,17 +188,57 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
         model.blocks[0].attn, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base
     )
     reset_peak_memory(device)  # the steady state, not the verification's reference
-    with no_compile():
-        phase("warm-up")
-        for _ in range(cell.warmup):
-            step()
-        phase("timing")
-        samples = time_repeats(step, device, cell.repeats)
+    monitor = open_monitor(device)
+    try:
+        with no_compile():
+            phase("warm-up")
+            for _ in range(cell.warmup):
+                step()
+            phase("timing")
+            with monitor.sampling() if monitor else nullcontext() as window:
+                synchronize(device)
+                start_mj, start = (monitor.energy_mj() if monitor else None), time.perf_counter()
+                samples = time_repeats(step, device, cell.repeats)
+                end_mj, seconds = (monitor.energy_mj() if monitor else None), time.perf_counter() - start
+            peak = peak_memory(device)
+            readings = {**nvml_reading(device), **(window.columns() if window else {})}
+            note = ""
+            if monitor is not None:
+                energy = _energy(monitor, step, device, start_mj, end_mj, cell.repeats, seconds, samples, phase)
+                tokens = cell.batch * cell.seq_len
+                readings.update(
+                    energy_j=energy.joules_per_step,
+                    avg_power_w=energy.avg_power_w,
+                    tokens_per_j=tokens / energy.joules_per_step if energy.joules_per_step else None,
+                )
+                note = energy.note
+    finally:
+        if monitor is not None:
+            monitor.close()
     return Outcome(
         kernel=verified.kernel,
         verify_rel_err=verified.rel_err,
         verify_grad_rel_err=verified.grad_rel_err,
         timing=Timing(compile_ms, samples),
-        peak=peak_memory(device),
-        readings=nvml_reading(device),
+        peak=peak,
+        readings=readings,
+        note=note,
     )
+
+
+def _energy(monitor: GpuMonitor, step, device, start_mj, end_mj, repeats, seconds, samples, phase):
+    """Energy per step from the timed window, or from a longer window of more steps when it was too short."""
+    if seconds < MIN_ENERGY_WINDOW_S and start_mj is not None:
+        phase("energy")
+        step_ms, steps = statistics.median(samples), 0
+        synchronize(device)
+        start_mj, start = monitor.energy_mj(), time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < MIN_ENERGY_WINDOW_S:
+            chunk = energy_steps(step_ms, MIN_ENERGY_WINDOW_S - elapsed)
+            for _ in range(chunk):
+                step()
+            synchronize(device)
+            steps += chunk
+        end_mj = monitor.energy_mj()
+        return energy_of(start_mj, end_mj, steps, time.perf_counter() - start)
+    return energy_of(start_mj, end_mj, repeats, seconds)

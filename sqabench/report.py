@@ -117,6 +117,8 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
         text.append(f" ±{float(spread):.0%}", style="dim")
     if normal(row.get("noisy")) == "True":
         text.append(" noisy", style="bold yellow")
+    if normal(row.get("throttle")):
+        text.append(" throttled", style="bold red")
     if base is not None and base.get("status") == "ok" and not is_baseline:
         speedup = float(base["time_ms"]) / ms
         flop_ratio = float(base["flops"]) / float(row["flops"])
@@ -128,6 +130,49 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
         detail += f" · {format_bytes(row['peak_mem_bytes'])}"
     text.append(f"\n{detail}", style="dim")
     return text
+
+
+def ceilings_table(ceilings, published) -> Table:
+    """Each rate: measured, published peak (a listed GPU), their ratio, and how it was measured."""
+    name, peak = published if published else ("", None)
+    table = Table(caption=f"peak: {name}, published (sources in sqabench/data/gpu_peaks.csv)" if name else None)
+    for column in ("limit", "measured", "published peak", "measured / peak", "method"):
+        table.add_column(column, justify="left" if column in ("limit", "method") else "right")
+    units = {"matmul": ("matmul_flops", format_rate), "exp": ("exp_per_s", lambda v: f"{v / 1e9:.3g} G/s"),
+             "memory": ("bytes_per_s", lambda v: f"{v / 1e9:.3g} GB/s")}  # fmt: skip
+    for limit, (field, fmt) in units.items():
+        value = getattr(ceilings.rates, field)
+        top = getattr(peak, field) if peak else None
+        table.add_row(
+            limit, fmt(value), fmt(top) if top else "-", f"{value / top:.0%}" if top else "-",
+            Text(ceilings.methods.get(limit, "")),
+        )  # fmt: skip
+    return table
+
+
+def floor_table(records: list[dict]) -> Table:
+    """Variant x length: the floor, its binding limit, and the other two limits' times."""
+    from sqabench.lengths import format_len
+
+    points = list(dict.fromkeys((r["seq_len"], r["batch"]) for r in records))
+    table = Table(caption="floor (binding limit); then matmul / exp / memory time, each at its ceiling",
+                  caption_justify="left")  # fmt: skip
+    table.add_column("variant")
+    for n, b in points:
+        table.add_column(f"{format_len(n)} x{b}", justify="right")
+    for variant in dict.fromkeys(r["variant"] for r in records):
+        line = [Text(variant)]
+        for n, b in points:
+            r = next(x for x in records if x["variant"] == variant and x["seq_len"] == n)
+            text = Text(f"{format_ms(r['floor_ms'])} ({r['bound']})")
+            text.append(f"\n{_ms(r['matmul'])} / {_ms(r['exp'])} / {_ms(r['memory'])} ms", style="dim")
+            line.append(text)
+        table.add_row(*line)
+    return table
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
 FAMILY_COLUMNS = (

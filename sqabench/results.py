@@ -28,13 +28,21 @@ TIMING = (
     "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "compile_ms", "tokens_per_s",
     "flops", "tflops", "attention_flops", "exps", "min_bytes", "verify_rel_err", "verify_grad_rel_err",
 )  # fmt: skip
+FLOOR = (
+    "floor_ms", "bound", "efficiency", "ceiling_matmul_flops", "ceiling_exp_per_s", "ceiling_bytes_per_s",
+    "peak_matmul_flops", "peak_exp_per_s", "peak_bytes_per_s",
+)  # fmt: skip
 MEMORY = ("peak_mem_bytes", "peak_reserved_bytes", "nvml_used_bytes")
+GPU = (
+    "energy_j", "tokens_per_j", "avg_power_w", "power_max_w", "sm_clock_min_mhz", "sm_clock_median_mhz",
+    "mem_clock_mhz", "temperature_max_c", "throttle",
+)  # fmt: skip
 ENVIRONMENT = (
     "gpu_name", "driver_version", "cuda_version", "cudnn_version", "triton_version", "torch_version",
     "sqabench_version", "git_sha", "cpu_model", "torch_threads",
 )  # fmt: skip
 OUTCOME = ("status", "error", "note")
-COLUMNS: tuple[str, ...] = IDENTITY + TIMING + MEMORY + ENVIRONMENT + OUTCOME
+COLUMNS: tuple[str, ...] = IDENTITY + TIMING + FLOOR + MEMORY + GPU + ENVIRONMENT + OUTCOME
 
 # What identifies a cell: what was asked for. Two rows with the same key measured the same thing.
 CELL_KEY: tuple[str, ...] = (

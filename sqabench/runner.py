@@ -5,9 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
+from sqabench.ceilings import DeviceLimits, get_ceilings, peaks_for
 from sqabench.display import SweepDisplay
 from sqabench.lengths import format_len
-from sqabench.report import results_tables
+from sqabench.report import format_rate, results_tables
 from sqabench.request import RunPlan
 from sqabench.results import CsvWriter, read_rows
 from sqabench.sweep import SweepAborted, run_sweep
@@ -34,6 +35,26 @@ def announce(plan: RunPlan, err: Console) -> None:
     err.print(Text(f"writing {plan.path}"), highlight=False)
 
 
+def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
+    """This device's measured ceilings (cached, or measured now) and its published peaks, announced."""
+    if not plan.pending:
+        return DeviceLimits()
+    ceilings, cached = get_ceilings(plan.device, plan.env, plan.dtype)
+    rates = ceilings.rates
+    err.print(
+        Text(
+            f"ceilings ({'cached' if cached else 'measured now'}; sqabench ceilings shows how): "
+            f"matmul {format_rate(rates.matmul_flops)}, exp {rates.exp_per_s / 1e9:.3g} G/s, "
+            f"memory {rates.bytes_per_s / 1e9:.3g} GB/s"
+        ),
+        highlight=False,
+    )
+    published = peaks_for(plan.env.gpu_name, plan.dtype)
+    if published is None:
+        return DeviceLimits(measured=rates)
+    return DeviceLimits(measured=rates, peak=published[1], peak_name=published[0])
+
+
 def execute(plan: RunPlan, out: Console, err: Console) -> int:
     """Run the plan's pending cells; print the tables; 0, 1 (a cell failed or the GPU broke) or 130."""
     announce(plan, err)
@@ -42,10 +63,11 @@ def execute(plan: RunPlan, out: Console, err: Console) -> int:
     aborted = None
     display = SweepDisplay(err, len(plan.pending))
     try:
+        limits = device_limits(plan, err)
         with display:
             run_sweep(
                 plan.pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
-                on_row=lambda row: (new_rows.append(row), display.finished(row)),
+                on_row=lambda row: (new_rows.append(row), display.finished(row)), limits=limits,
             )  # fmt: skip
     except KeyboardInterrupt:
         if writer.written:

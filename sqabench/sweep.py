@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import torch
 
 from sqabench.attention import KernelUnsupported, compile_settings
+from sqabench.ceilings import DeviceLimits, floor
 from sqabench.cells import Cell, Outcome
 from sqabench.environment import Environment
 from sqabench.flops import step_cost
@@ -101,8 +102,10 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(err).__name__
 
 
-def to_row(cell: Cell, outcome: Outcome, env: Environment, run_id: str) -> dict[str, object]:
-    """The CSV row of a measured cell: identity, cost model, timing, memory, environment, outcome."""
+def to_row(
+    cell: Cell, outcome: Outcome, env: Environment, run_id: str, limits: DeviceLimits = DeviceLimits()
+) -> dict[str, object]:
+    """The CSV row of a measured cell: identity, cost model, timing, floor, memory, GPU, environment, outcome."""
     cost = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, cell.causal, cell.mode, cell.dtype)
     row: dict[str, object] = {
         "run_id": run_id,
@@ -117,7 +120,9 @@ def to_row(cell: Cell, outcome: Outcome, env: Environment, run_id: str) -> dict[
         "status": outcome.status,
         "error": outcome.error,
         "note": outcome.note,
-        **outcome.readings,
+        **_rates("ceiling", limits.measured),
+        **_rates("peak", limits.peak),
+        **{column: _sig(value) for column, value in outcome.readings.items()},
     }
     timing = outcome.timing
     if timing is not None:
@@ -137,7 +142,28 @@ def to_row(cell: Cell, outcome: Outcome, env: Environment, run_id: str) -> dict[
             peak_mem_bytes=outcome.peak[0],
             peak_reserved_bytes=outcome.peak[1],
         )
+        bound = floor(cost.flops, cost.exps, cost.min_bytes, limits.measured) if limits.measured else None
+        if bound is not None:
+            row.update(
+                floor_ms=significant(bound.floor_ms),
+                bound=bound.bound,
+                efficiency=significant(bound.floor_ms / timing.median_ms, 4),
+            )
     return row
+
+
+def _rates(prefix: str, rates) -> dict[str, object]:
+    if rates is None:
+        return {}
+    return {
+        f"{prefix}_matmul_flops": significant(rates.matmul_flops, 4),
+        f"{prefix}_exp_per_s": significant(rates.exp_per_s, 4),
+        f"{prefix}_bytes_per_s": significant(rates.bytes_per_s, 4),
+    }
+
+
+def _sig(value: object) -> object:
+    return significant(value) if isinstance(value, float) else value
 
 
 def run_sweep(
@@ -150,6 +176,7 @@ def run_sweep(
     on_phase: Callable[[str], None] = lambda phase: None,
     on_row: Callable[[dict], None] = lambda row: None,
     measure: Callable[..., Outcome] | None = None,
+    limits: DeviceLimits = DeviceLimits(),
 ) -> list[dict]:
     """Measure every cell whose key is not in ``done``; write and return the new rows.
 
@@ -164,7 +191,7 @@ def run_sweep(
                 continue
             on_start(cell)
             outcome = run_cell(cell, measure, on_phase)
-            row = to_row(cell, outcome, env, run_id)
+            row = to_row(cell, outcome, env, run_id, limits)
             writer.write(row)
             rows.append(row)
             on_row(row)

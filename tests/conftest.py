@@ -25,3 +25,12 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     """Norm-wise relative error, NaN-safe (NaN gives inf, which never passes)."""
     err = (out.double() - ref.double()).norm() / ref.double().norm()
     return float(err) if torch.isfinite(err) else float("inf")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ceilings_cache(tmp_path_factory):
+    """One cache of measured ceilings for the whole session, never the user's own."""
+    import os
+
+    os.environ["SQABENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("sqabench-cache"))
+    yield

@@ -1,0 +1,112 @@
+"""Ceilings, published peaks, the floor of each cell, and its efficiency on a real CPU run."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import sqabench.ceilings as ceilings
+from conftest import SEQ, TINY, WINDOW
+from sqabench.ceilings import DeviceLimits, Rates, floor, get_ceilings, peaks_for
+from sqabench.cells import plan
+from sqabench.cli import app
+from sqabench.environment import environment
+from sqabench.results import CsvWriter, read_rows
+from sqabench.sweep import run_sweep
+from sqabench.variants import parse_variants
+
+
+def test_floor_is_the_largest_term_and_names_it():
+    rates = Rates(matmul_flops=1e12, exp_per_s=1e9, bytes_per_s=1e11)
+    f = floor(flops=2e12, exps=3e9, min_bytes=1e11, rates=rates)  # 2 s, 3 s, 1 s
+    assert (f.bound, f.floor_ms) == ("exp", pytest.approx(3000.0))
+    assert f.terms_ms == pytest.approx({"matmul": 2000.0, "exp": 3000.0, "memory": 1000.0})
+    assert floor(1e12, 1, 1e13, rates).bound == "memory"
+    assert floor(1, 1, 1, Rates(matmul_flops=1e12)) is None
+
+
+@pytest.mark.parametrize(
+    "name, label, bf16, bandwidth",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM5", 989.4e12, 3.35e12),
+        ("NVIDIA H100 PCIe", "H100 PCIe", 756e12, 2.0e12),
+        ("NVIDIA H200", "H200 SXM", 989.4e12, 4.8e12),
+        ("NVIDIA A100-SXM4-40GB", "A100 40GB SXM4", 312e12, 1.555e12),
+        ("NVIDIA A100-SXM4-80GB", "A100 80GB SXM4", 312e12, 2.039e12),
+        ("NVIDIA L4", "L4", 121e12, 0.3e12),
+        ("NVIDIA L40S", "L40S", 362.05e12, 0.864e12),
+        ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090", 165.2e12, 1.008e12),
+        ("NVIDIA B200", "B200", 2250e12, 8e12),
+    ],
+)
+def test_published_peaks(name, label, bf16, bandwidth):
+    found, rates = peaks_for(name, "bf16")
+    assert found == label
+    assert rates.matmul_flops == pytest.approx(bf16) and rates.bytes_per_s == pytest.approx(bandwidth)
+
+
+def test_h100_special_function_rate_is_flashattention3s():
+    _, rates = peaks_for("NVIDIA H100 80GB HBM3", "bf16")
+    assert rates.exp_per_s == pytest.approx(3.9e12, rel=0.01)  # 132 SMs x 16/clk x 1.83 GHz
+    assert peaks_for("", "bf16") is None and peaks_for("Some Unknown GPU", "bf16") is None
+    assert peaks_for("NVIDIA H100 80GB HBM3", "fp32")[1].matmul_flops == pytest.approx(66.9e12)
+
+
+def test_ceilings_are_cached_per_device_and_software(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def fake_measure(device, dtype, budget_s=1.0):
+        calls.append(dtype)
+        return ceilings.Ceilings("", Rates(1e11, 1e9, 1e10), {"matmul": "m", "exp": "e", "memory": "b"}, "now")
+
+    monkeypatch.setattr(ceilings, "measure_ceilings", fake_measure)
+    env = environment(torch.device("cpu"))
+    first, cached = get_ceilings(torch.device("cpu"), env, "fp32")
+    assert not cached and first.rates == Rates(1e11, 1e9, 1e10)
+    again, cached = get_ceilings(torch.device("cpu"), env, "fp32")
+    assert cached and again.rates == first.rates and calls == ["fp32"]
+    get_ceilings(torch.device("cpu"), env, "bf16")
+    get_ceilings(torch.device("cpu"), env, "fp32", refresh=True)
+    assert calls == ["fp32", "bf16", "fp32"]
+    (tmp_path / "ceilings.json").write_text("{not json")
+    assert not get_ceilings(torch.device("cpu"), env, "fp32")[1]  # an unreadable cache is measured again
+
+
+def test_efficiency_stays_at_or_below_one_on_a_real_cpu_run(tmp_path):
+    """A cell measured faster than its floor would mean a wrong cost model or wrong ceilings."""
+    device = torch.device("cpu")
+    env = environment(device)
+    measured, _ = get_ceilings(device, env, "fp32")
+    cells = plan(
+        parse_variants("mha,sqa,xsmqa,swa", window=WINDOW), TINY, [SEQ], tokens=2 * SEQ, batch=None,
+        dtype="fp32", mode="fwd", causal=False, kernel="auto", device="cpu", warmup=1, repeats=5,
+    )  # fmt: skip
+    writer = CsvWriter(tmp_path / "r.csv")
+    run_sweep(cells, writer, env, limits=DeviceLimits(measured=measured.rates))
+    rows = read_rows(writer.path)
+    assert [r["status"] for r in rows] == ["ok"] * 4, [r["error"] for r in rows]
+    for row in rows:
+        assert row["bound"] in ("matmul", "exp", "memory")
+        assert 0 < float(row["efficiency"]) <= 1.05, row
+        assert float(row["floor_ms"]) == pytest.approx(float(row["efficiency"]) * float(row["time_ms"]), rel=1e-3)
+        assert float(row["ceiling_matmul_flops"]) == pytest.approx(measured.rates.matmul_flops, rel=1e-3)
+        assert row["peak_matmul_flops"] == ""  # no published peak for a CPU
+
+
+def test_ceilings_command_on_cpu():
+    result = CliRunner().invoke(app, ["ceilings", "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ("matmul", "exp", "memory", "GFLOP/s", "a @ b, fp32 square", "fp32 exp", "copy_ of"):
+        assert text in result.output
+
+
+def test_floor_command_shows_the_softmax_bound_of_the_paper_preset():
+    runner = CliRunner()
+    result = runner.invoke(app, ["floor", "--gpu", "H100 SXM", "--seq", "200k"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith(("│ mha ", "│ xsqa "))]
+    assert "(exp)" in lines[0] and "(exp)" in lines[1]  # d_head 16: the softmax binds, not the tensor cores
+    result = runner.invoke(app, ["floor", "--gpu", "H100 SXM", "--seq", "32k", "--preset", "wide"])
+    assert "(matmul)" in result.output.split("│ mha ")[1].split("\n")[0]  # d_head 128: the tensor cores bind
+    result = runner.invoke(app, ["floor", "--gpu", "TPU v5"])
+    assert result.exit_code == 2 and "unknown GPU 'TPU v5'; choose one of: A100 80GB PCIe" in result.output

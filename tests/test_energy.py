@@ -1,0 +1,118 @@
+"""Energy, clocks and throttling during the timed window, with a fake NVML (no GPU needed)."""
+
+import time
+
+import pytest
+import torch
+
+import fake_nvml
+import sqabench.measure as measure
+from conftest import TINY
+from rows import write_run
+from sqabench.cells import plan
+from sqabench.check import Limits, compare
+from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_steps
+from sqabench.environment import Environment
+from sqabench.results import CsvWriter, read_rows
+from sqabench.sweep import run_cell, run_sweep
+from sqabench.variants import parse_variants
+
+
+def test_sampler_reads_during_the_window():
+    nvml = fake_nvml.make(sm_clock=1755, temperature=61, reasons=0x4 | 0x1)
+    monitor = GpuMonitor(nvml, ("gpu", 0), interval_s=0.005)
+    with monitor.sampling() as window:
+        time.sleep(0.1)
+    assert len(window.sm_clocks) >= 5  # sampled while the block ran, not only at its ends
+    columns = window.columns()
+    assert columns["sm_clock_min_mhz"] == columns["sm_clock_median_mhz"] == 1755
+    assert columns["temperature_max_c"] == 61 and columns["power_max_w"] == 300.0
+    assert columns["throttle"] == "power-cap"  # idle (0x1) is not a slowdown
+
+
+def test_older_throttle_api_name_and_no_throttle():
+    nvml = fake_nvml.make(old_names=True, reasons=0x40)
+    with GpuMonitor(nvml, ("gpu", 0), interval_s=0.01).sampling() as window:
+        pass
+    assert window.columns()["throttle"] == "hw-thermal"
+    with GpuMonitor(fake_nvml.make(), ("gpu", 0)).sampling() as window:
+        pass
+    assert window.columns()["throttle"] == ""
+
+
+def test_energy_from_the_counter():
+    energy = energy_of(1_000, 301_000, steps=10, seconds=1.0)
+    assert energy.joules_per_step == pytest.approx(30.0) and energy.avg_power_w == pytest.approx(300.0)
+
+
+@pytest.mark.parametrize(
+    "start, end, seconds, note",
+    [(None, None, 2.0, "no NVML energy counter"), (0, 50_000, 0.2, "too short"), (5, 5, 2.0, "did not advance")],
+)
+def test_energy_is_empty_when_it_cannot_be_measured(start, end, seconds, note):
+    energy = energy_of(start, end, steps=10, seconds=seconds)
+    assert energy.joules_per_step is None and energy.avg_power_w is None and note in energy.note
+
+
+def test_short_windows_are_extended():
+    assert energy_steps(step_ms=5.0) == 200  # 200 x 5 ms = 1 s
+    assert energy_steps(step_ms=3000.0) == 1
+
+
+def cells(names="mha,sqa"):
+    return plan(
+        parse_variants(names), TINY, [64], tokens=64, batch=None, dtype="fp32", mode="fwd", causal=False,
+        kernel="auto", device="cpu", warmup=0, repeats=3,
+    )  # fmt: skip
+
+
+def on_fake_gpu(monkeypatch, **kwargs):
+    """Real CPU cells, measured as if NVML watched a GPU: the fake's counter advances with time."""
+    nvml = fake_nvml.make(**kwargs)
+    monkeypatch.setattr(measure, "open_monitor", lambda device: GpuMonitor(nvml, ("gpu", 0), interval_s=0.01))
+    return nvml
+
+
+def test_a_real_cell_gets_energy_clocks_and_a_long_enough_window(monkeypatch):
+    nvml = on_fake_gpu(monkeypatch, power_w=250.0)
+    phases = []
+    outcome = run_cell(cells("mha")[0], measure.measure_cell, phases.append)
+    assert outcome.status == "ok", outcome.error
+    assert "energy" in phases  # three repeats of a tiny step: far under a second, so extended
+    r = outcome.readings
+    step_s = outcome.timing.median_ms / 1e3
+    assert r["avg_power_w"] == pytest.approx(250.0, rel=0.05)
+    assert r["energy_j"] == pytest.approx(250.0 * step_s, rel=0.5)  # the extended window's mean step
+    assert r["tokens_per_j"] == pytest.approx(64 / r["energy_j"])
+    assert r["sm_clock_median_mhz"] == 1980 and r["throttle"] == ""
+    assert nvml.calls["shutdown"] == 1
+
+
+def test_throttled_cells_reach_the_rows_and_the_table(monkeypatch, tmp_path):
+    on_fake_gpu(monkeypatch, reasons=0x4)
+    writer = CsvWriter(tmp_path / "r.csv")
+    run_sweep(cells(), writer, Environment(device="cpu"))
+    rows = read_rows(writer.path)
+    assert [r["throttle"] for r in rows] == ["power-cap", "power-cap"]
+    assert all(float(r["energy_j"]) > 0 for r in rows)
+
+    from sqabench.report import cell_text
+
+    assert "throttled" in cell_text(rows[1], rows[0]).plain
+
+
+def test_without_a_gpu_the_columns_are_empty_not_zero(tmp_path):
+    writer = CsvWriter(tmp_path / "r.csv")
+    run_sweep(cells("mha"), writer, Environment(device="cpu"))
+    (row,) = read_rows(writer.path)
+    for column in ("energy_j", "tokens_per_j", "avg_power_w", "sm_clock_median_mhz", "throttle", "temperature_max_c"):
+        assert row[column] == "", column
+
+
+def test_check_warns_about_throttled_cells(tmp_path):
+    base = write_run(tmp_path / "b.csv")
+    cur = write_run(tmp_path / "c.csv", throttle={("sqa", 1024): "hw-thermal"})
+    report = compare(base, cur, Limits())
+    assert any("throttled" in w and "sqa paper n=1024" in w for w in report.warnings)
+    (verdict,) = [v for v in report.cells if v.cell.startswith("sqa paper n=1024")]
+    assert any("throttled (hw-thermal) in the current run" in note for note in verdict.notes)
