@@ -201,7 +201,10 @@ def _exp(device: torch.device, budget: float) -> tuple[float, str]:
     try:
         chain = torch.compile(_exp_chain, dynamic=False)
         seconds, count = _best_seconds(lambda: chain(x), device, budget)
-        return EXP_CHAIN * n / seconds, f"compiled sum of {EXP_CHAIN} fp32 exp per element over {n} elements, best of {count}"
+        return (
+            EXP_CHAIN * n / seconds,
+            f"compiled sum of {EXP_CHAIN} fp32 exp per element over {n} elements, best of {count}",
+        )
     except RuntimeError as err:  # no compiler on this machine: in-place exp, bounded by memory traffic
         seconds, count = _best_seconds(lambda: torch.exp_(x.neg_()), device, budget)
         return n / seconds, f"eager in-place exp over {n} elements, best of {count} (compile failed: {err})"

@@ -120,7 +120,9 @@ def env(device: DeviceOption = "auto") -> None:
 @app.command()
 def ceilings(
     device: DeviceOption = "auto",
-    dtype: Annotated[str, typer.Option(metavar="DTYPE", help="bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(metavar="DTYPE", help="bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")
+    ] = "auto",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even when cached.")] = False,
 ) -> None:
     """Measure (or show the cached) matmul, exponential and memory rates of this device, beside published peaks."""
@@ -140,18 +142,25 @@ def ceilings(
     published = peaks_for(env_info.gpu_name, name)
     out.print(Text(f"ceilings of {env_info.gpu_name or env_info.cpu_model} ({dev}), {name}", style="bold"))
     out.print(ceilings_table(result, published))
-    out.print(Text(f"{'cached' if cached else 'measured'} {result.measured_at}; cache: {cache_path()}"), highlight=False)
+    out.print(
+        Text(f"{'cached' if cached else 'measured'} {result.measured_at}; cache: {cache_path()}"), highlight=False
+    )
 
 
 @app.command()
 def floor(
-    gpu: Annotated[str, typer.Option("--gpu", metavar="NAME", help="A GPU of the published-peaks table, e.g. 'H100 SXM', 'A100 40GB'.")] = "H100 SXM",
+    gpu: Annotated[
+        str,
+        typer.Option("--gpu", metavar="NAME", help="A GPU of the published-peaks table, e.g. 'H100 SXM', 'A100 40GB'."),
+    ] = "H100 SXM",
     seq: Annotated[str, typer.Option(metavar="LENGTHS", help="Lengths, e.g. 1k,32k,200k.")] = "1k,32k,200k",
     preset: PresetOption = "paper",
     dtype: Annotated[str, typer.Option(metavar="DTYPE", help="bf16, fp16 or fp32.")] = "bf16",
     mode: Annotated[str, typer.Option(metavar="MODE", help="fwd or train.")] = "fwd",
     causal: Annotated[bool, typer.Option("--causal", help="Causal masks instead of the encoder.")] = False,
-    tokens: Annotated[int, typer.Option(metavar="TOKENS", help="Tokens per step; batch = max(1, tokens // seq_len).")] = 131072,
+    tokens: Annotated[
+        int, typer.Option(metavar="TOKENS", help="Tokens per step; batch = max(1, tokens // seq_len).")
+    ] = 131072,
 ) -> None:
     """The cost model's floor of every variant on a GPU's published peaks: which limit binds, and how hard."""
     from sqabench.ceilings import floor_records, published_gpu

@@ -47,6 +47,12 @@ class SweepDisplay:
         )  # fmt: skip
         self.task = None
 
+    def set_predictions(self, predicted_s: list[float]) -> None:
+        """Each cell's predicted seconds, in order: the ETA scales them by how finished cells compared."""
+        self.predicted = list(predicted_s)
+        if self.live and self.task is not None:
+            self.progress.update(self.task, eta=self.eta_text())
+
     def __enter__(self) -> "SweepDisplay":
         if self.live:
             self.progress.__enter__()

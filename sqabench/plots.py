@@ -1,21 +1,42 @@
-"""Results CSVs -> scaling figures (PNG and SVG). Reads only the CSVs; headless (Agg).
+"""Results CSVs -> figures (PNG and SVG). Reads only the CSVs; headless (Agg); no torch.
 
-Rows are grouped into settings (GPU, dtype, preset, encoder or causal, mode, batch rule); each
-setting gets its own panel, so several GPUs or settings are faceted, never mixed in one line.
+Rows are grouped into settings (``SETTING_KEY``: GPU, preset, layers, dtype, mode, mask, requested
+kernel, batch rule); each setting gets its own panel, so two settings never share a line. Every
+variant keeps one colour in every figure, by family: the MHA/GQA/MQA baselines in greys, the SQA
+family in blues (darker = fewer query heads), windowed variants in oranges, custom heads in
+greens. Every plotted median carries min/max error bars; out-of-memory cells are marked inside
+the frame; legends sit outside the axes, where they hide nothing.
 """
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 from sqabench.lengths import format_len
+from sqabench.results import SETTING_KEY, latest
 
-SETTING = ("gpu", "dtype", "preset", "causal", "mode")
-FIGURES = ("time", "speedup", "memory", "tflops", "paper")
+FIGURES = ("time", "speedup", "memory", "throughput", "efficiency", "paper")
+FAMILY_STYLE: dict[str, tuple[str, str]] = {  # colour, marker
+    "mha": ("#1a1a1a", "o"),
+    "gqa": ("#666666", "s"),
+    "mqa": ("#a6a6a6", "D"),
+    "lsqa": ("#9ecae1", "v"),
+    "ssqa": ("#6baed6", "^"),
+    "sqa": ("#2171b5", "o"),
+    "xsqa": ("#08519c", "s"),
+    "xsmqa": ("#08306b", "D"),
+    "swa": ("#fdae6b", "o"),
+    "swa-ssqa": ("#f16913", "^"),
+    "swa-xsqa": ("#a63603", "s"),
+}
+CUSTOM_COLORS = ("#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b")
+CUSTOM_MARKERS = ("P", "X", "*", "h", "p")
+BOUND_MARKERS = {"matmul": "o", "exp": "^", "memory": "s"}
+PANEL_SIZE = (7.0, 4.6)
+PAPER_SETTING = {"gpu": "NVIDIA A100 40GB", "dtype": "bf16", "causal": "causal", "mode": "fwd", "preset": "paper"}
 
 
 def paper_table() -> pd.DataFrame:
@@ -25,157 +46,354 @@ def paper_table() -> pd.DataFrame:
         return pd.read_csv(path, comment="#").set_index("seq_len")
 
 
+def styles(variants) -> dict[str, tuple[str, str]]:
+    """(colour, marker) of each variant: the family's own, custom heads in greens."""
+    result, custom = {}, 0
+    for variant in variants:
+        if variant in FAMILY_STYLE:
+            result[variant] = FAMILY_STYLE[variant]
+        else:
+            result[variant] = (CUSTOM_COLORS[custom % len(CUSTOM_COLORS)], CUSTOM_MARKERS[custom % len(CUSTOM_MARKERS)])
+            custom += 1
+    return result
+
+
 def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
+    frame = latest(frame, also=("source", "gpu_name")).copy()
     frame["gpu"] = frame["gpu_name"].astype("string").fillna("CPU")
-    frame["causal"] = frame["causal"].astype(str).map({"True": "causal", "False": "encoder"})
+    frame["mask"] = frame["causal"].astype(str).map({"True": "causal", "False": "encoder"})
     frame["theory"] = frame["n_heads"] / frame["n_q_heads"]
+    frame["on_gpu"] = frame["gpu_name"].notna()
     return frame
 
 
-def setting_title(key: tuple) -> str:
-    gpu, dtype, preset, causal, mode = key
-    return f"{gpu} · {dtype} · {preset} · {causal} · {mode}"
+def setting_title(rows: pd.DataFrame) -> str:
+    r = rows.iloc[0]
+    host = r["gpu"] if r["on_gpu"] else f"CPU ({r['cpu_model']})" if pd.notna(r.get("cpu_model")) else "CPU"
+    layers = "" if pd.isna(r["n_layers"]) else f" ({int(r['n_layers'])} layers)"
+    rule = "" if pd.isna(r.get("batch_rule")) else f" · {r['batch_rule']}"
+    kernel = f"kernel {r['kernel_requested']}"
+    return f"{host} · {r['preset']}{layers} · {r['mask']} · {r['mode']} · {r['dtype']} · {kernel}{rule}"
+
+
+def settings(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    keys = [c for c in SETTING_KEY if c in frame.columns]
+    return [group for _, group in frame.groupby(keys, sort=True, dropna=False)]
+
+
+def _axes_grid(count: int, title: str):
+    import matplotlib.pyplot as plt
+
+    cols = 1 if count <= 3 else 2  # one column keeps each panel wide enough to read
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PANEL_SIZE[0] * cols + 2.2, PANEL_SIZE[1] * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+    return fig, list(axes.flat[:count])
 
 
 def _length_axis(ax, lengths) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(sorted(lengths)))
+    lengths = sorted(set(int(n) for n in lengths))
+    ax.xaxis.set_major_locator(FixedLocator(lengths))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_len(int(round(x)))))
+    if len(lengths) == 1:
+        ax.set_xlim(lengths[0] / 1.6, lengths[0] * 1.6)
+    else:
+        ax.set_xlim(lengths[0] / 1.25, lengths[-1] * 1.25)
     ax.set_xlabel("sequence length (tokens)")
     ax.grid(True, which="major", alpha=0.3)
 
 
-def _panels(frame: pd.DataFrame, title: str):
-    import matplotlib.pyplot as plt
+def _plain_log_axis(ax, axis: str = "y") -> None:
+    """Log scale with plain labels (0.5, 2, 300), never 6x10^3."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
-    groups = list(frame.groupby(list(SETTING), sort=True))
-    cols = min(2, len(groups))
-    rows = math.ceil(len(groups) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5.2 * rows), squeeze=False)
-    for ax in axes.flat[len(groups):]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=14, fontweight="bold")
-    return fig, list(zip(axes.flat, groups))
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
-def _colors(variants) -> dict[str, object]:
-    import matplotlib.pyplot as plt
+def _legend(ax, title: str | None = None) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=title,
+                  title_fontsize=8)  # fmt: skip
 
-    cmap = plt.get_cmap("tab20" if len(variants) > 10 else "tab10")
-    return {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
+
+def _err(median: pd.Series, low: pd.Series, high: pd.Series):
+    """Asymmetric error bars (below, above) from min and max; never negative."""
+    return [(median - low).clip(lower=0).to_numpy(), (high - median).clip(lower=0).to_numpy()]
 
 
-def _metric_figure(frame, column, ylabel, title, colors, scale=1.0, log_y=True, mark_oom=True):
-    fig, panels = _panels(frame, title)
-    for ax, (key, group) in panels:
-        for variant, rows in group.groupby("variant", sort=False):
-            ok = rows[rows["status"] == "ok"].sort_values("seq_len")
-            values = ok[column] * scale
-            if values.notna().any():
-                ax.plot(ok["seq_len"], values, marker="o", ms=4, lw=1.8, color=colors[variant], label=variant)
-            if mark_oom:
-                oom = rows[rows["status"] == "oom"]
-                for n in oom["seq_len"]:
-                    ax.scatter([n], [1.0], marker="x", s=60, color=colors[variant], transform=ax.get_xaxis_transform(),
-                               clip_on=False, zorder=5)  # fmt: skip
-        if group[column].notna().sum() == 0:
-            ax.text(0.5, 0.5, f"no {ylabel.lower()} recorded", transform=ax.transAxes, ha="center", color="grey")
-        if log_y and group[column].fillna(0).gt(0).any():
-            ax.set_yscale("log")
-        _length_axis(ax, group["seq_len"].unique())
-        ax.set_ylabel(ylabel)
-        ax.set_title(setting_title(key), fontsize=10)
-        if (group["status"] == "oom").any():
-            ax.scatter([], [], marker="x", color="black", label="out of memory")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, ncol=2, loc="best")
+def _mark_oom(ax, rows: pd.DataFrame, colour: str, marker_row: int) -> bool:
+    """An x per out-of-memory cell, inside the top of the frame (stacked per variant)."""
+    oom = rows[rows["status"] == "oom"]
+    for n in oom["seq_len"]:
+        ax.plot([n], [0.97 - 0.035 * marker_row], marker="x", ms=8, mew=2, color=colour, ls="none",
+                transform=ax.get_xaxis_transform(), clip_on=False, zorder=5)  # fmt: skip
+    return not oom.empty
+
+
+def _time_unit(values: pd.Series) -> tuple[float, str]:
+    return (1e-3, "s") if values.max() >= 2000 else (1.0, "ms")
+
+
+def _time_figure(frame, style):
+    groups = settings(frame)
+    fig, axes = _axes_grid(len(groups), "Time per step\n(median; bars: min to max of the repeats; x: out of memory)")
+    ok_times = frame.loc[frame["status"] == "ok", "time_ms"]
+    scale, unit = _time_unit(ok_times) if not ok_times.empty else (1.0, "ms")  # one unit for every panel
+    for ax, group in zip(axes, groups):
+        any_oom = False
+        for i, (variant, rows) in enumerate(group.groupby("variant", sort=False)):
+            colour, marker = style[variant]
+            good = rows[rows["status"] == "ok"].sort_values("seq_len")
+            if not good.empty:
+                median = good["time_ms"] * scale
+                spread = _err(median, good["time_ms_min"] * scale, good["time_ms_max"] * scale)
+                ax.errorbar(good["seq_len"], median, yerr=spread, color=colour, marker=marker, ms=5, lw=1.8,
+                            capsize=3, label=variant)  # fmt: skip
+            any_oom |= _mark_oom(ax, rows, colour, i)
+        if any_oom:
+            ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
+        _plain_log_axis(ax)
+        ax.margins(y=0.15)
+        _length_axis(ax, group["seq_len"])
+        ax.set_ylabel(f"time per step ({unit})")
+        ax.set_title(setting_title(group), fontsize=9)
+        _legend(ax)
     fig.tight_layout()
     return fig
 
 
-def _speedup_figure(frame, baseline, colors):
-    fig, panels = _panels(frame, f"Speed-up over {baseline} (dashed: theoretical attention speed-up H/Hq)")
-    for ax, (key, group) in panels:
-        base = group[(group["variant"] == baseline) & (group["status"] == "ok")].set_index("seq_len")["time_ms"]
+def _speedup_figure(frame, baseline, style):
+    groups = settings(frame)
+    fig, axes = _axes_grid(
+        len(groups),
+        f"Speed-up over {baseline}\nsolid: measured (bars: min/max); dotted: whole-step FLOP ratio (cost model);"
+        "\ngrey dashed: H/Hq, the theoretical speed-up of attention alone",
+    )
+    for ax, group in zip(axes, groups):
+        ok = group[group["status"] == "ok"]
+        base = ok[ok["variant"] == baseline].set_index("seq_len")
         if base.empty:
-            ax.text(0.5, 0.5, f"no ok {baseline} rows to compare with", transform=ax.transAxes, ha="center")
-        for variant, rows in group.groupby("variant", sort=False):
-            ok = rows[(rows["status"] == "ok") & rows["seq_len"].isin(base.index)].sort_values("seq_len")
-            if ok.empty:
+            ax.text(0.5, 0.5, f"no ok {baseline} rows in this setting", transform=ax.transAxes, ha="center")
+        for variant, rows in ok.groupby("variant", sort=False):
+            rows = rows[rows["seq_len"].isin(base.index)].sort_values("seq_len")
+            if rows.empty or variant == baseline:
                 continue
-            speedup = base.loc[ok["seq_len"]].to_numpy() / ok["time_ms"].to_numpy()
-            ax.plot(ok["seq_len"], speedup, marker="o", ms=4, lw=1.8, color=colors[variant], label=variant)
-            if variant != baseline and rows["window"].isna().all():
-                ax.axhline(rows["theory"].iloc[0], ls="--", lw=1, color=colors[variant], alpha=0.7)
+            colour, marker = style[variant]
+            b = base.loc[rows["seq_len"]]
+            speedup = b["time_ms"].to_numpy() / rows["time_ms"].to_numpy()
+            low = b["time_ms_min"].to_numpy() / rows["time_ms_max"].to_numpy()
+            high = b["time_ms_max"].to_numpy() / rows["time_ms_min"].to_numpy()
+            ax.errorbar(rows["seq_len"], speedup, yerr=[(speedup - low).clip(0), (high - speedup).clip(0)],
+                        color=colour, marker=marker, ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
+            flop_ratio = b["flops"].to_numpy() / rows["flops"].to_numpy()
+            ax.plot(rows["seq_len"], flop_ratio, ls=":", lw=1.6, color=colour)
+        theory = ok[(ok["variant"] != baseline) & ok["window"].isna()].groupby("theory")["variant"].unique()
+        for value, names in theory.items():
+            if value == 1:
+                continue
+            ax.axhline(value, ls="--", lw=1.0, color="#888888", zorder=0)
+            ax.annotate(f"H/Hq = {_fraction(value)} ({', '.join(names)}): attention only", xy=(0.99, value),
+                        xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7, color="#444444",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
         ax.axhline(1.0, color="black", lw=0.8)
-        _length_axis(ax, group["seq_len"].unique())
-        ax.set_ylabel(f"speed-up over {baseline} (x)")
-        ax.set_title(setting_title(key), fontsize=10)
-        ax.legend(fontsize=8, ncol=2, loc="upper left")
+        ax.plot([], [], ls=":", color="black", label="FLOP ratio (cost model)")
+        _plain_log_axis(ax)  # ratios: 2x up and 2x down are the same distance
+        ax.margins(y=0.12)
+        _length_axis(ax, group["seq_len"])
+        ax.set_ylabel(f"speed-up over {baseline} (x, log scale)")
+        ax.set_title(setting_title(group), fontsize=9)
+        _legend(ax)
     fig.tight_layout()
     return fig
 
 
-def _paper_figure(frame, colors):
-    import matplotlib.pyplot as plt
+def _fraction(value: float) -> str:
+    from fractions import Fraction
 
+    f = Fraction(value).limit_denominator(16)
+    return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+
+
+def _metric_figure(frame, style, column, unit, title, log_y=True, per_time=None):
+    """A per-variant line of ``column`` (or, with ``per_time``, work / time, with min/max error bars).
+
+    ``unit`` is (scale, axis label), or a function of a setting's ok rows that returns one.
+    """
+    groups = [g for g in settings(frame) if g[column if per_time is None else "time_ms"].notna().any()]
+    if not groups:
+        return None
+    fig, axes = _axes_grid(len(groups), title)
+    for ax, group in zip(axes, groups):
+        ok = group[group["status"] == "ok"]
+        unit_scale, label = unit(ok) if callable(unit) else unit
+        any_oom = False
+        for i, (variant, rows) in enumerate(group.groupby("variant", sort=False)):
+            colour, marker = style[variant]
+            any_oom |= _mark_oom(ax, rows, colour, i)
+            rows = rows[rows["status"] == "ok"].sort_values("seq_len")
+            if per_time is None:
+                values = rows[column] * unit_scale
+                ax.plot(rows["seq_len"], values, color=colour, marker=marker, ms=5, lw=1.8, label=variant)
+            else:
+                work = rows[per_time]
+                value = work / (rows["time_ms"] / 1e3) * unit_scale
+                low = work / (rows["time_ms_max"] / 1e3) * unit_scale
+                high = work / (rows["time_ms_min"] / 1e3) * unit_scale
+                ax.errorbar(rows["seq_len"], value, yerr=_err(value, low, high), color=colour, marker=marker,
+                            ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
+        if any_oom:
+            ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
+        if log_y:
+            _plain_log_axis(ax)
+        ax.margins(y=0.15)
+        _length_axis(ax, group["seq_len"])
+        ax.set_ylabel(label)
+        ax.set_title(setting_title(group), fontsize=9)
+        _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def _rate_unit(rows: pd.DataFrame) -> tuple[float, str]:
+    """TFLOP/s on a GPU, GFLOP/s on a CPU."""
+    return (1e-12, "achieved TFLOP/s") if rows["on_gpu"].any() else (1e-9, "achieved GFLOP/s")
+
+
+def _efficiency_figure(frame, style):
+    groups = [g for g in settings(frame) if g["efficiency"].notna().any()]
+    if not groups:
+        return None
+    fig, axes = _axes_grid(
+        len(groups), "Efficiency: the cost model's floor / median time\n(marker: the limit that binds; bars: min/max)"
+    )
+    for ax, group in zip(axes, groups):
+        ok = group[(group["status"] == "ok") & group["efficiency"].notna()]
+        for variant, rows in ok.groupby("variant", sort=False):
+            rows = rows.sort_values("seq_len")
+            colour, _ = style[variant]
+            floor = rows["floor_ms"]
+            eff, low, high = floor / rows["time_ms"], floor / rows["time_ms_max"], floor / rows["time_ms_min"]
+            ax.errorbar(rows["seq_len"], eff, yerr=_err(eff, low, high), color=colour, lw=1.5, capsize=3,
+                        label=variant)  # fmt: skip
+            for bound, points in rows.groupby("bound"):
+                ax.scatter(points["seq_len"], floor[points.index] / points["time_ms"], color=colour,
+                           marker=BOUND_MARKERS.get(bound, "o"), s=40, zorder=4, edgecolor="white")  # fmt: skip
+        for bound, marker in BOUND_MARKERS.items():
+            if (ok["bound"] == bound).any():
+                ax.scatter([], [], marker=marker, color="grey", label=f"{bound}-bound")
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_ylim(0, max(1.05, float(ok["efficiency"].max()) * 1.1 if not ok.empty else 1.05))
+        _length_axis(ax, group["seq_len"])
+        ax.set_ylabel("efficiency (floor / time)")
+        ax.set_title(setting_title(group), fontsize=9)
+        _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def _differences(group: pd.DataFrame) -> list[str]:
+    """How this setting differs from the paper's (A100, bf16, causal decoder, forward, paper model)."""
+    r = group.iloc[0]
+    found = {"gpu": r["gpu"], "dtype": r["dtype"], "causal": r["mask"], "mode": r["mode"], "preset": r["preset"]}
+    return [f"{key}: {found[key]} (paper: {value})" for key, value in PAPER_SETTING.items()
+            if str(found[key]) != value and not (key == "gpu" and "A100" in str(found[key]))]  # fmt: skip
+
+
+def _paper_figure(frame, style, notes):
     paper = paper_table()
     variants = [v for v in paper.columns if v != "mha"]
-    settings = list(frame.groupby(list(SETTING), sort=True))
-    lengths = list(paper.index)
-    fig, axes = plt.subplots(len(settings), len(lengths), figsize=(3.4 * len(lengths), 3.8 * len(settings)),
-                             squeeze=False, sharey="row")  # fmt: skip
-    fig.suptitle("Speed-up over MHA: this run vs the paper (A100 40GB, bf16, causal; arXiv 2510.01817 Table 3)",
-                 fontsize=13, fontweight="bold")  # fmt: skip
-    width = 0.4
-    for row_axes, (key, group) in zip(axes, settings):
+    panels = []
+    for group in settings(frame):
         ok = group[group["status"] == "ok"]
         ours = ok.pivot_table(index="seq_len", columns="variant", values="time_ms", aggfunc="last")
-        for ax, n in zip(row_axes, lengths):
-            xs = range(len(variants))
-            theirs = [paper.loc[n, "mha"] / paper.loc[n, v] for v in variants]
-            ax.bar([x - width / 2 for x in xs], theirs, width, color="lightgrey", edgecolor="grey", label="paper A100")
-            if n in ours.index and "mha" in ours.columns and pd.notna(ours.loc[n, "mha"]):
-                mine = [ours.loc[n, "mha"] / ours.loc[n, v] if v in ours.columns else float("nan") for v in variants]
-                ax.bar([x + width / 2 for x in xs], mine, width, color=[colors.get(v, "C0") for v in variants],
-                       label="this run")  # fmt: skip
-            else:
-                ax.text(0.5, 0.9, "not in this run", transform=ax.transAxes, ha="center", color="grey", fontsize=9)
-            ax.axhline(1.0, color="black", lw=0.8)
-            ax.set_xticks(list(xs), variants, rotation=45, fontsize=8)
-            ax.set_title(f"n = {format_len(n)}  ·  {setting_title(key).split(' · ')[0]}", fontsize=9)
-        row_axes[0].set_ylabel(f"speed-up over MHA (x)\n{setting_title(key)}", fontsize=8)
-        row_axes[0].legend(fontsize=8, loc="upper left")
+        if "mha" not in ours.columns or not set(variants) & set(ours.columns):
+            notes.append(f"paper figure: no mha and paper variants to compare in {setting_title(group)}")
+            continue
+        panels.append((group, ours))
+    if not panels:
+        return None
+    fig, axes = _axes_grid(
+        len(panels),
+        "Speed-up over MHA: this run (solid)\nbeside the paper's A100 (dashed, hollow; arXiv 2510.01817 Table 3)",
+    )
+    for ax, (group, ours) in zip(axes, panels):
+        for variant in [v for v in variants if v in ours.columns]:
+            colour, marker = style[variant]
+            theirs = paper["mha"] / paper[variant]
+            ax.plot(paper.index, theirs, ls="--", lw=1.2, marker=marker, mfc="white", color=colour)
+            mine = (ours["mha"] / ours[variant]).dropna()
+            ax.plot(mine.index, mine, lw=2.0, marker=marker, color=colour, label=variant)
+        ax.plot([], [], ls="--", marker="o", mfc="white", color="grey", label="paper (A100)")
+        ax.axhline(1.0, color="black", lw=0.8)
+        _plain_log_axis(ax)
+        ax.margins(y=0.12)
+        _length_axis(ax, list(paper.index) + list(ours.index))
+        ax.set_ylabel("speed-up over MHA (x, log scale)")
+        differences = _differences(group)
+        title = setting_title(group)
+        if differences:
+            title += "\nnot like with like: " + "; ".join(differences)
+        ax.set_title(title, fontsize=9, color="#a50f15" if differences else "black")
+        _legend(ax)
     fig.tight_layout()
     return fig
+
+
+def build_figures(frame: pd.DataFrame, baseline: str | None) -> tuple[dict[str, object], list[str]]:
+    """Every figure that has something to show, by name, and notes on the ones left out."""
+    frame = _prepare(frame)
+    style = styles(list(dict.fromkeys(frame["variant"])))
+    notes: list[str] = []
+    figures: dict[str, object] = {"time": _time_figure(frame, style)}
+    if baseline is not None:
+        figures["speedup"] = _speedup_figure(frame, baseline, style)
+    else:
+        notes.append("speed-up figure not drawn: no mha rows (name a variant with --baseline)")
+    memory = _metric_figure(frame, style, "peak_mem_bytes", (1 / 2**30, "peak GPU memory (GiB)"),
+                            "Peak GPU memory (torch max allocated over the timed calls)")  # fmt: skip
+    if memory is None:
+        notes.append("memory figure not drawn: no GPU memory recorded (a CPU run)")
+    else:
+        figures["memory"] = memory
+    figures["throughput"] = _metric_figure(
+        frame, style, "flops", _rate_unit, "Achieved throughput: cost-model FLOPs / time (bars from min/max)",
+        per_time="flops", log_y=False,
+    )  # fmt: skip
+    efficiency = _efficiency_figure(frame, style)
+    if efficiency is None:
+        notes.append("efficiency figure not drawn: no floor recorded (rows from before ceilings existed)")
+    else:
+        figures["efficiency"] = efficiency
+    paper = _paper_figure(frame, style, notes)
+    if paper is not None:
+        figures["paper"] = paper
+    return {name: fig for name, fig in figures.items() if fig is not None}, notes
 
 
 def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str | None = "mha") -> tuple[list[Path], list[str]]:
-    """Write every figure as PNG and SVG under ``out_dir``; return the paths written."""
+    """Write every figure as PNG and SVG under ``out_dir``; return the paths written and the notes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = _prepare(frame)
-    colors = _colors(list(dict.fromkeys(frame["variant"])))
-    figures = {
-        "time": _metric_figure(frame, "time_ms", "Time per step (ms)", "Time per step vs sequence length (x: out of memory)", colors),
-        "speedup": _speedup_figure(frame, baseline, colors),
-        "memory": _metric_figure(frame, "peak_mem_bytes", "Peak GPU memory (GiB)", "Peak GPU memory (torch max allocated)", colors, scale=1 / 2**30),
-        "tflops": _metric_figure(frame, "tflops", "Achieved TFLOP/s", "Achieved TFLOP/s (cost model FLOPs / median time)", colors, log_y=False),
-        "paper": _paper_figure(frame, colors),
-    }  # fmt: skip
+    figures, notes = build_figures(frame, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fig in figures.items():
         for ext in ("png", "svg"):
             path = out_dir / f"{name}.{ext}"
-            fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight")
+            fig.savefig(path, dpi=120 if ext == "png" else None, bbox_inches="tight")
             written.append(path)
         plt.close(fig)
-    return written, []
+    return written, notes

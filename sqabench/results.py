@@ -185,9 +185,10 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
     return pd.concat(frames, ignore_index=True)
 
 
-def latest(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """One row per cell: the last one written (a resumed file may hold an oom and a later ok)."""
-    keys = frame.apply(key_of, axis=1)
+def latest(frame: "pd.DataFrame", also: tuple[str, ...] = ()) -> "pd.DataFrame":
+    """One row per cell (and per ``also`` columns): the last one written (a resumed file may hold an oom
+    and a later ok). Plots pass ("source", "gpu_name"), so that two files or two GPUs never collapse."""
+    keys = frame.apply(lambda row: key_of(row, CELL_KEY + also), axis=1)
     return frame.loc[~keys.duplicated(keep="last")]
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.text import Text
 
 from sqabench.ceilings import DeviceLimits, get_ceilings, peaks_for
-from sqabench.display import SweepDisplay
+from sqabench.display import SweepDisplay, format_duration
+from sqabench.estimate import ASSUMED_EFFICIENCY, Estimate, estimate
 from sqabench.lengths import format_len
 from sqabench.report import format_rate, results_tables
 from sqabench.request import RunPlan
@@ -55,32 +61,55 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     return DeviceLimits(measured=rates, peak=published[1], peak_name=published[0])
 
 
-def execute(plan: RunPlan, out: Console, err: Console) -> int:
-    """Run the plan's pending cells; print the tables; 0, 1 (a cell failed or the GPU broke) or 130."""
+def hard_exit(code: int) -> None:
+    """Leave now, with a cell still running in its thread: finished rows are on disk already."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], None] = hard_exit) -> int:
+    """Run the plan's pending cells; print the tables; 0, 1 (a cell failed or the GPU broke) or 130.
+
+    The sweep runs in a worker thread so that Ctrl-C reaches the main thread at once, even while a
+    long kernel runs; the main thread then reports what is kept and ``abandon``s the worker.
+    """
     announce(plan, err)
     writer = CsvWriter(plan.path)
     new_rows: list[dict] = []
-    aborted = None
     display = SweepDisplay(err, len(plan.pending))
-    try:
-        limits = device_limits(plan, err)
-        with display:
+    outcome: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            limits = device_limits(plan, err)
+            if limits.measured is not None:
+                predicted = estimate(plan.pending, limits.measured)
+                announce_estimate(predicted, plan, err)
+                display.set_predictions(predicted.per_cell_s)
             run_sweep(
                 plan.pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
                 on_row=lambda row: (new_rows.append(row), display.finished(row)), limits=limits,
             )  # fmt: skip
+        except BaseException as error:  # handed to the main thread, which decides
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="sqabench-sweep", daemon=True)
+    try:
+        with display:
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.1)
     except KeyboardInterrupt:
-        if writer.written:
-            message = (
-                f"interrupted: {writer.written} finished rows kept in {plan.path}; "
-                f"continue with --resume --out {plan.path}"
-            )
-        else:
-            message = "interrupted before any cell finished: nothing written"
-        err.print(Text(message, style="yellow"), highlight=False)
+        interrupted(writer, plan, err)
+        abandon(130)
         return 130
-    except SweepAborted as error:
-        aborted = error
+    error = outcome.get("error")
+    if isinstance(error, KeyboardInterrupt):
+        interrupted(writer, plan, err)
+        return 130
+    if error is not None and not isinstance(error, SweepAborted):
+        raise error
 
     rows = read_rows(plan.path) if plan.path.exists() else []  # with the rows of earlier runs when resumed
     for title, table in results_tables(rows, plan.baseline):
@@ -89,14 +118,44 @@ def execute(plan: RunPlan, out: Console, err: Console) -> int:
     failed = [r for r in new_rows if r["status"] == "error"]
     for row in failed:
         err.print(Text("error ", style="red") + Text(f"{row['variant']} @ {row['seq_len']}: {row['error']}"))
-    if aborted is not None:
+    if error is not None:
         err.print(
             Text(
-                f"stopped: the GPU is unusable after {aborted} (a sticky CUDA error fails every later cell); "
+                f"stopped: the GPU is unusable after {error} (a sticky CUDA error fails every later cell); "
                 f"{writer.written} rows kept; continue in a new process with --resume --out {plan.path}",
                 style="bold red",
             ),
             highlight=False,
         )
     out.print(Text(f"results: {plan.path}" if rows else "no rows written"), highlight=False)
-    return 1 if failed or aborted is not None else 0
+    return 1 if failed or error is not None else 0
+
+
+def interrupted(writer: CsvWriter, plan: RunPlan, err: Console) -> None:
+    if writer.written:
+        message = (
+            f"interrupted: {writer.written} finished rows kept in {plan.path}; continue with --resume --out {plan.path}"
+        )
+    else:
+        message = "interrupted before any cell finished: nothing written"
+    err.print(Text(message, style="yellow"), highlight=False)
+
+
+def announce_estimate(predicted: Estimate, plan: RunPlan, err: Console) -> None:
+    """The sweep's expected duration, with a plain warning when it is long."""
+    where = plan.env.gpu_name or "this CPU"
+    text = (
+        f"estimated duration: about {format_duration(predicted.total_s)} for {len(plan.pending)} cells on {where} "
+        f"(cost model at {ASSUMED_EFFICIENCY:.0%} of the measured ceilings, compiles included; "
+        "the ETA corrects it as cells finish)"
+    )
+    err.print(Text(text), highlight=False)
+    if predicted.long:
+        advice = "fewer or shorter --seq lengths, fewer --variants"
+        if plan.device.type == "cpu":
+            advice += ", or a GPU"
+        err.print(
+            Text(f"warning: this is a long sweep (about {format_duration(predicted.total_s)}); for less, pass {advice}",
+                 style="bold yellow"),
+            highlight=False,
+        )  # fmt: skip

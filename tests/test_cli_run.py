@@ -394,3 +394,31 @@ def test_variants_command(fmt):
 def test_variants_bad_format():
     result = invoke(["variants", "--format", "xml"])
     assert result.exit_code == 2 and "choose one of: table, csv, json" in result.output
+
+
+def test_ctrl_c_takes_effect_while_a_long_cell_runs(tmp_path):
+    """The sweep runs in a worker thread: SIGINT reaches the main thread at once, mid-kernel."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r.csv"
+    args = [sys.executable, "-m", "sqabench", "run", "--device", "cpu", "--seq", "32k", "--variants", "mha"]
+    child = subprocess.Popen(
+        [*args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    seen = []
+    for line in child.stdout:  # wait until the sweep is under way (a 32k cell takes minutes on a CPU)
+        seen.append(line)
+        if line.startswith("estimated duration"):
+            break
+    time.sleep(2)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    rest = child.communicate(timeout=60)[0]
+    assert time.monotonic() - sent < 10, "Ctrl-C waited for the running kernel"
+    assert child.returncode == 130, "".join(seen) + rest
+    assert "interrupted before any cell finished: nothing written" in rest and not out.exists()

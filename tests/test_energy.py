@@ -3,7 +3,6 @@
 import time
 
 import pytest
-import torch
 
 import fake_nvml
 import sqabench.measure as measure
@@ -11,7 +10,7 @@ from conftest import TINY
 from rows import write_run
 from sqabench.cells import plan
 from sqabench.check import Limits, compare
-from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_steps
+from sqabench.energy import GpuMonitor, energy_of, energy_steps
 from sqabench.environment import Environment
 from sqabench.results import CsvWriter, read_rows
 from sqabench.sweep import run_cell, run_sweep
