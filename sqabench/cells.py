@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqabench.flops import Cost, decode_cost, step_cost
 from sqabench.lengths import format_len
 from sqabench.presets import Preset
 from sqabench.variants import VariantSpec
@@ -30,6 +31,8 @@ class Cell:
     device: str
     warmup: int
     repeats: int
+    new_tokens: int = 0  # decode: tokens generated per pass; 0 otherwise
+    cuda_graphs: bool = False  # decode: the step captured in a CUDA graph
 
     def identity(self) -> dict[str, object]:
         """The columns that say what was asked for, as the CSV spells them."""
@@ -39,9 +42,16 @@ class Cell:
             "n_kv_heads": s.n_kv_heads, "head_dim": p.head_dim, "d_model": p.d_model, "n_layers": p.n_layers,
             "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode,
             "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel,
-            "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule, "warmup": self.warmup,
-            "repeats": self.repeats,
+            "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule,
+            "new_tokens": self.new_tokens if self.mode == "decode" else "", "cuda_graphs": self.cuda_graphs,
+            "warmup": self.warmup, "repeats": self.repeats,
         }  # fmt: skip
+
+    def cost(self) -> Cost:
+        """The cost model's work of one timed call: a step, or a decode step (one token per sequence)."""
+        if self.mode == "decode":
+            return decode_cost(self.spec, self.preset, self.batch, self.seq_len, self.new_tokens, self.dtype)
+        return step_cost(self.spec, self.preset, self.batch, self.seq_len, self.causal, self.mode, self.dtype)
 
     @property
     def label(self) -> str:
@@ -82,12 +92,19 @@ def plan(
     device: str,
     warmup: int,
     repeats: int,
+    new_tokens: int = 0,
+    cuda_graphs: bool = False,
 ) -> list[Cell]:
-    """Every cell of the sweep, shortest lengths first so that an OOM at the end loses nothing."""
+    """Every cell of the sweep, shortest lengths first so that an OOM at the end loses nothing.
+
+    Decode cells are causal whatever ``causal`` says: generation never looks ahead.
+    """
     specs = list(specs)
     rule = f"batch={batch}" if batch is not None else f"tokens={tokens}"
+    causal = causal or mode == "decode"
     return [
-        Cell(spec, preset, n, batch_for(n, tokens, batch), rule, dtype, mode, causal, kernel, device, warmup, repeats)
+        Cell(spec, preset, n, batch_for(n, tokens, batch), rule, dtype, mode, causal, kernel, device, warmup,
+             repeats, new_tokens if mode == "decode" else 0, cuda_graphs)  # fmt: skip
         for n in seq_lens
         for spec in specs
     ]

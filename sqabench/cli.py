@@ -202,7 +202,11 @@ def run(
         str, typer.Option(metavar="DTYPE", help="bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")
     ] = "auto",
     mode: Annotated[
-        str, typer.Option(metavar="MODE", help="fwd (inference) or train (forward + backward of a loss).")
+        str,
+        typer.Option(
+            metavar="MODE",
+            help="fwd (inference), train (forward + backward of a loss) or decode (a KV cache, one token at a time).",
+        ),
     ] = "fwd",
     causal: Annotated[
         bool, typer.Option("--causal", help="Causal masks (the paper's decoder) instead of the encoder.")
@@ -241,6 +245,13 @@ def run(
         bool, typer.Option("--resume", help="Continue --out: skip its ok cells, append the rest.")
     ] = False,
     baseline: BaselineOption = None,
+    new_tokens: Annotated[
+        int | None,
+        typer.Option(metavar="T", help="Decode: tokens generated per pass after the --seq context. Default: 32."),
+    ] = None,
+    cuda_graphs: Annotated[
+        bool, typer.Option("--cuda-graphs", help="Decode on a GPU: capture the decode step in a CUDA graph.")
+    ] = False,
 ) -> None:
     """Time every (variant, length) cell and write one CSV row per cell as it finishes."""
     from sqabench.request import RunOptions, resolve_run
@@ -249,7 +260,7 @@ def run(
     options = RunOptions(
         seq=seq, variants=variants, preset=preset, device=device, dtype=dtype, mode=mode, causal=causal,
         window=window, kernel=kernel, tokens=tokens, batch=batch, warmup=warmup, repeats=repeats, out=out_path,
-        resume=resume, baseline=baseline,
+        resume=resume, baseline=baseline, new_tokens=new_tokens, cuda_graphs=cuda_graphs,
     )  # fmt: skip
     with usage_errors():
         plan = resolve_run(options)

@@ -34,6 +34,11 @@ class Estimate:
         return self.total_s > LONG_S
 
 
+def _seconds(cost, rates: Rates) -> float:
+    bound = floor(cost.flops, cost.exps, cost.min_bytes, rates)
+    return bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
+
+
 def _uses_flex(cell: Cell) -> bool:
     return cell.kernel == "flex" or (cell.kernel == "auto" and cell.spec.window is not None)
 
@@ -43,12 +48,14 @@ def estimate(cells: list[Cell], rates: Rates) -> Estimate:
     compiled: set[tuple] = set()
     per_cell = []
     for cell in cells:
-        cost = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, cell.causal, cell.mode, cell.dtype)
-        bound = floor(cost.flops, cost.exps, cost.min_bytes, rates)
-        step_s = bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
+        step_s = _seconds(cell.cost(), rates)
         verify_s = step_s / cell.preset.n_layers  # one layer's attention and its fp64 reference
         calls = 1 + cell.warmup + cell.repeats
         seconds = calls * step_s + verify_s
+        if cell.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
+            prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.dtype)
+            seconds = calls * cell.new_tokens * step_s + 2 * _seconds(prefill, rates)
+            step_s *= cell.new_tokens
         device = cell.device.split(":")[0]
         if device == "cuda" and step_s * cell.repeats < MIN_ENERGY_WINDOW_S:
             seconds += MIN_ENERGY_WINDOW_S

@@ -5,18 +5,23 @@ Pure functions of (variant, preset, batch, seq_len, mask). Conventions:
   exact number of visible (query, key) pairs (QK^T and PV, paper section 3.2, eq. 9);
 - norms, softmax, RoPE and activations are not counted;
 - a train step (forward + backward) is 3x the forward matmuls and 3.5x the attention
-  (the FlashAttention convention: backward = 2.5x forward, since it recomputes the scores).
+  (the FlashAttention convention: backward = 2.5x forward, since it recomputes the scores);
+- a decode step (one new token in each of B sequences) reads every weight once and the K/V of
+  every key its query sees; its query sees min(N + t + 1, w + 1) keys at step t after a context of
+  N, and the cost of a step is the mean over the T steps of a pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from sqabench.dtypes import get_dtype
 from sqabench.presets import Preset
 from sqabench.variants import VariantSpec
 
-MODES = ("fwd", "train")
+MODES = ("fwd", "train", "decode")
+STEP_MODES = ("fwd", "train")  # whole-sequence steps; decode has its own cost, per generated token
 TRAIN_MATMUL_FACTOR = 3.0
 TRAIN_ATTENTION_FACTOR = 3.5
 
@@ -79,8 +84,8 @@ def step_cost(
     writes its output exactly once (attention fused, reading q, k, v and writing o once); the
     backward of a train step is charged twice the forward's traffic.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}; expected one of {MODES}")
+    if mode not in STEP_MODES:
+        raise ValueError(f"mode={mode!r}; expected one of {STEP_MODES} (decode: decode_cost)")
     d, dh, L = preset.d_model, preset.head_dim, preset.n_layers
     tokens = batch * seq_len
     q_dim, kv_dim = spec.n_q_heads * dh, spec.n_kv_heads * dh
@@ -107,3 +112,43 @@ def step_cost(
         exps *= 2  # the backward recomputes the probabilities
         min_bytes *= 3
     return Cost(matmul_flops=matmul, attention_flops=attention, exps=exps, min_bytes=min_bytes)
+
+
+def keys_seen(context: int, new_tokens: int, window: int | None) -> Fraction:
+    """The mean number of keys a decode step's query attends to over T steps after a context of N.
+
+    Step t (0-based) sees positions 0..N+t, itself included, or the last w + 1 of them.
+    """
+    cap = None if window is None else window + 1
+    total = sum(context + t + 1 if cap is None else min(context + t + 1, cap) for t in range(new_tokens))
+    return Fraction(total, new_tokens)
+
+
+def decode_cost(
+    spec: VariantSpec, preset: Preset, batch: int, context: int, new_tokens: int, dtype: str = "bf16"
+) -> Cost:
+    """FLOPs, exponentials and minimum bytes of one decode step: one new token in each of ``batch`` sequences.
+
+    ``min_bytes``: every weight read once (the embedding: only the batch's rows), the K/V of every
+    key seen read once, the new token's K/V written once, activations of the batch's tokens.
+    """
+    d, dh, L = preset.d_model, preset.head_dim, preset.n_layers
+    q_dim, kv_dim = spec.n_q_heads * dh, spec.n_kv_heads * dh
+    layer_matmuls = [(q_dim, d), (kv_dim, d), (kv_dim, d), (d, q_dim), (preset.d_ff, d), (preset.d_ff, d),
+                     (d, preset.d_ff)]  # fmt: skip
+    weights = L * sum(n * k for n, k in layer_matmuls) + d * preset.vocab_size
+    matmul = 2 * batch * weights
+    seen = keys_seen(context, new_tokens, spec.window)
+    attention = L * 4 * batch * spec.n_q_heads * dh * seen
+    exps = L * batch * spec.n_q_heads * seen
+    elem = get_dtype(dtype).bytes
+    kv_read = 2 * L * batch * spec.n_kv_heads * dh * seen
+    kv_write = 2 * L * batch * kv_dim
+    activations = batch * (L * sum(n + k for n, k in layer_matmuls) + d + preset.vocab_size)
+    min_bytes = elem * (weights + batch * d + kv_read + kv_write + activations)
+    return Cost(matmul_flops=matmul, attention_flops=round(attention), exps=round(exps), min_bytes=round(min_bytes))
+
+
+def kv_cache_bytes(spec: VariantSpec, preset: Preset, batch: int, slots: int, dtype: str = "bf16") -> int:
+    """The cache of ``batch`` sequences holding ``slots`` tokens each, across the layer stack."""
+    return kv_cache_bytes_per_token(spec, preset, dtype) * batch * slots

@@ -23,7 +23,8 @@ from sqabench.encoder import build_encoder
 from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_steps, open_monitor
 from sqabench.environment import nvml_reading
 from sqabench.errors import ConfigError
-from sqabench.verify import verify_layer
+from sqabench.decode import Decoder, graphed
+from sqabench.verify import Verification, verify_decode, verify_layer
 
 NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
 
@@ -150,66 +151,122 @@ def free_memory(device: torch.device, collect: bool = True) -> None:
 # --- one cell --------------------------------------------------------------------------------------
 
 
-def make_step(model: torch.nn.Module, cell: Cell, device: torch.device) -> Callable[[], None]:
-    """The timed step: a forward under ``inference_mode``, or forward and backward of a loss."""
+@dataclass
+class Workload:
+    """What a cell times: ``first`` (compiles), ``verify``, then ``step`` for warm-up and the repeats.
+
+    ``prepare`` runs once before the warm-up (decode: the timed prefill) and returns extra columns.
+    """
+
+    first: Callable[[], object]
+    verify: Callable[[], Verification]
+    step: Callable[[], object]
+    warmup_calls: int
+    timed_calls: int
+    tokens_per_call: int
+    prepare: Callable[[], dict] | None = None
+
+
+def model_workload(cell: Cell, device: torch.device) -> Workload:
+    """A forward under ``inference_mode``, or forward and backward of a cross-entropy loss."""
+    model = build_encoder(cell.spec, cell.preset, cell.kernel, cell.causal, device, get_dtype(cell.dtype).torch)
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), device=device)
     if cell.mode == "fwd":
 
-        def forward() -> None:
+        def step() -> None:
             with torch.inference_mode():
                 model(tokens)
 
-        return forward
-    targets = torch.randint(0, cell.preset.vocab_size, (cell.batch * cell.seq_len,), device=device)
+    else:
+        targets = torch.randint(0, cell.preset.vocab_size, (cell.batch * cell.seq_len,), device=device)
 
-    def train() -> None:
-        model.zero_grad(set_to_none=True)
-        logits = model(tokens)  # (B, N, V)
-        F.cross_entropy(logits.flatten(0, 1), targets).backward()
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            logits = model(tokens)  # (B, N, V)
+            F.cross_entropy(logits.flatten(0, 1), targets).backward()
 
-    return train
+    def verify() -> Verification:
+        layer = model.blocks[0].attn
+        return verify_layer(layer, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base)
+
+    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len)
+
+
+def decode_workload(cell: Cell, device: torch.device) -> Workload:
+    """Prefill the context (timed apart), then one-token steps over the cache, each timed: ``new_tokens`` a pass."""
+    model = build_encoder(cell.spec, cell.preset, cell.kernel, True, device, get_dtype(cell.dtype).torch)
+    n, t = cell.seq_len, cell.new_tokens
+    tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, n + t), device=device)
+    decoder = Decoder(model, cell.batch, n, t, cell.kernel)
+    state = {"step": decoder.looping_step(tokens[:, n:])}
+
+    def first() -> None:
+        with torch.inference_mode():
+            decoder.prefill(tokens[:, :n])
+            decoder.step(tokens[:, n : n + 1])
+
+    def prepare() -> dict:
+        synchronize(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            decoder.prefill(tokens[:, :n])
+        synchronize(device)
+        prefill_ms = (time.perf_counter() - start) * 1e3
+        if cell.cuda_graphs:
+            with torch.inference_mode():
+                state["step"] = graphed(decoder, tokens[:, n:])
+        return {"prefill_ms": prefill_ms, "kv_cache_bytes": decoder.cache_bytes}
+
+    def step() -> None:
+        with torch.inference_mode():
+            state["step"]()
+
+    def verify() -> Verification:
+        return verify_decode(model, cell.kernel, cell.batch, n, t)
+
+    return Workload(first, verify, step, cell.warmup * t, cell.repeats * t, cell.batch, prepare)
 
 
 def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -> Outcome:
     """Build, compile (timed apart), verify against fp64, warm up, time, read memory and the GPU. May raise.
 
-    ``phase`` hears the name of each stage as it starts: build, compile, verify, warm-up, timing
-    (and energy, on a GPU whose timed window was too short for NVML's energy counter).
+    ``phase`` hears the name of each stage as it starts: build, compile, verify, (prefill,) warm-up,
+    timing (and energy, on a GPU whose timed window was too short for NVML's energy counter).
     """
     device = torch.device(cell.device)
     phase("build")
     reset_peak_memory(device)
-    model = build_encoder(cell.spec, cell.preset, cell.kernel, cell.causal, device, get_dtype(cell.dtype).torch)
-    step = make_step(model, cell, device)
+    work = decode_workload(cell, device) if cell.mode == "decode" else model_workload(cell, device)
     phase("compile")
-    compile_ms = time_first_call(step, device)
+    compile_ms = time_first_call(work.first, device)
     phase("verify")
-    verified = verify_layer(
-        model.blocks[0].attn, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base
-    )
+    verified = work.verify()
     reset_peak_memory(device)  # the steady state, not the verification's reference
     monitor = open_monitor(device)
+    readings: dict[str, object] = {}
+    note = ""
     try:
         with no_compile():
+            if work.prepare is not None:
+                phase("prefill")
+                readings.update(work.prepare())
             phase("warm-up")
-            for _ in range(cell.warmup):
-                step()
+            for _ in range(work.warmup_calls):
+                work.step()
             phase("timing")
             with monitor.sampling() if monitor else nullcontext() as window:
                 synchronize(device)
                 start_mj, start = (monitor.energy_mj() if monitor else None), time.perf_counter()
-                samples = time_repeats(step, device, cell.repeats)
+                samples = time_repeats(work.step, device, work.timed_calls)
                 end_mj, seconds = (monitor.energy_mj() if monitor else None), time.perf_counter() - start
             peak = peak_memory(device)
-            readings = {**nvml_reading(device), **(window.columns() if window else {})}
-            note = ""
+            readings.update({**nvml_reading(device), **(window.columns() if window else {})})
             if monitor is not None:
-                energy = _energy(monitor, step, device, start_mj, end_mj, cell.repeats, seconds, samples, phase)
-                tokens = cell.batch * cell.seq_len
+                energy = _energy(monitor, work.step, device, start_mj, end_mj, work.timed_calls, seconds, samples, phase)
                 readings.update(
                     energy_j=energy.joules_per_step,
                     avg_power_w=energy.avg_power_w,
-                    tokens_per_j=tokens / energy.joules_per_step if energy.joules_per_step else None,
+                    tokens_per_j=work.tokens_per_call / energy.joules_per_step if energy.joules_per_step else None,
                 )
                 note = energy.note
     finally:

@@ -18,7 +18,7 @@ import pandas as pd
 from sqabench.lengths import format_len
 from sqabench.results import SETTING_KEY, latest
 
-FIGURES = ("time", "speedup", "memory", "throughput", "efficiency", "paper")
+FIGURES = ("time", "speedup", "memory", "throughput", "efficiency", "paper", "decode", "prefill_vs_decode")
 FAMILY_STYLE: dict[str, tuple[str, str]] = {  # colour, marker
     "mha": ("#1a1a1a", "o"),
     "gqa": ("#666666", "s"),
@@ -110,12 +110,16 @@ def _length_axis(ax, lengths) -> None:
 
 
 def _plain_log_axis(ax, axis: str = "y") -> None:
-    """Log scale with plain labels (0.5, 2, 300), never 6x10^3."""
+    """Log scale with plain labels (0.5, 2, 300), never 6x10^3; denser ticks over a narrow range."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     target = ax.yaxis if axis == "y" else ax.xaxis
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.autoscale_view()
+    low, high = sorted(abs(v) for v in (ax.get_ylim() if axis == "y" else ax.get_xlim()))
+    span = high / low if low > 0 else 1e9
+    subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if span < 4 else (1.0, 2.0, 3.0, 5.0) if span < 30 else (1.0, 2.0, 5.0)
+    target.set_major_locator(LogLocator(base=10, subs=subs))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
@@ -181,6 +185,7 @@ def _speedup_figure(frame, baseline, style):
     )
     for ax, group in zip(axes, groups):
         ok = group[group["status"] == "ok"]
+        decode = (group["mode"] == "decode").any()
         base = ok[ok["variant"] == baseline].set_index("seq_len")
         if base.empty:
             ax.text(0.5, 0.5, f"no ok {baseline} rows in this setting", transform=ax.transAxes, ha="center")
@@ -195,9 +200,11 @@ def _speedup_figure(frame, baseline, style):
             high = b["time_ms_max"].to_numpy() / rows["time_ms_min"].to_numpy()
             ax.errorbar(rows["seq_len"], speedup, yerr=[(speedup - low).clip(0), (high - speedup).clip(0)],
                         color=colour, marker=marker, ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
-            flop_ratio = b["flops"].to_numpy() / rows["flops"].to_numpy()
-            ax.plot(rows["seq_len"], flop_ratio, ls=":", lw=1.6, color=colour)
+            work = "min_bytes" if decode else "flops"  # decode is bound by what it reads
+            ax.plot(rows["seq_len"], b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour)
         theory = ok[(ok["variant"] != baseline) & ok["window"].isna()].groupby("theory")["variant"].unique()
+        if decode:
+            theory = theory.iloc[0:0]  # H/Hq speaks of FLOPs: not of a step bound by the cache it reads
         for value, names in theory.items():
             if value == 1:
                 continue
@@ -206,7 +213,7 @@ def _speedup_figure(frame, baseline, style):
                         xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7, color="#444444",
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
         ax.axhline(1.0, color="black", lw=0.8)
-        ax.plot([], [], ls=":", color="black", label="FLOP ratio (cost model)")
+        ax.plot([], [], ls=":", color="black", label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
         _plain_log_axis(ax)  # ratios: 2x up and 2x down are the same distance
         ax.margins(y=0.12)
         _length_axis(ax, group["seq_len"])
@@ -314,6 +321,9 @@ def _paper_figure(frame, style, notes):
     variants = [v for v in paper.columns if v != "mha"]
     panels = []
     for group in settings(frame):
+        if (group["mode"] == "decode").any():
+            notes.append(f"paper figure: decode is not in the paper's Table 3 ({setting_title(group)})")
+            continue
         ok = group[group["status"] == "ok"]
         ours = ok.pivot_table(index="seq_len", columns="variant", values="time_ms", aggfunc="last")
         if "mha" not in ours.columns or not set(variants) & set(ours.columns):
@@ -349,6 +359,85 @@ def _paper_figure(frame, style, notes):
     return fig
 
 
+def _decode_figure(frame, style):
+    """Time per decode step against context, beside the memory-bound prediction (bytes / bandwidth)."""
+    groups = [g for g in settings(frame) if (g["mode"] == "decode").any()]
+    if not groups:
+        return None
+    fig, axes = _axes_grid(
+        len(groups),
+        "Decode: time per step (one new token per sequence) against context length\n"
+        "solid: measured (bars: min/max); dashed: memory-bound prediction, the step's bytes at the copy bandwidth",
+    )
+    for ax, group in zip(axes, groups):
+        any_oom = False
+        for i, (variant, rows) in enumerate(group.groupby("variant", sort=False)):
+            colour, marker = style[variant]
+            any_oom |= _mark_oom(ax, rows, colour, i)
+            ok = rows[rows["status"] == "ok"].sort_values("seq_len")
+            if ok.empty:
+                continue
+            ax.errorbar(ok["seq_len"], ok["time_ms"], yerr=_err(ok["time_ms"], ok["time_ms_min"], ok["time_ms_max"]),
+                        color=colour, marker=marker, ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
+            predicted = ok["min_bytes"] / ok["ceiling_bytes_per_s"] * 1e3
+            if predicted.notna().any():
+                ax.plot(ok["seq_len"], predicted, ls="--", lw=1.2, color=colour)
+        ax.plot([], [], ls="--", color="black", label="memory-bound prediction")
+        if any_oom:
+            ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
+        _plain_log_axis(ax)
+        ax.margins(y=0.15)
+        _length_axis(ax, group["seq_len"])
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("time per decode step (ms)")
+        ax.set_title(setting_title(group), fontsize=9)
+        _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def _prefill_decode_figure(frame, style, reference="gqa"):
+    """Each variant's speed-up over GQA in prefill (x) against its speed-up over GQA in decode (y)."""
+    groups = [g for g in settings(frame) if (g["mode"] == "decode").any()]
+    panels = []
+    for group in groups:
+        ok = group[(group["status"] == "ok") & group["prefill_ms"].notna()]
+        if (ok["variant"] == reference).any():
+            panels.append(ok)
+    if not panels:
+        return None
+    fig, axes = _axes_grid(
+        len(panels),
+        f"The trade: speed-up over {reference} in prefill (x) and in decode (y), per context length\n"
+        "SQA's fewer query heads help the prefill (compute); only fewer key/value heads help decode (memory)",
+    )
+    for ax, ok in zip(axes, panels):
+        base = ok[ok["variant"] == reference].set_index("seq_len")
+        for variant, rows in ok.groupby("variant", sort=False):
+            rows = rows[rows["seq_len"].isin(base.index)].sort_values("seq_len")
+            if rows.empty:
+                continue
+            colour, marker = style[variant]
+            b = base.loc[rows["seq_len"]]
+            x = b["prefill_ms"].to_numpy() / rows["prefill_ms"].to_numpy()
+            y = b["time_ms"].to_numpy() / rows["time_ms"].to_numpy()
+            ax.plot(x, y, color=colour, marker=marker, ms=6, lw=1.0, label=variant)
+            ax.annotate(format_len(int(rows["seq_len"].iloc[-1])), (x[-1], y[-1]), fontsize=7, color=colour,
+                        xytext=(4, 2), textcoords="offset points")  # fmt: skip
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.axvline(1.0, color="black", lw=0.8)
+        _plain_log_axis(ax, "x")
+        _plain_log_axis(ax, "y")
+        ax.margins(0.15)
+        ax.set_xlabel(f"prefill: speed-up over {reference} (x, log scale)")
+        ax.set_ylabel(f"decode: speed-up over {reference} (x, log scale)")
+        ax.set_title(setting_title(ok) + " (points: context lengths; the last labelled)", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
 def build_figures(frame: pd.DataFrame, baseline: str | None) -> tuple[dict[str, object], list[str]]:
     """Every figure that has something to show, by name, and notes on the ones left out."""
     frame = _prepare(frame)
@@ -377,6 +466,11 @@ def build_figures(frame: pd.DataFrame, baseline: str | None) -> tuple[dict[str, 
     paper = _paper_figure(frame, style, notes)
     if paper is not None:
         figures["paper"] = paper
+    if (frame["mode"] == "decode").any():
+        figures["decode"] = _decode_figure(frame, style)
+        figures["prefill_vs_decode"] = _prefill_decode_figure(frame, style)
+        if figures["prefill_vs_decode"] is None:
+            notes.append("prefill-vs-decode figure not drawn: no ok gqa decode rows to compare with")
     return {name: fig for name, fig in figures.items() if fig is not None}, notes
 
 

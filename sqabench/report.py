@@ -81,9 +81,13 @@ def results_table(rows: list[dict], baseline: str | None) -> Table:
     points = sorted({(int(r["seq_len"]), int(r["batch"])) for r in rows})
     variants = list(dict.fromkeys(str(r["variant"]) for r in rows))
     cells = {(str(r["variant"]), int(r["seq_len"]), int(r["batch"])): r for r in rows}
-    caption = "median ± spread ((max-min)/median of the repeats)"
+    decode = rows[0].get("mode") == "decode"
+    caption = "median ± spread ((max-min)/median of the repeats)" + (", per decode step" if decode else "")
     if baseline:
-        caption += f"; speed-up over {baseline}, then the FLOP ratio the cost model allows for the whole step"
+        allowed = "byte ratio (decode reads)" if decode else "FLOP ratio"
+        caption += f"; speed-up over {baseline}, then the {allowed} the cost model allows for the whole step"
+    if decode:
+        caption += "; memory-bound: the bytes of a step at the measured copy bandwidth"
     table = Table(caption=caption, caption_justify="left")
     table.add_column("variant")
     table.add_column("Hq/Hkv", justify="right")
@@ -119,13 +123,19 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
         text.append(" noisy", style="bold yellow")
     if normal(row.get("throttle")):
         text.append(" throttled", style="bold red")
+    decode = row.get("mode") == "decode"
     if base is not None and base.get("status") == "ok" and not is_baseline:
         speedup = float(base["time_ms"]) / ms
-        flop_ratio = float(base["flops"]) / float(row["flops"])
+        # decode is bound by the bytes it reads, a step by its FLOPs: the ratio the cost model allows
+        work = "min_bytes" if decode else "flops"
+        ratio = float(base[work]) / float(row[work])
         text.append(f"\n{speedup:.2f}x")
-        text.append(f" (FLOPs {flop_ratio:.2f}x)", style="dim")
-    seconds = ms / 1e3
-    detail = format_rate(float(row["flops"]) / seconds)
+        text.append(f" ({'bytes' if decode else 'FLOPs'} {ratio:.2f}x)", style="dim")
+    bandwidth = normal(row.get("ceiling_bytes_per_s"))
+    if decode and bandwidth:
+        detail = f"memory-bound {format_ms(float(row['min_bytes']) / float(bandwidth) * 1e3)}"
+    else:
+        detail = format_rate(float(row["flops"]) / (ms / 1e3))
     if normal(row.get("peak_mem_bytes")):
         detail += f" · {format_bytes(row['peak_mem_bytes'])}"
     text.append(f"\n{detail}", style="dim")

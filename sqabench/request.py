@@ -26,6 +26,7 @@ from sqabench.presets import Preset, get_preset
 from sqabench.results import key_of, read_rows
 from sqabench.variants import VariantSpec, parse_variants
 
+DEFAULT_NEW_TOKENS = 32
 GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
 CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dtype": "fp32"}
 
@@ -50,6 +51,8 @@ class RunOptions:
     out: Path | None = None
     resume: bool = False
     baseline: str | None = None
+    new_tokens: int | None = None  # decode only; None: DEFAULT_NEW_TOKENS
+    cuda_graphs: bool = False  # decode on a GPU only
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,13 @@ def resolve_run(options: RunOptions) -> RunPlan:
     if mode not in MODES:
         raise ConfigError(f"unknown mode {options.mode!r}; choose one of: {', '.join(MODES)}")
     _at_least("--window", options.window, 1)
+    _at_least("--new-tokens", options.new_tokens, 1)
+    if mode != "decode":
+        for flag, given in (("--new-tokens", options.new_tokens is not None), ("--cuda-graphs", options.cuda_graphs)):
+            if given:
+                raise ConfigError(f"{flag} applies to --mode decode only (this run is --mode {mode})")
+    if options.cuda_graphs and device.type != "cuda":
+        raise ConfigError("--cuda-graphs needs a CUDA GPU; this run is on the CPU")
     for name, value, lowest in (
         ("--tokens", options.tokens, 1), ("--batch", options.batch, 1), ("--warmup", options.warmup, 0),
         ("--repeats", options.repeats, 1),
@@ -105,7 +115,8 @@ def resolve_run(options: RunOptions) -> RunPlan:
         specs, preset, lengths, tokens=options.tokens or defaults["tokens"], batch=options.batch, dtype=dtype,
         mode=mode, causal=options.causal, kernel=kernel, device=str(device),
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
-        repeats=options.repeats or defaults["repeats"],
+        repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
+        cuda_graphs=options.cuda_graphs,
     )  # fmt: skip
     baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
     return RunPlan(

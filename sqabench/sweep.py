@@ -18,7 +18,8 @@ from sqabench.attention import KernelUnsupported, compile_settings
 from sqabench.ceilings import DeviceLimits, floor
 from sqabench.cells import Cell, Outcome
 from sqabench.environment import Environment
-from sqabench.flops import step_cost
+from sqabench.decode import cache_slots
+from sqabench.flops import kv_cache_bytes
 from sqabench.measure import free_memory, measure_cell
 from sqabench.results import CsvWriter, format_samples, key_of, significant
 from sqabench.verify import KernelVerifyFailed
@@ -106,7 +107,7 @@ def to_row(
     cell: Cell, outcome: Outcome, env: Environment, run_id: str, limits: DeviceLimits = DeviceLimits()
 ) -> dict[str, object]:
     """The CSV row of a measured cell: identity, cost model, timing, floor, memory, GPU, environment, outcome."""
-    cost = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, cell.causal, cell.mode, cell.dtype)
+    cost = cell.cost()
     row: dict[str, object] = {
         "run_id": run_id,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -117,6 +118,7 @@ def to_row(
         "attention_flops": cost.attention_flops,
         "exps": cost.exps,
         "min_bytes": cost.min_bytes,
+        **(_decode_columns(cell, cost) if cell.mode == "decode" else {}),
         "status": outcome.status,
         "error": outcome.error,
         "note": outcome.note,
@@ -135,7 +137,7 @@ def to_row(
             noisy=timing.noisy,
             samples_ms=format_samples(timing.samples_ms),
             compile_ms=significant(timing.compile_ms),
-            tokens_per_s=significant(cell.batch * cell.seq_len / seconds),
+            tokens_per_s=significant(cell.batch * (1 if cell.mode == "decode" else cell.seq_len) / seconds),
             tflops=significant(cost.flops / seconds / 1e12),
             verify_rel_err=significant(outcome.verify_rel_err, 3),
             verify_grad_rel_err=significant(outcome.verify_grad_rel_err, 3),
@@ -150,6 +152,15 @@ def to_row(
                 efficiency=significant(bound.floor_ms / timing.median_ms, 4),
             )
     return row
+
+
+def _decode_columns(cell: Cell, cost) -> dict[str, object]:
+    """Per decode step: the bytes the cost model says it reads; and the cache the run fills."""
+    slots = cache_slots(cell.seq_len, cell.new_tokens, cell.spec.window)
+    return {
+        "bytes_per_token": cost.min_bytes,
+        "kv_cache_bytes": kv_cache_bytes(cell.spec, cell.preset, cell.batch, slots, cell.dtype),
+    }
 
 
 def _rates(prefix: str, rates) -> dict[str, object]:

@@ -159,3 +159,56 @@ def _full_grad_error(layer: SQAttention, n: int, rope_base: float, seed: int) ->
     ref = reference_rows(*ref_inputs, rows, layer.spec.window, layer.causal)
     ref.backward(grad_out.double())
     return max(_rel_err(t.grad, r.grad) for t, r in zip((q, k, v), ref_inputs))
+
+
+# --- decode ----------------------------------------------------------------------------------------
+
+DECODE_CONTEXT = 2048  # the decode check's context, at most: the fp64 reference is a full forward
+DECODE_TOKENS = 8
+DECODE_BATCH = 2
+DECODE_TOLERANCE_FACTOR = 2.0  # logits go through every layer, not one attention
+
+
+def reference_logits(model, tokens: torch.Tensor, rows: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """fp64 logits of a causal ``model`` at positions ``rows``: the full forward, attention by ``reference_rows``.
+
+    Uses the model's weights (in fp64) and its projections, norms and feed-forward; attention is
+    the reference's own (own mask, one key/value head at a time), never the model's kernel.
+    """
+    import copy
+
+    ref = copy.deepcopy(model).double()
+    n = tokens.shape[1]
+    every = torch.arange(n)
+    x = ref.embed(tokens)  # (B, N, D) fp64
+    rope = rope_tables(n, ref.preset.head_dim, ref.preset.rope_base, tokens.device, torch.float64)
+    for block in ref.blocks:
+        attn = block.attn
+        q, k, v = attn.qkv(block.attn_norm(x), rope)
+        o = torch.cat(
+            [reference_rows(q[:, :, r], k, v, r, attn.spec.window, True) for r in every.split(chunk)], dim=2
+        )  # (B, Hq, N, Dh)
+        x = x + attn.wo(o.transpose(1, 2).reshape(x.shape[0], n, -1))
+        x = x + block.ffn(block.ffn_norm(x))
+    return ref.head(ref.norm(x[:, rows.to(tokens.device)]))
+
+
+def verify_decode(model, kernel: str, batch: int, context: int, new_tokens: int, seed: int = 0) -> Verification:
+    """Decode ``new_tokens`` after ``context`` tokens over the cache; their logits must match the fp64 full
+    causal forward at those positions. At most DECODE_CONTEXT tokens of context, DECODE_TOKENS new tokens
+    and DECODE_BATCH sequences: a windowed cache still wraps around its ring many times."""
+    from sqabench.decode import Decoder, decode_kernel
+
+    n, t, b = min(context, DECODE_CONTEXT), min(new_tokens, DECODE_TOKENS), min(batch, DECODE_BATCH)
+    device = model.embed.weight.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    tokens = torch.randint(0, model.preset.vocab_size, (b, n + t), generator=generator, device=device)
+    with torch.inference_mode():
+        decoder = Decoder(model, b, n, t, kernel)
+        decoder.prefill(tokens[:, :n])
+        got = torch.cat([decoder.step(tokens[:, n + i : n + i + 1]) for i in range(t)], dim=1)  # (b, t, V)
+    ref = reference_logits(model, tokens, torch.arange(n, n + t))
+    err = _rel_err(got, ref)
+    label = decode_kernel(kernel)
+    _judge(f"decode with {label}", "output", err, by_torch(model.embed.weight.dtype).tolerance * DECODE_TOLERANCE_FACTOR)
+    return Verification(kernel=label, rel_err=err)

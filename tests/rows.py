@@ -19,7 +19,8 @@ SPREAD = (0.995, 1.0, 1.005, 0.998, 1.002, 0.999, 1.001, 0.997, 1.003, 1.0)  # 1
 
 
 def write_run(
-    path: Path, gpu=H100, scale=None, status=None, mem=None, drop=(), kernel=None, samples=None, throttle=None
+    path: Path, gpu=H100, scale=None, status=None, mem=None, drop=(), kernel=None, samples=None, throttle=None,
+    mode="fwd",
 ) -> Path:
     """A results CSV of a GPU-like run: every variant of TIMES at two lengths, 10 repeats each.
 
@@ -33,7 +34,7 @@ def write_run(
     env = Environment(device="cuda", gpu_name=gpu, torch_version="2.11.0", git_sha="abc", cpu_model="test")
     cells = plan(
         parse_variants(",".join(TIMES)), PRESETS["paper"], LENGTHS, tokens=131072, batch=None, dtype="bf16",
-        mode="fwd", causal=False, kernel="auto", device="cuda", warmup=2, repeats=10,
+        mode=mode, causal=False, kernel="auto", device="cuda", warmup=2, repeats=10, new_tokens=32,
     )  # fmt: skip
     writer = CsvWriter(path)
     for cell in cells:

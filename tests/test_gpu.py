@@ -49,3 +49,31 @@ def test_a_real_cell_on_the_gpu(mode):
         outcome = measure_cell(cell)
         assert outcome.status == "ok" and outcome.timing.median_ms > 0
         assert outcome.peak[0] > 0
+
+
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager-launch", "cuda-graph"])
+@pytest.mark.parametrize("name", ["gqa", "ssqa", "swa-xsqa"])
+def test_decode_cells_on_the_gpu(name, graphs):
+    (cell,) = plan(
+        parse_variants(name), PRESETS["paper"], [4096], tokens=32768, batch=None, dtype="bf16", mode="decode",
+        causal=True, kernel="auto", device="cuda", warmup=1, repeats=2, new_tokens=16, cuda_graphs=graphs,
+    )  # fmt: skip
+    outcome = measure_cell(cell)
+    assert outcome.status == "ok" and outcome.verify_rel_err < 4e-2
+    assert len(outcome.timing.samples_ms) == 2 * 16 and outcome.readings["prefill_ms"] > 0
+
+
+def test_a_graphed_decode_step_equals_the_launched_one():
+    from sqabench.decode import Decoder, graphed
+    from sqabench.encoder import build_encoder
+
+    model = build_encoder(get_variant("sqa"), PRESETS["paper"], "auto", True, "cuda", torch.bfloat16)
+    tokens = torch.randint(0, 10_000, (4, 1024 + 8), device="cuda")
+    with torch.inference_mode():
+        plain, captured = Decoder(model, 4, 1024, 8, "sdpa"), Decoder(model, 4, 1024, 8, "sdpa")
+        plain.prefill(tokens[:, :1024])
+        captured.prefill(tokens[:, :1024])
+        step = graphed(captured, tokens[:, 1024:])
+        for t in range(8):
+            expected = plain.step(tokens[:, 1024 + t : 1025 + t])
+            assert torch.equal(step(), expected)

@@ -1,0 +1,189 @@
+"""Decode with a KV cache: the steps against the independent reference, the cost model, the CLI."""
+
+import csv
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from typer.testing import CliRunner
+
+import sqabench.decode as decode
+from conftest import TINY, rel_err
+from reference import encoder_forward
+from sqabench.attention import KernelUnsupported
+from sqabench.check import Limits, compare
+from sqabench.cli import app
+from sqabench.decode import Decoder, cache_slots
+from sqabench.encoder import build_encoder
+from sqabench.flops import decode_cost, keys_seen, kv_cache_bytes, kv_cache_bytes_per_token
+from sqabench.presets import PRESETS
+from sqabench.variants import get_variant
+from sqabench.verify import KernelVerifyFailed, verify_decode
+
+CONTEXT, NEW, WINDOW = 200, 8, 48
+runner = CliRunner()
+
+
+def decode_logits(name, kernel, batch=2, context=CONTEXT, new=NEW, window=WINDOW):
+    spec = get_variant(name, window=window)
+    model = build_encoder(spec, TINY, "auto", causal=True)
+    tokens = torch.randint(0, TINY.vocab_size, (batch, context + new), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        decoder = Decoder(model, batch, context, new, kernel)
+        decoder.prefill(tokens[:, :context])
+        got = torch.cat([decoder.step(tokens[:, context + t : context + t + 1]) for t in range(new)], dim=1)
+    ref = encoder_forward(
+        tokens, model.state_dict(), TINY.n_layers, spec.n_q_heads, spec.n_kv_heads, TINY.head_dim, spec.window, True
+    )
+    return got, ref[:, context:], decoder
+
+
+@pytest.mark.parametrize("kernel", ["eager", "sdpa", "sdpa-math"])
+@pytest.mark.parametrize("name", ["mha", "gqa", "sqa", "xsmqa", "swa", "swa-xsqa"])
+def test_decode_steps_equal_the_full_causal_forward(name, kernel):
+    got, ref, decoder = decode_logits(name, kernel)
+    assert got.shape == ref.shape
+    assert rel_err(got, ref) <= 1e-5
+    if name.startswith("swa"):
+        assert decoder.slots == WINDOW + 1  # a ring: the cache holds what the last query sees, no more
+
+
+@pytest.mark.parametrize("name", ["sqa", "swa-xsqa"])
+def test_flex_decode_equals_the_full_causal_forward(name):
+    got, ref, _ = decode_logits(name, "flex")
+    assert rel_err(got, ref) <= 1e-5
+
+
+def test_the_cache_is_allocated_once():
+    model = build_encoder(get_variant("sqa"), TINY, "auto", causal=True)
+    tokens = torch.randint(0, TINY.vocab_size, (1, 40))
+    with torch.inference_mode():
+        decoder = Decoder(model, 1, 32, 8, "sdpa")
+        decoder.prefill(tokens[:, :32])
+        k_ptr, v_ptr, shape = decoder.k.data_ptr(), decoder.v.data_ptr(), decoder.k.shape
+        for t in range(8):
+            decoder.step(tokens[:, 32 + t : 33 + t])
+    assert (decoder.k.data_ptr(), decoder.v.data_ptr(), decoder.k.shape) == (k_ptr, v_ptr, shape)
+    assert shape == (TINY.n_layers, 1, 4, 40, 16)
+
+
+def test_flash_cannot_decode_over_a_masked_cache():
+    with pytest.raises(KernelUnsupported, match="sdpa-flash cannot decode"):
+        decode_logits("sqa", "sdpa-flash")
+
+
+def test_a_decode_that_ignores_its_cache_mask_is_refused(monkeypatch):
+    real = Decoder.attend
+
+    def unmasked(self, q, k, v):
+        self.valid.fill_(True)  # attends to slots never written
+        return real(self, q, k, v)
+
+    monkeypatch.setattr(decode.Decoder, "attend", unmasked)
+    model = build_encoder(get_variant("sqa"), TINY, "auto", causal=True)
+    with pytest.raises(KernelVerifyFailed, match="decode with sdpa output disagrees"):
+        verify_decode(model, "sdpa", 2, CONTEXT, NEW)
+
+
+@pytest.mark.parametrize("window", [None, 5, 48])
+@pytest.mark.parametrize("context, new", [(1, 1), (7, 3), (200, 8)])
+def test_keys_seen_equal_a_count_step_by_step(context, new, window):
+    counted = 0
+    for t in range(new):
+        position = context + t
+        counted += sum(1 for j in range(position + 1) if window is None or position - j <= window)
+    assert keys_seen(context, new, window) * new == counted
+
+
+def test_decode_cost_counts_what_a_step_reads():
+    spec, p = get_variant("ssqa"), PRESETS["paper"]
+    cost = decode_cost(spec, p, batch=4, context=1000, new_tokens=1, dtype="bf16")
+    seen = 1001
+    kv_read = 2 * p.n_layers * 4 * spec.n_kv_heads * p.head_dim * seen * 2
+    assert cost.exps == p.n_layers * 4 * spec.n_q_heads * seen
+    assert cost.attention_flops == 4 * p.n_layers * 4 * spec.n_q_heads * p.head_dim * seen
+    gqa = decode_cost(get_variant("gqa"), p, 4, 1000, 1, "bf16")
+    # same query heads' worth of weights aside, ssqa (8 KV heads) reads twice gqa's (4) cache
+    assert cost.min_bytes - gqa.min_bytes == pytest.approx(kv_read / 2, rel=0.15)
+
+
+def test_decode_flops_equal_the_flop_counter_when_the_cache_is_full():
+    spec = get_variant("sqa")
+    model = build_encoder(spec, TINY, "auto", causal=True)
+    tokens = torch.randint(0, TINY.vocab_size, (2, 40))
+    with torch.inference_mode():
+        decoder = Decoder(model, 2, 39, 1, "eager")  # one step: its query sees every slot
+        decoder.prefill(tokens[:, :39])
+        counter = FlopCounterMode(display=False)
+        with counter:
+            decoder.step(tokens[:, 39:40])
+    assert decode_cost(spec, TINY, 2, 39, 1, "fp32").flops == counter.get_total_flops()
+
+
+def test_cache_bytes_agree_with_the_variants_listing():
+    spec, p = get_variant("xsqa"), PRESETS["paper"]
+    per_token = kv_cache_bytes_per_token(spec, p, "bf16")  # what `sqabench variants` lists
+    assert kv_cache_bytes(spec, p, batch=3, slots=1032, dtype="bf16") == per_token * 3 * 1032
+    assert cache_slots(1000, 32, None) == 1032 and cache_slots(1000, 32, 128) == 129
+    model = build_encoder(get_variant("swa", window=48), TINY, "auto", causal=True)
+    decoder = Decoder(model, 2, CONTEXT, NEW, "sdpa")
+    assert decoder.cache_bytes == kv_cache_bytes(get_variant("swa", window=48), TINY, 2, 49, "fp32")
+
+
+DECODE_RUN = ["run", "--device", "cpu", "--mode", "decode", "--seq", "200", "--batch", "2", "--warmup", "0",
+              "--repeats", "2", "--new-tokens", "4"]  # fmt: skip
+
+
+def test_decode_run_writes_rows_per_step(tmp_path):
+    out = tmp_path / "d.csv"
+    result = runner.invoke(app, [*DECODE_RUN, "--variants", "gqa,ssqa,swa", "--window", "48", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["status"] for r in rows] == ["ok"] * 3, [r["error"] for r in rows]
+    for row in rows:
+        spec = get_variant(row["variant"], window=48)
+        assert (row["mode"], row["causal"], row["new_tokens"], row["kernel"]) == ("decode", "True", "4", "sdpa")
+        assert len(row["samples_ms"].split(";")) == 2 * 4  # every generated token timed
+        assert float(row["prefill_ms"]) > 0 and float(row["verify_rel_err"]) < 1e-4
+        assert int(row["bytes_per_token"]) == decode_cost(spec, PRESETS["paper"], 2, 200, 4, "fp32").min_bytes
+        slots = cache_slots(200, 4, spec.window)
+        assert int(row["kv_cache_bytes"]) == kv_cache_bytes_per_token(spec, PRESETS["paper"], "fp32") * 2 * slots
+        assert float(row["tokens_per_s"]) == pytest.approx(2 / (float(row["time_ms"]) / 1e3), rel=1e-4)
+    text = " ".join(result.output.split())
+    assert "memory-bound" in text and "bytes" in text
+
+    from sqabench.plots import build_figures
+    from sqabench.results import load_results
+
+    figures, notes = build_figures(load_results(out), None)
+    assert {"decode", "prefill_vs_decode"} <= set(figures)
+    ax = figures["decode"].axes[0]
+    predictions = [line for line in ax.get_lines() if line.get_linestyle() == "--" and len(line.get_xdata())]
+    assert len(predictions) == 3  # one memory-bound prediction per variant
+    assert any("decode is not in the paper" in note for note in notes)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mode", "decode", "--new-tokens", "0"], "--new-tokens 0 must be >= 1"),
+        (["--new-tokens", "8"], "--new-tokens applies to --mode decode only"),
+        (["--mode", "decode", "--cuda-graphs"], "--cuda-graphs needs a CUDA GPU"),
+        (["--cuda-graphs"], "--cuda-graphs applies to --mode decode only"),
+    ],
+)
+def test_decode_bad_input(tmp_path, args, message):
+    out = tmp_path / "r.csv"
+    result = runner.invoke(app, ["run", "--device", "cpu", "--seq", "64", *args, "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output and not out.exists()
+
+
+def test_check_gates_decode_rows(tmp_path):
+    from rows import write_run
+
+    base = write_run(tmp_path / "b.csv", mode="decode")
+    slower = write_run(tmp_path / "c.csv", mode="decode", scale={("sqa", 1024): 1.3})
+    report = compare(base, slower, Limits())
+    (failing,) = report.failing
+    assert "decode" in failing.cell and "+30% time" in failing.problems[0]
