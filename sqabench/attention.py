@@ -243,29 +243,46 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class SQAttention(nn.Module):
-    """Hq query heads, Hkv key/value heads, W_O sized from the query heads (paper section 3.2)."""
+    """Hq query heads, Hkv key/value heads, W_O sized from the query heads (paper section 3.2).
 
-    def __init__(self, d_model: int, spec: VariantSpec, kernel: str = "sdpa", causal: bool = False) -> None:
+    ``head_dim`` defaults to d_model / H (a config may set its own); ``qk_norm`` adds Qwen3's
+    RMSNorm of each query and key head before RoPE.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        spec: VariantSpec,
+        kernel: str = "sdpa",
+        causal: bool = False,
+        head_dim: int | None = None,
+        qk_norm: bool = False,
+        eps: float = 1e-6,
+    ) -> None:
         super().__init__()
-        if d_model % spec.n_heads:
+        if head_dim is None and d_model % spec.n_heads:
             raise ConfigError(f"d_model={d_model} is not divisible by n_heads={spec.n_heads}")
         self.spec = spec
-        self.head_dim = d_model // spec.n_heads
+        self.head_dim = head_dim or d_model // spec.n_heads
         self.kernel = validate_kernel(kernel)
         self.causal = causal
         self.wq = nn.Linear(d_model, spec.n_q_heads * self.head_dim, bias=False)
         self.wk = nn.Linear(d_model, spec.n_kv_heads * self.head_dim, bias=False)
         self.wv = nn.Linear(d_model, spec.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(spec.n_q_heads * self.head_dim, d_model, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else None
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else None
 
     def qkv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
         """Project (B, N, D) to RoPE-rotated q (B, Hq, N, Dh) and k, v (B, Hkv, N, Dh)."""
         B, N, _ = x.shape
-        q = self.wq(x).view(B, N, self.spec.n_q_heads, self.head_dim).transpose(1, 2)  # (B, Hq, N, Dh)
-        k = self.wk(x).view(B, N, self.spec.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, N, Dh)
+        q = self.wq(x).view(B, N, self.spec.n_q_heads, self.head_dim)  # (B, N, Hq, Dh)
+        k = self.wk(x).view(B, N, self.spec.n_kv_heads, self.head_dim)  # (B, N, Hkv, Dh)
         v = self.wv(x).view(B, N, self.spec.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, N, Dh)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rope
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        return apply_rope(q.transpose(1, 2), cos, sin), apply_rope(k.transpose(1, 2), cos, sin), v
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         B, N, _ = x.shape

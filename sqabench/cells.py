@@ -33,14 +33,19 @@ class Cell:
     repeats: int
     new_tokens: int = 0  # decode: tokens generated per pass; 0 otherwise
     cuda_graphs: bool = False  # decode: the step captured in a CUDA graph
+    scope: str = "model"  # what is timed: the model, one block, or the attention op
+
+    @property
+    def layers_timed(self) -> int:
+        return self.preset.n_layers if self.scope == "model" else 1
 
     def identity(self) -> dict[str, object]:
         """The columns that say what was asked for, as the CSV spells them."""
         p, s = self.preset, self.spec
         return {
             "variant": s.name, "preset": p.name, "n_heads": s.n_heads, "n_q_heads": s.n_q_heads,
-            "n_kv_heads": s.n_kv_heads, "head_dim": p.head_dim, "d_model": p.d_model, "n_layers": p.n_layers,
-            "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode,
+            "n_kv_heads": s.n_kv_heads, "head_dim": p.head_dim, "d_model": p.d_model, "n_layers": self.layers_timed,
+            "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode, "scope": self.scope,
             "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel,
             "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule,
             "new_tokens": self.new_tokens if self.mode == "decode" else "", "cuda_graphs": self.cuda_graphs,
@@ -51,7 +56,9 @@ class Cell:
         """The cost model's work of one timed call: a step, or a decode step (one token per sequence)."""
         if self.mode == "decode":
             return decode_cost(self.spec, self.preset, self.batch, self.seq_len, self.new_tokens, self.dtype)
-        return step_cost(self.spec, self.preset, self.batch, self.seq_len, self.causal, self.mode, self.dtype)
+        return step_cost(
+            self.spec, self.preset, self.batch, self.seq_len, self.causal, self.mode, self.dtype, self.scope
+        )
 
     @property
     def label(self) -> str:
@@ -94,6 +101,7 @@ def plan(
     repeats: int,
     new_tokens: int = 0,
     cuda_graphs: bool = False,
+    scope: str = "model",
 ) -> list[Cell]:
     """Every cell of the sweep, shortest lengths first so that an OOM at the end loses nothing.
 
@@ -104,7 +112,7 @@ def plan(
     causal = causal or mode == "decode"
     return [
         Cell(spec, preset, n, batch_for(n, tokens, batch), rule, dtype, mode, causal, kernel, device, warmup,
-             repeats, new_tokens if mode == "decode" else 0, cuda_graphs)  # fmt: skip
+             repeats, new_tokens if mode == "decode" else 0, cuda_graphs, scope)  # fmt: skip
         for n in seq_lens
         for spec in specs
     ]

@@ -28,7 +28,12 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 PresetOption = Annotated[
-    str, typer.Option("--preset", metavar="NAME", help="Model preset: paper (d 256, 8 layers) or wide (d 2048).")
+    str,
+    typer.Option(
+        "--preset",
+        metavar="NAME|CONFIG",
+        help="paper (d 256, 8 layers), wide (d 2048), qwen3-0.6b, llama-3.2-1b, or a path to a config.json.",
+    ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", metavar="NAME", help="auto, cuda or cpu.")]
 BaselineOption = Annotated[
@@ -81,14 +86,15 @@ def variants(
     """List the variant family with parameters, attention FLOPs vs MHA and KV cache per token."""
     from sqabench.presets import get_preset
     from sqabench.report import FAMILY_COLUMNS, FAMILY_HEADERS, family_records, records_table
-    from sqabench.variants import FAMILY, get_variant
+    from sqabench.variants import base_variant, parse_variants
 
     with usage_errors():
         p = get_preset(preset)
         fmt = fmt.lower()
         if fmt not in ("table", "csv", "json"):
             raise ConfigError(f"unknown format {fmt!r}; choose one of: table, csv, json")
-        records = family_records([get_variant(name, p.n_heads) for name in FAMILY], p)
+        base = base_variant(p.n_heads, p.n_kv_heads, p.sliding_window)
+        records = family_records(parse_variants("all", p.n_heads, base=base), p)
     if fmt == "json":
         typer.echo(json.dumps(records, indent=2))
     elif fmt == "csv":
@@ -98,7 +104,10 @@ def variants(
         writer.writerows(records)
         typer.echo(buffer.getvalue(), nl=False)
     else:
-        title = f"SQA family, preset {p.name} (d_model {p.d_model}, H {p.n_heads}, {p.n_layers} layers)"
+        title = (
+            f"SQA family, preset {p.name} (d_model {p.d_model}, H {p.n_heads}, d_head {p.head_dim}, "
+            f"{p.n_layers} layers{', tied embeddings' if p.tie_embeddings else ''}; {p.source})"
+        )
         out.print(records_table(title, records, FAMILY_COLUMNS, FAMILY_HEADERS))
 
 
@@ -252,6 +261,13 @@ def run(
     cuda_graphs: Annotated[
         bool, typer.Option("--cuda-graphs", help="Decode on a GPU: capture the decode step in a CUDA graph.")
     ] = False,
+    layers: Annotated[
+        int | None, typer.Option(metavar="N", help="Time N layers of the preset (fewer than its config's).")
+    ] = None,
+    scope: Annotated[
+        str,
+        typer.Option(metavar="SCOPE", help="model (default), block (one layer), or attention (the op alone on q, k, v)."),
+    ] = "model",
 ) -> None:
     """Time every (variant, length) cell and write one CSV row per cell as it finishes."""
     from sqabench.request import RunOptions, resolve_run
@@ -261,6 +277,7 @@ def run(
         seq=seq, variants=variants, preset=preset, device=device, dtype=dtype, mode=mode, causal=causal,
         window=window, kernel=kernel, tokens=tokens, batch=batch, warmup=warmup, repeats=repeats, out=out_path,
         resume=resume, baseline=baseline, new_tokens=new_tokens, cuda_graphs=cuda_graphs,
+        layers=layers, scope=scope,
     )  # fmt: skip
     with usage_errors():
         plan = resolve_run(options)

@@ -30,9 +30,12 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     def __init__(self, spec: VariantSpec, preset: Preset, kernel: str, causal: bool) -> None:
         super().__init__()
-        self.attn_norm = nn.RMSNorm(preset.d_model, eps=1e-6)
-        self.attn = SQAttention(preset.d_model, spec, kernel=kernel, causal=causal)
-        self.ffn_norm = nn.RMSNorm(preset.d_model, eps=1e-6)
+        self.attn_norm = nn.RMSNorm(preset.d_model, eps=preset.norm_eps)
+        self.attn = SQAttention(
+            preset.d_model, spec, kernel=kernel, causal=causal, head_dim=preset.head_dim, qk_norm=preset.qk_norm,
+            eps=preset.norm_eps,
+        )  # fmt: skip
+        self.ffn_norm = nn.RMSNorm(preset.d_model, eps=preset.norm_eps)
         self.ffn = SwiGLU(preset.d_model, preset.d_ff)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -49,8 +52,10 @@ class Encoder(nn.Module):
         kernel = resolve_kernel(spec, kernel)
         self.embed = nn.Embedding(preset.vocab_size, preset.d_model)
         self.blocks = nn.ModuleList(Block(spec, preset, kernel, causal) for _ in range(preset.n_layers))
-        self.norm = nn.RMSNorm(preset.d_model, eps=1e-6)
+        self.norm = nn.RMSNorm(preset.d_model, eps=preset.norm_eps)
         self.head = nn.Linear(preset.d_model, preset.vocab_size, bias=False)
+        if preset.tie_embeddings:
+            self.head.weight = self.embed.weight  # one matrix, as the config says
 
     @property
     def kernel(self) -> str:
@@ -83,3 +88,24 @@ def build_encoder(
         torch.manual_seed(seed)
         model = Encoder(spec, preset, kernel=kernel, causal=causal)  # initialised on the device
     return model.to(dtype=dtype)
+
+
+def build_block(
+    spec: VariantSpec,
+    preset: Preset,
+    kernel: str = "auto",
+    causal: bool = False,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Block:
+    """One freshly initialised transformer block (the ``--scope block`` and ``attention`` unit)."""
+    if spec.n_heads != preset.n_heads:
+        raise ConfigError(
+            f"variant {spec.name} has n_heads={spec.n_heads} but preset {preset.name} has n_heads={preset.n_heads}"
+        )
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
+        torch.manual_seed(seed)
+        block = Block(spec, preset, resolve_kernel(spec, kernel), causal)
+    return block.to(dtype=dtype)

@@ -22,6 +22,7 @@ from sqabench.variants import VariantSpec
 
 MODES = ("fwd", "train", "decode")
 STEP_MODES = ("fwd", "train")  # whole-sequence steps; decode has its own cost, per generated token
+SCOPES = ("model", "block", "attention")
 TRAIN_MATMUL_FACTOR = 3.0
 TRAIN_ATTENTION_FACTOR = 3.5
 
@@ -41,12 +42,13 @@ def visible_pairs(seq_len: int, window: int | None = None, causal: bool = False)
 
 
 def encoder_params(spec: VariantSpec, preset: Preset) -> int:
-    """Parameters of the whole encoder: embedding, blocks, final norm and the untied output head."""
+    """Parameters of the whole model: embedding, blocks, final norm and the output head (one matrix
+    with the embedding when tied)."""
     d, dh = preset.d_model, preset.head_dim
     attention = d * spec.n_q_heads * dh * 2 + d * spec.n_kv_heads * dh * 2  # W_Q, W_O; W_K, W_V
     ffn = 3 * d * preset.d_ff  # SwiGLU: gate, up, down
-    norms = 2 * d
-    embeddings = 2 * preset.vocab_size * d  # token embedding + untied head
+    norms = 2 * d + (2 * dh if preset.qk_norm else 0)
+    embeddings = (1 if preset.tie_embeddings else 2) * preset.vocab_size * d
     return preset.n_layers * (attention + ffn + norms) + d + embeddings
 
 
@@ -77,23 +79,31 @@ def step_cost(
     causal: bool = False,
     mode: str = "fwd",
     dtype: str = "bf16",
+    scope: str = "model",
 ) -> Cost:
-    """FLOPs, exponentials and minimum bytes of one encoder step.
+    """FLOPs, exponentials and minimum bytes of one step of the model, one block, or the attention op.
 
-    ``min_bytes`` is a floor on memory traffic: every counted op reads its inputs and weights and
-    writes its output exactly once (attention fused, reading q, k, v and writing o once); the
-    backward of a train step is charged twice the forward's traffic.
+    ``scope``: ``model`` (every layer, the output head), ``block`` (one layer) or ``attention``
+    (the attention op alone on q, k, v: 4 * B * Hq * d_head * visible pairs, FlashAttention's and
+    cuDNN's convention). ``min_bytes`` is a floor on memory traffic: every counted op reads its
+    inputs and weights and writes its output exactly once (attention fused, reading q, k, v and
+    writing o once); the backward of a train step is charged twice the forward's traffic.
     """
     if mode not in STEP_MODES:
         raise ValueError(f"mode={mode!r}; expected one of {STEP_MODES} (decode: decode_cost)")
-    d, dh, L = preset.d_model, preset.head_dim, preset.n_layers
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r}; expected one of {SCOPES}")
+    d, dh = preset.d_model, preset.head_dim
+    L = preset.n_layers if scope == "model" else 1
     tokens = batch * seq_len
     q_dim, kv_dim = spec.n_q_heads * dh, spec.n_kv_heads * dh
     # (m, n, k) of every matmul of one layer, with tokens as m.
     layer_matmuls = [(q_dim, d), (kv_dim, d), (kv_dim, d), (d, q_dim)]  # W_Q, W_K, W_V, W_O
     layer_matmuls += [(preset.d_ff, d), (preset.d_ff, d), (d, preset.d_ff)]  # SwiGLU
+    if scope == "attention":
+        layer_matmuls = []
     per_layer = sum(2 * tokens * n * k for n, k in layer_matmuls)
-    head = 2 * tokens * d * preset.vocab_size
+    head = 2 * tokens * d * preset.vocab_size if scope == "model" else 0
     matmul = L * per_layer + head
 
     pairs = visible_pairs(seq_len, spec.window, causal)
@@ -101,8 +111,9 @@ def step_cost(
     exps = L * batch * spec.n_q_heads * pairs
 
     elem = get_dtype(dtype).bytes
-    weights = sum(n * k for n, k in layer_matmuls) * L + d * preset.vocab_size
-    activations = L * sum(tokens * (n + k) for n, k in layer_matmuls) + tokens * (d + preset.vocab_size)
+    vocab = preset.vocab_size if scope == "model" else 0
+    weights = sum(n * k for n, k in layer_matmuls) * L + d * vocab
+    activations = L * sum(tokens * (n + k) for n, k in layer_matmuls) + (tokens * (d + vocab) if vocab else 0)
     attention_io = L * tokens * (2 * q_dim + 2 * kv_dim)  # read q, k, v; write o
     min_bytes = elem * (weights + activations + attention_io)
 

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from sqabench.cells import Cell, Outcome
 from sqabench.dtypes import get_dtype
-from sqabench.encoder import build_encoder
+from sqabench.attention import attend, rope_tables
+from sqabench.encoder import build_block, build_encoder
 from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_steps, open_monitor
 from sqabench.environment import nvml_reading
 from sqabench.errors import ConfigError
@@ -167,8 +168,54 @@ class Workload:
     prepare: Callable[[], dict] | None = None
 
 
+def part_workload(cell: Cell, device: torch.device) -> Workload:
+    """``--scope block`` (one layer on hidden states) or ``attention`` (the op alone on q, k, v).
+
+    Train: forward and backward from a fixed random gradient of the output (inputs need gradients too).
+    """
+    dtype = get_dtype(cell.dtype).torch
+    block = build_block(cell.spec, cell.preset, cell.kernel, cell.causal, device, dtype)
+    attn, train = block.attn, cell.mode == "train"
+    generator = torch.Generator(device=device).manual_seed(1)
+    x = torch.randn(cell.batch, cell.seq_len, cell.preset.d_model, generator=generator, device=device, dtype=dtype)
+    rope = rope_tables(cell.seq_len, attn.head_dim, cell.preset.rope_base, device, dtype)
+    if cell.scope == "attention":
+        with torch.no_grad():
+            q, k, v = attn.qkv(x, rope)  # in the layouts the model hands its kernel
+        inputs = [t.detach().requires_grad_(train) for t in (q, k, v)]
+
+        def run() -> torch.Tensor:
+            return attend(*inputs, attn.kernel, attn.spec.window, attn.causal)
+
+    else:
+        x.requires_grad_(train)
+
+        def run() -> torch.Tensor:
+            return block(x, rope)
+
+    grad = None
+
+    def step() -> None:
+        nonlocal grad
+        if not train:
+            with torch.inference_mode():
+                run()
+            return
+        out = run()
+        if grad is None:
+            grad = torch.randn(out.shape, generator=generator, device=device, dtype=out.dtype)
+        out.backward(grad)
+
+    def verify() -> Verification:
+        return verify_layer(attn, cell.batch, cell.seq_len, grad=train, rope_base=cell.preset.rope_base)
+
+    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len)
+
+
 def model_workload(cell: Cell, device: torch.device) -> Workload:
     """A forward under ``inference_mode``, or forward and backward of a cross-entropy loss."""
+    if cell.scope != "model":
+        return part_workload(cell, device)
     model = build_encoder(cell.spec, cell.preset, cell.kernel, cell.causal, device, get_dtype(cell.dtype).torch)
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), device=device)
     if cell.mode == "fwd":

@@ -36,7 +36,9 @@ CUSTOM_COLORS = ("#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b")
 CUSTOM_MARKERS = ("P", "X", "*", "h", "p")
 BOUND_MARKERS = {"matmul": "o", "exp": "^", "memory": "s"}
 PANEL_SIZE = (7.0, 4.6)
-PAPER_SETTING = {"gpu": "NVIDIA A100 40GB", "dtype": "bf16", "causal": "causal", "mode": "fwd", "preset": "paper"}
+PAPER_SETTING = {
+    "gpu": "NVIDIA A100 40GB", "dtype": "bf16", "causal": "causal", "mode": "fwd", "preset": "paper", "scope": "model",
+}  # fmt: skip
 
 
 def paper_table() -> pd.DataFrame:
@@ -73,7 +75,8 @@ def setting_title(rows: pd.DataFrame) -> str:
     layers = "" if pd.isna(r["n_layers"]) else f" ({int(r['n_layers'])} layers)"
     rule = "" if pd.isna(r.get("batch_rule")) else f" · {r['batch_rule']}"
     kernel = f"kernel {r['kernel_requested']}"
-    return f"{host} · {r['preset']}{layers} · {r['mask']} · {r['mode']} · {r['dtype']} · {kernel}{rule}"
+    scope = "model" if pd.isna(r.get("scope")) else r["scope"]
+    return f"{host} · {r['preset']}{layers} · scope {scope} · {r['mask']} · {r['mode']} · {r['dtype']} · {kernel}{rule}"
 
 
 def settings(frame: pd.DataFrame) -> list[pd.DataFrame]:
@@ -311,7 +314,8 @@ def _efficiency_figure(frame, style):
 def _differences(group: pd.DataFrame) -> list[str]:
     """How this setting differs from the paper's (A100, bf16, causal decoder, forward, paper model)."""
     r = group.iloc[0]
-    found = {"gpu": r["gpu"], "dtype": r["dtype"], "causal": r["mask"], "mode": r["mode"], "preset": r["preset"]}
+    found = {"gpu": r["gpu"], "dtype": r["dtype"], "causal": r["mask"], "mode": r["mode"], "preset": r["preset"],
+             "scope": "model" if pd.isna(r.get("scope")) else r["scope"]}  # fmt: skip
     return [f"{key}: {found[key]} (paper: {value})" for key, value in PAPER_SETTING.items()
             if str(found[key]) != value and not (key == "gpu" and "A100" in str(found[key]))]  # fmt: skip
 

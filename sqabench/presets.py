@@ -1,15 +1,25 @@
-"""Encoder presets: plain data, shared by the model, the cost model and the CLI."""
+"""Model shapes: the built-in presets, published models' configs, and any Hugging Face-style config.json.
+
+Plain data, shared by the model, the cost model and the CLI. ``get_preset`` takes ``paper`` or
+``wide`` (synthetic encoders), the name of a shipped config (``data/presets/*.json``: Qwen3-0.6B,
+Llama-3.2-1B), or a path to a ``config.json``, read with ``json`` (no ``transformers``). A model
+from a config keeps its own attention as the variant ``base``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 from sqabench.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Shape of the benchmark encoder (everything except the attention heads)."""
+    """Shape of the benchmark model (everything except the attention heads of a variant)."""
 
     name: str
     d_model: int
@@ -18,31 +28,121 @@ class Preset:
     d_ff: int  # SwiGLU hidden width
     vocab_size: int = 10_000
     rope_base: float = 10_000.0
+    head_dim_: int | None = None  # None: d_model / n_heads
+    n_kv_heads: int | None = None  # the model's own key/value heads (the variant `base`); None: no base
+    qk_norm: bool = False  # RMSNorm of each q and k head before RoPE (Qwen3)
+    tie_embeddings: bool = False  # the output head shares the token embedding
+    norm_eps: float = 1e-6
+    sliding_window: int | None = None  # the model's own window, for `base`
+    source: str = ""  # where the shape comes from
 
     def __post_init__(self) -> None:
         for field in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"preset {self.name!r}: {field}={getattr(self, field)} must be >= 1")
-        if self.d_model % self.n_heads:
+        if self.head_dim_ is None and self.d_model % self.n_heads:
             raise ConfigError(
                 f"preset {self.name!r}: d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
+        if self.head_dim_ is not None and (self.head_dim_ < 2 or self.head_dim_ % 2):
+            raise ConfigError(f"preset {self.name!r}: head_dim={self.head_dim_} must be even (RoPE rotates pairs)")
+        if self.n_kv_heads is not None and (not 1 <= self.n_kv_heads <= self.n_heads or self.n_heads % self.n_kv_heads):
+            raise ConfigError(
+                f"preset {self.name!r}: num_key_value_heads={self.n_kv_heads} does not divide "
+                f"num_attention_heads={self.n_heads}"
             )
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.head_dim_ if self.head_dim_ is not None else self.d_model // self.n_heads
+
+    def with_layers(self, n_layers: int | None) -> "Preset":
+        """The same model with ``n_layers`` layers (fewer than its config's), or itself."""
+        if n_layers is None or n_layers == self.n_layers:
+            return self
+        if not 1 <= n_layers <= self.n_layers:
+            raise ConfigError(f"--layers {n_layers}: preset {self.name} has {self.n_layers}; choose 1..{self.n_layers}")
+        return dataclasses.replace(self, n_layers=n_layers)
 
 
 PRESETS: dict[str, Preset] = {
     # The paper's dense model (section 4): d_model 256, 8 layers, 16 heads of 16 dims.
-    "paper": Preset("paper", d_model=256, n_layers=8, n_heads=16, d_ff=768),
+    "paper": Preset("paper", d_model=256, n_layers=8, n_heads=16, d_ff=768, source="arXiv 2510.01817, section 4"),
     # Head dim 128: attention bound by tensor cores rather than by the softmax.
-    "wide": Preset("wide", d_model=2048, n_layers=4, n_heads=16, d_ff=5632),
+    "wide": Preset("wide", d_model=2048, n_layers=4, n_heads=16, d_ff=5632, source="sqabench"),
 }
+REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
 
 
-def get_preset(name: str) -> Preset:
+def shipped() -> dict[str, str]:
+    """Names of the configs shipped in the package, with their file names."""
+    folder = resources.files("sqabench").joinpath("data/presets")
+    return {entry.name.removesuffix(".json"): entry.name for entry in folder.iterdir() if entry.name.endswith(".json")}
+
+
+def from_config(config: dict, name: str, source: str) -> Preset:
+    """A preset from a Hugging Face-style config dict; unknown fields ignored, a missing one named."""
+    missing = [field for field in REQUIRED if field not in config]
+    if missing:
+        raise ConfigError(f"config {source}: missing required field {missing[0]} (needs {', '.join(REQUIRED)})")
+    for field in (*REQUIRED, "num_key_value_heads", "head_dim"):
+        value = config.get(field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"config {source}: {field}={value!r} must be a positive integer")
+    heads, hidden = config["num_attention_heads"], config["hidden_size"]
+    head_dim = config.get("head_dim")
+    if head_dim is None and hidden % heads:
+        raise ConfigError(
+            f"config {source}: hidden_size={hidden} is not divisible by num_attention_heads={heads} and no head_dim"
+        )
+    window = config.get("sliding_window")
+    if config.get("use_sliding_window") is False:
+        window = None  # Qwen-style configs name a window they do not use
+    return Preset(
+        name=name,
+        d_model=hidden,
+        n_layers=config["num_hidden_layers"],
+        n_heads=heads,
+        d_ff=config["intermediate_size"],
+        vocab_size=config["vocab_size"],
+        rope_base=float(config.get("rope_theta", 10_000.0)),
+        head_dim_=head_dim if head_dim is not None else hidden // heads,
+        n_kv_heads=config.get("num_key_value_heads", heads),
+        qk_norm=config.get("model_type") in ("qwen3", "qwen3_moe"),
+        tie_embeddings=bool(config.get("tie_word_embeddings", False)),
+        norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+        sliding_window=window if isinstance(window, int) and window > 0 else None,
+        source=str(config.get("_source", source)),
+    )
+
+
+def _read(path: Path) -> dict:
     try:
-        return PRESETS[name.lower()]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config {path} is not JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config {path} is not a JSON object")
+    return config
+
+
+def get_preset(name: str, n_layers: int | None = None) -> Preset:
+    """A built-in preset, a shipped config by name, or a config.json path; ``n_layers`` cuts the stack."""
+    key = name.lower()
+    if key in PRESETS:
+        preset = PRESETS[key]
+    elif key in shipped():
+        text = resources.files("sqabench").joinpath(f"data/presets/{shipped()[key]}").read_text()
+        preset = from_config(json.loads(text), key, f"sqabench/data/presets/{shipped()[key]}")
+    elif name.endswith(".json") or Path(name).is_file():
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"--preset {name}: no such config file")
+        label = path.parent.name if path.stem == "config" and path.parent.name else path.stem
+        preset = from_config(_read(path), label or "config", str(path))
+    else:
+        choices = ", ".join([*PRESETS, *sorted(shipped())])
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {choices}, or a path to a config.json")
+    return preset.with_layers(n_layers)

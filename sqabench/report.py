@@ -57,7 +57,8 @@ def setting_title(row: dict) -> str:
     gpu = normal(row.get("gpu_name")) or f"CPU ({normal(row.get('cpu_model')) or 'unknown'})"
     mask = "causal" if normal(row.get("causal")) == "True" else "encoder"
     return (
-        f"{gpu} · {row['preset']} ({normal(row.get('n_layers'))} layers) · {mask} · {row['mode']} · "
+        f"{gpu} · {row['preset']} ({normal(row.get('n_layers'))} layers) · scope {normal(row.get('scope')) or 'model'} · "
+        f"{mask} · {row['mode']} · "
         f"{row['dtype']} · "
         f"kernel {row['kernel_requested']} · {normal(row.get('batch_rule')) or 'batch as recorded'}"
     )
@@ -187,9 +188,9 @@ def _ms(value: float) -> str:
 
 FAMILY_COLUMNS = (
     "variant", "n_heads", "n_q_heads", "n_kv_heads", "window", "params", "attn_flops_vs_mha",
-    "kv_cache_bytes_per_token",
+    "kv_cache_bytes_per_token", "note",
 )  # fmt: skip
-FAMILY_HEADERS = ("variant", "H", "Hq", "Hkv", "window", "params", "attn FLOPs\nvs MHA", "KV cache\nB/token")
+FAMILY_HEADERS = ("variant", "H", "Hq", "Hkv", "window", "params", "attn FLOPs\nvs MHA", "KV cache\nB/token", "note")
 
 
 def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dict]:
@@ -206,6 +207,7 @@ def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dic
             "params": encoder_params(s, preset),
             "attn_flops_vs_mha": round(s.attn_flops_vs_mha, 4),
             "kv_cache_bytes_per_token": kv_cache_bytes_per_token(s, preset),
+            "note": s.note,
         }
         for s in specs
     ]

@@ -19,12 +19,12 @@ from sqabench.cells import Cell, plan
 from sqabench.dtypes import DTYPES, get_dtype
 from sqabench.environment import Environment, environment, host_label
 from sqabench.errors import ConfigError
-from sqabench.flops import MODES
+from sqabench.flops import MODES, SCOPES
 from sqabench.lengths import parse_lengths
 from sqabench.measure import resolve_device, validate_dtype
 from sqabench.presets import Preset, get_preset
 from sqabench.results import key_of, read_rows
-from sqabench.variants import VariantSpec, parse_variants
+from sqabench.variants import VariantSpec, base_variant, parse_variants
 
 DEFAULT_NEW_TOKENS = 32
 GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
@@ -53,6 +53,8 @@ class RunOptions:
     baseline: str | None = None
     new_tokens: int | None = None  # decode only; None: DEFAULT_NEW_TOKENS
     cuda_graphs: bool = False  # decode on a GPU only
+    layers: int | None = None  # fewer layers than the preset's
+    scope: str = "model"
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,15 @@ def resolve_run(options: RunOptions) -> RunPlan:
         ("--repeats", options.repeats, 1),
     ):  # fmt: skip
         _at_least(name, value, lowest)
-    preset = get_preset(options.preset)
-    specs = parse_variants(options.variants, preset.n_heads, options.window)
+    scope = options.scope.lower()
+    if scope not in SCOPES:
+        raise ConfigError(f"unknown scope {options.scope!r}; choose one of: {', '.join(SCOPES)}")
+    if mode == "decode" and scope != "model":
+        raise ConfigError(f"--mode decode times the whole model with its cache; --scope {scope} does not apply")
+    _at_least("--layers", options.layers, 1)
+    preset = get_preset(options.preset, options.layers)
+    base = base_variant(preset.n_heads, preset.n_kv_heads, preset.sliding_window)
+    specs = parse_variants(options.variants, preset.n_heads, options.window, base)
     lengths = parse_lengths(options.seq or defaults["seq"])
     kernel = options.kernel.lower()
     for spec in specs:
@@ -116,7 +125,7 @@ def resolve_run(options: RunOptions) -> RunPlan:
         mode=mode, causal=options.causal, kernel=kernel, device=str(device),
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
         repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
-        cuda_graphs=options.cuda_graphs,
+        cuda_graphs=options.cuda_graphs, scope=scope,
     )  # fmt: skip
     baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
     return RunPlan(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # Columns in file order, grouped as the README documents them.
 IDENTITY = (
     "run_id", "timestamp", "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "head_dim", "d_model",
-    "n_layers", "window", "causal", "mode", "dtype", "device", "kernel_requested", "kernel", "seq_len", "batch",
+    "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel", "seq_len", "batch",
     "batch_rule", "new_tokens", "cuda_graphs", "warmup", "repeats",
 )  # fmt: skip
 TIMING = (
@@ -48,12 +48,12 @@ COLUMNS: tuple[str, ...] = IDENTITY + TIMING + FLOOR + MEMORY + GPU + ENVIRONMEN
 # What identifies a cell: what was asked for. Two rows with the same key measured the same thing.
 CELL_KEY: tuple[str, ...] = (
     "variant", "n_q_heads", "n_kv_heads", "window", "preset", "n_layers", "seq_len", "batch", "dtype", "mode",
-    "causal", "kernel_requested", "device", "new_tokens", "cuda_graphs",
+    "causal", "kernel_requested", "device", "new_tokens", "cuda_graphs", "scope",
 )  # fmt: skip
 # What makes cells comparable in one table or one plot panel: every setting but the variant and the length.
 SETTING_KEY: tuple[str, ...] = (
-    "gpu_name", "preset", "n_layers", "dtype", "mode", "causal", "kernel_requested", "device", "batch_rule",
-    "new_tokens", "cuda_graphs",
+    "gpu_name", "preset", "n_layers", "scope", "dtype", "mode", "causal", "kernel_requested", "device",
+    "batch_rule", "new_tokens", "cuda_graphs",
 )  # fmt: skip
 # A (setting, length) point: pairs a variant with the baseline variant for speed-ups.
 POINT_KEY: tuple[str, ...] = (*SETTING_KEY, "seq_len", "batch")

@@ -8,6 +8,7 @@ A user can also name a variant by its heads: ``Hq/Hkv`` or, windowed, ``Hq/Hkv@W
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,6 +28,7 @@ class VariantSpec:
     n_q_heads: int  # Hq
     n_kv_heads: int  # Hkv
     window: int | None = None
+    note: str = ""  # e.g. why the heads differ from the family's fraction of H
 
     def __post_init__(self) -> None:
         h = self.n_heads
@@ -67,58 +69,91 @@ class VariantSpec:
 
 @dataclass(frozen=True)
 class FamilyMember:
-    q_heads: int  # at H = REGISTRY_HEADS
-    kv_heads: int
+    q_heads: int  # at H = REGISTRY_HEADS: the fraction q_heads / 16 of any H
+    kv_heads: int  # likewise, unless single_kv
     windowed: bool
     description: str
+    single_kv: bool = False  # one key/value head at any H: what "multi-query" means
 
 
 FAMILY: dict[str, FamilyMember] = {
     "mha": FamilyMember(16, 16, False, "multi-head baseline"),
     "gqa": FamilyMember(16, 4, False, "grouped-query"),
-    "mqa": FamilyMember(16, 1, False, "multi-query"),
+    "mqa": FamilyMember(16, 1, False, "multi-query", single_kv=True),
     "sqa": FamilyMember(8, 4, False, "standard SQA"),
     "ssqa": FamilyMember(8, 8, False, "symmetric SQA"),
     "xsqa": FamilyMember(4, 4, False, "extreme SQA"),
-    "xsmqa": FamilyMember(4, 1, False, "extreme SQA, one KV head"),
+    "xsmqa": FamilyMember(4, 1, False, "extreme SQA, one KV head", single_kv=True),
     "lsqa": FamilyMember(12, 4, False, "light SQA, 75% of query heads"),
     "swa": FamilyMember(16, 4, True, "sliding-window baseline (GQA heads)"),
     "swa-ssqa": FamilyMember(8, 8, True, "sliding window x symmetric SQA"),
     "swa-xsqa": FamilyMember(4, 4, True, "sliding window x extreme SQA"),
 }
+BASE = "base"  # a model's own attention, for a preset read from its config
 
 _CUSTOM = re.compile(r"^(\d+)/(\d+)(?:@(\d+))?$")
 SYNTAX_HELP = f"a registry name ({', '.join(FAMILY)}), 'all', or heads as Hq/Hkv or Hq/Hkv@WINDOW"
 
 
-def _scaled(count: int, n_heads: int, name: str) -> int:
-    value = Fraction(count * n_heads, REGISTRY_HEADS)
-    if value.denominator != 1:
-        raise ConfigError(
-            f"{name}: {count}/{REGISTRY_HEADS} of n_heads={n_heads} is not a whole number of heads"
-        )
-    return int(value)
+def nearest_heads(q_exact: Fraction, kv_exact: Fraction, n_heads: int) -> tuple[int, int]:
+    """The valid (Hq, Hkv) nearest the exact fractions: 1 <= Hkv <= Hq <= H, Hq a multiple of Hkv.
+
+    Nearest in a sum of log-ratios (so 2x too many and 2x too few are equally far), the query
+    heads' weighted 4x: they set the attention FLOPs, which is what the family is about. Ties go
+    to fewer heads.
+    """
+    best = None
+    for kv in range(1, n_heads + 1):
+        for q in range(kv, n_heads + 1, kv):
+            distance = 4 * abs(math.log(q / q_exact)) + abs(math.log(kv / kv_exact))
+            if best is None or distance < best[0] - 1e-12:
+                best = (distance, q, kv)
+    return best[1], best[2]
 
 
 def get_variant(name: str, n_heads: int = REGISTRY_HEADS, window: int = DEFAULT_WINDOW) -> VariantSpec:
-    """The registry's variant ``name`` for a model with ``n_heads`` heads; ``window`` for windowed ones."""
+    """The registry's variant ``name`` for a model with ``n_heads`` heads; ``window`` for windowed ones.
+
+    Counts are the family's fractions of H; where a fraction is not a whole number of heads (H = 9,
+    say), the nearest valid counts are taken and the spec's ``note`` says so.
+    """
     try:
         member = FAMILY[name]
     except KeyError:
         raise ConfigError(f"unknown variant {name!r}; expected {SYNTAX_HELP}") from None
+    q_exact = Fraction(member.q_heads * n_heads, REGISTRY_HEADS)
+    kv_exact = Fraction(1) if member.single_kv else Fraction(member.kv_heads * n_heads, REGISTRY_HEADS)
+    q, kv, note = q_exact, kv_exact, ""
+    if q.denominator != 1 or kv.denominator != 1 or int(q) % int(kv):
+        q, kv = nearest_heads(q_exact, kv_exact, n_heads)
+        note = f"nearest valid heads {q}/{kv}: the family's {_text(q_exact)}/{_text(kv_exact)} of H={n_heads}"
     return VariantSpec(
-        name=name,
-        n_heads=n_heads,
-        n_q_heads=_scaled(member.q_heads, n_heads, name),
-        n_kv_heads=_scaled(member.kv_heads, n_heads, name),
-        window=window if member.windowed else None,
-    )
+        name=name, n_heads=n_heads, n_q_heads=int(q), n_kv_heads=int(kv),
+        window=window if member.windowed else None, note=note,
+    )  # fmt: skip
 
 
-def parse_variant(text: str, n_heads: int = REGISTRY_HEADS, window: int = DEFAULT_WINDOW) -> VariantSpec:
-    """A registry name, or custom heads ``Hq/Hkv`` / ``Hq/Hkv@W`` (absolute counts, explicit window)."""
+def _text(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"{float(value):g}"
+
+
+def base_variant(n_heads: int, n_kv_heads: int | None, window: int | None) -> VariantSpec | None:
+    """The model's own attention (from its config) as the variant ``base``; None for a synthetic preset."""
+    if n_kv_heads is None:
+        return None
+    return VariantSpec(BASE, n_heads, n_heads, n_kv_heads, window, note="the model's own attention")
+
+
+def parse_variant(
+    text: str, n_heads: int = REGISTRY_HEADS, window: int = DEFAULT_WINDOW, base: VariantSpec | None = None
+) -> VariantSpec:
+    """A registry name, ``base`` (a config's own heads), or custom heads ``Hq/Hkv`` / ``Hq/Hkv@W``."""
     text = text.strip()
     match = _CUSTOM.match(text)
+    if match is None and text.lower() == BASE:
+        if base is None:
+            raise ConfigError("variant 'base' is a model's own attention: it needs a --preset read from a config.json")
+        return base
     if match is None:
         return get_variant(text.lower(), n_heads, window)
     q, kv, w = match.groups()
@@ -127,16 +162,19 @@ def parse_variant(text: str, n_heads: int = REGISTRY_HEADS, window: int = DEFAUL
     )
 
 
-def parse_variants(text: str, n_heads: int = REGISTRY_HEADS, window: int = DEFAULT_WINDOW) -> list[VariantSpec]:
-    """A comma-separated list of variants, or ``all`` for the whole registry, in registry order."""
+def parse_variants(
+    text: str, n_heads: int = REGISTRY_HEADS, window: int = DEFAULT_WINDOW, base: VariantSpec | None = None
+) -> list[VariantSpec]:
+    """A comma-separated list of variants, or ``all``: ``base`` (when there is one), then the registry."""
     items = [item.strip() for item in text.split(",")]
     if any(not item for item in items):
         raise ConfigError(f"empty item in variant list {text!r}; expected {SYNTAX_HELP}, comma-separated")
     specs: list[VariantSpec] = []
     for item in items:
         if item.lower() == "all":
+            specs.extend([base] if base is not None else [])
             specs.extend(get_variant(name, n_heads, window) for name in FAMILY)
         else:
-            specs.append(parse_variant(item, n_heads, window))
+            specs.append(parse_variant(item, n_heads, window, base))
     return list(dict.fromkeys(specs))  # keep order, drop repeats
 

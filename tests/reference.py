@@ -60,27 +60,37 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
     return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps) * weight.double()
 
 
-def attention_layer(x, weights: dict, prefix: str, n_q: int, n_kv: int, head_dim: int, window, causal, base):
-    """The SQA layer from its weights: x (B, N, D) fp64 -> (B, N, D)."""
+def attention_layer(
+    x, weights: dict, prefix: str, n_q: int, n_kv: int, head_dim: int, window, causal, base, qk_norm=False, eps=1e-6
+):
+    """The SQA layer from its weights: x (B, N, D) fp64 -> (B, N, D). ``qk_norm``: Qwen3's per-head RMSNorm."""
     B, N, _ = x.shape
 
     def heads(name, count):  # project and split: (B, N, count*Dh) -> (B, count, N, Dh)
         return (x @ weights[f"{prefix}.{name}.weight"].double().T).view(B, N, count, head_dim).transpose(1, 2)
 
-    q, k, v = rotate(heads("wq", n_q), base), rotate(heads("wk", n_kv), base), heads("wv", n_kv)
+    q, k, v = heads("wq", n_q), heads("wk", n_kv), heads("wv", n_kv)
+    if qk_norm:  # each head's vector normalised over its own head_dim, before the rotation
+        q = rms_norm(q, weights[f"{prefix}.q_norm.weight"], eps)
+        k = rms_norm(k, weights[f"{prefix}.k_norm.weight"], eps)
+    q, k = rotate(q, base), rotate(k, base)
     o = attention_per_head(q, k, v, window, causal)  # (B, Hq, N, Dh)
     return o.transpose(1, 2).reshape(B, N, n_q * head_dim) @ weights[f"{prefix}.wo.weight"].double().T
 
 
-def encoder_forward(tokens, weights: dict, n_layers, n_q, n_kv, head_dim, window, causal, base=10_000.0):
-    """Logits (B, N, V) of the whole encoder from its state dict, in fp64."""
+def encoder_forward(
+    tokens, weights: dict, n_layers, n_q, n_kv, head_dim, window, causal, base=10_000.0, qk_norm=False, eps=1e-6,
+    tied=False,
+):  # fmt: skip
+    """Logits (B, N, V) of the whole encoder from its state dict, in fp64; ``tied``: the head is the embedding."""
     w = {name: t.detach().double() for name, t in weights.items()}
     x = w["embed.weight"][tokens]
     for layer in range(n_layers):
         p = f"blocks.{layer}"
-        x = x + attention_layer(rms_norm(x, w[f"{p}.attn_norm.weight"]), w, f"{p}.attn", n_q, n_kv, head_dim,
-                                window, causal, base)  # fmt: skip
-        h = rms_norm(x, w[f"{p}.ffn_norm.weight"])
+        x = x + attention_layer(rms_norm(x, w[f"{p}.attn_norm.weight"], eps), w, f"{p}.attn", n_q, n_kv, head_dim,
+                                window, causal, base, qk_norm, eps)  # fmt: skip
+        h = rms_norm(x, w[f"{p}.ffn_norm.weight"], eps)
         gate, up = h @ w[f"{p}.ffn.gate.weight"].T, h @ w[f"{p}.ffn.up.weight"].T
         x = x + (gate * torch.sigmoid(gate) * up) @ w[f"{p}.ffn.down.weight"].T  # SwiGLU: silu(gate) * up
-    return rms_norm(x, w["norm.weight"]) @ w["head.weight"].T
+    head = w["embed.weight"] if tied else w["head.weight"]
+    return rms_norm(x, w["norm.weight"], eps) @ head.T

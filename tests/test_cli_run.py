@@ -382,10 +382,10 @@ def test_variants_command(fmt):
     assert "xsmqa" in result.output and "swa-xsqa" in result.output
     if fmt == "csv":
         lines = result.output.strip().splitlines()
-        header = "variant,n_heads,n_q_heads,n_kv_heads,window,params,attn_flops_vs_mha,kv_cache_bytes_per_token"
+        header = "variant,n_heads,n_q_heads,n_kv_heads,window,params,attn_flops_vs_mha,kv_cache_bytes_per_token,note"
         assert lines[0] == header
-        assert len(lines) == 12
-        assert lines[1] == "mha,16,16,16,,11940096,1.0,8192"
+        assert len(lines) == 12  # the paper preset has no `base`: its shape is synthetic
+        assert lines[1] == "mha,16,16,16,,11940096,1.0,8192,"
     if fmt == "json":
         records = json.loads(result.output)
         assert records[0]["window"] is None and records[-1]["window"] == 128

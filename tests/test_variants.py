@@ -37,10 +37,33 @@ def test_registry_is_complete():
 
 def test_counts_scale_with_the_preset():
     spec = get_variant("sqa", n_heads=32)
-    assert (spec.n_q_heads, spec.n_kv_heads) == (16, 8)
-    assert get_variant("mqa", n_heads=32).n_kv_heads == 2
-    with pytest.raises(ConfigError, match="not a whole number"):
-        get_variant("mqa", n_heads=8)
+    assert (spec.n_q_heads, spec.n_kv_heads, spec.note) == (16, 8, "")
+    assert get_variant("mqa", n_heads=32).n_kv_heads == 1  # multi-query: one key/value head at any H
+    assert get_variant("xsmqa", n_heads=32).n_kv_heads == 1
+
+
+@pytest.mark.parametrize("n_heads", [9, 12, 14, 28, 5, 1])
+def test_an_awkward_head_count_takes_the_nearest_valid_heads(n_heads):
+    for name in FAMILY:
+        spec = get_variant(name, n_heads)  # never fails the command
+        assert 1 <= spec.n_kv_heads <= spec.n_q_heads <= n_heads and spec.n_q_heads % spec.n_kv_heads == 0
+        if spec.note:
+            assert spec.note.startswith(f"nearest valid heads {spec.n_q_heads}/{spec.n_kv_heads}:")
+    assert get_variant("sqa", 9).heads == "4/2" and "4.5/2.25 of H=9" in get_variant("sqa", 9).note
+    assert get_variant("gqa", 14).heads == "14/2"  # query heads kept: they set the FLOPs
+    assert get_variant("sqa", 28).heads == "14/7" and get_variant("sqa", 28).note == ""
+
+
+def test_nearest_heads_brute_force():
+    from fractions import Fraction
+    import math
+
+    from sqabench.variants import nearest_heads
+
+    q, kv = nearest_heads(Fraction(9, 2), Fraction(9, 4), 9)
+    candidates = [(a, b) for b in range(1, 10) for a in range(b, 10, b)]
+    best = min(candidates, key=lambda c: 4 * abs(math.log(c[0] / 4.5)) + abs(math.log(c[1] / 2.25)))
+    assert (q, kv) == best
 
 
 @pytest.mark.parametrize(
