@@ -272,6 +272,7 @@ class SQAttention(nn.Module):
         self.wo = nn.Linear(spec.n_q_heads * self.head_dim, d_model, bias=False)
         self.q_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else None
         self.k_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else None
+        self.op: nn.Module | None = None  # an attention op that replaces ``attend`` (set by context parallelism)
 
     def qkv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
         """Project (B, N, D) to RoPE-rotated q (B, Hq, N, Dh) and k, v (B, Hkv, N, Dh)."""
@@ -287,5 +288,8 @@ class SQAttention(nn.Module):
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         B, N, _ = x.shape
         q, k, v = self.qkv(x, rope)
-        o = attend(q, k, v, self.kernel, self.spec.window, self.causal)  # (B, Hq, N, Dh)
+        if self.op is not None:
+            o = self.op(q, k, v)  # (B, Hq, N, Dh)
+        else:
+            o = attend(q, k, v, self.kernel, self.spec.window, self.causal)  # (B, Hq, N, Dh)
         return self.wo(o.transpose(1, 2).reshape(B, N, self.spec.n_q_heads * self.head_dim))

@@ -63,6 +63,7 @@ class DeviceLimits:
     measured: Rates | None = None
     peak: Rates | None = None
     peak_name: str = ""
+    link_bytes_per_s: float | None = None  # context parallelism: what a rank receives per second in an all-gather
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,11 @@ class Floor:
     terms_ms: dict[str, float]
 
 
-def floor(flops: int, exps: int, min_bytes: int, rates: Rates) -> Floor | None:
-    """max(flops / matmul rate, exps / exp rate, min_bytes / bandwidth); None without all three rates."""
+def floor(
+    flops: int, exps: int, min_bytes: int, rates: Rates, comm_bytes: int = 0, link: float | None = None
+) -> Floor | None:
+    """max(flops / matmul rate, exps / exp rate, min_bytes / bandwidth[, comm_bytes / link rate]); None
+    without all three rates. The fourth term, ``comm``, is a context-parallel rank's all-gathers."""
     if None in (rates.matmul_flops, rates.exp_per_s, rates.bytes_per_s):
         return None
     terms = {
@@ -83,6 +87,8 @@ def floor(flops: int, exps: int, min_bytes: int, rates: Rates) -> Floor | None:
         "exp": exps / rates.exp_per_s * 1e3,
         "memory": min_bytes / rates.bytes_per_s * 1e3,
     }
+    if comm_bytes and link:
+        terms["comm"] = comm_bytes / link * 1e3
     bound = max(terms, key=terms.__getitem__)
     return Floor(terms[bound], bound, terms)
 

@@ -34,6 +34,7 @@ class Cell:
     new_tokens: int = 0  # decode: tokens generated per pass; 0 otherwise
     cuda_graphs: bool = False  # decode: the step captured in a CUDA graph
     scope: str = "model"  # what is timed: the model, one block, or the attention op
+    world_size: int = 1  # ranks the sequence is split across (context parallelism)
 
     @property
     def layers_timed(self) -> int:
@@ -49,8 +50,15 @@ class Cell:
             "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel,
             "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule,
             "new_tokens": self.new_tokens if self.mode == "decode" else "", "cuda_graphs": self.cuda_graphs,
-            "warmup": self.warmup, "repeats": self.repeats,
+            "world_size": self.world_size, **self.split_identity(), "warmup": self.warmup, "repeats": self.repeats,
         }  # fmt: skip
+
+    def split_identity(self) -> dict[str, object]:
+        """Context parallelism's columns: backend, path and each rank's share; empty on one process."""
+        if self.world_size == 1:
+            return {"cp_backend": "", "cp_path": "", "local_len": ""}
+        backend = "nccl" if self.device.startswith("cuda") else "gloo"
+        return {"cp_backend": backend, "cp_path": "flex", "local_len": self.seq_len // self.world_size}
 
     def cost(self) -> Cost:
         """The cost model's work of one timed call: a step, or a decode step (one token per sequence)."""
@@ -78,6 +86,7 @@ class Outcome:
     timing: Timing | None = None
     peak: tuple[int | None, int | None] = (None, None)
     readings: dict = field(default_factory=dict)  # extra columns: NVML and the like
+    fatal: bool = False  # the device or the process group is unusable after this cell: stop the sweep
 
 
 def batch_for(seq_len: int, tokens: int, batch: int | None = None) -> int:
@@ -102,6 +111,7 @@ def plan(
     new_tokens: int = 0,
     cuda_graphs: bool = False,
     scope: str = "model",
+    world_size: int = 1,
 ) -> list[Cell]:
     """Every cell of the sweep, shortest lengths first so that an OOM at the end loses nothing.
 
@@ -112,7 +122,7 @@ def plan(
     causal = causal or mode == "decode"
     return [
         Cell(spec, preset, n, batch_for(n, tokens, batch), rule, dtype, mode, causal, kernel, device, warmup,
-             repeats, new_tokens if mode == "decode" else 0, cuda_graphs, scope)  # fmt: skip
+             repeats, new_tokens if mode == "decode" else 0, cuda_graphs, scope, world_size)  # fmt: skip
         for n in seq_lens
         for spec in specs
     ]

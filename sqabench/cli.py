@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -268,6 +269,13 @@ def run(
         str,
         typer.Option(metavar="SCOPE", help="model (default), block (one layer), or attention (the op alone on q, k, v)."),
     ] = "model",
+    cp: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Split each sequence across N processes (context parallelism); see README."),
+    ] = None,
+    cp_timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="--cp: how long a collective waits for a rank.")
+    ] = 600.0,
 ) -> None:
     """Time every (variant, length) cell and write one CSV row per cell as it finishes."""
     from sqabench.request import RunOptions, resolve_run
@@ -277,10 +285,20 @@ def run(
         seq=seq, variants=variants, preset=preset, device=device, dtype=dtype, mode=mode, causal=causal,
         window=window, kernel=kernel, tokens=tokens, batch=batch, warmup=warmup, repeats=repeats, out=out_path,
         resume=resume, baseline=baseline, new_tokens=new_tokens, cuda_graphs=cuda_graphs,
-        layers=layers, scope=scope,
+        layers=layers, scope=scope, cp=cp, cp_timeout=cp_timeout,
     )  # fmt: skip
     with usage_errors():
         plan = resolve_run(options)
+    if plan.launch:  # start the ranks through torch's launcher; they join below, as a torchrun job
+        from sqabench.cp import launch
+
+        argv = sys.argv[1:] + ([] if out_path is not None else ["--out", str(plan.path)])
+        say(f"sqabench run --cp {plan.world}: starting {plan.world} ranks with torch.distributed.run")
+        raise typer.Exit(launch(plan.world, argv))
+    if plan.world > 1:
+        from sqabench.runner import execute_split
+
+        raise typer.Exit(execute_split(plan, out, err))
     raise typer.Exit(execute(plan, out, err))
 
 

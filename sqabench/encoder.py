@@ -61,9 +61,12 @@ class Encoder(nn.Module):
     def kernel(self) -> str:
         return self.blocks[0].attn.kernel
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits of (B, N) tokens. ``rope``: the (cos, sin) of these tokens' positions when they are not
+        0..N-1 (a shard of a longer sequence, under context parallelism)."""
         x = self.embed(tokens)  # (B, N, D)
-        rope = rope_tables(tokens.shape[1], self.preset.head_dim, self.preset.rope_base, x.device, x.dtype)
+        if rope is None:
+            rope = rope_tables(tokens.shape[1], self.preset.head_dim, self.preset.rope_base, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, rope)
         return self.head(self.norm(x))  # (B, N, V)

@@ -163,3 +163,40 @@ def decode_cost(
 def kv_cache_bytes(spec: VariantSpec, preset: Preset, batch: int, slots: int, dtype: str = "bf16") -> int:
     """The cache of ``batch`` sequences holding ``slots`` tokens each, across the layer stack."""
     return kv_cache_bytes_per_token(spec, preset, dtype) * batch * slots
+
+
+def _sum_min(m: int, w: int) -> int:
+    """sum of min(i, w) for i in 0..m-1."""
+    if m <= 0:
+        return 0
+    if m <= w + 1:
+        return m * (m - 1) // 2
+    return w * (w + 1) // 2 + (m - w - 1) * w
+
+
+def visible_pairs_rows(seq_len: int, start: int, stop: int, window: int | None = None, causal: bool = False) -> int:
+    """Visible (query, key) pairs of the query rows start..stop-1 alone (one rank's share of the sequence)."""
+    n = seq_len
+    w = n - 1 if window is None else min(window, n - 1)
+    behind = _sum_min(stop, w) - _sum_min(start, w)  # keys at or before each row, itself excluded
+    if causal:
+        return behind + (stop - start)
+    ahead = _sum_min(n - start, w) - _sum_min(n - stop, w)
+    return behind + ahead + (stop - start)
+
+
+def split_cost(
+    spec: VariantSpec, preset: Preset, batch: int, seq_len: int, causal: bool, dtype: str, world: int
+) -> tuple[Cost, int]:
+    """Forward work of the busiest rank when the sequence is split in ``world`` contiguous shares, and the
+    bytes each rank receives per step in the all-gathers of K and V (every layer: the other shares)."""
+    share = seq_len // world
+    local = step_cost(spec, preset, batch, share, False, "fwd", dtype)  # matmuls and traffic of the share
+    d_head, layers = preset.head_dim, preset.n_layers
+    pairs = max(visible_pairs_rows(seq_len, r * share, (r + 1) * share, spec.window, causal) for r in range(world))
+    attention = layers * 4 * batch * spec.n_q_heads * d_head * pairs
+    exps = layers * batch * spec.n_q_heads * pairs
+    elem = get_dtype(dtype).bytes
+    gathered = layers * 2 * batch * spec.n_kv_heads * d_head * (seq_len - share) * elem  # K and V of the others
+    cost = Cost(local.matmul_flops, attention, exps, local.min_bytes + gathered)
+    return cost, gathered

@@ -74,6 +74,8 @@ def setting_title(rows: pd.DataFrame) -> str:
     host = r["gpu"] if r["on_gpu"] else f"CPU ({r['cpu_model']})" if pd.notna(r.get("cpu_model")) else "CPU"
     layers = "" if pd.isna(r["n_layers"]) else f" ({int(r['n_layers'])} layers)"
     rule = "" if pd.isna(r.get("batch_rule")) else f" · {r['batch_rule']}"
+    if not pd.isna(r.get("world_size")) and int(r["world_size"]) > 1:
+        rule += f" · split across {int(r['world_size'])} ranks"
     kernel = f"kernel {r['kernel_requested']}"
     scope = "model" if pd.isna(r.get("scope")) else r["scope"]
     return f"{host} · {r['preset']}{layers} · scope {scope} · {r['mask']} · {r['mode']} · {r['dtype']} · {kernel}{rule}"

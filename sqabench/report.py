@@ -61,6 +61,7 @@ def setting_title(row: dict) -> str:
         f"{mask} · {row['mode']} · "
         f"{row['dtype']} · "
         f"kernel {row['kernel_requested']} · {normal(row.get('batch_rule')) or 'batch as recorded'}"
+        + (f" · split across {row['world_size']} ranks" if normal(row.get("world_size")) not in ("", "1") else "")
     )
 
 

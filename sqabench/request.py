@@ -16,6 +16,7 @@ import torch
 
 from sqabench.attention import resolve_kernel
 from sqabench.cells import Cell, plan
+from sqabench.cp import check_request, job_size
 from sqabench.dtypes import DTYPES, get_dtype
 from sqabench.environment import Environment, environment, host_label
 from sqabench.errors import ConfigError
@@ -55,6 +56,8 @@ class RunOptions:
     cuda_graphs: bool = False  # decode on a GPU only
     layers: int | None = None  # fewer layers than the preset's
     scope: str = "model"
+    cp: int | None = None  # context parallelism: ranks to split each sequence across
+    cp_timeout: float = 600.0  # seconds a collective may wait for a rank
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class RunPlan:
     resumed_missing: bool  # --resume was given but the file did not exist yet
     quick_default: bool  # the CPU's quick default lengths were used
     baseline: str | None
+    world: int = 1  # ranks each sequence is split across
+    launch: bool = False  # start the ranks (--cp given outside a torchrun job)
+    cp_timeout: float = 600.0
 
     @property
     def pending(self) -> list[Cell]:
@@ -117,6 +123,11 @@ def resolve_run(options: RunOptions) -> RunPlan:
     for spec in specs:
         resolve_kernel(spec, kernel)
     validate_dtype(device, DTYPES[dtype].torch, dtype)
+    world, launch = _world(options.cp)
+    if world > 1 or options.cp is not None:
+        check_request(world, lengths, device, mode, scope, kernel)
+        if options.cp_timeout <= 0:
+            raise ConfigError(f"--cp-timeout {options.cp_timeout} must be > 0 seconds")
     env = environment(device)
     path = options.out or _fresh(Path("results") / f"{host_label(env)}-{datetime.now():%Y%m%d-%H%M%S}.csv")
     previous = prepare_output(path, options.resume, explicit=options.out is not None)
@@ -125,15 +136,27 @@ def resolve_run(options: RunOptions) -> RunPlan:
         mode=mode, causal=options.causal, kernel=kernel, device=str(device),
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
         repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
-        cuda_graphs=options.cuda_graphs, scope=scope,
+        cuda_graphs=options.cuda_graphs, scope=scope, world_size=world,
     )  # fmt: skip
     baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
     return RunPlan(
         device=device, env=env, preset=preset, specs=specs, lengths=lengths, dtype=dtype, cells=cells, path=path,
         done=frozenset(key_of(row) for row in previous or () if row["status"] == "ok"),
         resumed_missing=options.resume and previous is None, quick_default=options.seq is None and device.type == "cpu",
-        baseline=baseline,
+        baseline=baseline, world=world, launch=launch, cp_timeout=options.cp_timeout,
     )  # fmt: skip
+
+
+def _world(cp: int | None) -> tuple[int, bool]:
+    """(ranks, whether sqabench must start them): --cp outside a torchrun job launches, inside it joins."""
+    running = job_size()
+    if running > 1:
+        if cp is not None and cp != running:
+            raise ConfigError(f"--cp {cp} but this torchrun job has WORLD_SIZE={running}; drop --cp or make them equal")
+        return running, False
+    if cp is None:
+        return 1, False
+    return cp, cp > 1
 
 
 def _fresh(path: Path) -> Path:

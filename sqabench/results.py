@@ -22,15 +22,17 @@ if TYPE_CHECKING:
 IDENTITY = (
     "run_id", "timestamp", "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "head_dim", "d_model",
     "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel", "seq_len", "batch",
-    "batch_rule", "new_tokens", "cuda_graphs", "warmup", "repeats",
+    "batch_rule", "new_tokens", "cuda_graphs", "world_size", "cp_backend", "cp_path", "local_len", "warmup", "repeats",
 )  # fmt: skip
 TIMING = (
     "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "compile_ms", "prefill_ms",
     "tokens_per_s", "flops", "tflops", "attention_flops", "exps", "min_bytes", "bytes_per_token", "kv_cache_bytes",
+    "rank_flops", "comm_bytes",
     "verify_rel_err", "verify_grad_rel_err",
 )  # fmt: skip
 FLOOR = (
     "floor_ms", "bound", "efficiency", "ceiling_matmul_flops", "ceiling_exp_per_s", "ceiling_bytes_per_s",
+    "ceiling_link_bytes_per_s",
     "peak_matmul_flops", "peak_exp_per_s", "peak_bytes_per_s",
 )  # fmt: skip
 MEMORY = ("peak_mem_bytes", "peak_reserved_bytes", "nvml_used_bytes")
@@ -48,12 +50,12 @@ COLUMNS: tuple[str, ...] = IDENTITY + TIMING + FLOOR + MEMORY + GPU + ENVIRONMEN
 # What identifies a cell: what was asked for. Two rows with the same key measured the same thing.
 CELL_KEY: tuple[str, ...] = (
     "variant", "n_q_heads", "n_kv_heads", "window", "preset", "n_layers", "seq_len", "batch", "dtype", "mode",
-    "causal", "kernel_requested", "device", "new_tokens", "cuda_graphs", "scope",
+    "causal", "kernel_requested", "device", "new_tokens", "cuda_graphs", "scope", "world_size",
 )  # fmt: skip
 # What makes cells comparable in one table or one plot panel: every setting but the variant and the length.
 SETTING_KEY: tuple[str, ...] = (
     "gpu_name", "preset", "n_layers", "scope", "dtype", "mode", "causal", "kernel_requested", "device",
-    "batch_rule", "new_tokens", "cuda_graphs",
+    "batch_rule", "new_tokens", "cuda_graphs", "world_size",
 )  # fmt: skip
 # A (setting, length) point: pairs a variant with the baseline variant for speed-ups.
 POINT_KEY: tuple[str, ...] = (*SETTING_KEY, "seq_len", "batch")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import sys
 import threading
+import uuid
+from pathlib import Path
 from collections.abc import Callable
 
 from rich.console import Console
@@ -16,7 +20,7 @@ from sqabench.estimate import ASSUMED_EFFICIENCY, Estimate, estimate
 from sqabench.lengths import format_len
 from sqabench.report import format_rate, results_tables
 from sqabench.request import RunPlan
-from sqabench.results import CsvWriter, read_rows
+from sqabench.results import CsvWriter, key_of, read_rows
 from sqabench.sweep import SweepAborted, run_sweep
 
 
@@ -121,8 +125,8 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
     if error is not None:
         err.print(
             Text(
-                f"stopped: the GPU is unusable after {error} (a sticky CUDA error fails every later cell); "
-                f"{writer.written} rows kept; continue in a new process with --resume --out {plan.path}",
+                f"stopped after {error}; {writer.written} rows kept; continue in a new process with "
+                f"--resume --out {plan.path}",
                 style="bold red",
             ),
             highlight=False,
@@ -159,3 +163,70 @@ def announce_estimate(predicted: Estimate, plan: RunPlan, err: Console) -> None:
                  style="bold yellow"),
             highlight=False,
         )  # fmt: skip
+
+
+def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
+    """``sqabench run`` as one rank of a context-parallel job: rank 0 writes, prints and shows progress.
+
+    Every rank plans the same cells; rank 0's output file and finished cells are what count, passed
+    to the others through the job's store.
+    """
+    from sqabench.cp import join, leave, link_rate
+    from sqabench.split import measure_split
+
+    group = join(plan.device.type, plan.cp_timeout)
+    try:
+        if not group.is_main:
+            out = err = Console(file=io.StringIO())  # one rank speaks
+        else:
+            announce(plan, err)
+            shared = {"path": str(plan.path), "done": sorted(map(list, plan.done)), "run": uuid.uuid4().hex[:12]}
+            group.post("plan", shared)
+        shared = group.fetch("plan")  # rank 0's file, finished cells and run id, on every rank
+        done = {tuple(key) for key in shared["done"]}
+        pending = [cell for cell in plan.cells if key_of(cell.identity()) not in done]
+        link = link_rate(group)
+        limits = device_limits(plan, err) if group.is_main else DeviceLimits()
+        limits = dataclasses.replace(limits, link_bytes_per_s=link)
+        err.print(Text(f"{group.world} ranks ({group.backend}); all-gather: {link / 1e9:.3g} GB/s received per rank"),
+                  highlight=False)  # fmt: skip
+        path = Path(shared["path"])
+        writer = CsvWriter(path) if group.is_main else _Discard()
+        display = SweepDisplay(err, len(pending))
+        counter = iter(range(len(pending)))
+
+        def measure(cell, phase):
+            return measure_split(cell, phase, group, f"{shared['run']}/cell{next(counter)}")
+
+        new_rows: list[dict] = []
+        aborted = None
+        try:
+            with display:
+                run_sweep(pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
+                          on_row=lambda row: (new_rows.append(row), display.finished(row)), measure=measure,
+                          limits=limits, run_id=shared["run"])  # fmt: skip
+        except SweepAborted as error:
+            aborted = error
+        if not group.is_main:
+            return 1 if aborted is not None else 0
+        rows = read_rows(path) if path.exists() else []
+        for title, table in results_tables(rows, plan.baseline):
+            out.print(Text(title, style="bold"), soft_wrap=True, highlight=False)
+            out.print(table)
+        if aborted is not None:
+            err.print(Text(f"stopped after {aborted}; {writer.written} rows kept; continue with --resume --out {path}",
+                           style="bold red"), highlight=False)  # fmt: skip
+        out.print(Text(f"results: {path}" if rows else "no rows written"), highlight=False)
+        failed = any(r["status"] == "error" for r in new_rows)
+        return 1 if failed or aborted is not None else 0
+    finally:
+        leave()
+
+
+class _Discard:
+    """The writer of a rank that writes nothing: rank 0 alone writes the CSV."""
+
+    written = 0
+
+    def write(self, row: dict) -> None:
+        pass

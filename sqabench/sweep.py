@@ -19,7 +19,7 @@ from sqabench.ceilings import DeviceLimits, floor
 from sqabench.cells import Cell, Outcome
 from sqabench.environment import Environment
 from sqabench.decode import cache_slots
-from sqabench.flops import kv_cache_bytes
+from sqabench.flops import kv_cache_bytes, split_cost
 from sqabench.measure import free_memory, measure_cell
 from sqabench.results import CsvWriter, format_samples, key_of, significant
 from sqabench.verify import KernelVerifyFailed
@@ -144,7 +144,16 @@ def to_row(
             peak_mem_bytes=outcome.peak[0],
             peak_reserved_bytes=outcome.peak[1],
         )
-        bound = floor(cost.flops, cost.exps, cost.min_bytes, limits.measured) if limits.measured else None
+        per_rank, comm = cost, 0
+        if cell.world_size > 1:  # the busiest rank's share, and what it receives from the others
+            per_rank, comm = split_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, cell.causal, cell.dtype,
+                                        cell.world_size)  # fmt: skip
+            row.update(rank_flops=per_rank.flops, comm_bytes=comm,
+                       ceiling_link_bytes_per_s=significant(limits.link_bytes_per_s, 4))  # fmt: skip
+        bound = None
+        if limits.measured:
+            bound = floor(per_rank.flops, per_rank.exps, per_rank.min_bytes, limits.measured, comm,
+                          limits.link_bytes_per_s)  # fmt: skip
         if bound is not None:
             row.update(
                 floor_ms=significant(bound.floor_ms),
@@ -188,13 +197,14 @@ def run_sweep(
     on_row: Callable[[dict], None] = lambda row: None,
     measure: Callable[..., Outcome] | None = None,
     limits: DeviceLimits = DeviceLimits(),
+    run_id: str | None = None,
 ) -> list[dict]:
     """Measure every cell whose key is not in ``done``; write and return the new rows.
 
     Raises ``SweepAborted`` after writing the row of a cell that left the GPU unusable.
     """
     measure = measure or measure_cell
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]
     rows = []
     with compile_settings():
         for cell in cells:
@@ -207,5 +217,8 @@ def run_sweep(
             rows.append(row)
             on_row(row)
             if is_sticky(outcome):
-                raise SweepAborted(f"{cell.label}: {outcome.error}")
+                raise SweepAborted(f"{cell.label}: {outcome.error}; a sticky CUDA error fails every later cell")
+            if outcome.fatal:
+                raise SweepAborted(f"{cell.label}: {outcome.error}; a rank failed inside the split step, "
+                                   "which leaves the process group unusable")  # fmt: skip
     return rows

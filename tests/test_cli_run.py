@@ -294,7 +294,8 @@ def test_sticky_cuda_error_stops_and_says_how_to_continue(tmp_path, monkeypatch)
     assert result.exit_code == 1
     assert [r["status"] for r in rows_of(out)] == ["ok", "error"]
     text = " ".join(result.output.split())
-    assert "stopped: the GPU is unusable" in text and f"--resume --out {out}" in text
+    assert "stopped after gqa · 64 x1" in text and "a sticky CUDA error fails every later cell" in text
+    assert f"--resume --out {out}" in text
 
 
 def test_interrupted_sweep_keeps_finished_rows(tmp_path, monkeypatch):

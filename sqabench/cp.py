@@ -1,0 +1,210 @@
+"""Context parallelism: one sequence split across processes, on torch's own distributed engine.
+
+Everything here wraps torch's experimental, partly private context-parallel API
+(``torch.distributed.tensor.experimental``): its FlexAttention path, where each rank keeps its
+contiguous shard of the queries and an ``_ContextParallel(attention_type=FLEX)`` pre-hook
+all-gathers the keys and values (an autograd-aware collective), and ``_context_parallel_shard``
+turns a global ``BlockMask`` into the rank's own, with its query indices offset. The all-gather
+costs little for SQA's few key/value heads. Its one constraint: every rank's share of the
+sequence must be a whole number of flex's 128-token blocks.
+
+``check_available`` runs at start-up and names what a torch lacks; nothing else imports the
+private names. Processes are started by torch's own launcher (``torch.distributed.run``) and
+rendezvous through its store; collectives run on gloo (CPU) or NCCL (GPU), with a timeout so that a
+rank that dies does not hang the others forever.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sqabench.errors import ConfigError
+
+BLOCK = 128  # flex's block: each rank's share of the sequence must be a multiple of it
+PATH = "flex"  # the context-parallel path sqabench runs (the SDPA ring path is not implemented)
+APIS = (
+    ("torch.distributed.tensor.experimental._attention", "_ContextParallel"),
+    ("torch.distributed.tensor.experimental._attention", "_context_parallel_shard"),
+    ("torch.distributed.tensor.parallel", "parallelize_module"),
+    ("torch.distributed.device_mesh", "init_device_mesh"),
+    ("torch.distributed.distributed_c10d", "_get_default_store"),
+)
+
+
+def _api(module: str, name: str):
+    return getattr(importlib.import_module(module), name)
+
+
+def check_available() -> None:
+    """Fail as a usage error, naming the missing piece, when this torch lacks the context-parallel API."""
+    if not dist.is_available():
+        raise ConfigError(f"--cp needs torch.distributed, which this torch {torch.__version__} lacks")
+    for module, name in APIS:
+        try:
+            _api(module, name)
+        except (ImportError, AttributeError):
+            raise ConfigError(
+                f"--cp needs {module}.{name} (torch's experimental context parallelism, torch >= 2.11); "
+                f"this torch {torch.__version__} lacks it"
+            ) from None
+    if not hasattr(_api(*APIS[0]).AttentionType, "FLEX"):
+        raise ConfigError(f"--cp needs the FlexAttention path of _ContextParallel; torch {torch.__version__} lacks it")
+
+
+def job_size() -> int:
+    """WORLD_SIZE when this process is a rank of a torchrun job, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_request(world: int, lengths: list[int], device: torch.device, mode: str, scope: str, kernel: str) -> None:
+    """Everything ``--cp`` cannot run, found before any process starts (the same checks on every rank)."""
+    if world < 1:
+        raise ConfigError(f"--cp {world} must be >= 1")
+    check_available()
+    if mode != "fwd":
+        raise ConfigError(f"--cp runs --mode fwd only (this run is --mode {mode})")
+    if scope != "model":
+        raise ConfigError(f"--cp splits the whole model's sequence; --scope {scope} does not apply")
+    if kernel not in ("auto", "flex"):
+        raise ConfigError(f"--cp runs torch's FlexAttention context-parallel path: --kernel auto or flex, not {kernel}")
+    step = world * BLOCK
+    bad = [n for n in lengths if n % step]
+    if bad:
+        raise ConfigError(
+            f"--cp {world}: length {bad[0]} is not a multiple of {step} ({world} ranks x flex's {BLOCK}-token "
+            f"block); lengths that work: {step}, {2 * step}, ... e.g. {max(step, bad[0] // step * step)}"
+        )
+    if device.type == "cuda":
+        visible = torch.cuda.device_count()
+        if world > visible:
+            raise ConfigError(f"--cp {world} needs {world} GPUs on one node; this one has {visible}")
+        if not dist.is_nccl_available():
+            raise ConfigError("--cp on CUDA needs the NCCL backend, which this torch lacks")
+    elif not dist.is_gloo_available():
+        raise ConfigError("--cp on the CPU needs the gloo backend, which this torch lacks")
+
+
+def launch(world: int, argv: list[str]) -> int:
+    """Start ``world`` ranks of ``sqabench <argv>`` on this machine through torch's own launcher."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+               "-m", "sqabench", *argv]  # fmt: skip
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # the launcher hands Ctrl-C to its ranks; wait for them to stop
+        return child.wait() or 130
+
+
+@dataclass
+class Group:
+    """This rank of a context-parallel job."""
+
+    rank: int
+    world: int
+    backend: str
+    device: torch.device
+    mesh: object  # DeviceMesh
+    store: object  # a c10d store shared by the job
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, seq_len: int) -> tuple[int, int]:
+        """[start, stop) of this rank's contiguous share of the sequence."""
+        size = seq_len // self.world
+        return self.rank * size, (self.rank + 1) * size
+
+    def post(self, key: str, value: object) -> None:
+        self.store.set(key, json.dumps(value))
+
+    def fetch(self, key: str) -> object:
+        """The value posted under ``key``, once it is there."""
+        self.store.wait([key])
+        return json.loads(self.store.get(key))
+
+    def collect(self, key: str) -> list[object]:
+        """Every rank's value posted under ``key``/<rank>, waiting for the slow ones."""
+        keys = [f"{key}/{rank}" for rank in range(self.world)]
+        self.store.wait(keys)
+        return [json.loads(self.store.get(k)) for k in keys]
+
+
+def join(device_type: str, timeout_s: float) -> Group:
+    """Join the torchrun job this process belongs to: process group, device mesh, shared store."""
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    device = torch.device("cpu")
+    if device_type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    world = dist.get_world_size()
+    mesh = _api("torch.distributed.device_mesh", "init_device_mesh")(device_type, (world,), mesh_dim_names=("cp",))
+    store = dist.PrefixStore("sqabench", _api("torch.distributed.distributed_c10d", "_get_default_store")())
+    return Group(dist.get_rank(), world, backend, device, mesh, store)
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class SplitFlex(nn.Module):
+    """The attention op of one layer under context parallelism: flex on local queries and gathered K/V.
+
+    ``_ContextParallel`` hooks it: its pre-hook replaces k and v by their all-gather over the mesh.
+    """
+
+    def __init__(self, block_mask) -> None:
+        super().__init__()
+        self.block_mask = block_mask
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        from sqabench.attention import _compiled_flex
+
+        return _compiled_flex()(q, k, v, block_mask=self.block_mask, enable_gqa=True)
+
+
+def split_model(model, group: Group, seq_len: int) -> None:
+    """Make every attention layer of ``model`` attend over the whole sequence from this rank's share."""
+    from sqabench.attention import block_mask
+
+    spec, causal = model.spec, model.causal
+    whole = block_mask(seq_len, spec.window, causal, str(group.device))  # the global mask
+    (local,) = _api(*APIS[1])(group.mesh, [whole], [2])  # this rank's rows, query indices offset
+    style = _api(*APIS[0])
+    parallelize = _api(*APIS[2])
+    for layer in model.blocks:
+        op = SplitFlex(local)
+        parallelize(op, group.mesh, style(seq_dim=2, attention_type=style.AttentionType.FLEX))
+        layer.attn.op = op
+
+
+def link_rate(group: Group, megabytes: int = 16, repeats: int = 5) -> float:
+    """Bytes per second one rank receives in an all-gather over the group: the communication ceiling."""
+    import time
+
+    numel = megabytes * 2**20 // 4
+    local = torch.ones(numel, device=group.device)
+    gathered = [torch.empty(numel, device=group.device) for _ in range(group.world)]
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up, and the best counts
+        dist.barrier()
+        if group.device.type == "cuda":
+            torch.cuda.synchronize(group.device)
+        start = time.perf_counter()
+        dist.all_gather(gathered, local)
+        if group.device.type == "cuda":
+            torch.cuda.synchronize(group.device)
+        best = min(best, time.perf_counter() - start)
+    return (group.world - 1) * numel * 4 / best

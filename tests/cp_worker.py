@@ -1,0 +1,47 @@
+"""Run by tests/test_cp.py under torch.distributed.run (2 ranks, gloo): the split model against one process.
+
+For an SQA, a GQA and a windowed variant, encoder and causal: the logits of this rank's share of
+the sequence, computed with the sequence split across the ranks, equal the logits a single process
+computes for the whole sequence (same weights, same tokens), sliced to the same rows.
+"""
+
+import sys
+
+import torch
+
+from sqabench.attention import compile_settings, rope_tables
+from sqabench.cp import join, leave, split_model
+from sqabench.encoder import build_encoder
+from sqabench.presets import PRESETS
+from sqabench.variants import get_variant
+
+N = 256  # two shares of 128: flex's block
+
+
+def main() -> int:
+    group = join("cpu", timeout_s=120)
+    preset, worst = PRESETS["paper"], 0.0
+    try:
+        with compile_settings():
+            for name in ("sqa", "gqa", "swa-xsqa"):
+                for causal in (False, True):
+                    spec = get_variant(name)
+                    tokens = torch.randint(0, preset.vocab_size, (1, N), generator=torch.Generator().manual_seed(2))
+                    whole = build_encoder(spec, preset, "eager", causal)  # one process, the reference kernel
+                    split = build_encoder(spec, preset, "flex", causal)  # the same weights (the same seed)
+                    split_model(split, group, N)
+                    start, stop = group.shard(N)
+                    cos, sin = rope_tables(N, preset.head_dim, preset.rope_base, torch.device("cpu"), torch.float32)
+                    with torch.inference_mode():
+                        expected = whole(tokens)[:, start:stop]
+                        got = split(tokens[:, start:stop], (cos[start:stop], sin[start:stop]))
+                    err = float((got - expected).norm() / expected.norm())
+                    print(f"rank {group.rank} {name} causal={causal} rel_err={err:.2e}", flush=True)
+                    worst = max(worst, err)
+    finally:
+        leave()
+    return 0 if worst <= 1e-5 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Context parallelism on the CPU: two gloo ranks started by torch.distributed.run."""
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sqabench.cli import app
+from sqabench.flops import split_cost, step_cost, visible_pairs_rows
+from sqabench.presets import PRESETS
+from sqabench.split import combine
+from sqabench.variants import get_variant
+
+HERE = Path(__file__).parent
+runner = CliRunner()
+
+
+def run(args, timeout=900):
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "COLUMNS": "200"}
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE)
+
+
+def test_the_split_model_equals_one_process():
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    result = run([*launcher, str(HERE / "cp_worker.py")])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # the two ranks share one pipe: their lines may interleave, each stays whole
+    checks = re.findall(r"rank [01] [\w-]+ causal=(?:True|False) rel_err=\S+?e-\d\d", result.stdout)
+    assert len(checks) == 12  # 2 ranks x (sqa, gqa, swa-xsqa) x (encoder, causal)
+
+
+def test_a_split_sweep_writes_one_row_per_cell_from_rank_0(tmp_path):
+    out = tmp_path / "cp.csv"
+    args = ["run", "--cp", "2", "--device", "cpu", "--seq", "256", "--batch", "1", "--variants", "sqa,gqa,swa-xsqa"]
+    result = run([sys.executable, "-m", "sqabench", *args, "--warmup", "0", "--repeats", "2", "--out", str(out)])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["variant"], r["status"]) for r in rows] == [("sqa", "ok"), ("gqa", "ok"), ("swa-xsqa", "ok")]
+    for row in rows:
+        assert (row["world_size"], row["cp_backend"], row["cp_path"], row["local_len"]) == ("2", "gloo", "flex", "128")
+        assert float(row["verify_rel_err"]) < 1e-4 and len(row["samples_ms"].split(";")) == 2
+        spec = get_variant(row["variant"])
+        rank, comm = split_cost(spec, PRESETS["paper"], 1, 256, False, "fp32", 2)
+        assert (int(row["rank_flops"]), int(row["comm_bytes"])) == (rank.flops, comm)
+        assert float(row["ceiling_link_bytes_per_s"]) > 0 and row["bound"] in ("matmul", "exp", "memory", "comm")
+    assert result.stdout.count("results:") == 1  # rank 0 alone prints
+    assert "sqabench run --cp 2: starting 2 ranks" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cp", "0"], "--cp 0 must be >= 1"),
+        (["--cp", "2", "--seq", "300"], "length 300 is not a multiple of 256 (2 ranks x flex's 128-token block)"),
+        (["--cp", "2", "--mode", "train"], "--cp runs --mode fwd only"),
+        (["--cp", "2", "--kernel", "sdpa"], "--kernel auto or flex, not sdpa"),
+        (["--cp", "2", "--scope", "block"], "--scope block does not apply"),
+    ],
+)
+def test_cp_bad_input(tmp_path, args, message):
+    out = tmp_path / "r.csv"
+    argv = ["run", "--device", "cpu", "--seq", "256", *args, "--out", str(out)]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2 and message in result.output and not out.exists()
+
+
+def test_more_ranks_than_gpus(monkeypatch):
+    from sqabench.cp import check_request
+    from sqabench.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="--cp 2 needs 2 GPUs on one node; this one has 1"):
+        check_request(2, [256], torch.device("cuda"), "fwd", "model", "auto")
+
+
+def test_inside_a_torchrun_job_the_sizes_must_agree(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    result = runner.invoke(app, ["run", "--device", "cpu", "--cp", "2", "--seq", "1024", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--cp 2 but this torchrun job has WORLD_SIZE=4" in result.output
+
+
+def test_per_rank_cost_of_a_causal_split():
+    spec, p = get_variant("sqa"), PRESETS["paper"]
+    whole = step_cost(spec, p, 1, 1024, True, "fwd", "bf16")
+    rank, comm = split_cost(spec, p, 1, 1024, True, "bf16", 4)
+    # the last share sees the most keys; the shares' pairs add up to the whole
+    assert sum(visible_pairs_rows(1024, r * 256, (r + 1) * 256, None, True) for r in range(4)) == 1024 * 1025 // 2
+    assert rank.attention_flops == p.n_layers * 4 * 8 * 16 * visible_pairs_rows(1024, 768, 1024, None, True)
+    assert rank.attention_flops > whole.attention_flops / 4
+    assert comm == p.n_layers * 2 * 4 * 16 * 768 * 2  # K and V of the other three shares, bf16
+
+
+def test_the_worst_rank_decides_the_row():
+    ok = {"status": "ok", "error": "", "kernel": "cp-flex", "verify": 1e-7, "compile_ms": 5.0,
+          "samples": [2.0, 3.0], "peak": [None, None]}  # fmt: skip
+    slow = {**ok, "samples": [4.0, 1.0], "compile_ms": 9.0, "verify": 2e-7}
+    outcome = combine([ok, slow])
+    assert outcome.status == "ok" and outcome.timing.samples_ms == (4.0, 3.0) and outcome.timing.compile_ms == 9.0
+    assert outcome.verify_rel_err == 2e-7
+    oom = {"status": "oom", "error": "CUDA out of memory", "samples": None}
+    timeout = {"status": "error", "error": "RuntimeError: timed out", "samples": None}
+    failed = combine([timeout, oom])
+    assert (failed.status, failed.error, failed.fatal) == ("oom", "rank 1: CUDA out of memory", True)
