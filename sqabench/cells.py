@@ -46,7 +46,8 @@ class Cell:
         return {
             "variant": s.name, "preset": p.name, "n_heads": s.n_heads, "n_q_heads": s.n_q_heads,
             "n_kv_heads": s.n_kv_heads, "head_dim": p.head_dim, "d_model": p.d_model, "n_layers": self.layers_timed,
-            "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode, "scope": self.scope,
+            "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode,
+            "scope": self.scope,
             "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel,
             "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule,
             "new_tokens": self.new_tokens if self.mode == "decode" else "", "cuda_graphs": self.cuda_graphs,

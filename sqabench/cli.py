@@ -267,7 +267,9 @@ def run(
     ] = None,
     scope: Annotated[
         str,
-        typer.Option(metavar="SCOPE", help="model (default), block (one layer), or attention (the op alone on q, k, v)."),
+        typer.Option(
+            metavar="SCOPE", help="model (default), block (one layer), or attention (the op alone on q, k, v)."
+        ),
     ] = "model",
     cp: Annotated[
         int | None,

@@ -72,6 +72,19 @@ class Encoder(nn.Module):
         return self.head(self.norm(x))  # (B, N, V)
 
 
+def _built(make, spec: VariantSpec, preset: Preset, device, dtype: torch.dtype, seed: int):
+    """``make()`` initialised on ``device`` from ``seed`` (so that runs are repeatable), in ``dtype``."""
+    if spec.n_heads != preset.n_heads:
+        raise ConfigError(
+            f"variant {spec.name} has n_heads={spec.n_heads} but preset {preset.name} has n_heads={preset.n_heads}"
+        )
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
+        torch.manual_seed(seed)
+        module = make()  # initialised on the device
+    return module.to(dtype=dtype)
+
+
 def build_encoder(
     spec: VariantSpec,
     preset: Preset,
@@ -82,15 +95,7 @@ def build_encoder(
     seed: int = 0,
 ) -> Encoder:
     """A freshly initialised encoder, weights drawn from ``seed`` so that runs are repeatable."""
-    if spec.n_heads != preset.n_heads:
-        raise ConfigError(
-            f"variant {spec.name} has n_heads={spec.n_heads} but preset {preset.name} has n_heads={preset.n_heads}"
-        )
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
-        torch.manual_seed(seed)
-        model = Encoder(spec, preset, kernel=kernel, causal=causal)  # initialised on the device
-    return model.to(dtype=dtype)
+    return _built(lambda: Encoder(spec, preset, kernel=kernel, causal=causal), spec, preset, device, dtype, seed)
 
 
 def build_block(
@@ -103,12 +108,4 @@ def build_block(
     seed: int = 0,
 ) -> Block:
     """One freshly initialised transformer block (the ``--scope block`` and ``attention`` unit)."""
-    if spec.n_heads != preset.n_heads:
-        raise ConfigError(
-            f"variant {spec.name} has n_heads={spec.n_heads} but preset {preset.name} has n_heads={preset.n_heads}"
-        )
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
-        torch.manual_seed(seed)
-        block = Block(spec, preset, resolve_kernel(spec, kernel), causal)
-    return block.to(dtype=dtype)
+    return _built(lambda: Block(spec, preset, resolve_kernel(spec, kernel), causal), spec, preset, device, dtype, seed)

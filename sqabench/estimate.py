@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqabench.cells import Cell
 from sqabench.ceilings import Rates, floor
 from sqabench.energy import MIN_ENERGY_WINDOW_S
-from sqabench.flops import step_cost
+from sqabench.flops import split_cost, step_cost
 
 ASSUMED_EFFICIENCY = 0.4
 COMPILE_S = {"cpu": 20.0, "cuda": 30.0}  # one flex kernel and its block mask, per new shape
@@ -48,7 +48,11 @@ def estimate(cells: list[Cell], rates: Rates) -> Estimate:
     compiled: set[tuple] = set()
     per_cell = []
     for cell in cells:
-        step_s = _seconds(cell.cost(), rates)
+        cost = cell.cost()
+        if cell.world_size > 1:  # the busiest rank sets the pace
+            cost, _ = split_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, cell.causal, cell.dtype,
+                                 cell.world_size)  # fmt: skip
+        step_s = _seconds(cost, rates)
         verify_s = step_s / cell.preset.n_layers  # one layer's attention and its fp64 reference
         calls = 1 + cell.warmup + cell.repeats
         seconds = calls * step_s + verify_s

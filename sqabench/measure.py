@@ -309,7 +309,9 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
             peak = peak_memory(device)
             readings.update({**nvml_reading(device), **(window.columns() if window else {})})
             if monitor is not None:
-                energy = _energy(monitor, work.step, device, start_mj, end_mj, work.timed_calls, seconds, samples, phase)
+                energy = _energy(
+                    monitor, work.step, device, start_mj, end_mj, work.timed_calls, seconds, samples, phase
+                )
                 readings.update(
                     energy_j=energy.joules_per_step,
                     avg_power_w=energy.avg_power_w,

@@ -78,7 +78,8 @@ def setting_title(rows: pd.DataFrame) -> str:
         rule += f" · split across {int(r['world_size'])} ranks"
     kernel = f"kernel {r['kernel_requested']}"
     scope = "model" if pd.isna(r.get("scope")) else r["scope"]
-    return f"{host} · {r['preset']}{layers} · scope {scope} · {r['mask']} · {r['mode']} · {r['dtype']} · {kernel}{rule}"
+    parts = [host, f"{r['preset']}{layers}", f"scope {scope}", r["mask"], r["mode"], r["dtype"], kernel]
+    return " · ".join(parts) + rule
 
 
 def settings(frame: pd.DataFrame) -> list[pd.DataFrame]:
@@ -123,7 +124,10 @@ def _plain_log_axis(ax, axis: str = "y") -> None:
     ax.autoscale_view()
     low, high = sorted(abs(v) for v in (ax.get_ylim() if axis == "y" else ax.get_xlim()))
     span = high / low if low > 0 else 1e9
-    subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if span < 4 else (1.0, 2.0, 3.0, 5.0) if span < 30 else (1.0, 2.0, 5.0)
+    if span < 4:
+        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    else:
+        subs = (1.0, 2.0, 3.0, 5.0) if span < 30 else (1.0, 2.0, 5.0)
     target.set_major_locator(LogLocator(base=10, subs=subs))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
@@ -133,6 +137,16 @@ def _legend(ax, title: str | None = None) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=title,
                   title_fontsize=8)  # fmt: skip
+
+
+def _finish(ax, group: pd.DataFrame, ylabel: str, margin: float | None = 0.15) -> None:
+    """What every panel ends with: headroom, the length axis, labels, its setting as title, the legend."""
+    if margin is not None:
+        ax.margins(y=margin)
+    _length_axis(ax, group["seq_len"])
+    ax.set_ylabel(ylabel)
+    ax.set_title(setting_title(group), fontsize=9)
+    _legend(ax)
 
 
 def _err(median: pd.Series, low: pd.Series, high: pd.Series):
@@ -172,11 +186,7 @@ def _time_figure(frame, style):
         if any_oom:
             ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
         _plain_log_axis(ax)
-        ax.margins(y=0.15)
-        _length_axis(ax, group["seq_len"])
-        ax.set_ylabel(f"time per step ({unit})")
-        ax.set_title(setting_title(group), fontsize=9)
-        _legend(ax)
+        _finish(ax, group, f"time per step ({unit})")
     fig.tight_layout()
     return fig
 
@@ -220,11 +230,7 @@ def _speedup_figure(frame, baseline, style):
         ax.axhline(1.0, color="black", lw=0.8)
         ax.plot([], [], ls=":", color="black", label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
         _plain_log_axis(ax)  # ratios: 2x up and 2x down are the same distance
-        ax.margins(y=0.12)
-        _length_axis(ax, group["seq_len"])
-        ax.set_ylabel(f"speed-up over {baseline} (x, log scale)")
-        ax.set_title(setting_title(group), fontsize=9)
-        _legend(ax)
+        _finish(ax, group, f"speed-up over {baseline} (x, log scale)", 0.12)
     fig.tight_layout()
     return fig
 
@@ -267,11 +273,7 @@ def _metric_figure(frame, style, column, unit, title, log_y=True, per_time=None)
             ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
         if log_y:
             _plain_log_axis(ax)
-        ax.margins(y=0.15)
-        _length_axis(ax, group["seq_len"])
-        ax.set_ylabel(label)
-        ax.set_title(setting_title(group), fontsize=9)
-        _legend(ax)
+        _finish(ax, group, label)
     fig.tight_layout()
     return fig
 
@@ -305,10 +307,7 @@ def _efficiency_figure(frame, style):
                 ax.scatter([], [], marker=marker, color="grey", label=f"{bound}-bound")
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_ylim(0, max(1.05, float(ok["efficiency"].max()) * 1.1 if not ok.empty else 1.05))
-        _length_axis(ax, group["seq_len"])
-        ax.set_ylabel("efficiency (floor / time)")
-        ax.set_title(setting_title(group), fontsize=9)
-        _legend(ax)
+        _finish(ax, group, "efficiency (floor / time)", None)
     fig.tight_layout()
     return fig
 
@@ -392,12 +391,8 @@ def _decode_figure(frame, style):
         if any_oom:
             ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
         _plain_log_axis(ax)
-        ax.margins(y=0.15)
-        _length_axis(ax, group["seq_len"])
+        _finish(ax, group, "time per decode step (ms)")
         ax.set_xlabel("context length (tokens)")
-        ax.set_ylabel("time per decode step (ms)")
-        ax.set_title(setting_title(group), fontsize=9)
-        _legend(ax)
     fig.tight_layout()
     return fig
 

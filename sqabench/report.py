@@ -57,7 +57,8 @@ def setting_title(row: dict) -> str:
     gpu = normal(row.get("gpu_name")) or f"CPU ({normal(row.get('cpu_model')) or 'unknown'})"
     mask = "causal" if normal(row.get("causal")) == "True" else "encoder"
     return (
-        f"{gpu} · {row['preset']} ({normal(row.get('n_layers'))} layers) · scope {normal(row.get('scope')) or 'model'} · "
+        f"{gpu} · {row['preset']} ({normal(row.get('n_layers'))} layers) · "
+        f"scope {normal(row.get('scope')) or 'model'} · "
         f"{mask} · {row['mode']} · "
         f"{row['dtype']} · "
         f"kernel {row['kernel_requested']} · {normal(row.get('batch_rule')) or 'batch as recorded'}"

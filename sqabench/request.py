@@ -24,7 +24,7 @@ from sqabench.flops import MODES, SCOPES
 from sqabench.lengths import parse_lengths
 from sqabench.measure import resolve_device, validate_dtype
 from sqabench.presets import Preset, get_preset
-from sqabench.results import key_of, read_rows
+from sqabench.results import key_of, pick_baseline, read_rows
 from sqabench.variants import VariantSpec, base_variant, parse_variants
 
 DEFAULT_NEW_TOKENS = 32
@@ -170,13 +170,7 @@ def _fresh(path: Path) -> Path:
 
 def _baseline(baseline: str | None, requested: list[str], previous: list[str]) -> str | None:
     """The variant of the final table's speed-ups: explicit ones must be in the data; default mha if there."""
-    present = list(dict.fromkeys(requested + previous))
-    if baseline is None:
-        return "mha" if "mha" in present else None
-    for name in present:
-        if name.lower() == baseline.lower():
-            return name
-    raise ConfigError(f"--baseline {baseline!r} is not among this run's variants: {', '.join(present)}")
+    return pick_baseline(baseline, list(dict.fromkeys(requested + previous)), "is not among this run's variants")
 
 
 def prepare_output(path: Path, resume: bool, explicit: bool) -> list[dict] | None:

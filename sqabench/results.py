@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 # Columns in file order, grouped as the README documents them.
 IDENTITY = (
     "run_id", "timestamp", "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "head_dim", "d_model",
-    "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel", "seq_len", "batch",
+    "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel", "seq_len",
+    "batch",
     "batch_rule", "new_tokens", "cuda_graphs", "world_size", "cp_backend", "cp_path", "local_len", "warmup", "repeats",
 )  # fmt: skip
 TIMING = (
@@ -205,10 +206,17 @@ def resolve_baseline(frame: "pd.DataFrame", baseline: str | None) -> str | None:
 
     An explicit baseline missing from the data is a usage error naming the variants that are there.
     """
-    present = variants_in(frame)
+    return pick_baseline(baseline, variants_in(frame), "is not in the data; variants there")
+
+
+def pick_baseline(baseline: str | None, present: list[str], missing: str) -> str | None:
+    """``baseline`` as the data spells it (case aside), mha when not given and there, else None.
+
+    A given baseline that is not ``present`` is a usage error: ``--baseline X <missing>: <present>``.
+    """
     if baseline is None:
         return "mha" if "mha" in present else None
     for name in present:
         if name.lower() == baseline.lower():
             return name
-    raise ConfigError(f"--baseline {baseline!r} is not in the data; variants there: {', '.join(present)}")
+    raise ConfigError(f"--baseline {baseline!r} {missing}: {', '.join(present)}")

@@ -180,8 +180,8 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
             out = err = Console(file=io.StringIO())  # one rank speaks
         else:
             announce(plan, err)
-            shared = {"path": str(plan.path), "done": sorted(map(list, plan.done)), "run": uuid.uuid4().hex[:12]}
-            group.post("plan", shared)
+            run_id = uuid.uuid4().hex[:12]
+            group.post("plan", {"path": str(plan.path), "done": sorted(map(list, plan.done)), "run": run_id})
         shared = group.fetch("plan")  # rank 0's file, finished cells and run id, on every rank
         done = {tuple(key) for key in shared["done"]}
         pending = [cell for cell in plan.cells if key_of(cell.identity()) not in done]
@@ -193,6 +193,10 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
         path = Path(shared["path"])
         writer = CsvWriter(path) if group.is_main else _Discard()
         display = SweepDisplay(err, len(pending))
+        if limits.measured is not None:
+            predicted = estimate(pending, limits.measured)
+            announce_estimate(predicted, plan, err)
+            display.set_predictions(predicted.per_cell_s)
         counter = iter(range(len(pending)))
 
         def measure(cell, phase):

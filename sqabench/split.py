@@ -101,7 +101,9 @@ def verify_split(layer, cell: Cell, group: Group) -> float:
     err = float(worst)
     tolerance = get_dtype(cell.dtype).tolerance
     if not err <= tolerance:
-        raise KernelVerifyFailed(f"cp-{PATH} output disagrees with the fp64 reference: rel err {err:.2e} > {tolerance:.0e}")
+        raise KernelVerifyFailed(
+            f"cp-{PATH} output disagrees with the fp64 reference: rel err {err:.2e} > {tolerance:.0e}"
+        )
     return err
 
 

@@ -210,5 +210,6 @@ def verify_decode(model, kernel: str, batch: int, context: int, new_tokens: int,
     ref = reference_logits(model, tokens, torch.arange(n, n + t))
     err = _rel_err(got, ref)
     label = decode_kernel(kernel)
-    _judge(f"decode with {label}", "output", err, by_torch(model.embed.weight.dtype).tolerance * DECODE_TOLERANCE_FACTOR)
+    tolerance = by_torch(model.embed.weight.dtype).tolerance * DECODE_TOLERANCE_FACTOR
+    _judge(f"decode with {label}", "output", err, tolerance)
     return Verification(kernel=label, rel_err=err)
