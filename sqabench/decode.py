@@ -155,12 +155,16 @@ class Decoder:
         """
 
         def run() -> torch.Tensor:
-            if self.position >= self.context + self.new_tokens:
-                self.reset(self.context)
-            t = self.position - self.context
+            t = self.next_in_pass()
             return self.step(tokens[:, t : t + 1])
 
         return run
+
+    def next_in_pass(self) -> int:
+        """The index (0..T-1) of the next token of a pass, starting a new pass after the last."""
+        if self.position >= self.context + self.new_tokens:
+            self.reset(self.context)
+        return self.position - self.context
 
 
 def _valid_score_mod(valid: torch.Tensor):
@@ -187,9 +191,7 @@ def graphed(decoder: Decoder, tokens: torch.Tensor, warmup: int = 3) -> Callable
     decoder.reset(start)
 
     def run() -> torch.Tensor:
-        if decoder.position >= decoder.context + decoder.new_tokens:
-            decoder.reset(decoder.context)
-        t = decoder.position - decoder.context
+        t = decoder.next_in_pass()
         static.copy_(tokens[:, t : t + 1])
         graph.replay()  # advances the device position; the host mirror below
         decoder.position += 1

@@ -87,10 +87,7 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
     def work() -> None:
         try:
             limits = device_limits(plan, err)
-            if limits.measured is not None:
-                predicted = estimate(plan.pending, limits.measured)
-                announce_estimate(predicted, plan, err)
-                display.set_predictions(predicted.per_cell_s)
+            predict(plan.pending, plan, limits, display, err)
             run_sweep(
                 plan.pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
                 on_row=lambda row: (new_rows.append(row), display.finished(row)), limits=limits,
@@ -115,24 +112,36 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
     if error is not None and not isinstance(error, SweepAborted):
         raise error
 
-    rows = read_rows(plan.path) if plan.path.exists() else []  # with the rows of earlier runs when resumed
+    return report(plan.path, plan, new_rows, writer.written, error, out, err)
+
+
+def predict(pending: list, plan: RunPlan, limits: DeviceLimits, display: SweepDisplay, err: Console) -> None:
+    """Announce the sweep's expected duration and hand each cell's prediction to the ETA."""
+    if limits.measured is not None:
+        predicted = estimate(pending, limits.measured)
+        announce_estimate(predicted, plan, err)
+        display.set_predictions(predicted.per_cell_s)
+
+
+def report(path: Path, plan: RunPlan, new_rows: list[dict], written: int, aborted, out: Console, err: Console) -> int:
+    """The tables of every row in ``path`` (earlier runs' too, when resumed), the failures, the exit code."""
+    rows = read_rows(path) if path.exists() else []
     for title, table in results_tables(rows, plan.baseline):
         out.print(Text(title, style="bold"), soft_wrap=True, highlight=False)
         out.print(table)
     failed = [r for r in new_rows if r["status"] == "error"]
     for row in failed:
         err.print(Text("error ", style="red") + Text(f"{row['variant']} @ {row['seq_len']}: {row['error']}"))
-    if error is not None:
+    if aborted is not None:
         err.print(
             Text(
-                f"stopped after {error}; {writer.written} rows kept; continue in a new process with "
-                f"--resume --out {plan.path}",
+                f"stopped after {aborted}; {written} rows kept; continue in a new process with --resume --out {path}",
                 style="bold red",
             ),
             highlight=False,
         )
-    out.print(Text(f"results: {plan.path}" if rows else "no rows written"), highlight=False)
-    return 1 if failed or error is not None else 0
+    out.print(Text(f"results: {path}" if rows else "no rows written"), highlight=False)
+    return 1 if failed or aborted is not None else 0
 
 
 def interrupted(writer: CsvWriter, plan: RunPlan, err: Console) -> None:
@@ -193,10 +202,7 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
         path = Path(shared["path"])
         writer = CsvWriter(path) if group.is_main else _Discard()
         display = SweepDisplay(err, len(pending))
-        if limits.measured is not None:
-            predicted = estimate(pending, limits.measured)
-            announce_estimate(predicted, plan, err)
-            display.set_predictions(predicted.per_cell_s)
+        predict(pending, plan, limits, display, err)
         counter = iter(range(len(pending)))
 
         def measure(cell, phase):
@@ -213,16 +219,7 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
             aborted = error
         if not group.is_main:
             return 1 if aborted is not None else 0
-        rows = read_rows(path) if path.exists() else []
-        for title, table in results_tables(rows, plan.baseline):
-            out.print(Text(title, style="bold"), soft_wrap=True, highlight=False)
-            out.print(table)
-        if aborted is not None:
-            err.print(Text(f"stopped after {aborted}; {writer.written} rows kept; continue with --resume --out {path}",
-                           style="bold red"), highlight=False)  # fmt: skip
-        out.print(Text(f"results: {path}" if rows else "no rows written"), highlight=False)
-        failed = any(r["status"] == "error" for r in new_rows)
-        return 1 if failed or aborted is not None else 0
+        return report(path, plan, new_rows, writer.written, aborted, out, err)
     finally:
         leave()
 
