@@ -3,4 +3,6 @@
 Importing the package touches neither CUDA nor any global torch setting.
 """
 
-__version__ = "0.1.0"
+from sqabench.version import __version__
+
+__all__ = ["__version__"]

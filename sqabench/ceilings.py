@@ -1,59 +1,63 @@
-"""What this device can do: the three rates the cost model's floor needs, measured, and published peaks.
+"""What this device can do: the three rates the cost model's floor needs, measured the way cells compute.
 
 A step cannot run faster than its FLOPs at the best matmul rate, its softmax exponentials at the
-best exponential rate, or its minimum bytes at the best copy bandwidth. ``measure_ceilings`` runs
-one small benchmark per rate on the present device and keeps the best repeat (load only ever
-slows a repeat down, so the best is the least disturbed):
+best exponential rate, or its minimum bytes at the best copy bandwidth. A ceiling that is too low
+makes a floor too high and an efficiency too good (above 1, impossible), so every rate is the
+best of several ways the cells may compute and of several repeats (load only ever slows a repeat):
 
-- matmul: square ``a @ b`` in the run's dtype at a few sizes, 2n^3 FLOPs per product;
-- exponentials: 32 independent ``exp`` per element of an fp32 tensor, summed, compiled into one
-  kernel so that the exponentials, not memory, bind (softmax exponentials run in fp32 whatever
-  the dtype; on a GPU they go to the special-function units);
+- matmul: ``a @ b`` and ``F.linear(a, b)`` (what the model's layers call) in the run's dtype at a
+  few sizes, 2n^3 FLOPs per product; for a 16-bit dtype also fp32, which a kernel that upcasts
+  (CPU attention, say) runs at;
+- exponentials: 32 independent ``exp2`` per element of an fp32 tensor, summed, compiled into one
+  kernel with fast math, as attention kernels get them (on a GPU: the special-function units'
+  ``ex2``); the plain compiled ``exp`` too, the better kept;
 - bandwidth: ``dst.copy_(src)`` of tensors far larger than the caches, 2 x bytes per copy.
 
-Results are cached per device and software (``$SQABENCH_CACHE_DIR``, else ~/.cache/sqabench), so
-a sweep measures once. ``peaks_for`` reads the published peaks of common GPUs
-(``data/gpu_peaks.csv``, sources in the file).
+Results are cached per device, driver, software, thread count, dtype and method
+(``$SQABENCH_CACHE_DIR``, else ~/.cache/sqabench). A cached entry records when and how often it
+was measured and keeps the best of its measurements; it is measured again when it is older than
+``MAX_AGE_DAYS``, or when a quick probe of matmul and bandwidth runs faster than the cache says
+(the cache was measured on a loaded machine).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
-import re
 import time
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from sqabench.device import best_time
 from sqabench.dtypes import get_dtype
 from sqabench.environment import Environment
-from sqabench.measure import synchronize
+from sqabench.flops import Rates
 
 EXP_CHAIN = 32
-
-
-@dataclass(frozen=True)
-class Rates:
-    """Per second: FLOPs of dense matmul, exponentials, bytes moved. None: unknown."""
-
-    matmul_flops: float | None = None
-    exp_per_s: float | None = None
-    bytes_per_s: float | None = None
+METHOD = 2  # bump when a measurement method changes: older cache entries are then measured again
+MAX_AGE_DAYS = 7.0
+PROBE_GAIN = 1.25  # a probe this much faster than the cached rate means the cache was measured under load
 
 
 @dataclass(frozen=True)
 class Ceilings:
-    """The measured rates of one device in one dtype, with how each was measured."""
+    """The measured rates of one device in one dtype, with how, when and how often they were measured."""
 
     key: str
     rates: Rates
     methods: dict[str, str]
-    measured_at: str
+    measured_at: str  # UTC, ISO, of the latest measurement
+    measurements: int = 1  # the rates are the best over this many
+
+    def age_days(self, now: datetime | None = None) -> float:
+        when = datetime.fromisoformat(self.measured_at)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return ((now or datetime.now(timezone.utc)) - when).total_seconds() / 86400
 
 
 @dataclass(frozen=True)
@@ -66,167 +70,77 @@ class DeviceLimits:
     link_bytes_per_s: float | None = None  # context parallelism: what a rank receives per second in an all-gather
 
 
-@dataclass(frozen=True)
-class Floor:
-    """The least time a step can take, the limit that sets it, and each limit's time."""
-
-    floor_ms: float
-    bound: str  # matmul, exp or memory
-    terms_ms: dict[str, float]
-
-
-def floor(
-    flops: int, exps: int, min_bytes: int, rates: Rates, comm_bytes: int = 0, link: float | None = None
-) -> Floor | None:
-    """max(flops / matmul rate, exps / exp rate, min_bytes / bandwidth[, comm_bytes / link rate]); None
-    without all three rates. The fourth term, ``comm``, is a context-parallel rank's all-gathers."""
-    if None in (rates.matmul_flops, rates.exp_per_s, rates.bytes_per_s):
-        return None
-    terms = {
-        "matmul": flops / rates.matmul_flops * 1e3,
-        "exp": exps / rates.exp_per_s * 1e3,
-        "memory": min_bytes / rates.bytes_per_s * 1e3,
-    }
-    if comm_bytes and link:
-        terms["comm"] = comm_bytes / link * 1e3
-    bound = max(terms, key=terms.__getitem__)
-    return Floor(terms[bound], bound, terms)
-
-
-# --- published peaks ---------------------------------------------------------------------------
-
-
-def _peak_rows() -> list[dict[str, str]]:
-    text = resources.files("sqabench").joinpath("data/gpu_peaks.csv").read_text()
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    return list(csv.DictReader(lines))
-
-
-def _rates_of(row: dict[str, str], dtype: str) -> Rates:
-    tflops = row.get(f"{get_dtype(dtype).name}_tflops") or ""
-    exp = int(row["sms"]) * 16 * float(row["clock_mhz"]) * 1e6 if row["sms"] and row["clock_mhz"] else None
-    return Rates(
-        matmul_flops=float(tflops) * 1e12 if tflops else None,
-        exp_per_s=exp,
-        bytes_per_s=float(row["bandwidth_gbs"]) * 1e9 if row["bandwidth_gbs"] else None,
-    )
-
-
-def peaks_for(gpu_name: str, dtype: str) -> tuple[str, Rates] | None:
-    """(published name, peak rates) of the GPU whose name matches, or None (a CPU, an unlisted GPU)."""
-    if not gpu_name:
-        return None
-    for row in _peak_rows():
-        if re.search(row["pattern"], gpu_name, re.IGNORECASE):
-            return row["name"], _rates_of(row, dtype)
-    return None
-
-
-def published_gpu(name: str, dtype: str) -> tuple[str, Rates]:
-    """The published peaks of a GPU named as in the table ('H100 SXM', 'A100 40GB'...); exit 2 if unknown."""
-    from sqabench.errors import ConfigError
-
-    rows = _peak_rows()
-    wanted = name.lower().replace("-", " ")
-    for row in rows:
-        if wanted in row["name"].lower() or re.search(row["pattern"], name, re.IGNORECASE):
-            rates = _rates_of(row, dtype)
-            if None in (rates.matmul_flops, rates.exp_per_s, rates.bytes_per_s):
-                raise ConfigError(f"{row['name']}: the table lacks a published {dtype} or exp rate for a floor")
-            return row["name"], rates
-    raise ConfigError(f"unknown GPU {name!r}; choose one of: {', '.join(r['name'] for r in rows)}")
-
-
-def floor_records(preset, lengths, rates: Rates, dtype: str, mode: str, causal: bool, tokens: int) -> list[dict]:
-    """Per variant and length: each limit's time and the floor, from the cost model and ``rates``."""
-    from sqabench.cells import batch_for
-    from sqabench.flops import step_cost
-    from sqabench.variants import FAMILY, get_variant
-
-    records = []
-    for name in FAMILY:
-        spec = get_variant(name, preset.n_heads)
-        for n in lengths:
-            batch = batch_for(n, tokens)
-            cost = step_cost(spec, preset, batch, n, causal, mode, dtype)
-            f = floor(cost.flops, cost.exps, cost.min_bytes, rates)
-            records.append({"variant": name, "seq_len": n, "batch": batch, **f.terms_ms, "floor_ms": f.floor_ms,
-                            "bound": f.bound})  # fmt: skip
-    return records
-
-
 # --- measuring ---------------------------------------------------------------------------------
 
 
-def _best_seconds(fn, device: torch.device, budget_s: float, max_repeats: int = 50) -> tuple[float, int]:
-    """The fastest of repeated synchronized calls, spending about ``budget_s``; (seconds, repeats)."""
-    fn()  # warm-up (and compile)
-    synchronize(device)
-    best, count, start = math.inf, 0, time.perf_counter()
-    while count < max_repeats and (count < 3 or time.perf_counter() - start < budget_s):
-        if device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            fn()
-            end.record()
-            end.synchronize()
-            seconds = begin.elapsed_time(end) / 1e3
-        else:
-            t = time.perf_counter()
-            fn()
-            seconds = time.perf_counter() - t
-        best, count = min(best, seconds), count + 1
-    return best, count
-
-
 def _matmul(device: torch.device, dtype_name: str, budget: float) -> tuple[float, str]:
-    dtype = get_dtype(dtype_name).torch
+    """The best of a @ b and F.linear(a, b) at a few sizes, in the dtype (and fp32 for a 16-bit dtype)."""
     sizes = (4096, 8192) if device.type == "cuda" else (512, 1024, 2048)
-    best_rate, notes = 0.0, []
-    for n in sizes:
+    names = [dtype_name] + (["fp32"] if get_dtype(dtype_name).bytes == 2 else [])
+    ways = {"a @ b": lambda a, b: a @ b, "F.linear(a, b)": F.linear}
+    tries = [(n, name, way) for name in names for n in sizes for way in ways]
+    best_rate, best_how = 0.0, ""
+    for n, name, way in tries:
+        dtype = get_dtype(name).torch
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        seconds, count = _best_seconds(lambda: a @ b, device, budget / len(sizes))
-        rate = 2 * n**3 / seconds
-        best_rate = max(best_rate, rate)
-        notes.append(f"{n}^3 x{count}")
-    return best_rate, f"a @ b, {dtype_name} square, best repeat of {', '.join(notes)}"
+        ms, count = best_time(lambda: ways[way](a, b), device, budget / len(tries))
+        rate = 2 * n**3 / (ms / 1e3)
+        if rate > best_rate:
+            best_rate, best_how = rate, f"{way}, {name} {n}^3, best of {count}"
+    tried = f"{' and '.join(ways)} in {' and '.join(names)} at {', '.join(map(str, sizes))}"
+    return best_rate, f"{best_how} (tried {tried})"
 
 
-def _exp_chain(x: torch.Tensor) -> torch.Tensor:
+def _exp_chain(x: torch.Tensor, exp) -> torch.Tensor:
     """EXP_CHAIN independent exponentials per element, summed: fused, they bind on the exp unit."""
-    total = torch.exp(x)
+    total = exp(x)
     for i in range(1, EXP_CHAIN):
-        total = total + torch.exp(x * (1.0 - i / (2 * EXP_CHAIN)))  # independent: no serial dependency
+        total = total + exp(x * (1.0 - i / (2 * EXP_CHAIN)))  # independent: no serial dependency
     return total
 
 
 def _exp(device: torch.device, budget: float) -> tuple[float, str]:
+    """The best of compiled exp2 and exp chains with fast math; eager exp when nothing compiles."""
+    import torch._inductor.config as inductor
+
     n = 2**26 if device.type == "cuda" else 2**20
     x = torch.rand(n, device=device, dtype=torch.float32)
-    try:
-        chain = torch.compile(_exp_chain, dynamic=False)
-        seconds, count = _best_seconds(lambda: chain(x), device, budget)
-        return (
-            EXP_CHAIN * n / seconds,
-            f"compiled sum of {EXP_CHAIN} fp32 exp per element over {n} elements, best of {count}",
-        )
-    except RuntimeError as err:  # no compiler on this machine: in-place exp, bounded by memory traffic
-        seconds, count = _best_seconds(lambda: torch.exp_(x.neg_()), device, budget)
-        return n / seconds, f"eager in-place exp over {n} elements, best of {count} (compile failed: {err})"
+    fast = {"use_fast_math": True} if hasattr(inductor, "use_fast_math") else {}
+    best, how, failures = 0.0, "", []
+    for name, exp in (("exp2", torch.exp2), ("exp", torch.exp)):
+        try:
+            with inductor.patch(fast):
+                chain = torch.compile(lambda t, exp=exp: _exp_chain(t, exp), dynamic=False)
+                ms, count = best_time(lambda: chain(x), device, budget / 2)
+        except RuntimeError as err:  # no compiler on this machine
+            failures.append(f"{name}: {str(err).splitlines()[0][:80]}")
+            continue
+        rate = EXP_CHAIN * n / (ms / 1e3)
+        if rate > best:
+            math_mode = ", fast math" if fast else ""
+            best, how = rate, f"compiled sum of {EXP_CHAIN} fp32 {name} per element{math_mode}, {n} elements, best of {count}"
+    if best == 0.0:  # in-place exp, bounded by memory traffic: a low ceiling, said so
+        ms, count = best_time(lambda: torch.exp_(x.neg_()), device, budget)
+        return n / (ms / 1e3), f"eager in-place exp over {n} elements, best of {count} (compile failed: {'; '.join(failures)})"
+    return best, how
 
 
-def _bandwidth(device: torch.device, budget: float) -> tuple[float, str]:
-    n = 2**28 if device.type == "cuda" else 2**25  # 1 GiB or 128 MiB of fp32 each
+def _bandwidth(device: torch.device, budget: float, n: int | None = None) -> tuple[float, str]:
+    n = n or (2**28 if device.type == "cuda" else 2**25)  # 1 GiB or 128 MiB of fp32 each
     src = torch.rand(n, device=device)
     dst = torch.empty_like(src)
-    seconds, count = _best_seconds(lambda: dst.copy_(src), device, budget)
+    ms, count = best_time(lambda: dst.copy_(src), device, budget)
     nbytes = src.numel() * src.element_size()
-    return 2 * nbytes / seconds, f"copy_ of {nbytes / 2**20:.0f} MiB (read + write), best of {count}"
+    return 2 * nbytes / (ms / 1e3), f"copy_ of {nbytes / 2**20:.0f} MiB (read + write), best of {count}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def measure_ceilings(device: torch.device, dtype: str, budget_s: float = 1.0) -> Ceilings:
-    """Measure the three rates on ``device`` now (about ``budget_s`` each, plus one compile)."""
+    """Measure the three rates on ``device`` now (about ``budget_s`` each, plus two compiles)."""
     matmul, matmul_how = _matmul(device, dtype, budget_s)
     exp, exp_how = _exp(device, budget_s)
     bandwidth, bandwidth_how = _bandwidth(device, budget_s)
@@ -234,8 +148,29 @@ def measure_ceilings(device: torch.device, dtype: str, budget_s: float = 1.0) ->
         key="",
         rates=Rates(matmul, exp, bandwidth),
         methods={"matmul": matmul_how, "exp": exp_how, "memory": bandwidth_how},
-        measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        measured_at=_now(),
     )
+
+
+def probe(device: torch.device, dtype: str) -> Rates:
+    """A quick look (a fraction of a second) at matmul and bandwidth: is the machine as fast as cached?"""
+    n = 1024 if device.type == "cpu" else 4096
+    a = torch.randn(n, n, device=device, dtype=get_dtype(dtype).torch)
+    ms, _ = best_time(lambda: F.linear(a, a), device, 0.1, max_repeats=5)
+    bandwidth, _ = _bandwidth(device, 0.1, n=2**22 if device.type == "cpu" else 2**26)
+    return Rates(matmul_flops=2 * n**3 / (ms / 1e3), bytes_per_s=bandwidth)
+
+
+def best_of(old: Ceilings, new: Ceilings) -> Ceilings:
+    """Each rate the higher of two measurements (with its method), the later time, the count summed."""
+    rates, methods = {}, dict(old.methods)
+    for field, limit in (("matmul_flops", "matmul"), ("exp_per_s", "exp"), ("bytes_per_s", "memory")):
+        a, b = getattr(old.rates, field), getattr(new.rates, field)
+        rates[field] = max(v for v in (a, b) if v is not None) if (a, b) != (None, None) else None
+        if b is not None and (a is None or b > a):
+            methods[limit] = new.methods.get(limit, "")
+    return Ceilings(old.key, Rates(**rates), methods, max(old.measured_at, new.measured_at),
+                    old.measurements + new.measurements)  # fmt: skip
 
 
 # --- the cache ---------------------------------------------------------------------------------
@@ -247,31 +182,78 @@ def cache_path() -> Path:
 
 
 def cache_key(env: Environment, dtype: str) -> str:
-    """What the rates depend on: the device, its driver, the software and the thread count."""
+    """What the rates depend on: the device, its driver, the software, the thread count and the method."""
     device = env.gpu_name or env.cpu_model or "cpu"
-    return f"{env.device}|{device}|{env.driver_version}|torch {env.torch_version}|threads {env.torch_threads}|{dtype}"
+    return (
+        f"{env.device}|{device}|{env.driver_version}|torch {env.torch_version}|threads {env.torch_threads}|"
+        f"{dtype}|method {METHOD}"
+    )
 
 
 def _load_cache(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        cache = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}  # absent or unreadable: measure again
+    return cache if isinstance(cache, dict) else {}
 
 
-def get_ceilings(device: torch.device, env: Environment, dtype: str, refresh: bool = False) -> tuple[Ceilings, bool]:
-    """The cached ceilings of this device and software, measured now if absent; (ceilings, was cached)."""
+def _entry(key: str, entry: dict) -> Ceilings | None:
+    try:
+        return Ceilings(key, Rates(**entry["rates"]), dict(entry["methods"]), str(entry["measured_at"]),
+                        int(entry.get("measurements", 1)))  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The ceilings a run uses, and why: ``cached``, or measured now and for what reason."""
+
+    ceilings: Ceilings
+    cached: bool
+    reason: str  # why it was measured now, or what the probe saw of a cached entry
+
+
+def get_ceilings(device: torch.device, env: Environment, dtype: str, refresh: bool = False) -> Lookup:
+    """This device's ceilings: cached when fresh and not beaten by a quick probe, else measured now and
+    merged with the cached ones (the best of each rate kept: a ceiling can only be too low)."""
     key, path = cache_key(env, dtype), cache_path()
     cache = _load_cache(path)
-    if key in cache and not refresh:
-        entry = cache[key]
-        return Ceilings(key, Rates(**entry["rates"]), entry["methods"], entry["measured_at"]), True
-    measured = measure_ceilings(device, dtype)
-    result = Ceilings(key, measured.rates, measured.methods, measured.measured_at)
-    cache[key] = {"rates": asdict(result.rates), "methods": result.methods, "measured_at": result.measured_at}
+    old = _entry(key, cache[key]) if key in cache else None
+    reason = "asked to (--refresh)" if refresh else "none cached for this device and software"
+    if old is not None and not refresh:
+        age = old.age_days()
+        if age > MAX_AGE_DAYS:
+            reason = f"the cached ones are {age:.0f} days old"
+        else:
+            quick = probe(device, dtype)
+            faster = [
+                f"{name} {getattr(quick, field) / getattr(old.rates, field):.1f}x"
+                for name, field in (("matmul", "matmul_flops"), ("memory", "bytes_per_s"))
+                if getattr(old.rates, field) and getattr(quick, field) > PROBE_GAIN * getattr(old.rates, field)
+            ]
+            if not faster:
+                return Lookup(old, True, "")
+            reason = f"a quick probe ran faster than the cache ({', '.join(faster)}): it was measured under load"
+    measured = replace(measure_ceilings(device, dtype), key=key)
+    result = best_of(old, measured) if old is not None else measured
+    cache[key] = {"rates": asdict(result.rates), "methods": result.methods, "measured_at": result.measured_at,
+                  "measurements": result.measurements}  # fmt: skip
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cache, indent=1))
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        tmp.replace(path)
     except OSError:
         pass  # a read-only home: the ceilings still serve this run
-    return result, False
+    return Lookup(result, False, reason)
+
+
+def describe(lookup: Lookup) -> str:
+    """When and how the ceilings were measured, for a run's header."""
+    c = lookup.ceilings
+    when = f"measured {c.measured_at}" + (f", best of {c.measurements} measurements" if c.measurements > 1 else "")
+    if lookup.cached:
+        return f"cached, {when}"
+    return f"{when} now ({lookup.reason})"

@@ -1,18 +1,42 @@
-"""A sweep's plan: every cell it will measure, built before anything runs, and each cell's outcome."""
+"""The spine of a sweep: every cell it will measure, built before anything runs, and what measuring one
+produced. No torch here.
+
+A ``Cell`` says what was asked for and answers, once, what its step costs (``work``) and how fast
+it could run on given rates (``floor``): the CSV row, the run-time estimate and ``sqabench floor``
+all ask the cell. Measuring a cell gives an ``Outcome``, which holds its ``Timing``.
+"""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import cached_property
 
-from sqabench.flops import Cost, decode_cost, step_cost
+from sqabench.flops import (
+    Cost, Floor, Rates, cache_slots, decode_cost, floor, kv_cache_bytes, split_cost, step_cost,
+)  # fmt: skip
 from sqabench.lengths import format_len
 from sqabench.presets import Preset
 from sqabench.variants import VariantSpec
 
-if TYPE_CHECKING:
-    from sqabench.measure import Timing
+NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one timed call of a cell costs, by the cost model.
+
+    ``cost`` is the whole step; ``rank`` the busiest rank's share when the sequence is split
+    (``cost`` itself on one process); ``comm_bytes`` what each rank receives per step. Decode adds
+    the bytes a step reads (``bytes_per_token``) and the cache the run fills (``kv_cache_bytes``).
+    """
+
+    cost: Cost
+    rank: Cost
+    comm_bytes: int = 0
+    bytes_per_token: int | None = None
+    kv_cache_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -27,7 +51,7 @@ class Cell:
     dtype: str
     mode: str
     causal: bool
-    kernel: str  # as requested: auto, eager, sdpa, sdpa-<backend>, flex
+    kernel_requested: str  # auto, eager, sdpa, sdpa-<backend>, flex
     device: str
     warmup: int
     repeats: int
@@ -40,6 +64,11 @@ class Cell:
     def layers_timed(self) -> int:
         return self.preset.n_layers if self.scope == "model" else 1
 
+    @property
+    def uses_flex(self) -> bool:
+        """Whether the cell's (prefill) kernel is flex: compiled per shape."""
+        return self.kernel_requested == "flex" or (self.kernel_requested == "auto" and self.spec.window is not None)
+
     def identity(self) -> dict[str, object]:
         """The columns that say what was asked for, as the CSV spells them."""
         p, s = self.preset, self.spec
@@ -48,7 +77,7 @@ class Cell:
             "n_kv_heads": s.n_kv_heads, "head_dim": p.head_dim, "d_model": p.d_model, "n_layers": self.layers_timed,
             "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode,
             "scope": self.scope,
-            "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel,
+            "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel_requested,
             "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule,
             "new_tokens": self.new_tokens if self.mode == "decode" else "", "cuda_graphs": self.cuda_graphs,
             "world_size": self.world_size, **self.split_identity(), "warmup": self.warmup, "repeats": self.repeats,
@@ -58,20 +87,64 @@ class Cell:
         """Context parallelism's columns: backend, path and each rank's share; empty on one process."""
         if self.world_size == 1:
             return {"cp_backend": "", "cp_path": "", "local_len": ""}
-        backend = "nccl" if self.device.startswith("cuda") else "gloo"
-        return {"cp_backend": backend, "cp_path": "flex", "local_len": self.seq_len // self.world_size}
+        return {"cp_backend": self.cp_backend, "cp_path": "flex", "local_len": self.seq_len // self.world_size}
 
-    def cost(self) -> Cost:
+    @property
+    def cp_backend(self) -> str:
+        return collective_backend(self.device)
+
+    @cached_property
+    def work(self) -> Work:
         """The cost model's work of one timed call: a step, or a decode step (one token per sequence)."""
+        s, p = self.spec, self.preset
         if self.mode == "decode":
-            return decode_cost(self.spec, self.preset, self.batch, self.seq_len, self.new_tokens, self.dtype)
-        return step_cost(
-            self.spec, self.preset, self.batch, self.seq_len, self.causal, self.mode, self.dtype, self.scope
-        )
+            cost = decode_cost(s, p, self.batch, self.seq_len, self.new_tokens, self.dtype)
+            slots = cache_slots(self.seq_len, self.new_tokens, s.window)
+            return Work(cost, cost, bytes_per_token=cost.min_bytes,
+                        kv_cache_bytes=kv_cache_bytes(s, p, self.batch, slots, self.dtype))  # fmt: skip
+        cost = step_cost(s, p, self.batch, self.seq_len, self.causal, self.mode, self.dtype, self.scope)
+        if self.world_size == 1:
+            return Work(cost, cost)
+        rank, comm = split_cost(s, p, self.batch, self.seq_len, self.causal, self.dtype, self.world_size)
+        return Work(cost, rank, comm)
+
+    def floor(self, rates: Rates | None, link: float | None = None) -> Floor | None:
+        """The least time one timed call can take on ``rates`` (the busiest rank's, when split)."""
+        if rates is None:
+            return None
+        rank = self.work.rank
+        return floor(rank.flops, rank.exps, rank.min_bytes, rates, self.work.comm_bytes, link)
 
     @property
     def label(self) -> str:
         return f"{self.spec.name} · {format_len(self.seq_len)} x{self.batch}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    compile_ms: float  # the first call: compilation and mask building included
+    samples_ms: tuple[float, ...]  # one per timed repeat
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.samples_ms)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the repeats."""
+        return (self.max_ms - self.min_ms) / self.median_ms if self.median_ms > 0 else 0.0
+
+    @property
+    def noisy(self) -> bool:
+        return self.spread > NOISY_SPREAD
 
 
 @dataclass
@@ -88,6 +161,11 @@ class Outcome:
     peak: tuple[int | None, int | None] = (None, None)
     readings: dict = field(default_factory=dict)  # extra columns: NVML and the like
     fatal: bool = False  # the device or the process group is unusable after this cell: stop the sweep
+
+
+def collective_backend(device: str) -> str:
+    """The collectives' backend of a split cell: NCCL between GPUs, gloo between CPU processes."""
+    return "nccl" if device.startswith("cuda") else "gloo"
 
 
 def batch_for(seq_len: int, tokens: int, batch: int | None = None) -> int:

@@ -22,13 +22,15 @@ import numpy as np
 import pandas as pd
 
 from sqabench.errors import ConfigError
+from sqabench.report import format_number, ratio_text, verdict_text
 from sqabench.results import (
     CELL_KEY,
     POINT_KEY,
+    cell_name,
     key_of,
     latest,
-    normal,
     load_results,
+    normal,
     parse_samples,
     resolve_baseline,
 )
@@ -86,15 +88,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.failing and not self.problems
-
-
-def cell_name(row: pd.Series) -> str:
-    window = "" if pd.isna(row["window"]) else f"@{int(row['window'])}"
-    causal = "causal" if str(row["causal"]) == "True" else "encoder"
-    return (
-        f"{row['variant']}{window} {row['preset']} n={int(row['seq_len'])} b={int(row['batch'])} "
-        f"{row['dtype']} {row['mode']} {causal} {row['kernel_requested']}"
-    )
 
 
 class Bootstrap:
@@ -227,22 +220,6 @@ def _ratio_gate(verdict, b, c, base_refs, cur_refs, boot: Bootstrap, variant, li
     drop_low = lower(1 - draws_c / draws_b)
     note = f"speed-up over {variant} {speedup_b:.2f}x -> {speedup_c:.2f}x"
     (verdict.problems if drop_low > limits.max_ratio_drop else verdict.notes).append(note)
-
-
-def verdict_text(v: CellVerdict) -> str:
-    if v.problems:
-        return "FAIL: " + "; ".join(v.problems)
-    return "ok" + (f" ({'; '.join(v.notes)})" if v.notes else "")
-
-
-def format_number(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def ratio_text(v: CellVerdict) -> str:
-    if v.ratio is None:
-        return "-"
-    return f"{v.ratio:.3f} [{v.ratio_low:.3f}, {v.ratio_high:.3f}]"
 
 
 def markdown(report: Report, baseline_path: Path, current_path: Path) -> str:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import inspect
 import io
 import json
 import os
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, get_type_hints
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-import sqabench
 from sqabench.errors import ConfigError
+from sqabench.options import PRESET_HELP, RunOptions
+from sqabench.version import __version__
 
 app = typer.Typer(
     help="Benchmark Sparse Query Attention (arXiv 2510.01817) against MHA, GQA, MQA and sliding windows.",
@@ -28,14 +30,8 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-PresetOption = Annotated[
-    str,
-    typer.Option(
-        "--preset",
-        metavar="NAME|CONFIG",
-        help="paper (d 256, 8 layers), wide (d 2048), qwen3-0.6b, llama-3.2-1b, or a path to a config.json.",
-    ),
-]
+# Options shared by several commands, declared once (sqabench run's own live on RunOptions).
+PresetOption = Annotated[str, typer.Option("--preset", metavar="NAME|CONFIG", help=PRESET_HELP)]
 DeviceOption = Annotated[str, typer.Option("--device", metavar="NAME", help="auto, cuda or cpu.")]
 BaselineOption = Annotated[
     str | None,
@@ -43,6 +39,23 @@ BaselineOption = Annotated[
         "--baseline", metavar="VARIANT", help="Variant the speed-ups are relative to. Default: mha, when present."
     ),
 ]
+
+
+def command_of(options_type: type, body: Callable) -> Callable:
+    """A Typer command whose options are the fields of the dataclass ``options_type`` (each carrying its
+    own ``typer.Option``), calling ``body(options_type(**given))``: the options are written once."""
+    hints = get_type_hints(options_type, include_extras=True)
+    parameters = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in dataclasses.fields(options_type)
+    ]
+
+    def command(**given) -> None:
+        body(options_type(**given))
+
+    command.__signature__ = inspect.Signature(parameters)
+    command.__doc__ = body.__doc__
+    return command
 
 
 def say(message: str, style: str = "") -> None:
@@ -66,7 +79,7 @@ def usage_errors() -> Iterator[None]:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"sqabench {sqabench.__version__}")
+        typer.echo(f"sqabench {__version__}")
         raise typer.Exit()
 
 
@@ -117,8 +130,8 @@ def env(device: DeviceOption = "auto") -> None:
     """Show the device, GPU, driver, CUDA, torch, cuDNN, triton, host CPU and NVML state that rows carry."""
     from dataclasses import asdict
 
+    from sqabench.device import resolve_device
     from sqabench.environment import environment
-    from sqabench.measure import resolve_device
     from sqabench.report import records_table
 
     with usage_errors():
@@ -136,10 +149,11 @@ def ceilings(
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even when cached.")] = False,
 ) -> None:
     """Measure (or show the cached) matmul, exponential and memory rates of this device, beside published peaks."""
-    from sqabench.ceilings import cache_path, get_ceilings, peaks_for
+    from sqabench.ceilings import cache_path, describe, get_ceilings
+    from sqabench.device import resolve_device
     from sqabench.dtypes import get_dtype
     from sqabench.environment import environment
-    from sqabench.measure import resolve_device
+    from sqabench.peaks import peaks_for
     from sqabench.report import ceilings_table
 
     with usage_errors():
@@ -148,13 +162,11 @@ def ceilings(
     env_info = environment(dev)
     if not refresh:
         say(f"measuring unless cached in {cache_path()} ...")
-    result, cached = get_ceilings(dev, env_info, name, refresh=refresh)
+    lookup = get_ceilings(dev, env_info, name, refresh=refresh)
     published = peaks_for(env_info.gpu_name, name)
     out.print(Text(f"ceilings of {env_info.gpu_name or env_info.cpu_model} ({dev}), {name}", style="bold"))
-    out.print(ceilings_table(result, published))
-    out.print(
-        Text(f"{'cached' if cached else 'measured'} {result.measured_at}; cache: {cache_path()}"), highlight=False
-    )
+    out.print(ceilings_table(lookup.ceilings, published))
+    out.print(Text(f"{describe(lookup)}; cache: {cache_path()}"), highlight=False)
 
 
 @app.command()
@@ -166,135 +178,59 @@ def floor(
     seq: Annotated[str, typer.Option(metavar="LENGTHS", help="Lengths, e.g. 1k,32k,200k.")] = "1k,32k,200k",
     preset: PresetOption = "paper",
     dtype: Annotated[str, typer.Option(metavar="DTYPE", help="bf16, fp16 or fp32.")] = "bf16",
-    mode: Annotated[str, typer.Option(metavar="MODE", help="fwd or train.")] = "fwd",
+    mode: Annotated[str, typer.Option(metavar="MODE", help="fwd, train or decode.")] = "fwd",
     causal: Annotated[bool, typer.Option("--causal", help="Causal masks instead of the encoder.")] = False,
     tokens: Annotated[
         int, typer.Option(metavar="TOKENS", help="Tokens per step; batch = max(1, tokens // seq_len).")
     ] = 131072,
+    new_tokens: Annotated[
+        int, typer.Option(metavar="T", help="Decode: tokens generated per pass after the --seq context.")
+    ] = 32,
 ) -> None:
     """The cost model's floor of every variant on a GPU's published peaks: which limit binds, and how hard."""
-    from sqabench.ceilings import floor_records, published_gpu
+    from sqabench.cells import plan
+    from sqabench.dtypes import get_dtype
     from sqabench.flops import MODES
     from sqabench.lengths import parse_lengths
+    from sqabench.peaks import published_gpu
     from sqabench.presets import get_preset
     from sqabench.report import floor_table
+    from sqabench.variants import parse_variants
 
     with usage_errors():
+        dtype = get_dtype(dtype).name
         name, rates = published_gpu(gpu, dtype)
-        if mode.lower() not in MODES:
+        mode = mode.lower()
+        if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        for flag, value in (("--tokens", tokens), ("--new-tokens", new_tokens)):
+            if value < 1:
+                raise ConfigError(f"{flag} {value} must be >= 1")
         p, lengths = get_preset(preset), parse_lengths(seq)
-        records = floor_records(p, lengths, rates, dtype.lower(), mode.lower(), causal, tokens)
+        cells = plan(
+            parse_variants("all", p.n_heads), p, lengths, tokens=tokens, batch=None, dtype=dtype, mode=mode,
+            causal=causal, kernel="auto", device="cuda", warmup=0, repeats=1, new_tokens=new_tokens,
+        )  # fmt: skip
     title = (
         f"floor on the published peaks of the {name} ({rates.matmul_flops / 1e12:.4g} TFLOP/s {dtype}, "
         f"{rates.exp_per_s / 1e12:.3g} T exp/s, {rates.bytes_per_s / 1e12:.3g} TB/s) · {p.name} · "
-        f"{'causal' if causal else 'encoder'} · {mode}"
+        f"{'causal' if cells[0].causal else 'encoder'} · {mode}" + (f" · {new_tokens} new tokens" if mode == "decode" else "")
     )
     out.print(Text(title, style="bold"), soft_wrap=True)
-    out.print(floor_table(records))
+    out.print(floor_table(cells, rates))
 
 
-@app.command()
-def run(
-    seq: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LENGTHS",
-            help="Lengths, e.g. 1k,32k,131k,200k (see README: Sizes). Default: GPU 1k,4k,32k,131k,200k; CPU 256,1k.",
-        ),
-    ] = None,
-    variants: Annotated[
-        str, typer.Option(metavar="VARIANTS", help="Registry names, 'all', or heads Hq/Hkv[@W], comma-separated.")
-    ] = "all",
-    preset: PresetOption = "paper",
-    device: DeviceOption = "auto",
-    dtype: Annotated[
-        str, typer.Option(metavar="DTYPE", help="bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")
-    ] = "auto",
-    mode: Annotated[
-        str,
-        typer.Option(
-            metavar="MODE",
-            help="fwd (inference), train (forward + backward of a loss) or decode (a KV cache, one token at a time).",
-        ),
-    ] = "fwd",
-    causal: Annotated[
-        bool, typer.Option("--causal", help="Causal masks (the paper's decoder) instead of the encoder.")
-    ] = False,
-    window: Annotated[
-        int, typer.Option(metavar="TOKENS", help="Sliding window of the windowed variants: |i-j| <= window.")
-    ] = 128,
-    kernel: Annotated[
-        str,
-        typer.Option(
-            metavar="KERNEL",
-            help="auto (sdpa; flex when windowed), eager, sdpa, sdpa-flash, sdpa-cudnn, sdpa-efficient, "
-            "sdpa-math, flex.",
-        ),
-    ] = "auto",
-    tokens: Annotated[
-        int | None,
-        typer.Option(
-            metavar="TOKENS", help="Tokens per step; batch = max(1, tokens // seq_len). Default: GPU 131072, CPU 1024."
-        ),
-    ] = None,
-    batch: Annotated[int | None, typer.Option(metavar="SIZE", help="Fixed batch size (overrides --tokens).")] = None,
-    warmup: Annotated[
-        int | None,
-        typer.Option(metavar="CALLS", help="Untimed calls after the first (compiling) one. Default: GPU 2, CPU 1."),
-    ] = None,
-    repeats: Annotated[
-        int | None,
-        typer.Option(metavar="CALLS", help="Timed calls per cell; the median is reported. Default: GPU 10, CPU 3."),
-    ] = None,
-    out_path: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="FILE", help="CSV to write. Default: results/<device>-<timestamp>.csv."),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue --out: skip its ok cells, append the rest.")
-    ] = False,
-    baseline: BaselineOption = None,
-    new_tokens: Annotated[
-        int | None,
-        typer.Option(metavar="T", help="Decode: tokens generated per pass after the --seq context. Default: 32."),
-    ] = None,
-    cuda_graphs: Annotated[
-        bool, typer.Option("--cuda-graphs", help="Decode on a GPU: capture the decode step in a CUDA graph.")
-    ] = False,
-    layers: Annotated[
-        int | None, typer.Option(metavar="N", help="Time N layers of the preset (fewer than its config's).")
-    ] = None,
-    scope: Annotated[
-        str,
-        typer.Option(
-            metavar="SCOPE", help="model (default), block (one layer), or attention (the op alone on q, k, v)."
-        ),
-    ] = "model",
-    cp: Annotated[
-        int | None,
-        typer.Option(metavar="N", help="Split each sequence across N processes (context parallelism); see README."),
-    ] = None,
-    cp_timeout: Annotated[
-        float, typer.Option(metavar="SECONDS", help="--cp: how long a collective waits for a rank.")
-    ] = 600.0,
-) -> None:
+def run(options: "RunOptions") -> None:
     """Time every (variant, length) cell and write one CSV row per cell as it finishes."""
-    from sqabench.request import RunOptions, resolve_run
+    from sqabench.request import resolve_run
     from sqabench.runner import execute
 
-    options = RunOptions(
-        seq=seq, variants=variants, preset=preset, device=device, dtype=dtype, mode=mode, causal=causal,
-        window=window, kernel=kernel, tokens=tokens, batch=batch, warmup=warmup, repeats=repeats, out=out_path,
-        resume=resume, baseline=baseline, new_tokens=new_tokens, cuda_graphs=cuda_graphs,
-        layers=layers, scope=scope, cp=cp, cp_timeout=cp_timeout,
-    )  # fmt: skip
     with usage_errors():
         plan = resolve_run(options)
     if plan.launch:  # start the ranks through torch's launcher; they join below, as a torchrun job
         from sqabench.cp import launch
 
-        argv = sys.argv[1:] + ([] if out_path is not None else ["--out", str(plan.path)])
+        argv = ["run", *dataclasses.replace(options, out=plan.path).argv()]
         say(f"sqabench run --cp {plan.world}: starting {plan.world} ranks with torch.distributed.run")
         raise typer.Exit(launch(plan.world, argv))
     if plan.world > 1:
@@ -302,6 +238,9 @@ def run(
 
         raise typer.Exit(execute_split(plan, out, err))
     raise typer.Exit(execute(plan, out, err))
+
+
+app.command("run")(command_of(RunOptions, run))
 
 
 @app.command()
@@ -360,9 +299,8 @@ def check(
     ] = None,
 ) -> None:
     """Exit 0 when CURRENT holds against BASELINE, 1 on a regression (each failing cell named), 2 on bad input."""
-    from rich.table import Table
-
-    from sqabench.check import Limits, benchmark_json, compare, format_number, markdown, ratio_text, verdict_text
+    from sqabench.check import Limits, benchmark_json, compare, markdown
+    from sqabench.report import check_table
 
     with usage_errors():
         for name, value in (
@@ -375,15 +313,7 @@ def check(
         report = compare(baseline_csv, current_csv, limits)
     for warning in report.warnings:
         say(f"warning: {warning}", "yellow")
-    table = Table(title=f"sqabench check: {baseline_csv} (baseline) vs {current_csv}", title_justify="left")
-    for column in ("cell", "baseline ms", "current ms", "ratio [95% interval]", "verdict"):
-        table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
-    for v in report.cells:
-        table.add_row(
-            Text(v.cell), format_number(v.baseline_ms, 4), format_number(v.current_ms, 4), ratio_text(v),
-            Text(verdict_text(v)), style="" if v.ok else "bold red",
-        )  # fmt: skip
-    out.print(table)
+    out.print(check_table(report, baseline_csv, current_csv))
     if report.geomean_ratio is not None:
         out.print(f"geometric-mean time ratio: {report.geomean_ratio:.3f} (at least {report.geomean_low:.3f})")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -26,9 +26,11 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
+from sqabench.cells import collective_backend
+from sqabench.device import time_repeats
 from sqabench.errors import ConfigError
+from sqabench.kernels import FlexKernel, block_mask
 
 BLOCK = 128  # flex's block: each rank's share of the sequence must be a multiple of it
 PATH = "flex"  # the context-parallel path sqabench runs (the SDPA ring path is not implemented)
@@ -95,10 +97,15 @@ def check_request(world: int, lengths: list[int], device: torch.device, mode: st
 
 
 def launch(world: int, argv: list[str]) -> int:
-    """Start ``world`` ranks of ``sqabench <argv>`` on this machine through torch's own launcher."""
+    """Start ``world`` ranks of ``sqabench <argv>`` on this machine through torch's own launcher.
+
+    The ranks run ``python -m sqabench`` with ``PYTHONSAFEPATH`` set, so that the current directory
+    is not put first on their path: a folder named ``sqabench`` there (the parent of a clone) would
+    shadow the package.
+    """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
                "-m", "sqabench", *argv]  # fmt: skip
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
     try:
         return child.wait()
     except KeyboardInterrupt:  # the launcher hands Ctrl-C to its ranks; wait for them to stop
@@ -125,6 +132,16 @@ class Group:
         size = seq_len // self.world
         return self.rank * size, (self.rank + 1) * size
 
+    def local(self, tensor: torch.Tensor, dim: int) -> torch.Tensor:
+        """This rank's share of a whole-sequence tensor along ``dim``."""
+        start, stop = self.shard(tensor.shape[dim])
+        return tensor.narrow(dim, start, stop - start).contiguous()
+
+    def positions(self, seq_len: int) -> torch.Tensor:
+        """The positions of this rank's share (what its RoPE rotates by): start..stop-1."""
+        start, stop = self.shard(seq_len)
+        return torch.arange(start, stop, device=self.device)
+
     def post(self, key: str, value: object) -> None:
         self.store.set(key, json.dumps(value))
 
@@ -142,7 +159,7 @@ class Group:
 
 def join(device_type: str, timeout_s: float) -> Group:
     """Join the torchrun job this process belongs to: process group, device mesh, shared store."""
-    backend = "nccl" if device_type == "cuda" else "gloo"
+    backend = collective_backend(device_type)
     device = torch.device("cpu")
     if device_type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -159,52 +176,32 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-class SplitFlex(nn.Module):
-    """The attention op of one layer under context parallelism: flex on local queries and gathered K/V.
-
-    ``_ContextParallel`` hooks it: its pre-hook replaces k and v by their all-gather over the mesh.
-    """
-
-    def __init__(self, block_mask) -> None:
-        super().__init__()
-        self.block_mask = block_mask
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        from sqabench.attention import _compiled_flex
-
-        return _compiled_flex()(q, k, v, block_mask=self.block_mask, enable_gqa=True)
-
-
 def split_model(model, group: Group, seq_len: int) -> None:
-    """Make every attention layer of ``model`` attend over the whole sequence from this rank's share."""
-    from sqabench.attention import block_mask
+    """Make every attention layer of ``model`` attend over the whole sequence from this rank's share.
 
+    Each layer's kernel becomes a flex kernel with this rank's shard of the global block mask, wrapped
+    by ``_ContextParallel``: its pre-hook replaces k and v by their all-gather over the mesh.
+    """
     spec, causal = model.spec, model.causal
     whole = block_mask(seq_len, spec.window, causal, str(group.device))  # the global mask
     (local,) = _api(*APIS[1])(group.mesh, [whole], [2])  # this rank's rows, query indices offset
     style = _api(*APIS[0])
     parallelize = _api(*APIS[2])
     for layer in model.blocks:
-        op = SplitFlex(local)
-        parallelize(op, group.mesh, style(seq_dim=2, attention_type=style.AttentionType.FLEX))
-        layer.attn.op = op
+        kernel = FlexKernel(spec.window, causal, mask=local)
+        parallelize(kernel, group.mesh, style(seq_dim=2, attention_type=style.AttentionType.FLEX))
+        layer.attn.kernel = kernel
 
 
 def link_rate(group: Group, megabytes: int = 16, repeats: int = 5) -> float:
     """Bytes per second one rank receives in an all-gather over the group: the communication ceiling."""
-    import time
-
     numel = megabytes * 2**20 // 4
     local = torch.ones(numel, device=group.device)
     gathered = [torch.empty(numel, device=group.device) for _ in range(group.world)]
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first is a warm-up, and the best counts
-        dist.barrier()
-        if group.device.type == "cuda":
-            torch.cuda.synchronize(group.device)
-        start = time.perf_counter()
+
+    def gather() -> None:
         dist.all_gather(gathered, local)
-        if group.device.type == "cuda":
-            torch.cuda.synchronize(group.device)
-        best = min(best, time.perf_counter() - start)
-    return (group.world - 1) * numel * 4 / best
+
+    gather()  # warm-up: the first collective sets up the connections
+    best_ms = min(time_repeats(gather, group.device, repeats, before_each=dist.barrier))  # the best counts
+    return (group.world - 1) * numel * 4 / (best_ms / 1e3)

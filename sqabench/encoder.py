@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sqabench.attention import SQAttention, resolve_kernel, rope_tables
+from sqabench.attention import KVCache, SQAttention, rope_at
 from sqabench.errors import ConfigError
+from sqabench.kernels import resolve_kernel
 from sqabench.presets import Preset
 from sqabench.variants import VariantSpec
 
@@ -28,18 +29,22 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm: x + attention(norm(x)), then x + SwiGLU(norm(x)); ``kernel`` may be ``auto``."""
+
     def __init__(self, spec: VariantSpec, preset: Preset, kernel: str, causal: bool) -> None:
         super().__init__()
         self.attn_norm = nn.RMSNorm(preset.d_model, eps=preset.norm_eps)
         self.attn = SQAttention(
-            preset.d_model, spec, kernel=kernel, causal=causal, head_dim=preset.head_dim, qk_norm=preset.qk_norm,
-            eps=preset.norm_eps,
+            preset.d_model, spec, kernel=resolve_kernel(spec, kernel), causal=causal, head_dim=preset.head_dim,
+            qk_norm=preset.qk_norm, eps=preset.norm_eps,
         )  # fmt: skip
         self.ffn_norm = nn.RMSNorm(preset.d_model, eps=preset.norm_eps)
         self.ffn = SwiGLU(preset.d_model, preset.d_ff)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), rope)
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), rope, cache)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -49,7 +54,6 @@ class Encoder(nn.Module):
     def __init__(self, spec: VariantSpec, preset: Preset, kernel: str = "auto", causal: bool = False) -> None:
         super().__init__()
         self.spec, self.preset, self.causal = spec, preset, causal
-        kernel = resolve_kernel(spec, kernel)
         self.embed = nn.Embedding(preset.vocab_size, preset.d_model)
         self.blocks = nn.ModuleList(Block(spec, preset, kernel, causal) for _ in range(preset.n_layers))
         self.norm = nn.RMSNorm(preset.d_model, eps=preset.norm_eps)
@@ -57,18 +61,27 @@ class Encoder(nn.Module):
         if preset.tie_embeddings:
             self.head.weight = self.embed.weight  # one matrix, as the config says
 
-    @property
-    def kernel(self) -> str:
-        return self.blocks[0].attn.kernel
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        caches: list[KVCache] | None = None,
+        logits_at: slice | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of (B, N) tokens: (B, N, V), or (B, len(logits_at), V) at the positions ``logits_at``.
 
-    def forward(self, tokens: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits of (B, N) tokens. ``rope``: the (cos, sin) of these tokens' positions when they are not
-        0..N-1 (a shard of a longer sequence, under context parallelism)."""
+        ``positions`` (N,): where the tokens sit when not at 0..N-1 (a shard of a longer sequence
+        under context parallelism; a decode step). ``caches``: one ``KVCache`` per layer (decode).
+        A prefill needs one position's logits, not N x vocab of them: ``logits_at=slice(-1, None)``.
+        """
         x = self.embed(tokens)  # (B, N, D)
-        if rope is None:
-            rope = rope_tables(tokens.shape[1], self.preset.head_dim, self.preset.rope_base, x.device, x.dtype)
-        for block in self.blocks:
-            x = block(x, rope)
+        if positions is None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device)
+        rope = rope_at(positions, self.preset.head_dim, self.preset.rope_base, x.dtype)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, None if caches is None else caches[i])
+        if logits_at is not None:
+            x = x[:, logits_at]
         return self.head(self.norm(x))  # (B, N, V)
 
 
@@ -108,4 +121,4 @@ def build_block(
     seed: int = 0,
 ) -> Block:
     """One freshly initialised transformer block (the ``--scope block`` and ``attention`` unit)."""
-    return _built(lambda: Block(spec, preset, resolve_kernel(spec, kernel), causal), spec, preset, device, dtype, seed)
+    return _built(lambda: Block(spec, preset, kernel, causal), spec, preset, device, dtype, seed)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqabench
+from sqabench.version import __version__
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,7 @@ class Environment:
     cudnn_version: str = ""
     triton_version: str = ""
     torch_version: str = ""
-    sqabench_version: str = sqabench.__version__
+    sqabench_version: str = __version__
     git_sha: str = ""
     cpu_model: str = ""
     torch_threads: int | None = None
@@ -45,7 +45,7 @@ class Environment:
 
 def git_sha() -> str:
     """Short commit of the sqabench checkout, with ``-dirty`` for uncommitted changes; empty if none."""
-    here = Path(sqabench.__file__).resolve().parent
+    here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5

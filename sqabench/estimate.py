@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqabench.cells import Cell
-from sqabench.ceilings import Rates, floor
 from sqabench.energy import MIN_ENERGY_WINDOW_S
-from sqabench.flops import split_cost, step_cost
+from sqabench.flops import Rates, floor, step_cost
 
 ASSUMED_EFFICIENCY = 0.4
 COMPILE_S = {"cpu": 20.0, "cuda": 30.0}  # one flex kernel and its block mask, per new shape
@@ -39,20 +38,13 @@ def _seconds(cost, rates: Rates) -> float:
     return bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
 
 
-def _uses_flex(cell: Cell) -> bool:
-    return cell.kernel == "flex" or (cell.kernel == "auto" and cell.spec.window is not None)
-
-
 def estimate(cells: list[Cell], rates: Rates) -> Estimate:
     """Predicted seconds of each cell, in order; a flex shape seen before compiles no more."""
     compiled: set[tuple] = set()
     per_cell = []
     for cell in cells:
-        cost = cell.cost()
-        if cell.world_size > 1:  # the busiest rank sets the pace
-            cost, _ = split_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, cell.causal, cell.dtype,
-                                 cell.world_size)  # fmt: skip
-        step_s = _seconds(cost, rates)
+        bound = cell.floor(rates)  # the busiest rank's, when split: it sets the pace
+        step_s = bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
         verify_s = step_s / cell.preset.n_layers  # one layer's attention and its fp64 reference
         calls = 1 + cell.warmup + cell.repeats
         seconds = calls * step_s + verify_s
@@ -65,7 +57,7 @@ def estimate(cells: list[Cell], rates: Rates) -> Estimate:
             seconds += MIN_ENERGY_WINDOW_S
         shape = (cell.spec.n_q_heads, cell.spec.n_kv_heads, cell.spec.window, cell.seq_len, cell.batch,
                  cell.causal, cell.mode, cell.dtype, cell.preset.head_dim)  # fmt: skip
-        if _uses_flex(cell) and shape not in compiled:
+        if cell.uses_flex and shape not in compiled:
             compiled.add(shape)
             seconds += COMPILE_S.get(device, COMPILE_S["cuda"])
         per_cell.append(seconds)

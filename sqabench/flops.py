@@ -1,4 +1,5 @@
-"""The analytic cost model: the only place that derives FLOPs, exponentials, bytes or parameters.
+"""The analytic cost model and the floor: the only place that derives FLOPs, exponentials, bytes,
+parameters, or the least time a step can take on given rates. No torch here.
 
 Pure functions of (variant, preset, batch, seq_len, mask). Conventions:
 - every matmul costs 2*m*n*k FLOPs; attention costs 4*B*Hq*d_head*P per layer, where P is the
@@ -9,6 +10,10 @@ Pure functions of (variant, preset, batch, seq_len, mask). Conventions:
 - a decode step (one new token in each of B sequences) reads every weight once and the K/V of
   every key its query sees; its query sees min(N + t + 1, w + 1) keys at step t after a context of
   N, and the cost of a step is the mean over the T steps of a pass.
+
+The floor: a step cannot run faster than its FLOPs at the best matmul rate, its exponentials at
+the best exponential rate, or its minimum bytes at the best bandwidth (and, split across ranks,
+the bytes it receives at the link's rate); ``floor`` takes the largest and names it.
 """
 
 from __future__ import annotations
@@ -160,6 +165,12 @@ def decode_cost(
     return Cost(matmul_flops=matmul, attention_flops=round(attention), exps=round(exps), min_bytes=round(min_bytes))
 
 
+def cache_slots(context: int, new_tokens: int, window: int | None) -> int:
+    """Slots each layer's KV cache holds: every position, or the w + 1 a windowed query sees."""
+    total = context + new_tokens
+    return total if window is None else min(total, window + 1)
+
+
 def kv_cache_bytes(spec: VariantSpec, preset: Preset, batch: int, slots: int, dtype: str = "bf16") -> int:
     """The cache of ``batch`` sequences holding ``slots`` tokens each, across the layer stack."""
     return kv_cache_bytes_per_token(spec, preset, dtype) * batch * slots
@@ -200,3 +211,52 @@ def split_cost(
     gathered = layers * 2 * batch * spec.n_kv_heads * d_head * (seq_len - share) * elem  # K and V of the others
     cost = Cost(local.matmul_flops, attention, exps, local.min_bytes + gathered)
     return cost, gathered
+
+
+# --- the floor ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Per second: FLOPs of dense matmul, exponentials, bytes moved. None: unknown."""
+
+    matmul_flops: float | None = None
+    exp_per_s: float | None = None
+    bytes_per_s: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.matmul_flops, self.exp_per_s, self.bytes_per_s)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The least time a step can take, the limit that sets it, and each limit's time."""
+
+    floor_ms: float
+    bound: str  # matmul, exp, memory or comm
+    terms_ms: dict[str, float]
+
+
+def memory_ms(min_bytes: float, bytes_per_s: float) -> float:
+    """Milliseconds to move ``min_bytes`` at ``bytes_per_s``: the memory term of the floor (and a decode
+    step's memory-bound prediction)."""
+    return min_bytes / bytes_per_s * 1e3
+
+
+def floor(
+    flops: int, exps: int, min_bytes: int, rates: Rates, comm_bytes: int = 0, link: float | None = None
+) -> Floor | None:
+    """max(flops / matmul rate, exps / exp rate, min_bytes / bandwidth[, comm_bytes / link rate]); None
+    without all three rates. The fourth term, ``comm``, is a context-parallel rank's all-gathers."""
+    if not rates.complete:
+        return None
+    terms = {
+        "matmul": flops / rates.matmul_flops * 1e3,
+        "exp": exps / rates.exp_per_s * 1e3,
+        "memory": memory_ms(min_bytes, rates.bytes_per_s),
+    }
+    if comm_bytes and link:
+        terms["comm"] = memory_ms(comm_bytes, link)
+    bound = max(terms, key=terms.__getitem__)
+    return Floor(terms[bound], bound, terms)

@@ -10,143 +10,22 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from sqabench.cells import Cell, Outcome
+from sqabench.attention import rope_tables
+from sqabench.cells import Cell, Outcome, Timing
+from sqabench.decode import Decoder, graphed
+from sqabench.device import no_compile, peak_memory, reset_peak_memory, synchronize, time_first_call, time_repeats
 from sqabench.dtypes import get_dtype
-from sqabench.attention import attend, rope_tables
 from sqabench.encoder import build_block, build_encoder
 from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_steps, open_monitor
 from sqabench.environment import nvml_reading
-from sqabench.errors import ConfigError
-from sqabench.decode import Decoder, graphed
 from sqabench.verify import Verification, verify_decode, verify_layer
-
-NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
-
-
-@dataclass(frozen=True)
-class Timing:
-    compile_ms: float  # the first call: compilation and mask building included
-    samples_ms: tuple[float, ...]  # one per timed repeat
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.samples_ms)
-
-    @property
-    def min_ms(self) -> float:
-        return min(self.samples_ms)
-
-    @property
-    def max_ms(self) -> float:
-        return max(self.samples_ms)
-
-    @property
-    def spread(self) -> float:
-        """(max - min) / median of the repeats."""
-        return (self.max_ms - self.min_ms) / self.median_ms if self.median_ms > 0 else 0.0
-
-    @property
-    def noisy(self) -> bool:
-        return self.spread > NOISY_SPREAD
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_first_call(step: Callable[[], object], device: torch.device) -> float:
-    """Milliseconds of one synchronized call, by the wall clock (it may compile)."""
-    synchronize(device)
-    start = time.perf_counter()
-    step()
-    synchronize(device)
-    return (time.perf_counter() - start) * 1e3
-
-
-def time_repeats(step: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, ...]:
-    """``repeats`` calls timed one by one, in milliseconds: a pair of CUDA events each on a GPU."""
-    synchronize(device)
-    if device.type == "cuda":
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-        for start, end in events:
-            start.record()
-            step()
-            end.record()
-        torch.cuda.synchronize(device)
-        return tuple(start.elapsed_time(end) for start, end in events)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return tuple(samples)
-
-
-@contextmanager
-def no_compile() -> Iterator[None]:
-    """Fail, rather than time, any compilation: everything must have compiled in the first call."""
-    with torch.compiler.set_stance("fail_on_recompile"):
-        yield
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when there is one), ``cuda`` or ``cpu``; a missing GPU is a usage error."""
-    name = name.lower()
-    if name not in ("auto", "cuda", "cpu"):
-        raise ConfigError(f"unknown device {name!r}; choose one of: auto, cuda, cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but torch sees no CUDA GPU on this machine; use --device cpu or auto")
-    return torch.device(name)
-
-
-def validate_dtype(device: torch.device, dtype: torch.dtype, name: str) -> None:
-    """Fail early, as a usage error, when the device cannot compute in ``dtype``."""
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ConfigError("this GPU cannot run bf16; choose --dtype fp16 or fp32")
-    try:
-        x = torch.ones(8, 8, device=device, dtype=dtype)
-        F.scaled_dot_product_attention(x[None, None], x[None, None], x[None, None])
-    except RuntimeError as err:
-        raise ConfigError(f"--dtype {name} cannot run on {device.type}: {str(err).splitlines()[0]}") from None
-
-
-# --- memory ----------------------------------------------------------------------------------------
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory(device: torch.device) -> tuple[int | None, int | None]:
-    """(max allocated, max reserved) bytes since the last reset; None on a CPU."""
-    if device.type != "cuda":
-        return None, None
-    return torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
-
-
-def free_memory(device: torch.device, collect: bool = True) -> None:
-    """Return the cell's memory: collect reference cycles (slow with torch loaded), empty the CUDA cache."""
-    import gc
-
-    if collect:
-        gc.collect()
-    if device.type == "cuda":
-        try:
-            torch.cuda.empty_cache()
-        except RuntimeError:  # a sticky CUDA error: the sweep reports it and stops
-            pass
 
 
 # --- one cell --------------------------------------------------------------------------------------
@@ -174,7 +53,7 @@ def part_workload(cell: Cell, device: torch.device) -> Workload:
     Train: forward and backward from a fixed random gradient of the output (inputs need gradients too).
     """
     dtype = get_dtype(cell.dtype).torch
-    block = build_block(cell.spec, cell.preset, cell.kernel, cell.causal, device, dtype)
+    block = build_block(cell.spec, cell.preset, cell.kernel_requested, cell.causal, device, dtype)
     attn, train = block.attn, cell.mode == "train"
     generator = torch.Generator(device=device).manual_seed(1)
     x = torch.randn(cell.batch, cell.seq_len, cell.preset.d_model, generator=generator, device=device, dtype=dtype)
@@ -185,7 +64,7 @@ def part_workload(cell: Cell, device: torch.device) -> Workload:
         inputs = [t.detach().requires_grad_(train) for t in (q, k, v)]
 
         def run() -> torch.Tensor:
-            return attend(*inputs, attn.kernel, attn.spec.window, attn.causal)
+            return attn.kernel(*inputs)
 
     else:
         x.requires_grad_(train)
@@ -216,7 +95,9 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
     """A forward under ``inference_mode``, or forward and backward of a cross-entropy loss."""
     if cell.scope != "model":
         return part_workload(cell, device)
-    model = build_encoder(cell.spec, cell.preset, cell.kernel, cell.causal, device, get_dtype(cell.dtype).torch)
+    model = build_encoder(
+        cell.spec, cell.preset, cell.kernel_requested, cell.causal, device, get_dtype(cell.dtype).torch
+    )
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), device=device)
     if cell.mode == "fwd":
 
@@ -241,10 +122,10 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
 
 def decode_workload(cell: Cell, device: torch.device) -> Workload:
     """Prefill the context (timed apart), then one-token steps over the cache, each timed: ``new_tokens`` a pass."""
-    model = build_encoder(cell.spec, cell.preset, cell.kernel, True, device, get_dtype(cell.dtype).torch)
+    model = build_encoder(cell.spec, cell.preset, cell.kernel_requested, True, device, get_dtype(cell.dtype).torch)
     n, t = cell.seq_len, cell.new_tokens
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, n + t), device=device)
-    decoder = Decoder(model, cell.batch, n, t, cell.kernel)
+    decoder = Decoder(model, cell.batch, n, t, cell.kernel_requested)
     state = {"step": decoder.looping_step(tokens[:, n:])}
 
     def first() -> None:
@@ -252,24 +133,23 @@ def decode_workload(cell: Cell, device: torch.device) -> Workload:
             decoder.prefill(tokens[:, :n])
             decoder.step(tokens[:, n : n + 1])
 
-    def prepare() -> dict:
-        synchronize(device)
-        start = time.perf_counter()
+    def prefill() -> None:
         with torch.inference_mode():
             decoder.prefill(tokens[:, :n])
-        synchronize(device)
-        prefill_ms = (time.perf_counter() - start) * 1e3
+
+    def prepare() -> dict:
+        prefill_ms = time_first_call(prefill, device)
         if cell.cuda_graphs:
             with torch.inference_mode():
                 state["step"] = graphed(decoder, tokens[:, n:])
-        return {"prefill_ms": prefill_ms, "kv_cache_bytes": decoder.cache_bytes}
+        return {"prefill_ms": prefill_ms}
 
     def step() -> None:
         with torch.inference_mode():
             state["step"]()
 
     def verify() -> Verification:
-        return verify_decode(model, cell.kernel, cell.batch, n, t)
+        return verify_decode(model, cell.kernel_requested, cell.batch, n, t)
 
     return Workload(first, verify, step, cell.warmup * t, cell.repeats * t, cell.batch, prepare)
 

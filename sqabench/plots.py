@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sqabench.flops import memory_ms
 from sqabench.lengths import format_len
-from sqabench.results import SETTING_KEY, latest
+from sqabench.results import SETTING_KEY, latest, setting_title
 
 FIGURES = ("time", "speedup", "memory", "throughput", "efficiency", "paper", "decode", "prefill_vs_decode")
 FAMILY_STYLE: dict[str, tuple[str, str]] = {  # colour, marker
@@ -69,17 +70,8 @@ def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def setting_title(rows: pd.DataFrame) -> str:
-    r = rows.iloc[0]
-    host = r["gpu"] if r["on_gpu"] else f"CPU ({r['cpu_model']})" if pd.notna(r.get("cpu_model")) else "CPU"
-    layers = "" if pd.isna(r["n_layers"]) else f" ({int(r['n_layers'])} layers)"
-    rule = "" if pd.isna(r.get("batch_rule")) else f" · {r['batch_rule']}"
-    if not pd.isna(r.get("world_size")) and int(r["world_size"]) > 1:
-        rule += f" · split across {int(r['world_size'])} ranks"
-    kernel = f"kernel {r['kernel_requested']}"
-    scope = "model" if pd.isna(r.get("scope")) else r["scope"]
-    parts = [host, f"{r['preset']}{layers}", f"scope {scope}", r["mask"], r["mode"], r["dtype"], kernel]
-    return " · ".join(parts) + rule
+def panel_title(rows: pd.DataFrame) -> str:
+    return setting_title(rows.iloc[0])
 
 
 def settings(frame: pd.DataFrame) -> list[pd.DataFrame]:
@@ -145,7 +137,7 @@ def _finish(ax, group: pd.DataFrame, ylabel: str, margin: float | None = 0.15) -
         ax.margins(y=margin)
     _length_axis(ax, group["seq_len"])
     ax.set_ylabel(ylabel)
-    ax.set_title(setting_title(group), fontsize=9)
+    ax.set_title(panel_title(group), fontsize=9)
     _legend(ax)
 
 
@@ -327,12 +319,12 @@ def _paper_figure(frame, style, notes):
     panels = []
     for group in settings(frame):
         if (group["mode"] == "decode").any():
-            notes.append(f"paper figure: decode is not in the paper's Table 3 ({setting_title(group)})")
+            notes.append(f"paper figure: decode is not in the paper's Table 3 ({panel_title(group)})")
             continue
         ok = group[group["status"] == "ok"]
         ours = ok.pivot_table(index="seq_len", columns="variant", values="time_ms", aggfunc="last")
         if "mha" not in ours.columns or not set(variants) & set(ours.columns):
-            notes.append(f"paper figure: no mha and paper variants to compare in {setting_title(group)}")
+            notes.append(f"paper figure: no mha and paper variants to compare in {panel_title(group)}")
             continue
         panels.append((group, ours))
     if not panels:
@@ -355,7 +347,7 @@ def _paper_figure(frame, style, notes):
         _length_axis(ax, list(paper.index) + list(ours.index))
         ax.set_ylabel("speed-up over MHA (x, log scale)")
         differences = _differences(group)
-        title = setting_title(group)
+        title = panel_title(group)
         if differences:
             title += "\nnot like with like: " + "; ".join(differences)
         ax.set_title(title, fontsize=9, color="#a50f15" if differences else "black")
@@ -384,7 +376,7 @@ def _decode_figure(frame, style):
                 continue
             ax.errorbar(ok["seq_len"], ok["time_ms"], yerr=_err(ok["time_ms"], ok["time_ms_min"], ok["time_ms_max"]),
                         color=colour, marker=marker, ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
-            predicted = ok["min_bytes"] / ok["ceiling_bytes_per_s"] * 1e3
+            predicted = memory_ms(ok["min_bytes"], ok["ceiling_bytes_per_s"])
             if predicted.notna().any():
                 ax.plot(ok["seq_len"], predicted, ls="--", lw=1.2, color=colour)
         ax.plot([], [], ls="--", color="black", label="memory-bound prediction")
@@ -432,7 +424,7 @@ def _prefill_decode_figure(frame, style, reference="gqa"):
         ax.margins(0.15)
         ax.set_xlabel(f"prefill: speed-up over {reference} (x, log scale)")
         ax.set_ylabel(f"decode: speed-up over {reference} (x, log scale)")
-        ax.set_title(setting_title(ok) + " (points: context lengths; the last labelled)", fontsize=9)
+        ax.set_title(panel_title(ok) + " (points: context lengths; the last labelled)", fontsize=9)
         ax.grid(True, alpha=0.3)
         _legend(ax)
     fig.tight_layout()

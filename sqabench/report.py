@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from sqabench.flops import memory_ms
 from sqabench.lengths import format_len
-from sqabench.results import SETTING_KEY, key_of, normal
+from sqabench.results import SETTING_KEY, key_of, normal, setting_title
 
 if TYPE_CHECKING:
     from sqabench.presets import Preset
@@ -50,20 +51,6 @@ def format_ms(ms: float) -> str:
 def format_rate(flops_per_s: float) -> str:
     """FLOP/s in the unit that fits: GFLOP/s on a CPU, TFLOP/s on a GPU."""
     return f"{flops_per_s / 1e12:.3g} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.3g} GFLOP/s"
-
-
-def setting_title(row: dict) -> str:
-    """One line that names a setting: GPU, preset, mask, mode, dtype, requested kernel, batch rule."""
-    gpu = normal(row.get("gpu_name")) or f"CPU ({normal(row.get('cpu_model')) or 'unknown'})"
-    mask = "causal" if normal(row.get("causal")) == "True" else "encoder"
-    return (
-        f"{gpu} · {row['preset']} ({normal(row.get('n_layers'))} layers) · "
-        f"scope {normal(row.get('scope')) or 'model'} · "
-        f"{mask} · {row['mode']} · "
-        f"{row['dtype']} · "
-        f"kernel {row['kernel_requested']} · {normal(row.get('batch_rule')) or 'batch as recorded'}"
-        + (f" · split across {row['world_size']} ranks" if normal(row.get("world_size")) not in ("", "1") else "")
-    )
 
 
 def by_setting(rows: Iterable[dict]) -> dict[tuple[str, ...], list[dict]]:
@@ -136,13 +123,43 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
         text.append(f" ({'bytes' if decode else 'FLOPs'} {ratio:.2f}x)", style="dim")
     bandwidth = normal(row.get("ceiling_bytes_per_s"))
     if decode and bandwidth:
-        detail = f"memory-bound {format_ms(float(row['min_bytes']) / float(bandwidth) * 1e3)}"
+        detail = f"memory-bound {format_ms(memory_ms(float(row['min_bytes']), float(bandwidth)))}"
     else:
         detail = format_rate(float(row["flops"]) / (ms / 1e3))
     if normal(row.get("peak_mem_bytes")):
         detail += f" · {format_bytes(row['peak_mem_bytes'])}"
     text.append(f"\n{detail}", style="dim")
     return text
+
+
+def format_number(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def ratio_text(verdict) -> str:
+    """A check verdict's time ratio with its 95% interval."""
+    if verdict.ratio is None:
+        return "-"
+    return f"{verdict.ratio:.3f} [{verdict.ratio_low:.3f}, {verdict.ratio_high:.3f}]"
+
+
+def verdict_text(verdict) -> str:
+    if verdict.problems:
+        return "FAIL: " + "; ".join(verdict.problems)
+    return "ok" + (f" ({'; '.join(verdict.notes)})" if verdict.notes else "")
+
+
+def check_table(report, baseline_path, current_path) -> Table:
+    """``sqabench check``'s verdicts: each cell's times, ratio with its interval, and verdict."""
+    table = Table(title=f"sqabench check: {baseline_path} (baseline) vs {current_path}", title_justify="left")
+    for column in ("cell", "baseline ms", "current ms", "ratio [95% interval]", "verdict"):
+        table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
+    for v in report.cells:
+        table.add_row(
+            Text(v.cell), format_number(v.baseline_ms, 4), format_number(v.current_ms, 4), ratio_text(v),
+            Text(verdict_text(v)), style="" if v.ok else "bold red",
+        )  # fmt: skip
+    return table
 
 
 def ceilings_table(ceilings, published) -> Table:
@@ -163,22 +180,22 @@ def ceilings_table(ceilings, published) -> Table:
     return table
 
 
-def floor_table(records: list[dict]) -> Table:
-    """Variant x length: the floor, its binding limit, and the other two limits' times."""
-    from sqabench.lengths import format_len
-
-    points = list(dict.fromkeys((r["seq_len"], r["batch"]) for r in records))
-    table = Table(caption="floor (binding limit); then matmul / exp / memory time, each at its ceiling",
+def floor_table(cells, rates) -> Table:
+    """Variant x length: each cell's floor on ``rates``, its binding limit, and every limit's time."""
+    points = list(dict.fromkeys((c.seq_len, c.batch) for c in cells))
+    floors = {(c.spec.name, c.seq_len): c.floor(rates) for c in cells}
+    limits = list(dict.fromkeys(limit for f in floors.values() for limit in f.terms_ms))
+    table = Table(caption=f"floor (binding limit); then {' / '.join(limits)} time, each at its ceiling",
                   caption_justify="left")  # fmt: skip
     table.add_column("variant")
     for n, b in points:
         table.add_column(f"{format_len(n)} x{b}", justify="right")
-    for variant in dict.fromkeys(r["variant"] for r in records):
+    for variant in dict.fromkeys(c.spec.name for c in cells):
         line = [Text(variant)]
-        for n, b in points:
-            r = next(x for x in records if x["variant"] == variant and x["seq_len"] == n)
-            text = Text(f"{format_ms(r['floor_ms'])} ({r['bound']})")
-            text.append(f"\n{_ms(r['matmul'])} / {_ms(r['exp'])} / {_ms(r['memory'])} ms", style="dim")
+        for n, _ in points:
+            f = floors[(variant, n)]
+            text = Text(f"{format_ms(f.floor_ms)} ({f.bound})")
+            text.append("\n" + " / ".join(_ms(f.terms_ms[limit]) for limit in limits) + " ms", style="dim")
             line.append(text)
         table.add_row(*line)
     return table

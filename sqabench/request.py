@@ -14,15 +14,16 @@ from pathlib import Path
 
 import torch
 
-from sqabench.attention import resolve_kernel
 from sqabench.cells import Cell, plan
 from sqabench.cp import check_request, job_size
+from sqabench.device import resolve_device, validate_dtype
 from sqabench.dtypes import DTYPES, get_dtype
 from sqabench.environment import Environment, environment, host_label
 from sqabench.errors import ConfigError
 from sqabench.flops import MODES, SCOPES
+from sqabench.kernels import CHOICES, resolve_kernel
 from sqabench.lengths import parse_lengths
-from sqabench.measure import resolve_device, validate_dtype
+from sqabench.options import RunOptions
 from sqabench.presets import Preset, get_preset
 from sqabench.results import key_of, pick_baseline, read_rows
 from sqabench.variants import VariantSpec, base_variant, parse_variants
@@ -30,36 +31,6 @@ from sqabench.variants import VariantSpec, base_variant, parse_variants
 DEFAULT_NEW_TOKENS = 32
 GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
 CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dtype": "fp32"}
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What the user asked for; None means the device's default."""
-
-    seq: str | None = None
-    variants: str = "all"
-    preset: str = "paper"
-    device: str = "auto"
-    dtype: str = "auto"
-    mode: str = "fwd"
-    causal: bool = False
-    window: int = 128
-    kernel: str = "auto"
-    tokens: int | None = None
-    batch: int | None = None
-    warmup: int | None = None
-    repeats: int | None = None
-    out: Path | None = None
-    resume: bool = False
-    baseline: str | None = None
-    new_tokens: int | None = None  # decode only; None: DEFAULT_NEW_TOKENS
-    cuda_graphs: bool = False  # decode on a GPU only
-    layers: int | None = None  # fewer layers than the preset's
-    scope: str = "model"
-    cp: int | None = None  # context parallelism: ranks to split each sequence across
-    cp_timeout: float = 600.0  # seconds a collective may wait for a rank
-
-
 @dataclass(frozen=True)
 class RunPlan:
     device: torch.device
@@ -120,6 +91,8 @@ def resolve_run(options: RunOptions) -> RunPlan:
     specs = parse_variants(options.variants, preset.n_heads, options.window, base)
     lengths = parse_lengths(options.seq or defaults["seq"])
     kernel = options.kernel.lower()
+    if kernel not in CHOICES:
+        raise ConfigError(f"unknown kernel {options.kernel!r}; choose one of: {', '.join(CHOICES)}")
     for spec in specs:
         resolve_kernel(spec, kernel)
     validate_dtype(device, DTYPES[dtype].torch, dtype)

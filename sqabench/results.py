@@ -108,6 +108,41 @@ def key_of(row, columns: tuple[str, ...] = CELL_KEY) -> tuple[str, ...]:
     return tuple(normal(row[column]) if column in row else "" for column in columns)
 
 
+def setting_title(row) -> str:
+    """One line that names a setting (a dict row or a pandas Series): every ``SETTING_KEY`` column that
+    says something, e.g. ``NVIDIA H100 · paper (8 layers) · scope model · encoder · fwd · bf16 ·
+    kernel auto · tokens=131072``."""
+
+    def value(column: str) -> str:
+        return normal(row[column]) if column in row else ""
+
+    host = value("gpu_name") or f"CPU ({value('cpu_model') or 'unknown'})"
+    layers = f" ({value('n_layers')} layers)" if value("n_layers") else ""
+    parts = [host, f"{value('preset')}{layers}", f"scope {value('scope') or 'model'}",
+             "causal" if value("causal") == "True" else "encoder", value("mode"), value("dtype"),
+             f"kernel {value('kernel_requested')}", value("batch_rule") or "batch as recorded"]  # fmt: skip
+    if value("mode") == "decode" and value("new_tokens"):
+        parts.append(f"{value('new_tokens')} new tokens" + (", CUDA graphs" if value("cuda_graphs") == "True" else ""))
+    if value("world_size") not in ("", "1"):
+        parts.append(f"split across {value('world_size')} ranks")
+    return " · ".join(parts)
+
+
+def cell_name(row) -> str:
+    """A cell's name from every column of its cell key, so that two cells never print under one name:
+    ``sqa paper n=32768 b=4 bf16 fwd encoder auto cuda heads 8/4 8 layers scope model``."""
+    v = dict(zip(CELL_KEY, key_of(row)))
+    words = [
+        f"{v['variant']}{'@' + v['window'] if v['window'] else ''}", v["preset"], f"n={v['seq_len']}",
+        f"b={v['batch']}", v["dtype"], v["mode"], "causal" if v["causal"] == "True" else "encoder",
+        v["kernel_requested"], v["device"], f"heads {v['n_q_heads']}/{v['n_kv_heads']}",
+        f"{v['n_layers']} layers" if v["n_layers"] else "", f"scope {v['scope']}" if v["scope"] else "",
+        f"T={v['new_tokens']}" if v["new_tokens"] else "", "CUDA graphs" if v["cuda_graphs"] == "True" else "",
+        f"{v['world_size']} ranks" if v["world_size"] not in ("", "1") else "",
+    ]  # fmt: skip
+    return " ".join(word for word in words if word)
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     """Rows of a results file written by this version (same columns, same order), for --resume."""
     try:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.text import Text
 
-from sqabench.ceilings import DeviceLimits, get_ceilings, peaks_for
+from sqabench.ceilings import DeviceLimits, describe, get_ceilings
+from sqabench.peaks import peaks_for
 from sqabench.display import SweepDisplay, format_duration
 from sqabench.estimate import ASSUMED_EFFICIENCY, Estimate, estimate
 from sqabench.lengths import format_len
@@ -49,11 +50,11 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     """This device's measured ceilings (cached, or measured now) and its published peaks, announced."""
     if not plan.pending:
         return DeviceLimits()
-    ceilings, cached = get_ceilings(plan.device, plan.env, plan.dtype)
-    rates = ceilings.rates
+    lookup = get_ceilings(plan.device, plan.env, plan.dtype)
+    rates = lookup.ceilings.rates
     err.print(
         Text(
-            f"ceilings ({'cached' if cached else 'measured now'}; sqabench ceilings shows how): "
+            f"ceilings ({describe(lookup)}; sqabench ceilings shows how): "
             f"matmul {format_rate(rates.matmul_flops)}, exp {rates.exp_per_s / 1e9:.3g} G/s, "
             f"memory {rates.bytes_per_s / 1e9:.3g} GB/s"
         ),

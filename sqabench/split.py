@@ -17,19 +17,18 @@ unusable, so the sweep stops after its row.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 
 from sqabench.attention import rope_tables
-from sqabench.cells import Cell, Outcome
+from sqabench.cells import Cell, Outcome, Timing
 from sqabench.cp import PATH, Group, split_model
+from sqabench.device import no_compile, peak_memory, reset_peak_memory, time_first_call, time_repeats
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_encoder
-from sqabench.measure import Timing, no_compile, peak_memory, reset_peak_memory, synchronize
-from sqabench.sweep import MEASURE_ERRORS, classify
+from sqabench.failures import MEASURE_ERRORS, classify
 from sqabench.verify import KernelVerifyFailed, reference_rows, sample_rows
 
 WORST = ("oom", "error", "skipped", "ok")  # the cell takes the first of these any rank reports
@@ -42,39 +41,26 @@ def _local(cell: Cell, phase: Callable[[str], None], group: Group) -> Outcome:
     dtype = get_dtype(cell.dtype).torch
     model = build_encoder(cell.spec, cell.preset, "flex", cell.causal, device, dtype)
     split_model(model, group, cell.seq_len)
-    start, stop = group.shard(cell.seq_len)
     generator = torch.Generator(device=device).manual_seed(0)  # the same tokens on every rank
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), generator=generator, device=device)
-    cos, sin = rope_tables(cell.seq_len, cell.preset.head_dim, cell.preset.rope_base, device, dtype)
-    local_tokens, rope = tokens[:, start:stop].contiguous(), (cos[start:stop], sin[start:stop])
+    local_tokens, positions = group.local(tokens, dim=1), group.positions(cell.seq_len)
 
     def step() -> None:
         with torch.inference_mode():
-            model(local_tokens, rope)
+            model(local_tokens, positions)
 
     phase("compile")
-    dist.barrier()
-    begin = time.perf_counter()
-    step()
-    synchronize(device)
-    compile_ms = (time.perf_counter() - begin) * 1e3
+    compile_ms = time_first_call(step, device, before=dist.barrier)
     phase("verify")
     err = verify_split(model.blocks[0].attn, cell, group)
     reset_peak_memory(device)
-    samples = []
     with no_compile():  # as on one process: a compile here would be timed as a step
         phase("warm-up")
         for _ in range(cell.warmup):
             step()
         phase("timing")
-        for _ in range(cell.repeats):
-            dist.barrier()
-            synchronize(device)
-            begin = time.perf_counter()
-            step()
-            synchronize(device)
-            samples.append((time.perf_counter() - begin) * 1e3)
-    return Outcome(kernel=f"cp-{PATH}", verify_rel_err=err, timing=Timing(compile_ms, tuple(samples)),
+        samples = time_repeats(step, device, cell.repeats, before_each=dist.barrier)
+    return Outcome(kernel=f"cp-{PATH}", verify_rel_err=err, timing=Timing(compile_ms, samples),
                    peak=peak_memory(device))  # fmt: skip
 
 
@@ -89,8 +75,8 @@ def verify_split(layer, cell: Cell, group: Group) -> float:
     start, stop = group.shard(cell.seq_len)
     with torch.inference_mode():
         q, k, v = layer.qkv(x, rope)  # (B, H, N, Dh) of the whole sequence
-        local = [t[:, :, start:stop].contiguous() for t in (q, k, v)]
-        out = layer.op(*local)  # this rank's rows; the op gathers the other shares' K/V
+        local = [group.local(t, dim=2) for t in (q, k, v)]
+        out = layer.kernel(*local)  # this rank's rows; the kernel gathers the other shares' K/V
         rows = sample_rows(stop - start, seed=group.rank)
         picked = sorted({0, cell.batch - 1})
         ref = reference_rows(local[0][picked][:, :, rows.to(device)], k[picked], v[picked], rows + start,

@@ -1,87 +1,30 @@
 """Cells to rows: measure each cell, turn expected failures into rows, write the CSV as rows finish.
 
 Out of memory (at run time or while compiling) becomes a row with status ``oom``; a case the
-kernel cannot run (``NotImplementedError`` and the like, also when the compiler wraps it)
-``skipped``; any other runtime failure ``error``; the sweep goes on. A sticky CUDA error (illegal
-memory access, launch failure, ECC) poisons every later cell, so the sweep stops after its row.
+kernel cannot run ``skipped``; any other runtime failure ``error`` (``sqabench.failures`` decides);
+the sweep goes on. A sticky CUDA error poisons every later cell, so the sweep stops after its row.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import torch
 
-from sqabench.attention import KernelUnsupported, compile_settings
-from sqabench.ceilings import DeviceLimits, floor
 from sqabench.cells import Cell, Outcome
+from sqabench.ceilings import DeviceLimits
+from sqabench.device import free_memory
 from sqabench.environment import Environment
-from sqabench.decode import cache_slots
-from sqabench.flops import kv_cache_bytes, split_cost
-from sqabench.measure import free_memory, measure_cell
+from sqabench.failures import MEASURE_ERRORS, classify, is_sticky
+from sqabench.kernels import compile_settings
+from sqabench.measure import measure_cell
 from sqabench.results import CsvWriter, format_samples, key_of, significant
-from sqabench.verify import KernelVerifyFailed
-
-STICKY_CUDA = (
-    "illegal memory access", "unspecified launch failure", "uncorrectable ECC", "device-side assert",
-    "misaligned address", "illegal instruction", "CUDA error: an illegal",
-)  # fmt: skip
 
 
 class SweepAborted(RuntimeError):
     """The device is unusable after a cell (a sticky CUDA error): later cells would all fail."""
-
-
-def _recompile_limit_error() -> type[BaseException]:
-    try:
-        from torch._dynamo.exc import FailOnRecompileLimitHit  # derives from Exception, not RuntimeError
-    except ImportError:
-        return RuntimeError
-    return FailOnRecompileLimitHit
-
-
-MEASURE_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, MemoryError, _recompile_limit_error())
-
-
-def _chain(err: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps: causes, contexts, the compiler's inner exceptions."""
-    seen: set[int] = set()
-    todo = [err]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo += [current.__cause__, current.__context__, getattr(current, "inner_exception", None)]
-
-
-def classify(err: BaseException) -> Outcome:
-    """The row an expected failure becomes: ``oom``, ``skipped`` or ``error``."""
-    chain = list(_chain(err))
-    message = _first_line(err)
-    if any(isinstance(e, torch.OutOfMemoryError) for e in chain):
-        return Outcome(status="oom", error=_first_line(next(e for e in chain if isinstance(e, torch.OutOfMemoryError))))
-    if any(isinstance(e, MemoryError) for e in chain):
-        return Outcome(status="oom", error=f"host memory: {message}")
-    unsupported = next(
-        (e for e in chain if isinstance(e, (KernelUnsupported, NotImplementedError)) or _says_not_implemented(e)),
-        None,
-    )
-    if unsupported is not None and not isinstance(err, KernelVerifyFailed):
-        return Outcome(status="skipped", error=_first_line(unsupported))
-    return Outcome(status="error", error=f"{type(err).__name__}: {message}")
-
-
-def _says_not_implemented(err: BaseException) -> bool:
-    """Inductor's ``LoweringException`` carries a wrapped ``NotImplementedError`` only in its text."""
-    return str(err).startswith("NotImplementedError:")
-
-
-def is_sticky(outcome: Outcome) -> bool:
-    return outcome.status == "error" and any(marker.lower() in outcome.error.lower() for marker in STICKY_CUDA)
 
 
 def run_cell(cell: Cell, measure: Callable[..., Outcome], phase: Callable[[str], None]) -> Outcome:
@@ -98,16 +41,12 @@ def run_cell(cell: Cell, measure: Callable[..., Outcome], phase: Callable[[str],
     return outcome
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
-
-
 def to_row(
     cell: Cell, outcome: Outcome, env: Environment, run_id: str, limits: DeviceLimits = DeviceLimits()
 ) -> dict[str, object]:
     """The CSV row of a measured cell: identity, cost model, timing, floor, memory, GPU, environment, outcome."""
-    cost = cell.cost()
+    work = cell.work
+    cost = work.cost
     row: dict[str, object] = {
         "run_id": run_id,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -118,7 +57,8 @@ def to_row(
         "attention_flops": cost.attention_flops,
         "exps": cost.exps,
         "min_bytes": cost.min_bytes,
-        **(_decode_columns(cell, cost) if cell.mode == "decode" else {}),
+        "bytes_per_token": work.bytes_per_token,
+        "kv_cache_bytes": work.kv_cache_bytes,
         "status": outcome.status,
         "error": outcome.error,
         "note": outcome.note,
@@ -144,16 +84,10 @@ def to_row(
             peak_mem_bytes=outcome.peak[0],
             peak_reserved_bytes=outcome.peak[1],
         )
-        per_rank, comm = cost, 0
         if cell.world_size > 1:  # the busiest rank's share, and what it receives from the others
-            per_rank, comm = split_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, cell.causal, cell.dtype,
-                                        cell.world_size)  # fmt: skip
-            row.update(rank_flops=per_rank.flops, comm_bytes=comm,
+            row.update(rank_flops=work.rank.flops, comm_bytes=work.comm_bytes,
                        ceiling_link_bytes_per_s=significant(limits.link_bytes_per_s, 4))  # fmt: skip
-        bound = None
-        if limits.measured:
-            bound = floor(per_rank.flops, per_rank.exps, per_rank.min_bytes, limits.measured, comm,
-                          limits.link_bytes_per_s)  # fmt: skip
+        bound = cell.floor(limits.measured, limits.link_bytes_per_s)
         if bound is not None:
             row.update(
                 floor_ms=significant(bound.floor_ms),
@@ -161,15 +95,6 @@ def to_row(
                 efficiency=significant(bound.floor_ms / timing.median_ms, 4),
             )
     return row
-
-
-def _decode_columns(cell: Cell, cost) -> dict[str, object]:
-    """Per decode step: the bytes the cost model says it reads; and the cache the run fills."""
-    slots = cache_slots(cell.seq_len, cell.new_tokens, cell.spec.window)
-    return {
-        "bytes_per_token": cost.min_bytes,
-        "kv_cache_bytes": kv_cache_bytes(cell.spec, cell.preset, cell.batch, slots, cell.dtype),
-    }
 
 
 def _rates(prefix: str, rates) -> dict[str, object]:

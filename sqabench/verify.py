@@ -1,6 +1,6 @@
 """Correct before fast: a kernel's output (and gradients) on random inputs against an fp64 reference.
 
-``verify_layer`` runs an attention layer's kernel on the projections of random hidden states, of
+``verify_layer`` runs an attention layer's kernel module on the projections of random hidden states, of
 the very shape the benchmark times, and compares sampled query rows (the edges always among them)
 with an fp64 softmax over every visible key. Sampling keeps the reference cheap at 200k tokens.
 For a train cell it also compares gradients: dq, dk and dv in full at a small shape (one sequence
@@ -9,6 +9,8 @@ of up to 256 tokens) and, when the timed shape is longer, dq of the sampled rows
 
 The reference writes its own mask from the definition in the README rather than calling the
 kernels' ``visible()``: a wrong mask in the model cannot also be the yardstick it is held to.
+``verify_decode`` decodes over the cache and holds the logits to the model itself run in fp64 with
+``ReferenceKernel``, this module's attention, in place of every layer's kernel.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sqabench.attention import SQAttention, attend, rope_tables, sdpa_choice
+from torch import nn
+
+from sqabench.attention import SQAttention, rope_tables
+from sqabench.decode import Decoder
 from sqabench.dtypes import by_torch
 
 SAMPLED_ROWS = 32
@@ -112,8 +117,8 @@ def verify_layer(
     grad_errors = []
     with nullcontext() if grad else torch.inference_mode():
         q, k, v = _inputs(layer, batch, seq_len, rope_base, grad, seed)
-        out = attend(q, k, v, kernel, window, causal)  # (B, Hq, N, Dh)
-        label = f"sdpa-{sdpa_choice(q, k, v, window, causal)}" if kernel == "sdpa" else kernel
+        out = kernel(q, k, v)  # (B, Hq, N, Dh)
+        label = kernel.ran(q, k, v)
         with torch.no_grad():
             ref = reference_rows(q[picked][:, :, rows], k[picked], v[picked], rows, window, causal)
         rel_err = _rel_err(out[picked][:, :, rows.to(out.device)], ref)
@@ -150,7 +155,7 @@ def _sampled_dq_error(q, k, v, out, rows, picked, window, causal, seed) -> float
 def _full_grad_error(layer: SQAttention, n: int, rope_base: float, seed: int) -> float:
     """dq, dk and dv of the kernel at a small shape (1 x n), in full, against fp64 autograd: the worst of the three."""
     q, k, v = _inputs(layer, 1, n, rope_base, True, seed + 2)
-    out = attend(q, k, v, layer.kernel, layer.spec.window, layer.causal)
+    out = layer.kernel(q, k, v)
     generator = torch.Generator(device=out.device).manual_seed(seed + 3)
     grad_out = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
     out.backward(grad_out)
@@ -169,36 +174,42 @@ DECODE_BATCH = 2
 DECODE_TOLERANCE_FACTOR = 2.0  # logits go through every layer, not one attention
 
 
-def reference_logits(model, tokens: torch.Tensor, rows: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """fp64 logits of a causal ``model`` at positions ``rows``: the full forward, attention by ``reference_rows``.
+class ReferenceKernel(nn.Module):
+    """This module's fp64 attention as a kernel module: ``reference_rows`` over every query row, in chunks.
 
-    Uses the model's weights (in fp64) and its projections, norms and feed-forward; attention is
-    the reference's own (own mask, one key/value head at a time), never the model's kernel.
+    Put in place of a model's kernels, it makes the model its own fp64 yardstick: the same weights,
+    projections, norms and feed-forward, attention that shares nothing with the kernels.
     """
+
+    def __init__(self, window: int | None, causal: bool, chunk: int = 256) -> None:
+        super().__init__()
+        self.window, self.causal, self.chunk = window, causal, chunk
+
+    def forward(self, q, k, v, valid=None):
+        if valid is not None:
+            raise NotImplementedError("the reference attends over whole sequences, not a cache")
+        rows = torch.arange(q.shape[2])
+        return torch.cat(
+            [reference_rows(q[:, :, r.to(q.device)], k, v, r, self.window, self.causal) for r in rows.split(self.chunk)],
+            dim=2,
+        )  # (B, Hq, N, Dh)
+
+
+def reference_logits(model, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """fp64 logits of a causal ``model`` at positions ``rows``: the model itself, in fp64, with
+    ``ReferenceKernel`` as every layer's attention."""
     import copy
 
     ref = copy.deepcopy(model).double()
-    n = tokens.shape[1]
-    every = torch.arange(n)
-    x = ref.embed(tokens)  # (B, N, D) fp64
-    rope = rope_tables(n, ref.preset.head_dim, ref.preset.rope_base, tokens.device, torch.float64)
     for block in ref.blocks:
-        attn = block.attn
-        q, k, v = attn.qkv(block.attn_norm(x), rope)
-        o = torch.cat(
-            [reference_rows(q[:, :, r], k, v, r, attn.spec.window, True) for r in every.split(chunk)], dim=2
-        )  # (B, Hq, N, Dh)
-        x = x + attn.wo(o.transpose(1, 2).reshape(x.shape[0], n, -1))
-        x = x + block.ffn(block.ffn_norm(x))
-    return ref.head(ref.norm(x[:, rows.to(tokens.device)]))
+        block.attn.kernel = ReferenceKernel(block.attn.spec.window, True)
+    return ref(tokens, logits_at=rows.to(tokens.device))
 
 
 def verify_decode(model, kernel: str, batch: int, context: int, new_tokens: int, seed: int = 0) -> Verification:
     """Decode ``new_tokens`` after ``context`` tokens over the cache; their logits must match the fp64 full
     causal forward at those positions. At most DECODE_CONTEXT tokens of context, DECODE_TOKENS new tokens
     and DECODE_BATCH sequences: a windowed cache still wraps around its ring many times."""
-    from sqabench.decode import Decoder, decode_kernel
-
     n, t, b = min(context, DECODE_CONTEXT), min(new_tokens, DECODE_TOKENS), min(batch, DECODE_BATCH)
     device = model.embed.weight.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -207,9 +218,10 @@ def verify_decode(model, kernel: str, batch: int, context: int, new_tokens: int,
         decoder = Decoder(model, b, n, t, kernel)
         decoder.prefill(tokens[:, :n])
         got = torch.cat([decoder.step(tokens[:, n + i : n + i + 1]) for i in range(t)], dim=1)  # (b, t, V)
-    ref = reference_logits(model, tokens, torch.arange(n, n + t))
+        label = decoder.backend()
+    with torch.no_grad():
+        ref = reference_logits(model, tokens, torch.arange(n, n + t))
     err = _rel_err(got, ref)
-    label = decode_kernel(kernel)
     tolerance = by_torch(model.embed.weight.dtype).tolerance * DECODE_TOLERANCE_FACTOR
-    _judge(f"decode with {label}", "output", err, tolerance)
+    _judge(f"decode with {decoder.kernel.name}", "output", err, tolerance)
     return Verification(kernel=label, rel_err=err)

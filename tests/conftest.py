@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sqabench.attention import compile_settings
+from sqabench.kernels import compile_settings
 from sqabench.presets import Preset
 
 # The paper's head geometry (H 16, d_head 16) in a model small enough for a CPU test.

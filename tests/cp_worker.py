@@ -9,9 +9,9 @@ import sys
 
 import torch
 
-from sqabench.attention import compile_settings, rope_tables
 from sqabench.cp import join, leave, split_model
 from sqabench.encoder import build_encoder
+from sqabench.kernels import compile_settings
 from sqabench.presets import PRESETS
 from sqabench.variants import get_variant
 
@@ -31,10 +31,10 @@ def main() -> int:
                     split = build_encoder(spec, preset, "flex", causal)  # the same weights (the same seed)
                     split_model(split, group, N)
                     start, stop = group.shard(N)
-                    cos, sin = rope_tables(N, preset.head_dim, preset.rope_base, torch.device("cpu"), torch.float32)
                     with torch.inference_mode():
                         expected = whole(tokens)[:, start:stop]
-                        got = split(tokens[:, start:stop], (cos[start:stop], sin[start:stop]))
+                        # the positions a real run's step uses: Group.positions, as split.py's step does
+                        got = split(group.local(tokens, dim=1), group.positions(N))
                     err = float((got - expected).norm() / expected.norm())
                     print(f"rank {group.rank} {name} causal={causal} rel_err={err:.2e}", flush=True)
                     worst = max(worst, err)

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import torch
 
-from sqabench.cells import Outcome, plan
+from sqabench.cells import Outcome, Timing, plan
 from sqabench.environment import Environment
-from sqabench.measure import Timing
 from sqabench.presets import PRESETS
 from sqabench.results import CsvWriter
 from sqabench.sweep import classify, to_row

@@ -5,15 +5,8 @@ import torch
 
 from conftest import SEQ, TINY, WINDOW, rel_err
 from reference import attention_layer, attention_per_head, mask_by_loops, rotate
-from sqabench.attention import (
-    KERNELS,
-    KernelUnsupported,
-    SQAttention,
-    attend,
-    apply_rope,
-    rope_tables,
-    sdpa_choice,
-)
+from sqabench.attention import SQAttention, apply_rope, rope_tables
+from sqabench.kernels import KernelUnsupported, SdpaKernel, build_kernel
 from sqabench.errors import ConfigError
 from sqabench.variants import FAMILY, VariantSpec, get_variant
 
@@ -57,7 +50,7 @@ def run_kernel(kernel, heads, mask):
     q, k, v = qkv(*heads)
     with torch.inference_mode():
         try:
-            out = attend(q, k, v, kernel, window, causal)
+            out = build_kernel(kernel, window, causal)(q, k, v)
         except KernelUnsupported as err:
             pytest.skip(str(err))  # e.g. CPU flash with an explicit window mask
     assert out.shape == q.shape
@@ -109,7 +102,8 @@ def test_causal_kernel_never_looks_ahead(kernel):
     for window in (None, WINDOW):
         with torch.inference_mode():
             try:
-                a, b = attend(q, k, v, kernel, window, True), attend(q, k2, v2, kernel, window, True)
+                op = build_kernel(kernel, window, True)
+                a, b = op(q, k, v), op(q, k2, v2)
             except KernelUnsupported:
                 continue
         assert torch.allclose(a[:, :, :120], b[:, :, :120])
@@ -140,18 +134,20 @@ def test_layer_matches_a_reference_built_from_its_weights(heads, mask):
 def test_pinned_backend_that_cannot_run_fails_loudly():
     q = k = v = torch.randn(1, 4, 64, 16)
     with pytest.raises(KernelUnsupported, match="sdpa-cudnn cannot run this case"):
-        attend(q, k, v, "sdpa-cudnn")
+        build_kernel("sdpa-cudnn")(q, k, v)
 
 
 def test_sdpa_choice_names_a_backend():
     q = k = v = torch.randn(1, 4, 64, 16)
-    assert sdpa_choice(q, k, v, None, False) in {"flash", "math", "efficient", "cudnn"}
+    assert SdpaKernel().ran(q, k, v) in {"sdpa-flash", "sdpa-math", "sdpa-efficient", "sdpa-cudnn"}
 
 
-def test_unknown_kernel_is_rejected():
-    with pytest.raises(ConfigError, match="unknown kernel 'fast'; choose one of: eager, sdpa"):
+def test_unknown_kernel_is_rejected_naming_every_choice():
+    with pytest.raises(ConfigError, match="unknown kernel 'fast'; choose one of: auto, eager, sdpa") as raised:
         SQAttention(TINY.d_model, get_variant("mha"), kernel="fast")
-    assert "flex" in KERNELS
+    named = str(raised.value).split("choose one of: ")[1].split(", ")
+    assert named[0] == "auto" and "flex" in named  # auto resolves per variant; every other name builds
+    assert [build_kernel(name).name for name in named[1:]] == named[1:]
 
 
 def test_output_projection_is_sized_from_query_heads():

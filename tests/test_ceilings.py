@@ -6,7 +6,9 @@ from typer.testing import CliRunner
 
 import sqabench.ceilings as ceilings
 from conftest import SEQ, TINY, WINDOW
-from sqabench.ceilings import DeviceLimits, Rates, floor, get_ceilings, peaks_for
+from sqabench.ceilings import DeviceLimits, get_ceilings
+from sqabench.flops import Rates, floor
+from sqabench.peaks import peaks_for
 from sqabench.cells import plan
 from sqabench.cli import app
 from sqabench.environment import environment
@@ -57,26 +59,27 @@ def test_ceilings_are_cached_per_device_and_software(tmp_path, monkeypatch):
 
     def fake_measure(device, dtype, budget_s=1.0):
         calls.append(dtype)
-        return ceilings.Ceilings("", Rates(1e11, 1e9, 1e10), {"matmul": "m", "exp": "e", "memory": "b"}, "now")
+        return ceilings.Ceilings("", Rates(1e11, 1e9, 1e10), {"matmul": "m", "exp": "e", "memory": "b"}, ceilings._now())
 
     monkeypatch.setattr(ceilings, "measure_ceilings", fake_measure)
+    monkeypatch.setattr(ceilings, "probe", lambda device, dtype: Rates(1e11, None, 1e10))  # as fast as cached
     env = environment(torch.device("cpu"))
-    first, cached = get_ceilings(torch.device("cpu"), env, "fp32")
-    assert not cached and first.rates == Rates(1e11, 1e9, 1e10)
-    again, cached = get_ceilings(torch.device("cpu"), env, "fp32")
-    assert cached and again.rates == first.rates and calls == ["fp32"]
+    first = get_ceilings(torch.device("cpu"), env, "fp32")
+    assert not first.cached and first.ceilings.rates == Rates(1e11, 1e9, 1e10)
+    again = get_ceilings(torch.device("cpu"), env, "fp32")
+    assert again.cached and again.ceilings.rates == first.ceilings.rates and calls == ["fp32"]
     get_ceilings(torch.device("cpu"), env, "bf16")
     get_ceilings(torch.device("cpu"), env, "fp32", refresh=True)
     assert calls == ["fp32", "bf16", "fp32"]
     (tmp_path / "ceilings.json").write_text("{not json")
-    assert not get_ceilings(torch.device("cpu"), env, "fp32")[1]  # an unreadable cache is measured again
+    assert not get_ceilings(torch.device("cpu"), env, "fp32").cached  # an unreadable cache is measured again
 
 
 def test_efficiency_stays_at_or_below_one_on_a_real_cpu_run(tmp_path):
     """A cell measured faster than its floor would mean a wrong cost model or wrong ceilings."""
     device = torch.device("cpu")
     env = environment(device)
-    measured, _ = get_ceilings(device, env, "fp32")
+    measured = get_ceilings(device, env, "fp32").ceilings
     cells = plan(
         parse_variants("mha,sqa,xsmqa,swa", window=WINDOW), TINY, [SEQ], tokens=2 * SEQ, batch=None,
         dtype="fp32", mode="fwd", causal=False, kernel="auto", device="cpu", warmup=1, repeats=5,
@@ -96,7 +99,7 @@ def test_efficiency_stays_at_or_below_one_on_a_real_cpu_run(tmp_path):
 def test_ceilings_command_on_cpu():
     result = CliRunner().invoke(app, ["ceilings", "--device", "cpu"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for text in ("matmul", "exp", "memory", "GFLOP/s", "a @ b, fp32 square", "fp32 exp", "copy_ of"):
+    for text in ("matmul", "exp", "memory", "GFLOP/s", "a @ b and F.linear(a, b) in fp32", "fp32 exp", "copy_ of"):
         assert text in result.output
 
 
@@ -110,3 +113,16 @@ def test_floor_command_shows_the_softmax_bound_of_the_paper_preset():
     assert "(matmul)" in result.output.split("│ mha ")[1].split("\n")[0]  # d_head 128: the tensor cores bind
     result = runner.invoke(app, ["floor", "--gpu", "TPU v5"])
     assert result.exit_code == 2 and "unknown GPU 'TPU v5'; choose one of: A100 80GB PCIe" in result.output
+
+
+def test_floor_of_decode_is_bound_by_the_bytes_a_step_reads():
+    """Decode floors: one token per sequence reads the whole cache; the byte count, by hand, sets the floor."""
+    result = CliRunner().invoke(app, ["floor", "--gpu", "H100 SXM", "--seq", "32k", "--mode", "decode", "--tokens",
+                                      "131072", "--new-tokens", "1"], env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("│ gqa ")]
+    assert "(memory)" in line
+    # gqa at 32k x4, one step: K and V of 4 heads x 16 dims x 8 layers x 32769 keys x 4 sequences, bf16,
+    # plus every weight once; at 3.35 TB/s that is about 0.1 ms
+    cache = 2 * 4 * 16 * 8 * 32769 * 4 * 2
+    assert float(line.split("│")[2].split("ms")[0]) == pytest.approx(cache / 3.35e12 * 1e3, rel=0.1)

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 import sqabench
 import sqabench.sweep as sweep
-from sqabench.cells import Outcome
+from sqabench.cells import Outcome, Timing
 from sqabench.cli import app
-from sqabench.measure import Timing, no_compile
+from sqabench.device import no_compile
 from sqabench.results import COLUMNS
 
 runner = CliRunner()

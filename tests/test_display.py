@@ -7,11 +7,10 @@ from typer.testing import CliRunner
 import sqabench.display as display
 import sqabench.sweep as sweep
 from conftest import TINY
-from sqabench.cells import Outcome, plan
-from sqabench.ceilings import Rates
+from sqabench.cells import Outcome, Timing, plan
 from sqabench.cli import app
 from sqabench.estimate import COMPILE_S, estimate
-from sqabench.measure import Timing
+from sqabench.flops import Rates
 from sqabench.variants import parse_variants
 
 RATES = Rates(matmul_flops=1e11, exp_per_s=1e9, bytes_per_s=1e10)

@@ -4,7 +4,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import TINY
-from sqabench.attention import dense_mask
+from sqabench.kernels import dense_mask
 from sqabench.encoder import build_encoder
 from sqabench.flops import step_cost, visible_pairs
 from sqabench.variants import FAMILY, VariantSpec, get_variant

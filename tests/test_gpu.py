@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from sqabench.attention import KernelUnsupported, SQAttention
+from sqabench.attention import SQAttention
+from sqabench.kernels import KernelUnsupported
 from sqabench.cells import plan
 from sqabench.measure import measure_cell
 from sqabench.presets import PRESETS

@@ -123,14 +123,15 @@ def test_scope_flops_equal_the_flop_counter(scope, preset_name):
     preset, spec = PRESETS[preset_name], get_variant("sqa")
     block = build_block(spec, preset, "sdpa-math")
     x = torch.randn(2, 40, preset.d_model)
-    from sqabench.attention import attend, rope_tables
+    from sqabench.attention import rope_tables
+    from sqabench.kernels import build_kernel
 
     rope = rope_tables(40, preset.head_dim, preset.rope_base, torch.device("cpu"), torch.float32)
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]):
         q, k, v = block.attn.qkv(x, rope)
         with counter:
-            block(x, rope) if scope == "block" else attend(q, k, v, "sdpa-math")
+            block(x, rope) if scope == "block" else build_kernel("sdpa-math")(q, k, v)
     assert step_cost(spec, preset, 2, 40, scope=scope).flops == counter.get_total_flops()
     assert step_cost(spec, preset, 2, 40, scope="attention").flops == 4 * 2 * 8 * preset.head_dim * 40 * 40
 

@@ -96,3 +96,18 @@ def test_readme_documents_the_columns_in_file_order():
     section = readme.split("### The results CSV", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `(\w+)` \|", section, re.M)
     assert tuple(documented) == COLUMNS
+
+
+def test_a_cell_name_says_every_column_of_the_cell_key(tmp_path):
+    """Two cells that differ in any key column never print under one name."""
+    from sqabench.results import cell_name
+
+    (row,) = [r for r in read_rows(write_run(tmp_path / "r.csv")) if r["variant"] == "sqa" and r["seq_len"] == "1024"]
+    other = {"variant": "6/2", "n_q_heads": "6", "n_kv_heads": "2", "window": "64", "preset": "wide",
+             "n_layers": "2", "seq_len": "2048", "batch": "3", "dtype": "fp16", "mode": "train", "causal": "True",
+             "kernel_requested": "flex", "device": "cpu", "new_tokens": "8", "cuda_graphs": "True",
+             "scope": "block", "world_size": "4"}  # fmt: skip
+    assert set(other) == set(CELL_KEY)
+    for column, value in other.items():
+        assert cell_name({**row, column: value}) != cell_name(row), column
+    assert cell_name(row).startswith("sqa paper n=1024 b=128 bf16 fwd encoder auto cuda heads 8/4 8 layers")

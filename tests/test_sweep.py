@@ -6,9 +6,8 @@ from torch._dynamo.exc import FailOnRecompileLimitHit
 from torch._inductor.exc import InductorError, LoweringException
 
 from conftest import TINY
-from sqabench.cells import Outcome, plan
+from sqabench.cells import Outcome, Timing, plan
 from sqabench.environment import Environment
-from sqabench.measure import Timing
 from sqabench.results import CsvWriter, read_rows
 from sqabench.sweep import SweepAborted, classify, run_cell, run_sweep
 from sqabench.variants import parse_variants

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-import sqabench.verify as verify
 from conftest import TINY, WINDOW
 from reference import mask_by_loops
-from sqabench.attention import SQAttention, attend
+from sqabench.attention import SQAttention
+from sqabench.kernels import Kernel
 from sqabench.variants import VariantSpec
 from sqabench.verify import KernelVerifyFailed, allowed_keys, verify_layer
 
@@ -30,20 +30,40 @@ def test_correct_kernels_pass_forward_and_backward(kernel):
     assert result.kernel == (f"sdpa-{result.kernel[5:]}" if kernel == "sdpa" else kernel)
 
 
-BROKEN = {  # each takes (q, k, v, kernel, window, causal) like sqabench.attention.attend
-    "looks ahead": lambda q, k, v, *rest: attend(q.flip(2), k.flip(2), v.flip(2), *rest).flip(2),
-    "no window": lambda q, k, v, kernel, window, causal: attend(q, k, v, kernel, None, causal),
-    "wrong scale": lambda q, k, v, *rest: attend(q * 1.1, k, v, *rest),
-    "wrong head grouping": lambda q, k, v, *rest: attend(q, k.roll(1, 1), v.roll(1, 1), *rest),
-    "NaN": lambda q, k, v, *rest: attend(q, k, v, *rest) * float("nan"),
+class Broken(Kernel):
+    """A layer's kernel, broken on purpose by ``wrap(kernel, q, k, v)``."""
+
+    def __init__(self, inner: Kernel, wrap) -> None:
+        super().__init__(inner.window, inner.causal)
+        self.inner, self.wrap, self.name = inner, wrap, inner.name
+
+    def forward(self, q, k, v, valid=None):
+        return self.wrap(self.inner, q, k, v)
+
+
+def unwindowed(kernel, q, k, v):
+    return type(kernel)(None, kernel.causal)(q, k, v)
+
+
+BROKEN = {  # each takes (kernel, q, k, v) and calls the kernel wrongly
+    "looks ahead": lambda op, q, k, v: op(q.flip(2), k.flip(2), v.flip(2)).flip(2),
+    "no window": unwindowed,
+    "wrong scale": lambda op, q, k, v: op(q * 1.1, k, v),
+    "wrong head grouping": lambda op, q, k, v: op(q, k.roll(1, 1), v.roll(1, 1)),
+    "NaN": lambda op, q, k, v: op(q, k, v) * float("nan"),
 }
 
 
+def broken_layer(wrap, **kwargs) -> SQAttention:
+    result = layer(**kwargs)
+    result.kernel = Broken(result.kernel, wrap)
+    return result
+
+
 @pytest.mark.parametrize("broken", BROKEN)
-def test_a_wrong_kernel_is_refused(monkeypatch, broken):
-    monkeypatch.setattr(verify, "attend", BROKEN[broken])
+def test_a_wrong_kernel_is_refused(broken):
     with pytest.raises(KernelVerifyFailed, match="output disagrees with the fp64 reference"):
-        verify_layer(layer(), batch=2, seq_len=200)
+        verify_layer(broken_layer(BROKEN[broken]), batch=2, seq_len=200)
 
 
 class WrongBackward(torch.autograd.Function):
@@ -59,25 +79,26 @@ class WrongBackward(torch.autograd.Function):
 
 
 @pytest.mark.parametrize("seq_len", [200, 600])  # the full small-shape check, and the sampled dq at length
-def test_a_wrong_backward_is_refused_in_train_mode_only(monkeypatch, seq_len):
-    monkeypatch.setattr(verify, "attend", lambda q, *args: attend(WrongBackward.apply(q), *args))
-    assert verify_layer(layer(), batch=1, seq_len=seq_len).grad_rel_err is None  # fwd: not checked
+def test_a_wrong_backward_is_refused_in_train_mode_only(seq_len):
+    def wrong_backward(op, q, k, v):
+        return op(WrongBackward.apply(q), k, v)
+
+    assert verify_layer(broken_layer(wrong_backward), batch=1, seq_len=seq_len).grad_rel_err is None  # fwd
     with pytest.raises(KernelVerifyFailed, match="gradient disagrees"):
-        verify_layer(layer(), batch=1, seq_len=seq_len, grad=True)
+        verify_layer(broken_layer(wrong_backward), batch=1, seq_len=seq_len, grad=True)
 
 
-def test_verification_runs_in_the_steps_grad_mode(monkeypatch):
+def test_verification_runs_in_the_steps_grad_mode():
     """A forward cell verifies under inference_mode, a train cell with autograd on, as their steps
     run: a kernel compiled for one mode is not compiled again for the other."""
     modes = []
 
-    def spy(q, k, v, kernel, window, causal):
+    def spy(op, q, k, v):
         modes.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled(), q.requires_grad))
-        return attend(q, k, v, kernel, window, causal)
+        return op(q, k, v)
 
-    monkeypatch.setattr(verify, "attend", spy)
-    verify_layer(layer(), batch=1, seq_len=200)
+    verify_layer(broken_layer(spy), batch=1, seq_len=200)
     assert modes == [(False, True, False)]
     modes.clear()
-    verify_layer(layer(), batch=1, seq_len=200, grad=True)
+    verify_layer(broken_layer(spy), batch=1, seq_len=200, grad=True)
     assert modes[0] == (True, False, True)

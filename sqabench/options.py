@@ -1,0 +1,92 @@
+"""The options of ``sqabench run``, written once: each field carries its own Typer option.
+
+The command's signature is built from these fields (``sqabench.cli``), and a ``--cp`` job's ranks
+are started with ``RunOptions.argv()``, the parsed options written back as arguments. No torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, get_type_hints
+
+import typer
+
+PRESET_HELP = "paper (d 256, 8 layers), wide (d 2048), qwen3-0.6b, llama-3.2-1b, or a path to a config.json."
+BASELINE_HELP = "Variant the speed-ups are relative to. Default: mha, when present."
+
+
+def _option(metavar: str | None, help: str, *flags: str) -> typer.models.OptionInfo:
+    return typer.Option(*flags, metavar=metavar, help=help)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user asked for; None means the device's default. Each field is one ``sqabench run``
+    option: its Typer metadata lives here, once, and the command's signature is built from it."""
+
+    seq: Annotated[str | None, _option(
+        "LENGTHS", "Lengths, e.g. 1k,32k,131k,200k (see README: Sizes). Default: GPU 1k,4k,32k,131k,200k; CPU 256,1k.",
+    )] = None  # fmt: skip
+    variants: Annotated[str, _option("VARIANTS", "Registry names, 'all', or heads Hq/Hkv[@W], comma-separated.")] = "all"
+    preset: Annotated[str, _option("NAME|CONFIG", PRESET_HELP, "--preset")] = "paper"
+    device: Annotated[str, _option("NAME", "auto, cuda or cpu.", "--device")] = "auto"
+    dtype: Annotated[str, _option("DTYPE", "bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")] = "auto"
+    mode: Annotated[str, _option(
+        "MODE", "fwd (inference), train (forward + backward of a loss) or decode (a KV cache, one token at a time).",
+    )] = "fwd"  # fmt: skip
+    causal: Annotated[bool, _option(None, "Causal masks (the paper's decoder) instead of the encoder.", "--causal")] = False
+    window: Annotated[int, _option("TOKENS", "Sliding window of the windowed variants: |i-j| <= window.")] = 128
+    kernel: Annotated[str, _option(
+        "KERNEL", "auto (sdpa; flex when windowed), eager, sdpa, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, flex.",
+    )] = "auto"  # fmt: skip
+    tokens: Annotated[int | None, _option(
+        "TOKENS", "Tokens per step; batch = max(1, tokens // seq_len). Default: GPU 131072, CPU 1024.",
+    )] = None  # fmt: skip
+    batch: Annotated[int | None, _option("SIZE", "Fixed batch size (overrides --tokens).")] = None
+    warmup: Annotated[int | None, _option(
+        "CALLS", "Untimed calls after the first (compiling) one. Default: GPU 2, CPU 1.",
+    )] = None  # fmt: skip
+    repeats: Annotated[int | None, _option(
+        "CALLS", "Timed calls per cell; the median is reported. Default: GPU 10, CPU 3.",
+    )] = None  # fmt: skip
+    out: Annotated[Path | None, _option(
+        "FILE", "CSV to write. Default: results/<device>-<timestamp>.csv.", "--out",
+    )] = None  # fmt: skip
+    resume: Annotated[bool, _option(None, "Continue --out: skip its ok cells, append the rest.", "--resume")] = False
+    baseline: Annotated[str | None, _option("VARIANT", BASELINE_HELP, "--baseline")] = None
+    new_tokens: Annotated[int | None, _option(
+        "T", "Decode: tokens generated per pass after the --seq context. Default: 32.",
+    )] = None  # fmt: skip
+    cuda_graphs: Annotated[bool, _option(
+        None, "Decode on a GPU: capture the decode step in a CUDA graph.", "--cuda-graphs",
+    )] = False  # fmt: skip
+    layers: Annotated[int | None, _option("N", "Time N layers of the preset (fewer than its config's).")] = None
+    scope: Annotated[str, _option(
+        "SCOPE", "model (default), block (one layer), or attention (the op alone on q, k, v).",
+    )] = "model"  # fmt: skip
+    cp: Annotated[int | None, _option(
+        "N", "Split each sequence across N processes (context parallelism); see README.",
+    )] = None  # fmt: skip
+    cp_timeout: Annotated[float, _option("SECONDS", "--cp: how long a collective waits for a rank.")] = 600.0
+
+    def argv(self) -> list[str]:
+        """These options as ``sqabench run`` arguments (what a rank of a --cp job is started with)."""
+        args: list[str] = []
+        for name, info in option_infos().items():
+            value = getattr(self, name)
+            flag = info.param_decls[0] if info.param_decls else f"--{name.replace('_', '-')}"
+            if isinstance(value, bool):
+                args += [flag] if value else []
+            elif value is not None:
+                args += [flag, str(value)]
+        return args
+
+
+def option_infos() -> dict[str, typer.models.OptionInfo]:
+    """Each ``RunOptions`` field's Typer option, by field name."""
+    hints = get_type_hints(RunOptions, include_extras=True)
+    return {f.name: hints[f.name].__metadata__[0] for f in dataclasses.fields(RunOptions)}
+
+
