@@ -126,8 +126,8 @@ def _exp(device: torch.device, budget: float) -> tuple[float, str]:
     return best, how
 
 
-def _bandwidth(device: torch.device, budget: float, n: int | None = None) -> tuple[float, str]:
-    n = n or (2**28 if device.type == "cuda" else 2**25)  # 1 GiB or 128 MiB of fp32 each
+def _bandwidth(device: torch.device, budget: float) -> tuple[float, str]:
+    n = 2**28 if device.type == "cuda" else 2**25  # 1 GiB or 128 MiB of fp32 each
     src = torch.rand(n, device=device)
     dst = torch.empty_like(src)
     ms, count = best_time(lambda: dst.copy_(src), device, budget)
@@ -157,7 +157,7 @@ def probe(device: torch.device, dtype: str) -> Rates:
     n = 1024 if device.type == "cpu" else 4096
     a = torch.randn(n, n, device=device, dtype=get_dtype(dtype).torch)
     ms, _ = best_time(lambda: F.linear(a, a), device, 0.1, max_repeats=5)
-    bandwidth, _ = _bandwidth(device, 0.1, n=2**22 if device.type == "cpu" else 2**26)
+    bandwidth, _ = _bandwidth(device, 0.1)  # the same size as the measurement: caches must not flatter it
     return Rates(matmul_flops=2 * n**3 / (ms / 1e3), bytes_per_s=bandwidth)
 
 

@@ -227,17 +227,22 @@ def run(options: "RunOptions") -> None:
 
     with usage_errors():
         plan = resolve_run(options)
+    if plan.dry_run:
+        with usage_errors():
+            raise typer.Exit(execute(plan, out, err))
     if plan.launch:  # start the ranks through torch's launcher; they join below, as a torchrun job
         from sqabench.cp import launch
 
-        argv = ["run", *dataclasses.replace(options, out=plan.path).argv()]
+        argv = ["run", *dataclasses.replace(options, out=str(plan.path)).argv()]
         say(f"sqabench run --cp {plan.world}: starting {plan.world} ranks with torch.distributed.run")
         raise typer.Exit(launch(plan.world, argv))
     if plan.world > 1:
         from sqabench.runner import execute_split
 
         raise typer.Exit(execute_split(plan, out, err))
-    raise typer.Exit(execute(plan, out, err))
+    with usage_errors():
+        code = execute(plan, out, err)
+    raise typer.Exit(code)
 
 
 app.command("run")(command_of(RunOptions, run))

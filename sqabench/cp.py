@@ -68,8 +68,14 @@ def job_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def check_request(world: int, lengths: list[int], device: torch.device, mode: str, scope: str, kernel: str) -> None:
-    """Everything ``--cp`` cannot run, found before any process starts (the same checks on every rank)."""
+def check_request(
+    world: int, lengths: list[int], device: torch.device, mode: str, scope: str, kernel: str, launching: bool = True
+) -> None:
+    """Everything ``--cp`` cannot run, found before any process starts (the same checks on every rank).
+
+    ``launching``: sqabench starts the ranks on this machine, so they must fit it (a GPU each; no more
+    CPU processes than cores). Under torchrun the job may span nodes: the launcher decides.
+    """
     if world < 1:
         raise ConfigError(f"--cp {world} must be >= 1")
     check_available()
@@ -88,12 +94,17 @@ def check_request(world: int, lengths: list[int], device: torch.device, mode: st
         )
     if device.type == "cuda":
         visible = torch.cuda.device_count()
-        if world > visible:
+        if launching and world > visible:
             raise ConfigError(f"--cp {world} needs {world} GPUs on one node; this one has {visible}")
         if not dist.is_nccl_available():
             raise ConfigError("--cp on CUDA needs the NCCL backend, which this torch lacks")
-    elif not dist.is_gloo_available():
-        raise ConfigError("--cp on the CPU needs the gloo backend, which this torch lacks")
+    else:
+        if not dist.is_gloo_available():
+            raise ConfigError("--cp on the CPU needs the gloo backend, which this torch lacks")
+        cores = os.cpu_count() or 1
+        if launching and world > cores:
+            raise ConfigError(f"--cp {world} --device cpu starts {world} processes but this machine has {cores} cores; "
+                              f"choose --cp 2..{cores}, or run under torchrun across machines")  # fmt: skip
 
 
 def launch(world: int, argv: list[str]) -> int:

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from sqabench.cells import Cell
+from sqabench.estimate import Pace
 from sqabench.lengths import format_len
 from sqabench.report import format_ms
 
@@ -30,13 +31,11 @@ def row_line(row: dict) -> str:
 class SweepDisplay:
     """Progress for ``total`` cells on ``console``; ``eta`` is told each cell's predicted seconds."""
 
-    def __init__(self, console: Console, total: int, predicted_s: list[float] | None = None) -> None:
+    def __init__(self, console: Console, total: int, pace: Pace | None = None) -> None:
         self.console = console
         self.total = total
         self.live = console.is_terminal
-        self.predicted = list(predicted_s or [])
-        self.done_predicted = 0.0
-        self.done_actual = 0.0
+        self.pace = pace or Pace()
         self.started = time.monotonic()
         self.cell_started = self.started
         self.cell: Cell | None = None
@@ -46,12 +45,6 @@ class SweepDisplay:
             TextColumn("{task.fields[eta]}"), console=console, transient=False,
         )  # fmt: skip
         self.task = None
-
-    def set_predictions(self, predicted_s: list[float]) -> None:
-        """Each cell's predicted seconds, in order: the ETA scales them by how finished cells compared."""
-        self.predicted = list(predicted_s)
-        if self.live and self.task is not None:
-            self.progress.update(self.task, eta=self.eta_text())
 
     def __enter__(self) -> "SweepDisplay":
         if self.live:
@@ -73,9 +66,7 @@ class SweepDisplay:
             self.progress.update(self.task, description=f"{self.cell.label} · {name}", eta=self.eta_text())
 
     def finished(self, row: dict) -> None:
-        if self.count < len(self.predicted):
-            self.done_predicted += self.predicted[self.count]
-            self.done_actual += time.monotonic() - self.cell_started
+        self.pace.finished(time.monotonic() - self.cell_started)
         self.count += 1
         if self.live:
             self.progress.update(self.task, advance=1, eta=self.eta_text())
@@ -84,14 +75,13 @@ class SweepDisplay:
 
     def eta_text(self) -> str:
         """Remaining time: the prediction of the cells left, scaled by how the finished ones compared."""
-        left = sum(self.predicted[self.count :])
-        if not self.predicted or left <= 0:
-            return ""
-        scale = self.done_actual / self.done_predicted if self.done_predicted > 0 else 1.0
-        return f"ETA {format_duration(left * scale)}"
+        left = self.pace.remaining_s()
+        return f"ETA {format_duration(left)}" if left > 0 else ""
 
 
 def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:

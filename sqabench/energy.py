@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import statistics
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -147,6 +148,34 @@ class Energy:
     joules_per_step: float | None
     avg_power_w: float | None
     note: str = ""
+
+
+def energy_per_step(
+    monitor: GpuMonitor,
+    step: Callable[[], object],
+    sync: Callable[[], object],
+    timed: tuple[int | None, int | None, int, float],
+    step_ms: float,
+    clock: Callable[[], float] = time.perf_counter,
+    extending: Callable[[], object] = lambda: None,
+) -> Energy:
+    """Energy per step from the timed window ``timed`` = (start mJ, end mJ, steps, seconds), or, when that
+    window was too short for NVML's counter, from a window of more steps run now until it is long
+    enough (``extending`` is told first). ``clock`` is the wall clock (a test passes its own)."""
+    start_mj, end_mj, steps, seconds = timed
+    if seconds >= MIN_ENERGY_WINDOW_S or start_mj is None:
+        return energy_of(start_mj, end_mj, steps, seconds)
+    extending()
+    steps = 0
+    sync()
+    start_mj, start = monitor.energy_mj(), clock()
+    while (elapsed := clock() - start) < MIN_ENERGY_WINDOW_S:
+        chunk = energy_steps(step_ms, MIN_ENERGY_WINDOW_S - elapsed)
+        for _ in range(chunk):
+            step()
+        sync()
+        steps += chunk
+    return energy_of(start_mj, monitor.energy_mj(), steps, clock() - start)
 
 
 def energy_of(start_mj: int | None, end_mj: int | None, steps: int, seconds: float) -> Energy:

@@ -1,64 +1,166 @@
-"""How long a sweep will take, before it starts: the cost model at a fraction of this device's ceilings.
+"""How long a sweep will take, before it starts, in parts a user can read (``sqabench run --dry-run``).
 
-Each cell costs its compilation (flex compiles one kernel per new shape) plus its calls: the
-first, the warm-up, the timed repeats, a verification of one layer and, on a GPU whose timed
-window is under a second, the energy window. A call takes the step's floor (``ceilings.floor``)
-divided by ``ASSUMED_EFFICIENCY``: a rough guess, which the progress display's ETA corrects with
-the ratio of measured to predicted time as cells finish.
+A cell costs:
+
+- ``steps``: its timed calls (the first, the warm-up, the repeats; decode: passes of T steps and two
+  prefills), each at the step's floor (``Cell.floor``) divided by ``ASSUMED_EFFICIENCY``;
+- ``compile``: flex compiles one kernel per new shape and one block mask per new (length, window,
+  mask); the first flex use in a process also starts the compiler. Costs per device, measured on
+  a CPU (torch 2.13, 2 cores) with a cold and a warm inductor cache; the GPU's are guesses until a
+  GPU run measures them (every row records its ``compile_ms``);
+- ``overhead``: building the model, the fp64 verification, freeing memory;
+- ``energy``: on a GPU, a timed window under a second is extended to one second for NVML's counter.
+
+The progress display's ETA corrects the estimate as cells finish, with the ratio of measured to
+predicted time. No torch here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqabench.cells import Cell
 from sqabench.energy import MIN_ENERGY_WINDOW_S
 from sqabench.flops import Rates, floor, step_cost
 
 ASSUMED_EFFICIENCY = 0.4
-COMPILE_S = {"cpu": 20.0, "cuda": 30.0}  # one flex kernel and its block mask, per new shape
 LONG_S = 600.0  # a sweep longer than this is announced with a warning
+CONFIRM_S = 3600.0  # past this, a run asks (or needs --budget / --yes)
+PARTS = ("steps", "compile", "overhead", "energy")
+
+
+@dataclass(frozen=True)
+class CompileCost:
+    """Seconds: the compiler's start at the first flex use, each new flex kernel, each new block mask."""
+
+    first: float
+    kernel: float
+    block_mask: float
+
+
+COMPILE = {  # (device, inductor cache warm)
+    ("cpu", False): CompileCost(first=25.0, kernel=4.5, block_mask=3.0),  # measured, torch 2.13, 2 cores
+    ("cpu", True): CompileCost(first=5.0, kernel=0.5, block_mask=0.3),
+    ("cuda", False): CompileCost(first=15.0, kernel=8.0, block_mask=2.0),  # guesses: no GPU run yet
+    ("cuda", True): CompileCost(first=3.0, kernel=1.0, block_mask=0.3),
+}
+OVERHEAD_S = {"cpu": 0.15, "cuda": 0.5}  # build, verify, free: measured on the CPU, guessed on a GPU
 
 
 @dataclass(frozen=True)
 class Estimate:
-    per_cell_s: list[float]
+    per_cell: list[dict[str, float]]  # each cell's seconds by part
+    already_s: float = 0.0  # spent before the first cell: start-up, ceilings
+    notes: list[str] = field(default_factory=list)
 
     @property
-    def total_s(self) -> float:
+    def per_cell_s(self) -> list[float]:
+        return [sum(parts.values()) for parts in self.per_cell]
+
+    @property
+    def parts_s(self) -> dict[str, float]:
+        return {part: sum(cell.get(part, 0.0) for cell in self.per_cell) for part in PARTS}
+
+    @property
+    def cells_s(self) -> float:
         return sum(self.per_cell_s)
 
     @property
+    def total_s(self) -> float:
+        return self.already_s + self.cells_s
+
+    @property
     def long(self) -> bool:
-        return self.total_s > LONG_S
+        return self.cells_s > LONG_S
 
 
-def _seconds(cost, rates: Rates) -> float:
+def _step_s(cost, rates: Rates) -> float:
     bound = floor(cost.flops, cost.exps, cost.min_bytes, rates)
     return bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
 
 
-def estimate(cells: list[Cell], rates: Rates) -> Estimate:
-    """Predicted seconds of each cell, in order; a flex shape seen before compiles no more."""
-    compiled: set[tuple] = set()
+def estimate(cells: list[Cell], rates: Rates, warm_cache: bool = False, already_s: float = 0.0) -> Estimate:
+    """Predicted seconds of each cell by part, in order; a flex shape or block mask seen before compiles no
+    more. ``warm_cache``: inductor's on-disk cache holds compiled kernels (compiles are then far cheaper)."""
+    kernels: set[tuple] = set()
+    masks: set[tuple] = set()
     per_cell = []
     for cell in cells:
+        device = cell.device.split(":")[0]
         bound = cell.floor(rates)  # the busiest rank's, when split: it sets the pace
-        step_s = bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
-        verify_s = step_s / cell.preset.n_layers  # one layer's attention and its fp64 reference
+        call_s = bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
         calls = 1 + cell.warmup + cell.repeats
-        seconds = calls * step_s + verify_s
+        parts = {"steps": calls * call_s, "compile": 0.0, "overhead": OVERHEAD_S.get(device, OVERHEAD_S["cuda"])}
+        timed_s = cell.repeats * call_s
         if cell.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
             prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.dtype)
-            seconds = calls * cell.new_tokens * step_s + 2 * _seconds(prefill, rates)
-            step_s *= cell.new_tokens
-        device = cell.device.split(":")[0]
-        if device == "cuda" and step_s * cell.repeats < MIN_ENERGY_WINDOW_S:
-            seconds += MIN_ENERGY_WINDOW_S
-        shape = (cell.spec.n_q_heads, cell.spec.n_kv_heads, cell.spec.window, cell.seq_len, cell.batch,
-                 cell.causal, cell.mode, cell.dtype, cell.preset.head_dim)  # fmt: skip
-        if cell.uses_flex and shape not in compiled:
-            compiled.add(shape)
-            seconds += COMPILE_S.get(device, COMPILE_S["cuda"])
-        per_cell.append(seconds)
-    return Estimate(per_cell)
+            parts["steps"] = calls * cell.new_tokens * call_s + 2 * _step_s(prefill, rates)
+            timed_s *= cell.new_tokens
+        if device == "cuda" and timed_s < MIN_ENERGY_WINDOW_S:
+            parts["energy"] = MIN_ENERGY_WINDOW_S
+        if cell.uses_flex:
+            cost = COMPILE.get((device, warm_cache), COMPILE[("cuda", warm_cache)])
+            if not kernels:
+                parts["compile"] += cost.first
+            shape = (cell.spec.n_q_heads, cell.spec.n_kv_heads, cell.spec.window, cell.seq_len, cell.batch,
+                     cell.causal, cell.mode, cell.dtype, cell.preset.head_dim, cell.scope)  # fmt: skip
+            if shape not in kernels:
+                kernels.add(shape)
+                parts["compile"] += cost.kernel * (2 if cell.mode == "train" else 1)  # and its backward
+            mask = (cell.seq_len, cell.spec.window, cell.causal)
+            if mask not in masks and (cell.spec.window is not None or cell.causal or device == "cpu"):
+                masks.add(mask)
+                parts["compile"] += cost.block_mask
+        per_cell.append(parts)
+    notes = [f"{len(kernels)} flex kernels and {len(masks)} block masks to compile"] if kernels else []
+    return Estimate(per_cell, already_s, notes)
+
+
+class Pace:
+    """How the finished cells compared with their predictions: the ratio scales what is left.
+
+    The progress display's ETA and ``--budget`` both read it.
+    """
+
+    def __init__(self, predicted_s: list[float] | None = None) -> None:
+        self.predicted = list(predicted_s or [])
+        self.count = 0  # cells finished
+        self.done_predicted = 0.0
+        self.done_actual = 0.0
+
+    @property
+    def scale(self) -> float:
+        return self.done_actual / self.done_predicted if self.done_predicted > 0 else 1.0
+
+    def finished(self, actual_s: float) -> None:
+        if self.count < len(self.predicted):
+            self.done_predicted += self.predicted[self.count]
+            self.done_actual += actual_s
+        self.count += 1
+
+    def next_s(self) -> float:
+        """The next cell's prediction, scaled."""
+        return self.predicted[self.count] * self.scale if self.count < len(self.predicted) else 0.0
+
+    def remaining_s(self) -> float:
+        return sum(self.predicted[self.count :]) * self.scale
+
+    def skipped(self) -> None:
+        """A cell left out (its prediction no longer counts)."""
+        if self.count < len(self.predicted):
+            del self.predicted[self.count]
+
+
+HEADLINE = ("mha", "sqa", "xsqa", "swa")  # what a short budget measures first
+
+
+def by_value(cells: list[Cell]) -> list[Cell]:
+    """The most valuable cells first: the longest lengths of mha, sqa, xsqa and the windowed baseline, then
+    the other variants, longest first (the registry's order within a length)."""
+
+    def value(cell: Cell) -> tuple:
+        name = cell.spec.name
+        headline = name in HEADLINE
+        return (not headline, -cell.seq_len, HEADLINE.index(name) if headline else 0)
+
+    return sorted(cells, key=value)

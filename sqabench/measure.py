@@ -23,7 +23,7 @@ from sqabench.decode import Decoder, graphed
 from sqabench.device import no_compile, peak_memory, reset_peak_memory, synchronize, time_first_call, time_repeats
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_block, build_encoder
-from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_steps, open_monitor
+from sqabench.energy import energy_per_step, open_monitor
 from sqabench.environment import nvml_reading
 from sqabench.verify import Verification, verify_decode, verify_layer
 
@@ -189,9 +189,10 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
             peak = peak_memory(device)
             readings.update({**nvml_reading(device), **(window.columns() if window else {})})
             if monitor is not None:
-                energy = _energy(
-                    monitor, work.step, device, start_mj, end_mj, work.timed_calls, seconds, samples, phase
-                )
+                energy = energy_per_step(
+                    monitor, work.step, lambda: synchronize(device), (start_mj, end_mj, work.timed_calls, seconds),
+                    statistics.median(samples), extending=lambda: phase("energy"),
+                )  # fmt: skip
                 readings.update(
                     energy_j=energy.joules_per_step,
                     avg_power_w=energy.avg_power_w,
@@ -211,20 +212,3 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
         note=note,
     )
 
-
-def _energy(monitor: GpuMonitor, step, device, start_mj, end_mj, repeats, seconds, samples, phase):
-    """Energy per step from the timed window, or from a longer window of more steps when it was too short."""
-    if seconds < MIN_ENERGY_WINDOW_S and start_mj is not None:
-        phase("energy")
-        step_ms, steps = statistics.median(samples), 0
-        synchronize(device)
-        start_mj, start = monitor.energy_mj(), time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < MIN_ENERGY_WINDOW_S:
-            chunk = energy_steps(step_ms, MIN_ENERGY_WINDOW_S - elapsed)
-            for _ in range(chunk):
-                step()
-            synchronize(device)
-            steps += chunk
-        end_mj = monitor.energy_mj()
-        return energy_of(start_mj, end_mj, steps, time.perf_counter() - start)
-    return energy_of(start_mj, end_mj, repeats, seconds)

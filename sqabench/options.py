@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, get_type_hints
 
 import typer
@@ -51,7 +50,7 @@ class RunOptions:
     repeats: Annotated[int | None, _option(
         "CALLS", "Timed calls per cell; the median is reported. Default: GPU 10, CPU 3.",
     )] = None  # fmt: skip
-    out: Annotated[Path | None, _option(
+    out: Annotated[str | None, _option(
         "FILE", "CSV to write. Default: results/<device>-<timestamp>.csv.", "--out",
     )] = None  # fmt: skip
     resume: Annotated[bool, _option(None, "Continue --out: skip its ok cells, append the rest.", "--resume")] = False
@@ -59,9 +58,10 @@ class RunOptions:
     new_tokens: Annotated[int | None, _option(
         "T", "Decode: tokens generated per pass after the --seq context. Default: 32.",
     )] = None  # fmt: skip
-    cuda_graphs: Annotated[bool, _option(
-        None, "Decode on a GPU: capture the decode step in a CUDA graph.", "--cuda-graphs",
-    )] = False  # fmt: skip
+    cuda_graphs: Annotated[bool | None, _option(
+        None, "Decode: capture the decode step in a CUDA graph. Default: on for decode on a GPU.",
+        "--cuda-graphs/--no-cuda-graphs",
+    )] = None  # fmt: skip
     layers: Annotated[int | None, _option("N", "Time N layers of the preset (fewer than its config's).")] = None
     scope: Annotated[str, _option(
         "SCOPE", "model (default), block (one layer), or attention (the op alone on q, k, v).",
@@ -70,6 +70,14 @@ class RunOptions:
         "N", "Split each sequence across N processes (context parallelism); see README.",
     )] = None  # fmt: skip
     cp_timeout: Annotated[float, _option("SECONDS", "--cp: how long a collective waits for a rank.")] = 600.0
+    budget: Annotated[str | None, _option(
+        "DURATION", "Stop starting cells after this long (90s, 10m, 1.5h); when the sweep will not fit, the most "
+        "valuable cells run first. The rest is left for --resume.",
+    )] = None  # fmt: skip
+    dry_run: Annotated[bool, _option(
+        None, "Print the cells and the estimate's parts, run nothing.", "--dry-run",
+    )] = False  # fmt: skip
+    yes: Annotated[bool, _option(None, "Start a sweep estimated past an hour without asking.", "--yes")] = False
 
     def argv(self) -> list[str]:
         """These options as ``sqabench run`` arguments (what a rank of a --cp job is started with)."""
@@ -77,8 +85,9 @@ class RunOptions:
         for name, info in option_infos().items():
             value = getattr(self, name)
             flag = info.param_decls[0] if info.param_decls else f"--{name.replace('_', '-')}"
+            on, _, off = flag.partition("/")
             if isinstance(value, bool):
-                args += [flag] if value else []
+                args += [on] if value else [off] if off else []
             elif value is not None:
                 args += [flag, str(value)]
         return args

@@ -8,6 +8,7 @@ naming the bad value and the valid choices. Nothing is written until the plan is
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,10 @@ from sqabench.variants import VariantSpec, base_variant, parse_variants
 DEFAULT_NEW_TOKENS = 32
 GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
 CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dtype": "fp32"}
+# Decode on a GPU: a step must read enough cache for its bytes, not its ~150 kernel launches, to set its
+# time. 2M context tokens per step (batch = tokens // context) is 2-16 GB of bf16 cache for the paper
+# preset (gqa-mha), 0.6-5 ms at 3.35 TB/s, above what a CUDA-graphed step of ~150 small kernels costs.
+GPU_DECODE_TOKENS = 2**21
 @dataclass(frozen=True)
 class RunPlan:
     device: torch.device
@@ -48,6 +53,10 @@ class RunPlan:
     world: int = 1  # ranks each sequence is split across
     launch: bool = False  # start the ranks (--cp given outside a torchrun job)
     cp_timeout: float = 600.0
+    budget_s: float | None = None  # stop starting cells after this many seconds
+    dry_run: bool = False
+    yes: bool = False  # a sweep estimated past an hour starts without asking
+    resumed_empty: bool = False  # --resume was given an empty file
 
     @property
     def pending(self) -> list[Cell]:
@@ -75,6 +84,10 @@ def resolve_run(options: RunOptions) -> RunPlan:
                 raise ConfigError(f"{flag} applies to --mode decode only (this run is --mode {mode})")
     if options.cuda_graphs and device.type != "cuda":
         raise ConfigError("--cuda-graphs needs a CUDA GPU; this run is on the CPU")
+    gpu_decode = mode == "decode" and device.type == "cuda"
+    cuda_graphs = gpu_decode if options.cuda_graphs is None else options.cuda_graphs
+    tokens = options.tokens or (GPU_DECODE_TOKENS if gpu_decode else defaults["tokens"])
+    budget_s = parse_duration(options.budget, "--budget") if options.budget is not None else None
     for name, value, lowest in (
         ("--tokens", options.tokens, 1), ("--batch", options.batch, 1), ("--warmup", options.warmup, 0),
         ("--repeats", options.repeats, 1),
@@ -89,7 +102,7 @@ def resolve_run(options: RunOptions) -> RunPlan:
     preset = get_preset(options.preset, options.layers)
     base = base_variant(preset.n_heads, preset.n_kv_heads, preset.sliding_window)
     specs = parse_variants(options.variants, preset.n_heads, options.window, base)
-    lengths = parse_lengths(options.seq or defaults["seq"])
+    lengths = parse_lengths(defaults["seq"] if options.seq is None else options.seq)
     kernel = options.kernel.lower()
     if kernel not in CHOICES:
         raise ConfigError(f"unknown kernel {options.kernel!r}; choose one of: {', '.join(CHOICES)}")
@@ -98,26 +111,47 @@ def resolve_run(options: RunOptions) -> RunPlan:
     validate_dtype(device, DTYPES[dtype].torch, dtype)
     world, launch = _world(options.cp)
     if world > 1 or options.cp is not None:
-        check_request(world, lengths, device, mode, scope, kernel)
+        check_request(world, lengths, device, mode, scope, kernel, launching=launch)
+        if budget_s is not None:
+            raise ConfigError("--budget does not apply to --cp: every rank must start the same cells")
         if options.cp_timeout <= 0:
             raise ConfigError(f"--cp-timeout {options.cp_timeout} must be > 0 seconds")
     env = environment(device)
-    path = options.out or _fresh(Path("results") / f"{host_label(env)}-{datetime.now():%Y%m%d-%H%M%S}.csv")
-    previous = prepare_output(path, options.resume, explicit=options.out is not None)
+    if options.out is not None and not options.out.strip():
+        raise ConfigError("--out is empty; give a .csv file path")
+    if options.out is not None and options.out.endswith(("/", os.sep)):
+        raise ConfigError(f"--out {options.out} names a directory; give a .csv file path")
+    path = Path(options.out) if options.out else _fresh(
+        Path("results") / f"{host_label(env)}-{datetime.now():%Y%m%d-%H%M%S}.csv"
+    )
+    previous = prepare_output(path, options.resume, explicit=bool(options.out))
     cells = plan(
-        specs, preset, lengths, tokens=options.tokens or defaults["tokens"], batch=options.batch, dtype=dtype,
+        specs, preset, lengths, tokens=tokens, batch=options.batch, dtype=dtype,
         mode=mode, causal=options.causal, kernel=kernel, device=str(device),
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
         repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
-        cuda_graphs=options.cuda_graphs, scope=scope, world_size=world,
+        cuda_graphs=cuda_graphs, scope=scope, world_size=world,
     )  # fmt: skip
     baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
     return RunPlan(
         device=device, env=env, preset=preset, specs=specs, lengths=lengths, dtype=dtype, cells=cells, path=path,
         done=frozenset(key_of(row) for row in previous or () if row["status"] == "ok"),
-        resumed_missing=options.resume and previous is None, quick_default=options.seq is None and device.type == "cpu",
-        baseline=baseline, world=world, launch=launch, cp_timeout=options.cp_timeout,
+        resumed_missing=options.resume and previous is None and not path.exists(),
+        resumed_empty=options.resume and previous is None and path.exists(),
+        quick_default=options.seq is None and device.type == "cpu", baseline=baseline, world=world, launch=launch,
+        cp_timeout=options.cp_timeout, budget_s=budget_s, dry_run=options.dry_run, yes=options.yes,
     )  # fmt: skip
+
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(s|sec|m|min|h)?$")
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``10min``, ``1.5h``."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f"{option} {text!r} is not a duration; use seconds or e.g. 90s, 10m, 1.5h")
+    return float(match.group(1)) * {"h": 3600, "m": 60, "min": 60}.get(match.group(2) or "s", 1)
 
 
 def _world(cp: int | None) -> tuple[int, bool]:
@@ -158,10 +192,23 @@ def prepare_output(path: Path, resume: bool, explicit: bool) -> list[dict] | Non
             parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"--out {path}: directory {parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"--out {path} is not a regular file; give a .csv file path")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ConfigError(f"--out {path} is not writable")
+    if not path.exists() and parent == path.parent:
+        _try_create(path)
     if path.exists() and path.stat().st_size > 0:
         if not resume:
             raise ConfigError(f"--out {path} exists; pass --resume to continue it, or choose another file")
         return read_rows(path)
     return None
+
+
+def _try_create(path: Path) -> None:
+    """Create ``path`` and remove it again: what access() cannot tell (/proc, /sys, a full disk's inode)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except OSError as err:
+        raise ConfigError(f"--out {path} cannot be created: {err.strerror}") from None
+    path.unlink()

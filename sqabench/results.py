@@ -156,7 +156,78 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         missing = [c for c in COLUMNS if c not in header]
         detail = f"missing {', '.join(missing[:5])}" if missing else "columns differ in order or extras"
         raise ConfigError(f"{path} has another schema ({detail}); resume needs a file written by this sqabench")
+    for line, row in enumerate(rows, start=2):
+        if row["status"] not in STATUSES:
+            raise ConfigError(f"{path} line {line}: unknown status {row['status']!r}; expected one of {', '.join(STATUSES)}")
+        for column in NUMERIC:
+            if row[column] and not _is_number(row[column]):
+                raise ConfigError(f"{path} line {line}: {column}={row[column]!r} is not a number")
     return rows
+
+
+NUMERIC = ("seq_len", "batch", "n_heads", "n_q_heads", "n_kv_heads", "time_ms", "time_ms_min", "time_ms_max", "flops")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class RunLock:
+    """One writer per results file: an exclusive lock on ``<file>.lock``, held for the whole run.
+
+    A second ``sqabench run`` on the same file (a ``--resume`` started while the first still writes)
+    is refused, naming the first. The lock file says who holds it and is removed on release.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + ".lock")
+        self.handle = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+        import socket
+        import sys
+        from datetime import datetime, timezone
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            handle = self.path.open("a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                target = self.path.name.removesuffix(".lock")
+                raise ConfigError(f"{target} is being written by another sqabench run ({holder}); wait for it to "
+                                  "finish, or choose another --out") from None  # fmt: skip
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a lock file that its holder removed while we waited
+                break
+            handle.close()
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: {' '.join(sys.argv[1:])[:200]}")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            self.handle.close()  # closing releases the lock
+            self.handle = None
 
 
 class CsvWriter:

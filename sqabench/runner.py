@@ -1,4 +1,11 @@
-"""``sqabench run`` after its options are checked: announce, sweep with progress, tables, exit code."""
+"""``sqabench run`` after its options are checked: announce, estimate, sweep with progress, tables, exit code.
+
+The flow: the plan's header; this device's ceilings; the estimate of what is left, in parts
+(``--dry-run`` prints it with the cells and stops there); a sweep estimated past an hour asks on
+a terminal and is refused off one (unless ``--budget`` or ``--yes``); the results file is locked
+for the run; a ``--budget`` that the estimate exceeds reorders the cells by value, and no cell
+starts that would end past it.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,32 @@ import io
 import os
 import sys
 import threading
+import time
 import uuid
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
+import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
+from sqabench.cells import Cell
 from sqabench.ceilings import DeviceLimits, describe, get_ceilings
-from sqabench.peaks import peaks_for
 from sqabench.display import SweepDisplay, format_duration
-from sqabench.estimate import ASSUMED_EFFICIENCY, Estimate, estimate
+from sqabench.environment import process_age_s
+from sqabench.errors import ConfigError
+from sqabench.estimate import ASSUMED_EFFICIENCY, CONFIRM_S, PARTS, Estimate, Pace, by_value, estimate
 from sqabench.lengths import format_len
+from sqabench.peaks import peaks_for
 from sqabench.report import format_rate, results_tables
 from sqabench.request import RunPlan
-from sqabench.results import CsvWriter, key_of, read_rows
+from sqabench.results import CsvWriter, RunLock, key_of, read_rows
 from sqabench.sweep import SweepAborted, run_sweep
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def announce(plan: RunPlan, err: Console) -> None:
@@ -31,19 +48,29 @@ def announce(plan: RunPlan, err: Console) -> None:
         where += ": a quick sweep (pass --seq for more)"
     first = plan.cells[0]
     lengths = ", ".join(f"{format_len(n)}={n}" for n in plan.lengths)
+    extras = [f"{plural(first.layers_timed, 'layer')}", f"scope {first.scope}"]
+    if first.mode == "decode":
+        extras.append(f"{first.new_tokens} new tokens" + (", CUDA graphs" if first.cuda_graphs else ""))
     err.print(
         Text(
-            f"sqabench run on {where}: {len(plan.specs)} variants x lengths {lengths}, {plan.preset.name} preset, "
-            f"{'causal' if first.causal else 'encoder'}, {first.mode}, {plan.dtype}"
+            f"sqabench run on {where}: {plural(len(plan.specs), 'variant')} x lengths {lengths}, {plan.preset.name} "
+            f"preset ({', '.join(extras)}), {'causal' if first.causal else 'encoder'}, {first.mode}, {plan.dtype}, "
+            f"{first.batch_rule}"
         ),
         highlight=False,
     )
     if plan.resumed_missing:
         err.print(Text(f"--resume: {plan.path} does not exist yet; starting it afresh"), highlight=False)
+    elif plan.resumed_empty:
+        err.print(Text(f"--resume: {plan.path} is empty; starting it afresh"), highlight=False)
     elif plan.done:
         pending = len(plan.pending)
-        err.print(Text(f"resuming {plan.path}: {len(plan.cells) - pending} cells already ok, {pending} to run"))
-    err.print(Text(f"writing {plan.path}"), highlight=False)
+        err.print(
+            Text(f"resuming {plan.path}: {plural(len(plan.cells) - pending, 'cell')} already ok, {pending} to run"),
+            highlight=False,
+        )
+    if not plan.dry_run:
+        err.print(Text(f"writing {plan.path}"), highlight=False)
 
 
 def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
@@ -66,6 +93,90 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     return DeviceLimits(measured=rates, peak=published[1], peak_name=published[0])
 
 
+def inductor_cache_warm() -> bool:
+    """Whether inductor's on-disk cache holds compiled graphs (then compiles are far cheaper)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        graphs = Path(cache_dir()) / "fxgraph"
+        return graphs.is_dir() and any(graphs.iterdir())
+    except (ImportError, OSError):
+        return False
+
+
+def predict(cells: list[Cell], limits: DeviceLimits) -> Estimate | None:
+    if limits.measured is None:
+        return None
+    return estimate(cells, limits.measured, warm_cache=inductor_cache_warm(), already_s=process_age_s())
+
+
+def announce_estimate(predicted: Estimate, plan: RunPlan, cells: int, err: Console) -> None:
+    """The sweep's expected duration and its parts, with a plain warning when it is long."""
+    where = plan.env.gpu_name or "this CPU"
+    parts = ", ".join(f"{part} {format_duration(s)}" for part, s in predicted.parts_s.items() if s > 0)
+    total = format_duration(predicted.total_s)
+    text = (
+        f"estimated duration: {total if total.startswith('under') else 'about ' + total} for "
+        f"{plural(cells, 'cell')} on {where} ({parts}; {format_duration(predicted.already_s)} spent so far; cost "
+        f"model at {ASSUMED_EFFICIENCY:.0%} of the measured ceilings; the ETA corrects it as cells finish)"
+    )
+    err.print(Text(text), highlight=False)
+    if predicted.long and plan.budget_s is None:
+        err.print(
+            Text(f"warning: this is a long sweep (about {format_duration(predicted.total_s)}); for less, pass "
+                 f"{advice(plan)}", style="bold yellow"),
+            highlight=False,
+        )  # fmt: skip
+
+
+def advice(plan: RunPlan) -> str:
+    text = "--budget DURATION, fewer or shorter --seq lengths, fewer --variants"
+    return text + (", or a GPU" if plan.device.type == "cpu" else "")
+
+
+def dry_run_table(cells: list[Cell], predicted: Estimate | None) -> Table:
+    """Each cell to run, with its predicted seconds by part."""
+    table = Table(title="--dry-run: the cells this run would measure, in order", title_justify="left")
+    for column in ("cell", *PARTS, "total"):
+        table.add_column(column, justify="left" if column == "cell" else "right")
+    for i, cell in enumerate(cells):
+        parts = predicted.per_cell[i] if predicted else {}
+        values = [f"{parts.get(part, 0.0):.3g} s" if parts.get(part) else "-" for part in PARTS]
+        table.add_row(Text(cell.label), *values, f"{sum(parts.values()):.3g} s" if parts else "-")
+    if predicted is not None:
+        totals = predicted.parts_s
+        table.add_row(Text("all cells", style="bold"), *(f"{totals[p]:.3g} s" for p in PARTS),
+                      f"{predicted.cells_s:.3g} s")  # fmt: skip
+    return table
+
+
+def confirm_long(predicted: Estimate | None, plan: RunPlan, err: Console) -> None:
+    """A sweep estimated past an hour needs a yes: asked on a terminal; off one, --budget or --yes."""
+    if predicted is None or predicted.total_s <= CONFIRM_S or plan.budget_s is not None or plan.yes:
+        return
+    what = f"this sweep is estimated at about {format_duration(predicted.total_s)} on {plan.env.gpu_name or 'this CPU'}"
+    if sys.stdin.isatty() and err.is_terminal:
+        if typer.confirm(f"{what}; start it?", default=False, err=True):
+            return
+        raise ConfigError(f"not started: {what}; for less, pass {advice(plan)}")
+    raise ConfigError(f"{what}; pass {advice(plan)} (or --yes to run it anyway)")
+
+
+class Budget:
+    """``--budget``: no cell starts that would end past it (by the estimate, scaled by the pace so far)."""
+
+    def __init__(self, seconds: float | None, pace: Pace) -> None:
+        self.seconds, self.pace = seconds, pace
+        self.left: list[Cell] = []
+
+    def allows(self, cell: Cell) -> bool:
+        if self.seconds is None or process_age_s() + self.pace.next_s() <= self.seconds:
+            return True
+        self.left.append(cell)
+        self.pace.skipped()
+        return False
+
+
 def hard_exit(code: int) -> None:
     """Leave now, with a cell still running in its thread: finished rows are on disk already."""
     sys.stdout.flush()
@@ -74,24 +185,47 @@ def hard_exit(code: int) -> None:
 
 
 def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], None] = hard_exit) -> int:
-    """Run the plan's pending cells; print the tables; 0, 1 (a cell failed or the GPU broke) or 130.
+    """Run the plan's pending cells; print the tables; 0, 1 (a cell failed or the GPU broke), 2 (refused,
+    or the results could not be written) or 130 (interrupted).
 
     The sweep runs in a worker thread so that Ctrl-C reaches the main thread at once, even while a
     long kernel runs; the main thread then reports what is kept and ``abandon``s the worker.
     """
     announce(plan, err)
+    limits = device_limits(plan, err)
+    cells = plan.pending
+    predicted = predict(cells, limits)
+    if predicted is not None and plan.budget_s is not None and predicted.total_s > plan.budget_s:
+        cells = by_value(cells)
+        predicted = predict(cells, limits)
+        err.print(Text(f"--budget {format_duration(plan.budget_s)}: the sweep will not fit; the most valuable cells "
+                       "run first (the longest lengths of mha, sqa, xsqa and swa)"), highlight=False)  # fmt: skip
+    if predicted is not None:
+        announce_estimate(predicted, plan, len(cells), err)
+        for note in predicted.notes:
+            err.print(Text(f"  {note}"), highlight=False)
+    if plan.dry_run:
+        out.print(dry_run_table(cells, predicted))
+        return 0
+    confirm_long(predicted, plan, err)
+    with RunLock(plan.path):
+        return _sweep(plan, cells, predicted, limits, out, err, abandon)
+
+
+def _sweep(plan, cells, predicted, limits, out, err, abandon) -> int:
     writer = CsvWriter(plan.path)
     new_rows: list[dict] = []
-    display = SweepDisplay(err, len(plan.pending))
+    pace = Pace(predicted.per_cell_s if predicted else None)
+    budget = Budget(plan.budget_s, pace)
+    display = SweepDisplay(err, len(cells), pace)
     outcome: dict[str, BaseException] = {}
 
     def work() -> None:
         try:
-            limits = device_limits(plan, err)
-            predict(plan.pending, plan, limits, display, err)
             run_sweep(
-                plan.pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
+                cells, writer, plan.env, on_start=display.start, on_phase=display.phase,
                 on_row=lambda row: (new_rows.append(row), display.finished(row)), limits=limits,
+                should_start=budget.allows,
             )  # fmt: skip
         except BaseException as error:  # handed to the main thread, which decides
             outcome["error"] = error
@@ -110,18 +244,18 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
     if isinstance(error, KeyboardInterrupt):
         interrupted(writer, plan, err)
         return 130
+    if isinstance(error, OSError):
+        err.print(Text("error: ", style="bold red") + Text(f"cannot write results to {plan.path}: {error}"))
+        return 2
     if error is not None and not isinstance(error, SweepAborted):
         raise error
-
-    return report(plan.path, plan, new_rows, writer.written, error, out, err)
-
-
-def predict(pending: list, plan: RunPlan, limits: DeviceLimits, display: SweepDisplay, err: Console) -> None:
-    """Announce the sweep's expected duration and hand each cell's prediction to the ETA."""
-    if limits.measured is not None:
-        predicted = estimate(pending, limits.measured)
-        announce_estimate(predicted, plan, err)
-        display.set_predictions(predicted.per_cell_s)
+    code = report(plan.path, plan, new_rows, writer.written, error, out, err)
+    if budget.left:
+        labels = ", ".join(cell.label for cell in budget.left[:6]) + (", ..." if len(budget.left) > 6 else "")
+        err.print(Text(f"--budget {format_duration(plan.budget_s)} spent: {plural(len(budget.left), 'cell')} not "
+                       f"started ({labels}); continue with --resume --out {plan.path}", style="yellow"),
+                  highlight=False)  # fmt: skip
+    return code
 
 
 def report(path: Path, plan: RunPlan, new_rows: list[dict], written: int, aborted, out: Console, err: Console) -> int:
@@ -136,7 +270,8 @@ def report(path: Path, plan: RunPlan, new_rows: list[dict], written: int, aborte
     if aborted is not None:
         err.print(
             Text(
-                f"stopped after {aborted}; {written} rows kept; continue in a new process with --resume --out {path}",
+                f"stopped after {aborted}; {plural(written, 'row')} kept; continue in a new process with "
+                f"--resume --out {path}",
                 style="bold red",
             ),
             highlight=False,
@@ -148,31 +283,12 @@ def report(path: Path, plan: RunPlan, new_rows: list[dict], written: int, aborte
 def interrupted(writer: CsvWriter, plan: RunPlan, err: Console) -> None:
     if writer.written:
         message = (
-            f"interrupted: {writer.written} finished rows kept in {plan.path}; continue with --resume --out {plan.path}"
+            f"interrupted: {plural(writer.written, 'finished row')} kept in {plan.path}; continue with --resume "
+            f"--out {plan.path}"
         )
     else:
         message = "interrupted before any cell finished: nothing written"
     err.print(Text(message, style="yellow"), highlight=False)
-
-
-def announce_estimate(predicted: Estimate, plan: RunPlan, err: Console) -> None:
-    """The sweep's expected duration, with a plain warning when it is long."""
-    where = plan.env.gpu_name or "this CPU"
-    text = (
-        f"estimated duration: about {format_duration(predicted.total_s)} for {len(plan.pending)} cells on {where} "
-        f"(cost model at {ASSUMED_EFFICIENCY:.0%} of the measured ceilings, compiles included; "
-        "the ETA corrects it as cells finish)"
-    )
-    err.print(Text(text), highlight=False)
-    if predicted.long:
-        advice = "fewer or shorter --seq lengths, fewer --variants"
-        if plan.device.type == "cpu":
-            advice += ", or a GPU"
-        err.print(
-            Text(f"warning: this is a long sweep (about {format_duration(predicted.total_s)}); for less, pass {advice}",
-                 style="bold yellow"),
-            highlight=False,
-        )  # fmt: skip
 
 
 def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
@@ -185,7 +301,10 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
     from sqabench.split import measure_split
 
     group = join(plan.device.type, plan.cp_timeout)
+    lock = RunLock(plan.path) if group.is_main else None
     try:
+        if lock is not None:
+            lock.__enter__()
         if not group.is_main:
             out = err = Console(file=io.StringIO())  # one rank speaks
         else:
@@ -202,8 +321,10 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
                   highlight=False)  # fmt: skip
         path = Path(shared["path"])
         writer = CsvWriter(path) if group.is_main else _Discard()
-        display = SweepDisplay(err, len(pending))
-        predict(pending, plan, limits, display, err)
+        predicted = predict(pending, limits)
+        if predicted is not None:
+            announce_estimate(predicted, plan, len(pending), err)
+        display = SweepDisplay(err, len(pending), Pace(predicted.per_cell_s if predicted else None))
         counter = iter(range(len(pending)))
 
         def measure(cell, phase):
@@ -222,6 +343,8 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
             return 1 if aborted is not None else 0
         return report(path, plan, new_rows, writer.written, aborted, out, err)
     finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
         leave()
 
 

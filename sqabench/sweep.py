@@ -123,8 +123,10 @@ def run_sweep(
     measure: Callable[..., Outcome] | None = None,
     limits: DeviceLimits = DeviceLimits(),
     run_id: str | None = None,
+    should_start: Callable[[Cell], bool] = lambda cell: True,
 ) -> list[dict]:
-    """Measure every cell whose key is not in ``done``; write and return the new rows.
+    """Measure every cell whose key is not in ``done`` and that ``should_start`` lets start (a budget may
+    leave some out); write and return the new rows.
 
     Raises ``SweepAborted`` after writing the row of a cell that left the GPU unusable.
     """
@@ -133,7 +135,7 @@ def run_sweep(
     rows = []
     with compile_settings():
         for cell in cells:
-            if key_of(cell.identity()) in done:
+            if key_of(cell.identity()) in done or not should_start(cell):
                 continue
             on_start(cell)
             outcome = run_cell(cell, measure, on_phase)

@@ -10,6 +10,20 @@ SEQ = 200  # not a multiple of flex's 128-token blocks
 WINDOW = 48  # crosses a block boundary
 
 
+def no_gpu() -> bool:
+    """What a CPU test sees of CUDA: nothing, even on a GPU machine."""
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _cpu_tests_stay_on_the_cpu(request, monkeypatch):
+    """A test not marked ``gpu`` runs on the CPU wherever the suite runs: `sqabench run` without
+    --device, ``auto`` devices and defaults resolve to the CPU, as in CI."""
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setattr(torch.cuda, "is_available", no_gpu)
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _compile_room():
     with compile_settings():

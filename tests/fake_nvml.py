@@ -8,15 +8,16 @@ class NVMLError(Exception):
     pass
 
 
-def make(power_w=300.0, sm_clock=1980, mem_clock=2619, temperature=55, reasons=0x0, energy=True, old_names=False):
-    """A fake ``pynvml``: ``power_w`` drives the energy counter; ``reasons`` the clock-event bits."""
-    start = time.monotonic()
+def make(power_w=300.0, sm_clock=1980, mem_clock=2619, temperature=55, reasons=0x0, energy=True, old_names=False,
+         clock=time.monotonic):  # fmt: skip
+    """A fake ``pynvml``: ``power_w`` drives the energy counter along ``clock``; ``reasons`` the clock-event bits."""
+    start = clock()
     calls = {"init": 0, "shutdown": 0}
 
     def energy_mj(handle):
         if not energy:
             raise NVMLError("Not Supported")
-        return int(123_456 + (time.monotonic() - start) * power_w * 1e3)
+        return int(123_456 + (clock() - start) * power_w * 1e3)
 
     module = types.SimpleNamespace(
         NVMLError=NVMLError,

@@ -76,7 +76,7 @@ def test_floats_keep_significant_digits(tmp_path, monkeypatch):
 def test_batch_from_tokens(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "measure_cell", fake_measure)
     out = tmp_path / "r.csv"
-    args = ["run", "--device", "cpu", "--variants", "mha", "--seq", "1k,4k,200k", "--tokens", "131072"]
+    args = ["run", "--device", "cpu", "--variants", "mha", "--seq", "1k,4k,200k", "--tokens", "131072", "--yes"]
     assert invoke([*args, "--out", str(out)]).exit_code == 0
     rows = rows_of(out)
     assert [(r["seq_len"], r["batch"]) for r in rows] == [("1024", "128"), ("4096", "32"), ("200000", "1")]
@@ -209,7 +209,7 @@ def test_resume_runs_only_missing_or_failed_cells(tmp_path, monkeypatch):
     assert [r["status"] for r in rows_of(out)] == ["ok", "oom"]
     result = invoke([*TINY_RUN, "--variants", "mha,sqa,xsqa", "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
-    assert "1 cells already ok, 2 to run" in result.output
+    assert "1 cell already ok, 2 to run" in result.output
     assert calls == ["mha", "sqa", "sqa", "xsqa"]
     assert [(r["variant"], r["status"]) for r in rows_of(out)] == [
         ("mha", "ok"), ("sqa", "oom"), ("sqa", "ok"), ("xsqa", "ok"),
@@ -423,3 +423,11 @@ def test_ctrl_c_takes_effect_while_a_long_cell_runs(tmp_path):
     assert time.monotonic() - sent < 10, "Ctrl-C waited for the running kernel"
     assert child.returncode == 130, "".join(seen) + rest
     assert "interrupted before any cell finished: nothing written" in rest and not out.exists()
+
+
+def test_cpu_tests_never_see_a_gpu():
+    """On a GPU machine too, `sqabench run` without --device in a CPU test runs the CPU sweep."""
+    from conftest import no_gpu
+    from sqabench.device import resolve_device
+
+    assert torch.cuda.is_available is no_gpu and resolve_device("auto") == torch.device("cpu")

@@ -108,3 +108,18 @@ def test_the_worst_rank_decides_the_row():
     timeout = {"status": "error", "error": "RuntimeError: timed out", "samples": None}
     failed = combine([timeout, oom])
     assert (failed.status, failed.error, failed.fatal) == ("oom", "rank 1: CUDA out of memory", True)
+
+
+def test_a_rank_takes_its_own_gpu_before_touching_cuda(monkeypatch):
+    """Under torchrun each rank sets its device from LOCAL_RANK first: otherwise every rank validates its
+    dtype and reads the environment on GPU 0 (N contexts there)."""
+    from sqabench.device import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == torch.device("cuda", 1) and chosen == [1]
+    monkeypatch.setenv("WORLD_SIZE", "1")  # not a job: the current device, untouched
+    assert resolve_device("auto") == torch.device("cuda") and chosen == [1]

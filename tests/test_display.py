@@ -1,24 +1,29 @@
-"""What a user sees while a sweep runs: the estimate, the ETA, plain lines off a terminal."""
+"""What a user sees before and while a sweep runs: the estimate and its parts, the ETA, --dry-run,
+--budget, the hour-long sweep that asks first, plain lines off a terminal."""
+
+import csv
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 import sqabench.display as display
+import sqabench.runner as runner_module
 import sqabench.sweep as sweep
 from conftest import TINY
 from sqabench.cells import Outcome, Timing, plan
 from sqabench.cli import app
-from sqabench.estimate import COMPILE_S, estimate
+from sqabench.estimate import COMPILE, OVERHEAD_S, Pace, by_value, estimate
 from sqabench.flops import Rates
 from sqabench.variants import parse_variants
 
 RATES = Rates(matmul_flops=1e11, exp_per_s=1e9, bytes_per_s=1e10)
+runner = CliRunner()
 
 
-def cells(names, lengths, device="cpu", repeats=3):
+def cells(names, lengths, device="cpu", repeats=3, mode="fwd", preset=TINY):
     return plan(
-        parse_variants(names, window=48), TINY, lengths, tokens=1024, batch=None, dtype="fp32", mode="fwd",
+        parse_variants(names, window=48), preset, lengths, tokens=1024, batch=None, dtype="fp32", mode=mode,
         causal=False, kernel="auto", device=device, warmup=1, repeats=repeats,
     )  # fmt: skip
 
@@ -26,32 +31,125 @@ def cells(names, lengths, device="cpu", repeats=3):
 def test_estimate_grows_with_length_and_counts_each_flex_compile_once():
     short, long = estimate(cells("mha", [256]), RATES), estimate(cells("mha", [4096]), RATES)
     assert long.total_s > 10 * short.total_s
-    flex = estimate(cells("swa", [256, 256]), RATES).per_cell_s  # the same shape twice: one compile
-    sdpa = estimate(cells("gqa", [256]), RATES).per_cell_s
-    assert flex[0] - sdpa[0] == pytest.approx(COMPILE_S["cpu"], rel=0.2)
-    assert flex[1] < COMPILE_S["cpu"]
+    flex = estimate(cells("swa", [256, 256]), RATES).per_cell  # the same shape twice: one compile
+    cold = COMPILE[("cpu", False)]
+    assert flex[0]["compile"] == pytest.approx(cold.first + cold.kernel + cold.block_mask)
+    assert flex[1]["compile"] == 0.0
+    assert estimate(cells("gqa", [256]), RATES).per_cell[0]["compile"] == 0.0  # sdpa compiles nothing
+    other_length = estimate(cells("swa", [256, 512]), RATES).per_cell[1]
+    assert other_length["compile"] == pytest.approx(cold.kernel + cold.block_mask)  # a new shape and mask
+    warm = estimate(cells("swa", [256]), RATES, warm_cache=True).per_cell[0]["compile"]
+    assert warm < flex[0]["compile"] / 4
+
+
+def test_estimate_parts_add_up_and_count_steps_from_the_floor():
+    (cell,) = cells("mha", [256])
+    predicted = estimate([cell], RATES, already_s=2.0)
+    parts = predicted.per_cell[0]
+    floor_s = cell.floor(RATES).floor_ms / 1e3
+    assert parts["steps"] == pytest.approx((1 + 1 + 3) * floor_s / 0.4)  # first, warm-up, repeats at 40%
+    assert parts["overhead"] == OVERHEAD_S["cpu"]
+    assert predicted.total_s == pytest.approx(2.0 + sum(parts.values()))
 
 
 def test_a_short_gpu_cell_pays_for_its_energy_window():
-    cpu, gpu = estimate(cells("mha", [256]), RATES), estimate(cells("mha", [256], device="cuda"), RATES)
-    assert gpu.total_s == pytest.approx(cpu.total_s + 1.0)
+    gpu = estimate(cells("mha", [256], device="cuda"), RATES).per_cell[0]
+    assert gpu["energy"] == 1.0 and "energy" not in estimate(cells("mha", [256]), RATES).per_cell[0]
 
 
 def test_eta_scales_the_prediction_by_how_finished_cells_compared(monkeypatch):
     clock = iter([0.0, 0.0, 20.0])  # construction, start of the first cell, its end
     monkeypatch.setattr(display.time, "monotonic", lambda: next(clock))
-    shown = display.SweepDisplay(Console(file=open("/dev/null", "w")), 3, [10.0, 10.0, 10.0])
+    shown = display.SweepDisplay(Console(file=open("/dev/null", "w")), 3, Pace([10.0, 10.0, 10.0]))
     assert shown.eta_text() == "ETA 30 s"
     shown.start(cells("mha", [256])[0])
     shown.finished({"variant": "mha", "seq_len": 256, "batch": 4, "status": "ok", "time_ms": 2, "spread": 0.01})
     assert shown.eta_text() == "ETA 40 s"  # the first cell took twice its prediction
 
 
+def test_durations_read_plainly():
+    assert [display.format_duration(s) for s in (0.2, 12, 600, 7200)] == ["under a second", "12 s", "10 min", "2.0 h"]
+
+
+def fake(cell, phase):
+    return Outcome(kernel="fake", timing=Timing(1.0, (1.0, 1.0)))
+
+
 def test_a_long_sweep_is_announced_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "measure_cell", lambda cell, phase: Outcome(timing=Timing(1.0, (1.0, 1.0))))
-    args = ["run", "--device", "cpu", "--variants", "mha", "--seq", "200k", "--out", str(tmp_path / "r.csv")]
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    monkeypatch.setattr(sweep, "measure_cell", fake)
+    args = ["run", "--device", "cpu", "--variants", "mha", "--seq", "200k", "--yes", "--out", str(tmp_path / "r.csv")]
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "estimated duration: about" in text and "warning: this is a long sweep" in text
-    assert "fewer or shorter --seq lengths" in text and "or a GPU" in text
+    assert "--budget DURATION, fewer or shorter --seq lengths" in text and "or a GPU" in text
+
+
+def test_past_an_hour_off_a_terminal_is_refused_naming_the_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", lambda cell, phase: pytest.fail("nothing may run"))
+    out = tmp_path / "r.csv"
+    result = runner.invoke(app, ["run", "--device", "cpu", "--seq", "32k,131k,200k", "--out", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: this sweep is estimated at about") and " h on this CPU" in last
+    assert "--budget DURATION" in last and "fewer or shorter --seq lengths" in last and "or a GPU" in last
+    assert "--yes" in last and "Traceback" not in result.output
+
+
+def test_dry_run_prints_the_cells_and_the_parts_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", lambda cell, phase: pytest.fail("nothing may run"))
+    out = tmp_path / "r.csv"
+    args = ["run", "--device", "cpu", "--variants", "mha,swa", "--seq", "256,1k", "--dry-run", "--out", str(out)]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert not out.exists() and "writing" not in result.output
+    for text in ("--dry-run", "mha · 256 x4", "swa · 1k x1", "steps", "compile", "overhead", "all cells"):
+        assert text in result.output
+    assert "flex kernels and 2 block masks to compile" in result.output
+
+
+def test_budget_runs_the_most_valuable_cells_first_and_stops_starting_cells(tmp_path, monkeypatch):
+    """Long cells are predicted at 60 s, short ones at 1 s, and take that long (a fake clock): with 90 s,
+    one long headline cell runs, then only short ones fit."""
+    now = [0.0]
+    ran = []
+
+    def measure(cell, phase):
+        ran.append(cell.label)
+        now[0] += 60.0 if cell.seq_len >= 4096 else 1.0
+        return fake(cell, phase)
+
+    def fake_estimate(cells, rates, warm_cache=False, already_s=0.0):
+        from sqabench.estimate import Estimate
+
+        return Estimate([{"steps": 60.0 if c.seq_len >= 4096 else 1.0} for c in cells], already_s)
+
+    monkeypatch.setattr(sweep, "measure_cell", measure)
+    monkeypatch.setattr(runner_module, "estimate", fake_estimate)
+    monkeypatch.setattr(runner_module, "process_age_s", lambda: now[0])
+    monkeypatch.setattr(display.time, "monotonic", lambda: now[0])
+    out = tmp_path / "r.csv"
+    args = ["run", "--device", "cpu", "--variants", "gqa,mha,sqa,xsqa", "--seq", "256,4k", "--budget", "90s"]
+    result = runner.invoke(app, [*args, "--out", str(out)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert ran == ["mha · 4k x1", "mha · 256 x4", "sqa · 256 x4", "xsqa · 256 x4", "gqa · 256 x4"]
+    assert now[0] <= 90
+    with out.open() as handle:
+        assert [r["variant"] for r in csv.DictReader(handle)] == ["mha", "mha", "sqa", "xsqa", "gqa"]
+    text = " ".join(result.output.split())
+    assert "the sweep will not fit; the most valuable cells run first" in text
+    assert "3 cells not started (sqa · 4k x1, xsqa · 4k x1, gqa · 4k x1)" in text
+    assert f"continue with --resume --out {out}" in text
+
+
+def test_value_order():
+    ordered = [c.label for c in by_value(cells("gqa,mha,sqa,xsqa,swa,ssqa", [256, 1024]))]
+    assert ordered[:4] == ["mha · 1k x1", "sqa · 1k x1", "xsqa · 1k x1", "swa · 1k x1"]
+    assert ordered[4:8] == ["mha · 256 x4", "sqa · 256 x4", "xsqa · 256 x4", "swa · 256 x4"]
+    assert ordered[8:] == ["gqa · 1k x1", "ssqa · 1k x1", "gqa · 256 x4", "ssqa · 256 x4"]
+
+
+@pytest.mark.parametrize("text, message", [("soon", "'soon' is not a duration"), ("0", "'0' is not a duration")])
+def test_a_bad_budget_is_refused(tmp_path, text, message):
+    result = runner.invoke(app, ["run", "--device", "cpu", "--budget", text, "--out", str(tmp_path / "r.csv")])
+    assert result.exit_code == 2 and message in result.output
