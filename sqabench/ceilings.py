@@ -73,11 +73,14 @@ class DeviceLimits:
 # --- measuring ---------------------------------------------------------------------------------
 
 
+MATMUL_WAYS = {"a @ b": lambda a, b: a @ b, "F.linear(a, b)": F.linear}  # F.linear: what the layers call
+
+
 def _matmul(device: torch.device, dtype_name: str, budget: float) -> tuple[float, str]:
     """The best of a @ b and F.linear(a, b) at a few sizes, in the dtype (and fp32 for a 16-bit dtype)."""
     sizes = (4096, 8192) if device.type == "cuda" else (512, 1024, 2048)
     names = [dtype_name] + (["fp32"] if get_dtype(dtype_name).bytes == 2 else [])
-    ways = {"a @ b": lambda a, b: a @ b, "F.linear(a, b)": F.linear}
+    ways = MATMUL_WAYS
     tries = [(n, name, way) for name in names for n in sizes for way in ways]
     best_rate, best_how = 0.0, ""
     for n, name, way in tries:

@@ -187,10 +187,11 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
         if not ratio_only:
             if verdict.ratio_low > 1 + limits.max_slowdown:
                 verdict.problems.append(f"{verdict.ratio - 1:+.0%} time (at least {verdict.ratio_low - 1:+.0%})")
-            if pd.notna(b["peak_mem_bytes"]) and pd.notna(c["peak_mem_bytes"]) and float(b["peak_mem_bytes"]) > 0:
-                growth = float(c["peak_mem_bytes"]) / float(b["peak_mem_bytes"]) - 1
-                if growth > limits.max_mem_growth:
-                    verdict.problems.append(f"{growth:+.0%} memory")
+            for column, what in (("peak_mem_bytes", "memory"), ("attn_mem_bytes", "attention memory")):
+                if pd.notna(b[column]) and pd.notna(c[column]) and float(b[column]) > 0:
+                    growth = float(c[column]) / float(b[column]) - 1
+                    if growth > limits.max_mem_growth:
+                        verdict.problems.append(f"{growth:+.0%} {what}")
         _ratio_gate(verdict, b, c, base_refs, cur_refs, boot, variant, limits)
 
     geomean = geomean_low = None

@@ -24,6 +24,8 @@ def row_line(row: dict) -> str:
     head = f"{row['variant']} {format_len(int(row['seq_len']))} x{row['batch']}: {row['status']}"
     if row["status"] != "ok":
         return f"{head} ({row['error']})" if row.get("error") else head
+    if row.get("spread") in ("", None):
+        return f"{head} {format_ms(float(row['time_ms']))} (1 repeat: no spread)"
     line = f"{head} {format_ms(float(row['time_ms']))} (spread {float(row['spread']):.1%}"
     return line + (", noisy)" if row.get("noisy") is True or row.get("noisy") == "True" else ")")
 

@@ -8,6 +8,7 @@ warm-up calls, then times each repeat on its own. Warm-up and timing run under t
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -35,7 +36,8 @@ from sqabench.verify import Verification, verify_decode, verify_layer
 class Workload:
     """What a cell times: ``first`` (compiles), ``verify``, then ``step`` for warm-up and the repeats.
 
-    ``prepare`` runs once before the warm-up (decode: the timed prefill) and returns extra columns.
+    ``prepare`` runs once before the warm-up (decode: the timed prefill) and returns extra columns;
+    ``attention_memory`` measures the attention's own memory at the cell's shape (after the timing).
     """
 
     first: Callable[[], object]
@@ -45,6 +47,36 @@ class Workload:
     timed_calls: int
     tokens_per_call: int
     prepare: Callable[[], dict] | None = None
+    attention_memory: Callable[[], int | None] = lambda: None
+
+
+def attention_memory(cell: Cell, attn, device: torch.device) -> Callable[[], int | None]:
+    """The peak bytes of one layer's attention op alone at the cell's shape, on a GPU: q, k and v (in the
+    layout the model hands its kernel), the output and the kernel's workspace, and in train the backward
+    with its gradients. The model's peak is dominated by other tensors (the paper preset's logits:
+    B x N x 10,000), so this is what can show what SQA changes in memory."""
+
+    def measure() -> int | None:
+        if device.type != "cuda":
+            return None
+        dtype, train = get_dtype(cell.dtype).torch, cell.mode == "train"
+        spec, dh, (b, n) = cell.spec, attn.head_dim, (cell.batch, cell.seq_len)
+        synchronize(device)
+        reset_peak_memory(device)
+        base = torch.cuda.memory_allocated(device)
+        q = torch.randn(b, n, spec.n_q_heads, dh, device=device, dtype=dtype).transpose(1, 2)  # (B, Hq, N, Dh)
+        k = torch.randn(b, n, spec.n_kv_heads, dh, device=device, dtype=dtype).transpose(1, 2)
+        v = torch.randn(b, n, spec.n_kv_heads, dh, device=device, dtype=dtype).transpose(1, 2)
+        if train:
+            q, k, v = (t.requires_grad_() for t in (q, k, v))
+            attn.kernel(q, k, v).sum().backward()
+        else:
+            with torch.inference_mode():
+                attn.kernel(q, k, v)
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+
+    return measure
 
 
 def part_workload(cell: Cell, device: torch.device) -> Workload:
@@ -88,7 +120,8 @@ def part_workload(cell: Cell, device: torch.device) -> Workload:
     def verify() -> Verification:
         return verify_layer(attn, cell.batch, cell.seq_len, grad=train, rope_base=cell.preset.rope_base)
 
-    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len)
+    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len,
+                    attention_memory=attention_memory(cell, attn, device))  # fmt: skip
 
 
 def model_workload(cell: Cell, device: torch.device) -> Workload:
@@ -113,11 +146,13 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
             logits = model(tokens)  # (B, N, V)
             F.cross_entropy(logits.flatten(0, 1), targets).backward()
 
+    layer = model.blocks[0].attn
+
     def verify() -> Verification:
-        layer = model.blocks[0].attn
         return verify_layer(layer, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base)
 
-    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len)
+    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len,
+                    attention_memory=attention_memory(cell, layer, device))  # fmt: skip
 
 
 def decode_workload(cell: Cell, device: torch.device) -> Workload:
@@ -149,9 +184,17 @@ def decode_workload(cell: Cell, device: torch.device) -> Workload:
             state["step"]()
 
     def verify() -> Verification:
-        return verify_decode(model, cell.kernel_requested, cell.batch, n, t)
+        checked = verify_decode(model, cell.kernel_requested, cell.batch, n, t)
+        ran = decoder.backend()  # at the cell's own shapes, not the check's smaller ones
+        note = ""
+        if ran == "sdpa-math" and cell.kernel_requested in ("auto", "sdpa"):
+            note = "decode fell to SDPA's math backend (no fused kernel takes these shapes): it repeats K/V every step"
+        return dataclasses.replace(checked, kernel=ran, note=note)
 
-    return Workload(first, verify, step, cell.warmup * t, cell.repeats * t, cell.batch, prepare)
+    def cache_memory() -> int | None:  # decode's attention memory is its cache: K and V of every layer
+        return decoder.k.nbytes + decoder.v.nbytes if device.type == "cuda" else None
+
+    return Workload(first, verify, step, cell.warmup * t, cell.repeats * t, cell.batch, prepare, cache_memory)
 
 
 def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -> Outcome:
@@ -171,7 +214,7 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
     reset_peak_memory(device)  # the steady state, not the verification's reference
     monitor = open_monitor(device)
     readings: dict[str, object] = {}
-    note = ""
+    notes = [verified.note]
     try:
         with no_compile():
             if work.prepare is not None:
@@ -198,10 +241,14 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
                     avg_power_w=energy.avg_power_w,
                     tokens_per_j=work.tokens_per_call / energy.joules_per_step if energy.joules_per_step else None,
                 )
-                note = energy.note
+                notes.append(energy.note)
     finally:
         if monitor is not None:
             monitor.close()
+    try:
+        readings["attn_mem_bytes"] = work.attention_memory()
+    except torch.OutOfMemoryError:
+        notes.append("attention memory not measured: out of memory")
     return Outcome(
         kernel=verified.kernel,
         verify_rel_err=verified.rel_err,
@@ -209,6 +256,6 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
         timing=Timing(compile_ms, samples),
         peak=peak,
         readings=readings,
-        note=note,
+        note="; ".join(note for note in notes if note),
     )
 

@@ -95,8 +95,12 @@ def results_table(rows: list[dict], baseline: str | None) -> Table:
     return table
 
 
+LAUNCH_BOUND = 2.0  # a decode step this many times its memory-bound prediction is bound by its launches
+
+
 def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) -> Text:
-    """Three lines: time ± spread (noisy flagged), speed-up vs FLOP ratio, rate and memory."""
+    """Three lines: time ± spread (noisy, throttled, a wrong floor flagged), speed-up vs FLOP ratio (another
+    run's baseline said), rate and memory (decode: the memory-bound prediction, launch-bound flagged)."""
     if row is None:
         return Text("")
     status = row["status"]
@@ -109,10 +113,14 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
     spread = normal(row.get("spread"))
     if spread:
         text.append(f" ±{float(spread):.0%}", style="dim")
+    elif normal(row.get("repeats")) == "1":
+        text.append(" (1 repeat: no spread)", style="dim")
     if normal(row.get("noisy")) == "True":
         text.append(" noisy", style="bold yellow")
     if normal(row.get("throttle")):
         text.append(" throttled", style="bold red")
+    if normal(row.get("efficiency")) and float(row["efficiency"]) > 1:
+        text.append(f" efficiency {float(row['efficiency']):.2f} > 1: floor wrong", style="bold red")
     decode = row.get("mode") == "decode"
     if base is not None and base.get("status") == "ok" and not is_baseline:
         speedup = float(base["time_ms"]) / ms
@@ -121,9 +129,14 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
         ratio = float(base[work]) / float(row[work])
         text.append(f"\n{speedup:.2f}x")
         text.append(f" ({'bytes' if decode else 'FLOPs'} {ratio:.2f}x)", style="dim")
+        if normal(base.get("run_id")) != normal(row.get("run_id")):
+            text.append(" vs another run", style="yellow")
     bandwidth = normal(row.get("ceiling_bytes_per_s"))
     if decode and bandwidth:
-        detail = f"memory-bound {format_ms(memory_ms(float(row['min_bytes']), float(bandwidth)))}"
+        predicted = memory_ms(float(row["min_bytes"]), float(bandwidth))
+        detail = f"memory-bound {format_ms(predicted)}"
+        if ms > LAUNCH_BOUND * predicted:
+            detail += f" · launch-bound ({ms / predicted:.1f}x it)"
     else:
         detail = format_rate(float(row["flops"]) / (ms / 1e3))
     if normal(row.get("peak_mem_bytes")):

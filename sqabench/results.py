@@ -36,7 +36,9 @@ FLOOR = (
     "ceiling_link_bytes_per_s",
     "peak_matmul_flops", "peak_exp_per_s", "peak_bytes_per_s",
 )  # fmt: skip
-MEMORY = ("peak_mem_bytes", "peak_reserved_bytes", "nvml_used_bytes")
+MEMORY = ("peak_mem_bytes", "peak_reserved_bytes", "attn_mem_bytes", "nvml_used_bytes")
+# Said of a row whose efficiency passes 1: a step cannot beat its floor, so the floor is wrong.
+FLOOR_WRONG = "efficiency above 1: the floor is wrong (a ceiling measured too low?)"
 GPU = (
     "energy_j", "tokens_per_j", "avg_power_w", "power_max_w", "sm_clock_min_mhz", "sm_clock_median_mhz",
     "mem_clock_mhz", "temperature_max_c", "throttle",

@@ -20,7 +20,7 @@ from sqabench.environment import Environment
 from sqabench.failures import MEASURE_ERRORS, classify, is_sticky
 from sqabench.kernels import compile_settings
 from sqabench.measure import measure_cell
-from sqabench.results import CsvWriter, format_samples, key_of, significant
+from sqabench.results import FLOOR_WRONG, CsvWriter, format_samples, key_of, significant
 
 
 class SweepAborted(RuntimeError):
@@ -73,8 +73,8 @@ def to_row(
             time_ms=significant(timing.median_ms),
             time_ms_min=significant(timing.min_ms),
             time_ms_max=significant(timing.max_ms),
-            spread=significant(timing.spread, 3),
-            noisy=timing.noisy,
+            spread=significant(timing.spread, 3) if len(timing.samples_ms) > 1 else "",  # one repeat: none
+            noisy=timing.noisy if len(timing.samples_ms) > 1 else "",
             samples_ms=format_samples(timing.samples_ms),
             compile_ms=significant(timing.compile_ms),
             tokens_per_s=significant(cell.batch * (1 if cell.mode == "decode" else cell.seq_len) / seconds),
@@ -89,11 +89,10 @@ def to_row(
                        ceiling_link_bytes_per_s=significant(limits.link_bytes_per_s, 4))  # fmt: skip
         bound = cell.floor(limits.measured, limits.link_bytes_per_s)
         if bound is not None:
-            row.update(
-                floor_ms=significant(bound.floor_ms),
-                bound=bound.bound,
-                efficiency=significant(bound.floor_ms / timing.median_ms, 4),
-            )
+            efficiency = bound.floor_ms / timing.median_ms
+            row.update(floor_ms=significant(bound.floor_ms), bound=bound.bound, efficiency=significant(efficiency, 4))
+            if efficiency > 1:
+                row["note"] = "; ".join(note for note in (row["note"], FLOOR_WRONG) if note)
     return row
 
 

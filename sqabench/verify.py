@@ -41,6 +41,7 @@ class Verification:
     kernel: str  # what ran, e.g. sdpa-flash
     rel_err: float  # output, sampled rows
     grad_rel_err: float | None = None  # the worst of the gradient checks; None when not checked
+    note: str = ""  # worth knowing about what ran
 
 
 def sample_rows(seq_len: int, count: int = SAMPLED_ROWS, seed: int = 0) -> torch.Tensor:

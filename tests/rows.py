@@ -19,16 +19,18 @@ SPREAD = (0.995, 1.0, 1.005, 0.998, 1.002, 0.999, 1.001, 0.997, 1.003, 1.0)  # 1
 
 def write_run(
     path: Path, gpu=H100, scale=None, status=None, mem=None, drop=(), kernel=None, samples=None, throttle=None,
-    mode="fwd",
+    mode="fwd", attn_mem=None, run_id="run",
 ) -> Path:
     """A results CSV of a GPU-like run: every variant of TIMES at two lengths, 10 repeats each.
 
     ``scale`` multiplies a cell's time (key (variant, n), or "*" for all); ``status`` makes a cell
-    raise what a real failure raises ("oom", "error", "skipped"); ``mem`` scales peak memory;
+    raise what a real failure raises ("oom", "error", "skipped"); ``mem`` scales peak memory and
+    ``attn_mem`` the attention's own (which grows with the query heads: 0.1 GB per head);
     ``kernel`` names the kernel that ran per cell; ``samples`` replaces a cell's per-repeat factors;
     ``throttle`` sets the slowdown reasons NVML reported during a cell's window.
     """
     scale, status, mem, kernel, samples = scale or {}, status or {}, mem or {}, kernel or {}, samples or {}
+    attn_mem = attn_mem or {}
     throttle = throttle or {}
     env = Environment(device="cuda", gpu_name=gpu, torch_version="2.11.0", git_sha="abc", cpu_model="test")
     cells = plan(
@@ -54,7 +56,8 @@ def write_run(
             outcome = Outcome(
                 kernel=kernel.get(at, "sdpa-flash"), verify_rel_err=3e-3,
                 timing=Timing(900.0, tuple(t * f for f in samples.get(at, SPREAD))), peak=(peak, peak),
-                readings={"throttle": throttle.get(at, ""), "sm_clock_median_mhz": 1980},
+                readings={"throttle": throttle.get(at, ""), "sm_clock_median_mhz": 1980,
+                          "attn_mem_bytes": int(1e8 * cell.spec.n_q_heads * attn_mem.get(at, 1.0))},
             )  # fmt: skip
-        writer.write(to_row(cell, outcome, env, "run"))
+        writer.write(to_row(cell, outcome, env, run_id))
     return path

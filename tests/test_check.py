@@ -200,3 +200,11 @@ def test_resumed_file_uses_the_latest_row(tmp_path):
     both.write_text(base.read_text() + "".join(cur.read_text().splitlines(keepends=True)[1:]))
     report = compare(both, cur, Limits())
     assert report.ok and len(report.cells) == 8  # the later ok row of sqa 1k counts
+
+
+def test_attention_memory_growth_fails_where_the_peak_cannot_see_it(base, tmp_path):
+    """The paper preset's peak is its logits; the attention's own memory is gated apart."""
+    cur = write_run(tmp_path / "cur.csv", attn_mem={("sqa", 32768): 1.2})
+    report = compare(base, cur, Limits())
+    (failing,) = report.failing
+    assert failing.cell.startswith("sqa paper n=32768") and failing.problems == ["+20% attention memory"]

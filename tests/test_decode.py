@@ -188,3 +188,46 @@ def test_check_gates_decode_rows(tmp_path):
     report = compare(base, slower, Limits())
     (failing,) = report.failing
     assert "decode" in failing.cell and "+30% time" in failing.problems[0]
+
+
+def test_prefill_computes_the_last_positions_logits_only():
+    """The vocab head runs on the one position generation uses: (B, 1, V), not B x N x vocab of logits
+    (10.5 GB at batch 16 and 32k in bf16). Its FLOPs, counted: the forward's, less N - 1 positions' head."""
+    spec = get_variant("sqa")
+    model = build_encoder(spec, TINY, "sdpa-math", causal=True)
+    tokens = torch.randint(0, TINY.vocab_size, (2, 40))
+    with torch.inference_mode():
+        decoder = Decoder(model, 2, 40, 1, "sdpa")
+        counter = FlopCounterMode(display=False)
+        with counter:
+            last = decoder.prefill(tokens)
+        full = model(tokens)
+    assert last.shape == (2, 1, TINY.vocab_size)
+    assert torch.allclose(last[:, 0], full[:, -1], atol=1e-5)
+    head_per_position = 2 * 2 * TINY.d_model * TINY.vocab_size
+    assert counter.get_total_flops() == decode_cost_free_forward_flops(spec, 2, 40) - 39 * head_per_position
+
+
+def decode_cost_free_forward_flops(spec, batch, n):
+    """The causal forward's FLOPs as FlopCounterMode counts them, written out: per layer the projections,
+    the attention and the SwiGLU, then the head (2mnk per matmul; SDPA's 4 x Hq x d_head x N^2, which
+    the counter charges whatever the mask)."""
+    d, dh, tokens = TINY.d_model, TINY.head_dim, batch * n
+    q, kv = spec.n_q_heads * dh, spec.n_kv_heads * dh
+    per_layer = 2 * tokens * (d * q + 2 * d * kv + q * d + 3 * d * TINY.d_ff)
+    attention = 4 * batch * spec.n_q_heads * dh * n * n
+    return TINY.n_layers * (per_layer + attention) + 2 * tokens * d * TINY.vocab_size
+
+
+def test_a_decode_row_names_the_backend_that_ran_and_flags_math(tmp_path, monkeypatch):
+    """On CUDA, flash refuses a mask and efficient refuses GQA (torch 2.11): a GQA decode may fall to
+    the unfused math backend, which repeats K/V every step. The row says which backend ran, and flags math."""
+    import sqabench.kernels as kernels
+
+    monkeypatch.setattr(kernels, "sdpa_choice", lambda *args, **kwargs: "math")
+    out = tmp_path / "d.csv"
+    result = runner.invoke(app, [*DECODE_RUN, "--variants", "gqa", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["kernel"] == "sdpa-math" and "decode fell to SDPA's math backend" in row["note"]

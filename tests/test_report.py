@@ -1,0 +1,75 @@
+"""The tables flag what a number cannot be trusted for: a wrong floor, a launch-bound decode step, a
+ratio across runs, a single repeat. Rows come from ``to_row``, as a real run's do."""
+
+from rich.console import Console
+
+from sqabench.ceilings import DeviceLimits
+from sqabench.cells import Outcome, Timing, plan
+from sqabench.environment import Environment
+from sqabench.flops import Rates
+from sqabench.presets import PRESETS
+from sqabench.report import cell_text, results_tables
+from sqabench.results import FLOOR_WRONG
+from sqabench.sweep import to_row
+from sqabench.variants import parse_variants
+
+ENV = Environment(device="cuda", gpu_name="NVIDIA H100 80GB HBM3", torch_version="2.11.0", git_sha="abc")
+
+
+def rows_for(names, mode="fwd", times=(10.0, 10.5, 9.5), rates=None, run_ids=None, repeats=3):
+    cells = plan(
+        parse_variants(names), PRESETS["paper"], [1024], tokens=1024, batch=None, dtype="bf16", mode=mode,
+        causal=False, kernel="auto", device="cuda", warmup=1, repeats=repeats, new_tokens=4,
+    )  # fmt: skip
+    limits = DeviceLimits(measured=rates) if rates else DeviceLimits()
+    return [
+        to_row(cell, Outcome(kernel="sdpa-flash", timing=Timing(100.0, times[:repeats])), ENV,
+               (run_ids or {}).get(cell.spec.name, "run"), limits)  # fmt: skip
+        for cell in cells
+    ]
+
+
+def plain(text) -> str:
+    return " ".join(text.plain.split())
+
+
+def test_an_efficiency_above_one_is_flagged_in_the_row_and_the_table():
+    slow = Rates(matmul_flops=1e9, exp_per_s=1e6, bytes_per_s=1e6)  # ceilings far too low: a floor of seconds
+    (row,) = rows_for("mha", rates=slow)
+    assert float(row["efficiency"]) > 1 and FLOOR_WRONG in row["note"]
+    assert "floor wrong" in plain(cell_text(row, None))
+    fine = Rates(matmul_flops=1e15, exp_per_s=1e13, bytes_per_s=1e13)
+    (row,) = rows_for("mha", rates=fine)
+    assert float(row["efficiency"]) < 1 and row["note"] == "" and "floor wrong" not in plain(cell_text(row, None))
+
+
+def test_a_decode_step_far_above_its_memory_floor_is_called_launch_bound():
+    fast_memory = Rates(matmul_flops=1e15, exp_per_s=1e13, bytes_per_s=3.35e12)
+    (row,) = rows_for("gqa", mode="decode", rates=fast_memory, times=(1.0, 1.0, 1.0))  # 1 ms a step
+    predicted_ms = int(row["min_bytes"]) / 3.35e12 * 1e3
+    assert predicted_ms < 0.1
+    assert f"launch-bound ({1.0 / predicted_ms:.1f}x it)" in plain(cell_text(row, None))
+    (row,) = rows_for("gqa", mode="decode", rates=fast_memory, times=(predicted_ms,) * 3)
+    assert "launch-bound" not in plain(cell_text(row, None))
+
+
+def test_a_speedup_over_another_runs_baseline_says_so():
+    base, row = rows_for("mha,sqa", run_ids={"mha": "first", "sqa": "second"})
+    assert "vs another run" in plain(cell_text(row, base))
+    base, row = rows_for("mha,sqa")
+    assert "vs another run" not in plain(cell_text(row, base))
+
+
+def test_one_repeat_has_no_spread():
+    (row,) = rows_for("mha", repeats=1)
+    assert row["spread"] == "" and row["noisy"] == ""
+    assert "1 repeat: no spread" in plain(cell_text(row, None)) and "±" not in plain(cell_text(row, None))
+
+
+def test_a_table_per_setting_prints():
+    console = Console(record=True, width=200)
+    for title, table in results_tables(rows_for("mha,sqa"), "mha"):
+        console.print(title)
+        console.print(table)
+    text = console.export_text()
+    assert "NVIDIA H100 80GB HBM3 · paper (8 layers)" in text and "sqa" in text and "x (FLOPs" in text
