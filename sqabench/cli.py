@@ -270,7 +270,13 @@ def plot(
         baseline = resolve_baseline(frame, baseline)
         if out_dir.exists() and not out_dir.is_dir():
             raise ConfigError(f"--out {out_dir} is a file; give a directory")
-    written, notes = make_plots(frame, out_dir, baseline)
+        try:
+            written, notes = make_plots(frame, out_dir, baseline)
+        except OSError as error:
+            raise ConfigError(f"--out {out_dir}: cannot write figures there: {error.strerror or error}") from None
+        except KeyboardInterrupt:
+            say("interrupted: the figures written so far are whole; none is half written", "yellow")
+            raise typer.Exit(130) from None
     for note in notes:
         say(f"note: {note}")
     for path in written:

@@ -7,7 +7,7 @@ import re
 
 from sqabench.errors import ConfigError
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([km]?)$")
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([km]?)$")  # ASCII digits only (not "３２k")
 POWER_OF_TWO_SLACK = 0.03
 
 

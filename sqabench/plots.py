@@ -17,28 +17,30 @@ import pandas as pd
 
 from sqabench.flops import memory_ms
 from sqabench.lengths import format_len
-from sqabench.results import SETTING_KEY, latest, setting_title
+from sqabench.results import SETTING_KEY, duplicate_notes, latest, setting_title
 
-FIGURES = ("time", "speedup", "memory", "throughput", "efficiency", "paper", "decode", "prefill_vs_decode")
-FAMILY_STYLE: dict[str, tuple[str, str]] = {  # colour, marker
+FIGURES = ("time", "speedup", "memory", "attention_memory", "throughput", "efficiency", "paper", "decode",
+           "prefill_vs_decode")  # fmt: skip
+FAMILY_STYLE: dict[str, tuple[str, str]] = {  # colour, marker: hues and markers apart within a family
     "mha": ("#1a1a1a", "o"),
     "gqa": ("#666666", "s"),
     "mqa": ("#a6a6a6", "D"),
-    "lsqa": ("#9ecae1", "v"),
-    "ssqa": ("#6baed6", "^"),
-    "sqa": ("#2171b5", "o"),
-    "xsqa": ("#08519c", "s"),
-    "xsmqa": ("#08306b", "D"),
+    "lsqa": ("#6baed6", "v"),
+    "ssqa": ("#17becf", "^"),
+    "sqa": ("#1f62c4", "o"),
+    "xsqa": ("#08306b", "s"),
+    "xsmqa": ("#7b4fc4", "D"),
     "swa": ("#fdae6b", "o"),
     "swa-ssqa": ("#f16913", "^"),
     "swa-xsqa": ("#a63603", "s"),
+    "base": ("#c51b7d", "*"),  # a model's own attention
 }
-CUSTOM_COLORS = ("#74c476", "#41ab5d", "#238b45", "#006d2c", "#00441b")
-CUSTOM_MARKERS = ("P", "X", "*", "h", "p")
-BOUND_MARKERS = {"matmul": "o", "exp": "^", "memory": "s"}
+CUSTOM_COLORS = ("#2ca02c", "#bcbd22", "#8c564b", "#e377c2", "#7f7f00")
+CUSTOM_MARKERS = ("P", "X", "h", "p", "<")
 PANEL_SIZE = (7.0, 4.6)
 PAPER_SETTING = {
     "gpu": "NVIDIA A100 40GB", "dtype": "bf16", "causal": "causal", "mode": "fwd", "preset": "paper", "scope": "model",
+    "layers": "8",
 }  # fmt: skip
 
 
@@ -50,7 +52,7 @@ def paper_table() -> pd.DataFrame:
 
 
 def styles(variants) -> dict[str, tuple[str, str]]:
-    """(colour, marker) of each variant: the family's own, custom heads in greens."""
+    """(colour, marker) of each variant: the family's own, custom heads from a qualitative set."""
     result, custom = {}, 0
     for variant in variants:
         if variant in FAMILY_STYLE:
@@ -67,6 +69,7 @@ def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
     frame["mask"] = frame["causal"].astype(str).map({"True": "causal", "False": "encoder"})
     frame["theory"] = frame["n_heads"] / frame["n_q_heads"]
     frame["on_gpu"] = frame["gpu_name"].notna()
+    frame["is_noisy"] = frame["noisy"].astype(str) == "True"
     return frame
 
 
@@ -159,13 +162,39 @@ def _time_unit(values: pd.Series) -> tuple[float, str]:
     return (1e-3, "s") if values.max() >= 2000 else (1.0, "ms")
 
 
+NOISY_LABEL = "hollow: noisy (spread > 10%)"
+
+
+def _mark_noisy(ax, x, y, noisy: pd.Series, colour: str, marker: str) -> bool:
+    """Hollow markers over the noisy points: a median not worth quoting."""
+    mask = noisy.to_numpy(dtype=bool)
+    if mask.any():
+        ax.scatter(pd.Series(x).to_numpy()[mask], pd.Series(y).to_numpy()[mask], marker=marker, s=60,
+                   facecolors="white", edgecolors=colour, linewidths=1.6, zorder=6)  # fmt: skip
+    return bool(mask.any())
+
+
+def _legend_marks(ax, oom: bool = False, noisy: bool = False) -> None:
+    if oom:
+        ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
+    if noisy:
+        ax.scatter([], [], marker="o", facecolors="white", edgecolors="black", label=NOISY_LABEL)
+
+
 def _time_figure(frame, style):
-    groups = settings(frame)
-    fig, axes = _axes_grid(len(groups), "Time per step\n(median; bars: min to max of the repeats; x: out of memory)")
     ok_times = frame.loc[frame["status"] == "ok", "time_ms"]
-    scale, unit = _time_unit(ok_times) if not ok_times.empty else (1.0, "ms")  # one unit for every panel
+    if ok_times.empty:
+        return None
+    groups = settings(frame)
+    marks = ["bars: min to max of the repeats"]
+    if (frame["status"] == "oom").any():
+        marks.append("x: out of memory")
+    if frame["is_noisy"].any():
+        marks.append(NOISY_LABEL)
+    fig, axes = _axes_grid(len(groups), f"Time per step\n(median; {'; '.join(marks)})")
+    scale, unit = _time_unit(ok_times)  # one unit for every panel
     for ax, group in zip(axes, groups):
-        any_oom = False
+        any_oom = any_noisy = False
         for i, (variant, rows) in enumerate(group.groupby("variant", sort=False)):
             colour, marker = style[variant]
             good = rows[rows["status"] == "ok"].sort_values("seq_len")
@@ -174,28 +203,37 @@ def _time_figure(frame, style):
                 spread = _err(median, good["time_ms_min"] * scale, good["time_ms_max"] * scale)
                 ax.errorbar(good["seq_len"], median, yerr=spread, color=colour, marker=marker, ms=5, lw=1.8,
                             capsize=3, label=variant)  # fmt: skip
+                any_noisy |= _mark_noisy(ax, good["seq_len"], median, good["is_noisy"], colour, marker)
             any_oom |= _mark_oom(ax, rows, colour, i)
-        if any_oom:
-            ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
+        _legend_marks(ax, any_oom, any_noisy)
         _plain_log_axis(ax)
         _finish(ax, group, f"time per step ({unit})")
     fig.tight_layout()
     return fig
 
 
-def _speedup_figure(frame, baseline, style):
+CROSS_RUN_LABEL = "ringed: a ratio of rows from different runs"
+
+
+def _speedup_figure(frame, baseline, style, notes):
     groups = settings(frame)
-    fig, axes = _axes_grid(
-        len(groups),
-        f"Speed-up over {baseline}\nsolid: measured (bars: min/max); dotted: whole-step FLOP ratio (cost model);"
-        "\ngrey dashed: H/Hq, the theoretical speed-up of attention alone",
-    )
+    decode_any = (frame["mode"] == "decode").any()
+    step_any = (frame["mode"] != "decode").any()
+    ratios = [r for r, shown in (("whole-step FLOP ratio", step_any), ("byte ratio of a decode step", decode_any))
+              if shown]  # fmt: skip
+    theory_drawn = step_any and (frame.loc[frame["mode"] != "decode", "theory"] != 1).any()
+    lines = [f"solid: measured (bars: min/max); dotted: {' or '.join(ratios)} (cost model)"]
+    if theory_drawn:
+        lines.append("grey dashed: H/Hq, the theoretical speed-up of attention alone")
+    fig, axes = _axes_grid(len(groups), f"Speed-up over {baseline}\n" + ";\n".join(lines))
+    crossed_total = 0
     for ax, group in zip(axes, groups):
         ok = group[group["status"] == "ok"]
         decode = (group["mode"] == "decode").any()
         base = ok[ok["variant"] == baseline].set_index("seq_len")
         if base.empty:
             ax.text(0.5, 0.5, f"no ok {baseline} rows in this setting", transform=ax.transAxes, ha="center")
+        any_noisy = any_crossed = False
         for variant, rows in ok.groupby("variant", sort=False):
             rows = rows[rows["seq_len"].isin(base.index)].sort_values("seq_len")
             if rows.empty or variant == baseline:
@@ -207,6 +245,14 @@ def _speedup_figure(frame, baseline, style):
             high = b["time_ms_max"].to_numpy() / rows["time_ms_min"].to_numpy()
             ax.errorbar(rows["seq_len"], speedup, yerr=[(speedup - low).clip(0), (high - speedup).clip(0)],
                         color=colour, marker=marker, ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
+            noisy = pd.Series(b["is_noisy"].to_numpy() | rows["is_noisy"].to_numpy())
+            any_noisy |= _mark_noisy(ax, rows["seq_len"], speedup, noisy, colour, marker)
+            crossed = b["run_id"].astype(str).to_numpy() != rows["run_id"].astype(str).to_numpy()
+            if crossed.any():
+                any_crossed = True
+                crossed_total += int(crossed.sum())
+                ax.scatter(rows["seq_len"].to_numpy()[crossed], speedup[crossed], s=180, facecolors="none",
+                           edgecolors="#d62728", linewidths=1.5, zorder=7)  # fmt: skip
             work = "min_bytes" if decode else "flops"  # decode is bound by what it reads
             ax.plot(rows["seq_len"], b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour)
         theory = ok[(ok["variant"] != baseline) & ok["window"].isna()].groupby("theory")["variant"].unique()
@@ -221,8 +267,14 @@ def _speedup_figure(frame, baseline, style):
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
         ax.axhline(1.0, color="black", lw=0.8)
         ax.plot([], [], ls=":", color="black", label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
+        _legend_marks(ax, noisy=any_noisy)
+        if any_crossed:
+            ax.scatter([], [], s=120, facecolors="none", edgecolors="#d62728", label=CROSS_RUN_LABEL)
         _plain_log_axis(ax)  # ratios: 2x up and 2x down are the same distance
         _finish(ax, group, f"speed-up over {baseline} (x, log scale)", 0.12)
+    if crossed_total:
+        notes.append(f"speed-up figure: {crossed_total} ratios pair rows of different runs (ringed in red): "
+                     "their load and state may differ")  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -275,13 +327,20 @@ def _rate_unit(rows: pd.DataFrame) -> tuple[float, str]:
     return (1e-12, "achieved TFLOP/s") if rows["on_gpu"].any() else (1e-9, "achieved GFLOP/s")
 
 
-def _efficiency_figure(frame, style):
+BOUND_MARKERS = {"matmul": "o", "exp": "^", "memory": "s", "comm": "P"}
+WRONG_FLOOR_LABEL = "above 1: the floor is wrong (a bug, not a result)"
+
+
+def _efficiency_figure(frame, style, notes):
     groups = [g for g in settings(frame) if g["efficiency"].notna().any()]
     if not groups:
         return None
     fig, axes = _axes_grid(
-        len(groups), "Efficiency: the cost model's floor / median time\n(marker: the limit that binds; bars: min/max)"
+        len(groups),
+        "Efficiency: the cost model's floor / median time\n(marker: the limit that binds; bars: min/max; "
+        "the axis fits the data)",
     )
+    wrong_total = 0
     for ax, group in zip(axes, groups):
         ok = group[(group["status"] == "ok") & group["efficiency"].notna()]
         for variant, rows in ok.groupby("variant", sort=False):
@@ -297,18 +356,27 @@ def _efficiency_figure(frame, style):
         for bound, marker in BOUND_MARKERS.items():
             if (ok["bound"] == bound).any():
                 ax.scatter([], [], marker=marker, color="grey", label=f"{bound}-bound")
-        ax.axhline(1.0, color="black", lw=0.8)
-        ax.set_ylim(0, max(1.05, float(ok["efficiency"].max()) * 1.1 if not ok.empty else 1.05))
+        wrong = ok[ok["efficiency"] > 1]
+        top = float(ok["efficiency"].max()) if not ok.empty else 1.0
+        if not wrong.empty:
+            wrong_total += len(wrong)
+            ax.scatter(wrong["seq_len"], wrong["efficiency"], marker="X", s=140, color="#d62728", zorder=7,
+                       label=WRONG_FLOOR_LABEL)  # fmt: skip
+            ax.axhline(1.0, color="#d62728", lw=1.0, ls="--")
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)  # fitted: low efficiencies stay readable
         _finish(ax, group, "efficiency (floor / time)", None)
+    if wrong_total:
+        notes.append(f"efficiency figure: {wrong_total} cells above 1, marked as errors: their floor is wrong")
     fig.tight_layout()
     return fig
 
 
 def _differences(group: pd.DataFrame) -> list[str]:
-    """How this setting differs from the paper's (A100, bf16, causal decoder, forward, paper model)."""
+    """How this setting differs from the paper's (A100, bf16, causal decoder, forward, paper model, 8 layers)."""
     r = group.iloc[0]
     found = {"gpu": r["gpu"], "dtype": r["dtype"], "causal": r["mask"], "mode": r["mode"], "preset": r["preset"],
-             "scope": "model" if pd.isna(r.get("scope")) else r["scope"]}  # fmt: skip
+             "scope": "model" if pd.isna(r.get("scope")) else r["scope"],
+             "layers": "" if pd.isna(r.get("n_layers")) else str(int(r["n_layers"]))}  # fmt: skip
     return [f"{key}: {found[key]} (paper: {value})" for key, value in PAPER_SETTING.items()
             if str(found[key]) != value and not (key == "gpu" and "A100" in str(found[key]))]  # fmt: skip
 
@@ -322,8 +390,9 @@ def _paper_figure(frame, style, notes):
             notes.append(f"paper figure: decode is not in the paper's Table 3 ({panel_title(group)})")
             continue
         ok = group[group["status"] == "ok"]
-        ours = ok.pivot_table(index="seq_len", columns="variant", values="time_ms", aggfunc="last")
-        if "mha" not in ours.columns or not set(variants) & set(ours.columns):
+        ours = {column: ok.pivot_table(index="seq_len", columns="variant", values=column, aggfunc="last")
+                for column in ("time_ms", "time_ms_min", "time_ms_max")}  # fmt: skip
+        if "mha" not in ours["time_ms"].columns or not set(variants) & set(ours["time_ms"].columns):
             notes.append(f"paper figure: no mha and paper variants to compare in {panel_title(group)}")
             continue
         panels.append((group, ours))
@@ -331,20 +400,25 @@ def _paper_figure(frame, style, notes):
         return None
     fig, axes = _axes_grid(
         len(panels),
-        "Speed-up over MHA: this run (solid)\nbeside the paper's A100 (dashed, hollow; arXiv 2510.01817 Table 3)",
+        "Speed-up over MHA: this run (solid; bars: min/max of the repeats)\n"
+        "beside the paper's A100 (dashed, hollow; arXiv 2510.01817 Table 3, one number per cell)",
     )
     for ax, (group, ours) in zip(axes, panels):
-        for variant in [v for v in variants if v in ours.columns]:
+        median, fastest, slowest = ours["time_ms"], ours["time_ms_min"], ours["time_ms_max"]
+        for variant in [v for v in variants if v in median.columns]:
             colour, marker = style[variant]
             theirs = paper["mha"] / paper[variant]
             ax.plot(paper.index, theirs, ls="--", lw=1.2, marker=marker, mfc="white", color=colour)
-            mine = (ours["mha"] / ours[variant]).dropna()
-            ax.plot(mine.index, mine, lw=2.0, marker=marker, color=colour, label=variant)
+            mine = (median["mha"] / median[variant]).dropna()
+            low = (fastest["mha"] / slowest[variant]).reindex(mine.index)
+            high = (slowest["mha"] / fastest[variant]).reindex(mine.index)
+            ax.errorbar(mine.index, mine, yerr=_err(mine, low, high), lw=2.0, marker=marker, color=colour,
+                        capsize=3, label=variant)  # fmt: skip
         ax.plot([], [], ls="--", marker="o", mfc="white", color="grey", label="paper (A100)")
         ax.axhline(1.0, color="black", lw=0.8)
         _plain_log_axis(ax)
         ax.margins(y=0.12)
-        _length_axis(ax, list(paper.index) + list(ours.index))
+        _length_axis(ax, list(paper.index) + list(median.index))
         ax.set_ylabel("speed-up over MHA (x, log scale)")
         differences = _differences(group)
         title = panel_title(group)
@@ -401,8 +475,8 @@ def _prefill_decode_figure(frame, style, reference="gqa"):
         return None
     fig, axes = _axes_grid(
         len(panels),
-        f"The trade: speed-up over {reference} in prefill (x) and in decode (y), per context length\n"
-        "SQA's fewer query heads help the prefill (compute); only fewer key/value heads help decode (memory)",
+        f"Speed-up over {reference} in prefill (x) and in decode (y), per context length\n"
+        "(right of 1: faster prefill; above 1: faster decode)",
     )
     for ax, ok in zip(axes, panels):
         base = ok[ok["variant"] == reference].set_index("seq_len")
@@ -433,12 +507,14 @@ def _prefill_decode_figure(frame, style, reference="gqa"):
 
 def build_figures(frame: pd.DataFrame, baseline: str | None) -> tuple[dict[str, object], list[str]]:
     """Every figure that has something to show, by name, and notes on the ones left out."""
+    notes: list[str] = duplicate_notes(frame)
     frame = _prepare(frame)
     style = styles(list(dict.fromkeys(frame["variant"])))
-    notes: list[str] = []
     figures: dict[str, object] = {"time": _time_figure(frame, style)}
+    if figures["time"] is None:
+        notes.append("time figure not drawn: no ok rows (every cell failed: see the status and error columns)")
     if baseline is not None:
-        figures["speedup"] = _speedup_figure(frame, baseline, style)
+        figures["speedup"] = _speedup_figure(frame, baseline, style, notes)
     else:
         notes.append("speed-up figure not drawn: no mha rows (name a variant with --baseline)")
     memory = _metric_figure(frame, style, "peak_mem_bytes", (1 / 2**30, "peak GPU memory (GiB)"),
@@ -447,11 +523,16 @@ def build_figures(frame: pd.DataFrame, baseline: str | None) -> tuple[dict[str, 
         notes.append("memory figure not drawn: no GPU memory recorded (a CPU run)")
     else:
         figures["memory"] = memory
+        figures["attention_memory"] = _metric_figure(
+            frame, style, "attn_mem_bytes", (1 / 2**30, "attention memory (GiB)"),
+            "The attention's own memory at each cell's shape\n(one layer's op: q, k, v, output, workspace; "
+            "decode: the KV cache)",
+        )  # fmt: skip
     figures["throughput"] = _metric_figure(
         frame, style, "flops", _rate_unit, "Achieved throughput: cost-model FLOPs / time (bars from min/max)",
         per_time="flops", log_y=False,
     )  # fmt: skip
-    efficiency = _efficiency_figure(frame, style)
+    efficiency = _efficiency_figure(frame, style, notes)
     if efficiency is None:
         notes.append("efficiency figure not drawn: no floor recorded (rows from before ceilings existed)")
     else:
@@ -478,9 +559,18 @@ def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str | None = "mha")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fig in figures.items():
-        for ext in ("png", "svg"):
-            path = out_dir / f"{name}.{ext}"
-            fig.savefig(path, dpi=120 if ext == "png" else None, bbox_inches="tight")
-            written.append(path)
-        plt.close(fig)
+        drafts = []
+        try:
+            for ext in ("png", "svg"):  # drawn under temporary names, renamed together: never half a figure
+                draft = out_dir / f".{name}.{ext}.part"
+                fig.savefig(draft, format=ext, dpi=120 if ext == "png" else None, bbox_inches="tight")
+                drafts.append(draft)
+            for draft in drafts:
+                final = out_dir / draft.name[1:].removesuffix(".part")
+                draft.replace(final)
+                written.append(final)
+        finally:
+            for draft in drafts:
+                draft.unlink(missing_ok=True)
+            plt.close(fig)
     return written, notes

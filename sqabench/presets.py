@@ -85,6 +85,9 @@ def from_config(config: dict, name: str, source: str) -> Preset:
     missing = [field for field in REQUIRED if field not in config]
     if missing:
         raise ConfigError(f"config {source}: missing required field {missing[0]} (needs {', '.join(REQUIRED)})")
+    empty = [field for field in REQUIRED if config[field] is None]
+    if empty:
+        raise ConfigError(f"config {source}: {empty[0]}=null must be a positive integer")
     for field in (*REQUIRED, "num_key_value_heads", "head_dim"):
         value = config.get(field)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -136,8 +139,12 @@ def get_preset(name: str, n_layers: int | None = None) -> Preset:
     elif key in shipped():
         text = resources.files("sqabench").joinpath(f"data/presets/{shipped()[key]}").read_text()
         preset = from_config(json.loads(text), key, f"sqabench/data/presets/{shipped()[key]}")
-    elif name.endswith(".json") or Path(name).is_file():
+    elif name.endswith(".json") or Path(name).exists():
         path = Path(name)
+        if path.is_dir():  # a model's folder: its config.json
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"--preset {name} is a directory without a config.json; give the config file's path")
+            path = path / "config.json"
         if not path.is_file():
             raise ConfigError(f"--preset {name}: no such config file")
         label = path.parent.name if path.stem == "config" and path.parent.name else path.stem

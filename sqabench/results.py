@@ -24,6 +24,7 @@ IDENTITY = (
     "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel", "seq_len",
     "batch",
     "batch_rule", "new_tokens", "cuda_graphs", "world_size", "cp_backend", "cp_path", "local_len", "warmup", "repeats",
+    "baseline",
 )  # fmt: skip
 TIMING = (
     "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "compile_ms", "prefill_ms",
@@ -251,7 +252,7 @@ class CsvWriter:
         if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
             if new:
                 writer.writeheader()
             writer.writerow({column: _cell(row.get(column)) for column in COLUMNS})
@@ -305,16 +306,37 @@ def latest(frame: "pd.DataFrame", also: tuple[str, ...] = ()) -> "pd.DataFrame":
     return frame.loc[~keys.duplicated(keep="last")]
 
 
+def duplicate_notes(frame: "pd.DataFrame") -> list[str]:
+    """What to say when a file holds one cell twice as ``ok`` from different runs (two writers, or a
+    re-run): the later row of each is used."""
+    ok = frame[frame["status"].astype(str) == "ok"]
+    notes = []
+    for source, rows in ok.groupby("source", sort=False):
+        keys = rows.apply(lambda row: key_of(row), axis=1)
+        twice = rows[keys.duplicated(keep=False)]
+        if not twice.empty:
+            cells = keys[keys.duplicated(keep="last")].nunique()
+            runs = ", ".join(sorted(set(twice["run_id"].dropna().astype(str))))
+            notes.append(f"{source}: {cells} cells measured twice as ok (runs {runs}); the later row of each is used")
+    return notes
+
+
 def variants_in(frame: "pd.DataFrame") -> list[str]:
     return list(dict.fromkeys(frame["variant"].astype(str)))
 
 
 def resolve_baseline(frame: "pd.DataFrame", baseline: str | None) -> str | None:
-    """The baseline variant for speed-ups: ``baseline`` if given (it must be in the data), else mha if there.
+    """The baseline variant for speed-ups: ``baseline`` if given (it must be in the data), else the one the
+    run recorded (``sqabench run --baseline``), else mha if there.
 
     An explicit baseline missing from the data is a usage error naming the variants that are there.
     """
-    return pick_baseline(baseline, variants_in(frame), "is not in the data; variants there")
+    present = variants_in(frame)
+    if baseline is None and "baseline" in frame.columns:
+        recorded = [name for name in dict.fromkeys(frame["baseline"].dropna().astype(str)) if name in present]
+        if recorded:
+            baseline = "mha" if "mha" in recorded else recorded[0]
+    return pick_baseline(baseline, present, "is not in the data; variants there")
 
 
 def pick_baseline(baseline: str | None, present: list[str], missing: str) -> str | None:

@@ -225,7 +225,7 @@ def _sweep(plan, cells, predicted, limits, out, err, abandon) -> int:
             run_sweep(
                 cells, writer, plan.env, on_start=display.start, on_phase=display.phase,
                 on_row=lambda row: (new_rows.append(row), display.finished(row)), limits=limits,
-                should_start=budget.allows,
+                should_start=budget.allows, baseline=plan.baseline,
             )  # fmt: skip
         except BaseException as error:  # handed to the main thread, which decides
             outcome["error"] = error
@@ -336,7 +336,7 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
             with display:
                 run_sweep(pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
                           on_row=lambda row: (new_rows.append(row), display.finished(row)), measure=measure,
-                          limits=limits, run_id=shared["run"])  # fmt: skip
+                          limits=limits, run_id=shared["run"], baseline=plan.baseline)  # fmt: skip
         except SweepAborted as error:
             aborted = error
         if not group.is_main:

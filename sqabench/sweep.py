@@ -7,6 +7,7 @@ the sweep goes on. A sticky CUDA error poisons every later cell, so the sweep st
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -21,6 +22,9 @@ from sqabench.failures import MEASURE_ERRORS, classify, is_sticky
 from sqabench.kernels import compile_settings
 from sqabench.measure import measure_cell
 from sqabench.results import FLOOR_WRONG, CsvWriter, format_samples, key_of, significant
+
+
+PROCESS_WARMUP = 3  # extra untimed calls of a sweep's first cell: it also warms the process up
 
 
 class SweepAborted(RuntimeError):
@@ -42,7 +46,12 @@ def run_cell(cell: Cell, measure: Callable[..., Outcome], phase: Callable[[str],
 
 
 def to_row(
-    cell: Cell, outcome: Outcome, env: Environment, run_id: str, limits: DeviceLimits = DeviceLimits()
+    cell: Cell,
+    outcome: Outcome,
+    env: Environment,
+    run_id: str,
+    limits: DeviceLimits = DeviceLimits(),
+    baseline: str | None = None,
 ) -> dict[str, object]:
     """The CSV row of a measured cell: identity, cost model, timing, floor, memory, GPU, environment, outcome."""
     work = cell.work
@@ -52,6 +61,7 @@ def to_row(
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **env.as_row(),
         **cell.identity(),  # the cell's device wins over the environment's: it is part of the key
+        "baseline": baseline or "",
         "kernel": outcome.kernel,
         "flops": cost.flops,
         "attention_flops": cost.attention_flops,
@@ -123,6 +133,7 @@ def run_sweep(
     limits: DeviceLimits = DeviceLimits(),
     run_id: str | None = None,
     should_start: Callable[[Cell], bool] = lambda cell: True,
+    baseline: str | None = None,
 ) -> list[dict]:
     """Measure every cell whose key is not in ``done`` and that ``should_start`` lets start (a budget may
     leave some out); write and return the new rows.
@@ -136,9 +147,12 @@ def run_sweep(
         for cell in cells:
             if key_of(cell.identity()) in done or not should_start(cell):
                 continue
+            if not rows:  # the process is cold (allocator, thread pools, library handles): warm it with the
+                # first cell's own step, so that the order of cells never changes a result; the row says so
+                cell = dataclasses.replace(cell, warmup=cell.warmup + PROCESS_WARMUP)
             on_start(cell)
             outcome = run_cell(cell, measure, on_phase)
-            row = to_row(cell, outcome, env, run_id, limits)
+            row = to_row(cell, outcome, env, run_id, limits, baseline)
             writer.write(row)
             rows.append(row)
             on_row(row)

@@ -91,7 +91,7 @@ FAMILY: dict[str, FamilyMember] = {
 }
 BASE = "base"  # a model's own attention, for a preset read from its config
 
-_CUSTOM = re.compile(r"^(\d+)/(\d+)(?:@(\d+))?$")
+_CUSTOM = re.compile(r"^([0-9]+)/([0-9]+)(?:@([0-9]+))?$")  # ASCII digits only (not "８/４")
 SYNTAX_HELP = f"a registry name ({', '.join(FAMILY)}), 'all', or heads as Hq/Hkv or Hq/Hkv@WINDOW"
 
 

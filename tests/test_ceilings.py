@@ -194,3 +194,28 @@ def test_the_matmul_ceiling_is_the_best_way_the_cells_compute(monkeypatch):
     rate, how = ceilings._matmul(torch.device("cpu"), "bf16", 0.1)
     assert rate == pytest.approx(90e9) and how.startswith("F.linear(a, b), bf16")
     assert ceilings._matmul(torch.device("cpu"), "fp32", 0.1)[0] == pytest.approx(45e9)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gpu", "h100"], "--gpu 'h100' fits 2 GPUs: H100 PCIe, H100 SXM5; name one"),
+        (["--gpu", ""], "--gpu is empty; choose one of: A100 80GB PCIe"),
+        (["--gpu", "a"], "--gpu 'a' fits 3 GPUs: A100 80GB PCIe, A100 80GB SXM4, A100 40GB SXM4"),
+        (["--gpu", "4"], "--gpu '4' fits"),
+        (["--tokens", "0"], "--tokens 0 must be >= 1"),
+        (["--mode", "bwd"], "unknown mode 'bwd'; choose one of: fwd, train, decode"),
+    ],
+)
+def test_floor_bad_input(args, message):
+    result = CliRunner().invoke(app, ["floor", *args], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, found", [("H100 SXM", "H100 SXM5"), ("h100 pcie", "H100 PCIe"), ("A100 40GB", "A100 40GB SXM4"),
+                                         ("h200", "H200 SXM"), ("L4", "L4"), ("rtx 4090", "GeForce RTX 4090")])  # fmt: skip
+def test_an_unambiguous_gpu_name_picks_its_gpu(name, found):
+    from sqabench.peaks import published_gpu
+
+    assert published_gpu(name, "bf16")[0] == found

@@ -208,3 +208,36 @@ def test_attention_memory_growth_fails_where_the_peak_cannot_see_it(base, tmp_pa
     report = compare(base, cur, Limits())
     (failing,) = report.failing
     assert failing.cell.startswith("sqa paper n=32768") and failing.problems == ["+20% attention memory"]
+
+
+def test_a_ratio_resting_on_a_noisy_baseline_cell_is_noted_not_failed(base, tmp_path):
+    """Two runs of one sweep: mha's cell in the second was noisy (spread 82%), its median far from the
+    first run's. xsqa's speed-up over mha seems to collapse; the gate says why it does not judge it."""
+    noisy = [0.4, 0.41, 0.75]  # three repeats (the CPU default), spread 85%: every one far from the first run
+    cur = write_run(tmp_path / "cur.csv", samples={("mha", 1024): noisy})
+    report = compare(base, cur, Limits())
+    assert report.ok, [v.problems for v in report.failing]
+    (verdict,) = [v for v in report.cells if v.cell.startswith("xsqa paper n=1024")]
+    assert any("not judged: mha is noisy in the current run (spread 8" in note for note in verdict.notes)
+    quiet = write_run(tmp_path / "quiet.csv", scale={("mha", 1024): 0.41})  # the same drop, measured cleanly
+    assert not compare(base, quiet, Limits(max_slowdown=1, max_geomean_slowdown=1)).ok
+
+
+def test_a_broad_slowdown_within_the_noise_passes_with_a_note(tmp_path):
+    wide = [0.7, 1.3, 0.8, 1.2, 1.0, 0.75, 1.25, 0.9, 1.1, 1.0]  # 60% spread in every cell
+    cells = {(v, n): wide for v in ("mha", "gqa", "sqa", "xsqa") for n in (1024, 32768)}
+    base = write_run(tmp_path / "b.csv", samples=cells)
+    cur = write_run(tmp_path / "c.csv", scale={"*": 1.05}, samples=cells)  # every cell 5% slower
+    report = compare(base, cur, Limits())
+    assert report.ok and report.geomean_ratio == pytest.approx(1.05, rel=1e-3)
+    assert any("geometric-mean slowdown +5.0% is within the runs' own spread" in w for w in report.warnings)
+
+
+def test_a_file_holding_a_cell_twice_says_so(tmp_path):
+    first = write_run(tmp_path / "a.csv", run_id="first")
+    second = write_run(tmp_path / "b.csv", run_id="second")
+    both = tmp_path / "both.csv"
+    both.write_text(first.read_text() + "".join(second.read_text().splitlines(keepends=True)[1:]))
+    report = compare(both, second, Limits())
+    assert any("8 cells measured twice as ok (runs first, second); the later row of each is used" in w
+               for w in report.warnings)  # fmt: skip

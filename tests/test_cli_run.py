@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -431,3 +432,107 @@ def test_cpu_tests_never_see_a_gpu():
     from sqabench.device import resolve_device
 
     assert torch.cuda.is_available is no_gpu and resolve_device("auto") == torch.device("cpu")
+
+
+MORE_BAD_INPUTS = [
+    (["--out", "/proc/sqabench.csv"], "--out /proc/sqabench.csv cannot be created"),
+    (["--out", "/sys/sqabench.csv"], "--out /sys/sqabench.csv cannot be created"),
+    (["--out", "/dev/full"], "--out /dev/full is not a regular file"),
+    (["--out", "newdir/"], "--out newdir/ names a directory; give a .csv file path"),
+    (["--out", ""], "--out is empty"),
+    (["--seq", ""], "--seq: empty item"),
+    (["--variants", "８/４"], "unknown variant '８/４'"),
+    (["--seq", "３２k"], "'３２k' is not a length"),
+    (["--cp", "64", "--seq", "8k"], "--cp 64 --device cpu starts 64 processes but this machine has"),
+]
+
+
+@pytest.mark.parametrize("args, message", MORE_BAD_INPUTS, ids=[" ".join(a) for a, _ in MORE_BAD_INPUTS])
+def test_more_bad_input_is_one_line_exit_2_no_file(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--device", "cpu", "--seq", "256", *args] + ([] if "--out" in args else ["--out", "r.csv"])
+    result = invoke(argv)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r.csv").exists()
+    assert not (tmp_path / "newdir").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_resume_of_a_file_with_a_bad_value_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    out = tmp_path / "r.csv"
+    assert invoke([*TINY_RUN, "--variants", "mha", "--out", str(out)]).exit_code == 0
+    rows = rows_of(out)
+    rows[0]["time_ms"] = "fast"
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    before = out.read_text()
+    result = invoke([*TINY_RUN, "--variants", "mha,sqa", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and "line 2: time_ms='fast' is not a number" in result.output
+    assert out.read_text() == before
+
+
+def test_resume_of_an_empty_file_says_it_is_empty(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    out = tmp_path / "r.csv"
+    out.touch()
+    result = invoke([*TINY_RUN, "--variants", "mha", "--out", str(out), "--resume"])
+    assert result.exit_code == 0 and f"--resume: {out} is empty; starting it afresh" in result.output
+    assert "does not exist" not in result.output and len(rows_of(out)) == 1
+
+
+def test_the_csv_ends_lines_with_newlines_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    out = tmp_path / "r.csv"
+    assert invoke([*TINY_RUN, "--variants", "mha,sqa", "--out", str(out)]).exit_code == 0
+    assert b"\r" not in out.read_bytes() and out.read_bytes().count(b"\n") == 3
+
+
+def test_a_second_writer_of_one_file_is_refused_naming_the_first(tmp_path, monkeypatch):
+    """A --resume started while another run writes the same CSV would duplicate cells."""
+    from sqabench.results import RunLock
+
+    monkeypatch.setattr(sweep, "measure_cell", fake_measure)
+    out = tmp_path / "r.csv"
+    with RunLock(out):  # the first run, still writing
+        result = invoke([*TINY_RUN, "--variants", "mha", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and not out.exists()
+    assert f"r.csv is being written by another sqabench run (pid {os.getpid()}" in result.output
+    result = invoke([*TINY_RUN, "--variants", "mha", "--out", str(out), "--resume"])  # once it has finished
+    assert result.exit_code == 0 and len(rows_of(out)) == 1
+    assert not (tmp_path / "r.csv.lock").exists()
+
+
+def test_sqabench_runs_from_a_directory_holding_a_folder_named_sqabench(tmp_path):
+    """The parent of a clone holds a folder named sqabench: it must not shadow the package."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sqabench").mkdir()
+    done = subprocess.run([sys.executable, "-m", "sqabench", "--version"], cwd=tmp_path, capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"sqabench {sqabench.__version__}"
+
+
+def test_a_cp_job_starts_its_ranks_unshadowed(monkeypatch):
+    """The ranks run `python -m sqabench` too: PYTHONSAFEPATH keeps the current directory off their path."""
+    import subprocess
+
+    import sqabench.cp as cp
+
+    seen = {}
+
+    class Child:
+        def __init__(self, command, env):
+            seen.update(command=command, env=env)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    assert cp.launch(2, ["run", "--seq", "256"]) == 0
+    assert seen["env"]["PYTHONSAFEPATH"] == "1"
+    assert seen["command"][-5:] == ["-m", "sqabench", "run", "--seq", "256"]

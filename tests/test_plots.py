@@ -10,10 +10,18 @@ from typer.testing import CliRunner
 from rows import write_run
 from sqabench.cli import app
 from sqabench.plots import FAMILY_STYLE, build_figures, paper_table
-from sqabench.results import COLUMNS, load_results
+from sqabench.results import COLUMNS, CsvWriter, load_results, resolve_baseline
 
 matplotlib.use("Agg")
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +65,7 @@ def test_paper_table_matches_the_issue():
 
 def test_two_gpus_are_two_panels_of_every_figure(gpu_figures):
     figures, _ = gpu_figures
-    assert set(figures) == {"time", "speedup", "memory", "throughput", "paper"}  # no floor in these rows
+    assert set(figures) == {"time", "speedup", "memory", "attention_memory", "throughput", "paper"}  # no floor
     for name, fig in figures.items():
         titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
         assert len(titles) == 2, name
@@ -167,3 +175,127 @@ def test_header_only_csv_exits_2(tmp_path):
         csv.writer(handle).writerow(COLUMNS)
     result = runner.invoke(app, ["plot", str(path)])
     assert result.exit_code == 2 and "has no rows" in result.output
+
+
+def titles(fig) -> str:
+    return fig._suptitle.get_text() + " ".join(ax.get_title() for ax in fig.axes)
+
+
+def labels(fig) -> set[str]:
+    return {text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()}
+
+
+def test_oom_and_noise_are_in_the_title_only_when_the_data_has_them(tmp_path):
+    clean, _ = build_figures(load_results(write_run(tmp_path / "a.csv")), "mha")
+    assert "out of memory" not in titles(clean["time"]) and "noisy" not in titles(clean["time"])
+    noisy = {("sqa", 1024): [0.7, 1.3, 1.0]}
+    marked, _ = build_figures(load_results(write_run(tmp_path / "b.csv", status={("mha", 32768): "oom"},
+                                                     samples=noisy)), "mha")  # fmt: skip
+    assert "x: out of memory" in titles(marked["time"]) and "hollow: noisy" in titles(marked["time"])
+    for name in ("time", "speedup"):
+        assert "hollow: noisy (spread > 10%)" in labels(marked[name]), name
+        hollow = [c for ax in marked[name].axes for c in ax.collections
+                  if len(c.get_offsets()) and (c.get_facecolor()[:, :3] == 1).all()]  # fmt: skip
+        assert hollow, name
+
+
+def test_the_efficiency_axis_fits_the_data_and_marks_a_wrong_floor(tmp_path):
+    from sqabench.flops import Rates
+    from test_report import rows_for
+
+    rows = rows_for("mha,sqa", rates=Rates(1e15, 1e13, 5e13))  # efficiencies of a few percent
+    path = tmp_path / "r.csv"
+    writer = CsvWriter(path)
+    for row in rows:
+        writer.write(row)
+    figures, _ = build_figures(load_results(path), "mha")
+    ax = figures["efficiency"].axes[0]
+    top = max(float(r["efficiency"]) for r in rows)
+    assert top < 0.2 and ax.get_ylim()[1] == pytest.approx(top * 1.15)  # not a fixed 0-1 axis
+    wrong = rows_for("mha", rates=Rates(1e9, 1e6, 1e6))  # a floor above the time: a bug of the floor
+    path = tmp_path / "wrong.csv"
+    CsvWriter(path).write(wrong[0])
+    figures, notes = build_figures(load_results(path), "mha")
+    assert "above 1: the floor is wrong (a bug, not a result)" in labels(figures["efficiency"])
+    assert any("1 cells above 1, marked as errors" in note for note in notes)
+
+
+def test_a_decode_speedup_figure_promises_only_what_it_draws(tmp_path):
+    figures, _ = build_figures(load_results(write_run(tmp_path / "d.csv", mode="decode")), "gqa")
+    title = figures["speedup"]._suptitle.get_text()
+    assert "byte ratio of a decode step" in title and "FLOP ratio" not in title and "H/Hq" not in title
+    assert not any(t.get_text().startswith("H/Hq") for ax in figures["speedup"].axes for t in ax.texts)
+
+
+def test_an_error_only_file_draws_no_empty_time_figure(tmp_path):
+    statuses = {(v, n): "error" for v in ("mha", "gqa", "sqa", "xsqa") for n in (1024, 32768)}
+    figures, notes = build_figures(load_results(write_run(tmp_path / "e.csv", status=statuses)), "mha")
+    assert "time" not in figures and any("time figure not drawn: no ok rows" in n for n in notes)
+
+
+def test_the_paper_figure_has_error_bars_and_names_a_layer_difference(tmp_path):
+    from test_report import rows_for
+
+    path = tmp_path / "p.csv"
+    writer = CsvWriter(path)
+    for row in rows_for("mha,sqa,xsqa"):
+        writer.write({**row, "n_layers": 2})
+    figures, _ = build_figures(load_results(path), "mha")
+    ax = figures["paper"].axes[0]
+    assert ax.containers and all(c.has_yerr for c in ax.containers)
+    assert "layers: 2 (paper: 8)" in ax.get_title()
+
+
+def test_colours_within_a_family_and_custom_heads_are_far_apart():
+    from itertools import combinations
+
+    from sqabench.plots import styles
+
+    style = styles([*FAMILY_STYLE, "6/2", "4/4@256", "12/3"])
+    for a, b in combinations(style, 2):
+        ra, rb = matplotlib.colors.to_rgb(style[a][0]), matplotlib.colors.to_rgb(style[b][0])
+        distance = sum((x - y) ** 2 for x, y in zip(ra, rb)) ** 0.5
+        assert distance > 0.17 or style[a][1] != style[b][1], (a, b)  # apart in colour, else in marker
+    for pair in (("xsqa", "xsmqa"), ("sqa", "ssqa"), ("sqa", "lsqa"), ("ssqa", "lsqa"), ("base", "6/2")):
+        ra, rb = (matplotlib.colors.to_rgb(style[name][0]) for name in pair)
+        assert sum((x - y) ** 2 for x, y in zip(ra, rb)) ** 0.5 > 0.25, pair
+
+
+def test_an_interrupted_plot_leaves_no_half_figure(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from sqabench.plots import make_plots
+
+    real = Figure.savefig
+
+    def interrupted_at_svg(self, path, *args, **kwargs):
+        if kwargs.get("format") == "svg":
+            raise KeyboardInterrupt
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", interrupted_at_svg)
+    with pytest.raises(KeyboardInterrupt):
+        make_plots(load_results(write_run(tmp_path / "r.csv")), tmp_path / "plots", "mha")
+    assert list((tmp_path / "plots").iterdir()) == []  # no PNG without its SVG, no draft left
+
+
+def test_plot_reuses_the_runs_baseline(tmp_path):
+    path = write_run(tmp_path / "d.csv", mode="decode")
+    from sqabench.results import read_rows
+
+    rows = read_rows(path)
+    rewritten = tmp_path / "gqa-baseline.csv"
+    writer = CsvWriter(rewritten)
+    for row in rows:
+        writer.write({**row, "baseline": "gqa"})  # as `sqabench run --mode decode --baseline gqa` records it
+    result = runner.invoke(app, ["plot", str(rewritten), "--out", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    figures, _ = build_figures(load_results(rewritten), resolve_baseline(load_results(rewritten), None))
+    assert figures["speedup"]._suptitle.get_text().startswith("Speed-up over gqa")
+
+
+@pytest.mark.parametrize("out", ["/proc/sqabench-plots", "/sys/sqabench-plots"])
+def test_plot_into_a_place_that_cannot_be_written_is_one_line(tmp_path, out):
+    result = runner.invoke(app, ["plot", str(write_run(tmp_path / "r.csv")), "--out", out])
+    assert result.exit_code == 2 and "cannot write figures there" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output

@@ -184,3 +184,21 @@ def test_scope_and_layers_bad_input(tmp_path, args, message):
     out = tmp_path / "r.csv"
     result = runner.invoke(app, [*SMALL, *args, "--out", str(out)])
     assert result.exit_code == 2 and message in result.output and not out.exists()
+
+
+@pytest.mark.parametrize("field", ["hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size"])
+@pytest.mark.parametrize("command", [["variants"], ["floor"]])
+def test_a_null_field_is_one_line_naming_it(tmp_path, field, command):
+    path = write_config(tmp_path, **{field: None})
+    result = runner.invoke(app, [*command, "--preset", str(path)])
+    assert result.exit_code == 2 and f"{field}=null must be a positive integer" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_models_folder_is_read_through_its_config(tmp_path):
+    path = write_config(tmp_path)
+    result = runner.invoke(app, ["variants", "--preset", str(path.parent), "--format", "csv"])
+    assert result.exit_code == 0 and result.output.splitlines()[1].startswith("base,16,16,8,")
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["variants", "--preset", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "is a directory without a config.json" in result.output

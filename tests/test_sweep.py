@@ -90,3 +90,28 @@ def test_phases_are_reported_in_order():
     outcome = run_cell(cells("mha")[0], measure_cell, phases.append)
     assert outcome.status == "ok", outcome.error
     assert phases == ["build", "compile", "verify", "warm-up", "timing"]
+
+
+def test_a_host_allocation_failure_is_oom():
+    """The CPU allocator raises RuntimeError, not MemoryError: `--seq 10m` on a CPU is out of memory."""
+    err = RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 6400000000000 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
+    outcome = classify(err)
+    assert outcome.status == "oom" and outcome.error.startswith("host memory: ")
+
+
+def test_the_first_cell_also_warms_the_process_up(tmp_path):
+    """An identical later cell ran faster than the first (a cold process): the first cell runs more untimed
+    calls, and its row records how many."""
+    from sqabench.sweep import PROCESS_WARMUP
+
+    seen = []
+
+    def measure(cell, phase):
+        seen.append((cell.spec.name, cell.warmup))
+        return Outcome(kernel="fake", timing=Timing(1.0, (1.0, 1.0)))
+
+    writer = CsvWriter(tmp_path / "r.csv")
+    run_sweep(cells("mha,sqa,xsqa"), writer, Environment(device="cpu"), measure=measure)
+    assert seen == [("mha", PROCESS_WARMUP), ("sqa", 0), ("xsqa", 0)]
+    assert [r["warmup"] for r in read_rows(writer.path)] == [str(PROCESS_WARMUP), "0", "0"]
