@@ -75,6 +75,7 @@ def test_ceilings_are_cached_per_device_and_software(tmp_path, monkeypatch):
     assert not get_ceilings(torch.device("cpu"), env, "fp32").cached  # an unreadable cache is measured again
 
 
+@pytest.mark.slow
 def test_efficiency_stays_at_or_below_one_on_a_real_cpu_run(tmp_path):
     """A cell measured faster than its floor would mean a wrong cost model or wrong ceilings."""
     device = torch.device("cpu")
@@ -96,6 +97,7 @@ def test_efficiency_stays_at_or_below_one_on_a_real_cpu_run(tmp_path):
         assert row["peak_matmul_flops"] == ""  # no published peak for a CPU
 
 
+@pytest.mark.slow
 def test_ceilings_command_on_cpu():
     result = CliRunner().invoke(app, ["ceilings", "--device", "cpu"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -333,6 +333,7 @@ def test_unsupported_kernel_is_skipped(tmp_path):
     assert row["status"] == "skipped" and "sdpa-cudnn cannot run this case" in row["error"]
 
 
+@pytest.mark.slow
 def test_windowed_variant_runs_flex_without_compiling_while_timed(tmp_path):
     # Same shapes as the flex tests of test_attention (batch 2, 200 tokens, window 48): no new compile.
     out = tmp_path / "r.csv"
@@ -398,6 +399,7 @@ def test_variants_bad_format():
     assert result.exit_code == 2 and "choose one of: table, csv, json" in result.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_takes_effect_while_a_long_cell_runs(tmp_path):
     """The sweep runs in a worker thread: SIGINT reaches the main thread at once, mid-kernel."""
     import os

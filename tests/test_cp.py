@@ -26,6 +26,7 @@ def run(args, timeout=900):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE)
 
 
+@pytest.mark.slow
 def test_the_split_model_equals_one_process():
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     result = run([*launcher, str(HERE / "cp_worker.py")])
@@ -35,6 +36,7 @@ def test_the_split_model_equals_one_process():
     assert len(checks) == 12  # 2 ranks x (sqa, gqa, swa-xsqa) x (encoder, causal)
 
 
+@pytest.mark.slow
 def test_a_split_sweep_writes_one_row_per_cell_from_rank_0(tmp_path):
     out = tmp_path / "cp.csv"
     args = ["run", "--cp", "2", "--device", "cpu", "--seq", "256", "--batch", "1", "--variants", "sqa,gqa,swa-xsqa"]
@@ -46,9 +48,16 @@ def test_a_split_sweep_writes_one_row_per_cell_from_rank_0(tmp_path):
     for row in rows:
         assert (row["world_size"], row["cp_backend"], row["cp_path"], row["local_len"]) == ("2", "gloo", "flex", "128")
         assert float(row["verify_rel_err"]) < 1e-4 and len(row["samples_ms"].split(";")) == 2
-        spec = get_variant(row["variant"])
-        rank, comm = split_cost(spec, PRESETS["paper"], 1, 256, False, "fp32", 2)
-        assert (int(row["rank_flops"]), int(row["comm_bytes"])) == (rank.flops, comm)
+        spec, p = get_variant(row["variant"]), PRESETS["paper"]
+        # written out: rank 1 of 2 holds tokens 128..255 and sees the keys its mask lets through
+        q, kv = spec.n_q_heads * p.head_dim, spec.n_kv_heads * p.head_dim
+        matmuls = p.n_layers * 2 * 128 * (p.d_model * (2 * q + 2 * kv) + 3 * p.d_model * p.d_ff)
+        matmuls += 2 * 128 * p.d_model * p.vocab_size
+        pairs = max(sum(1 for i in range(r * 128, (r + 1) * 128) for j in range(256)
+                        if spec.window is None or abs(i - j) <= spec.window) for r in range(2))  # fmt: skip
+        attention = p.n_layers * 4 * spec.n_q_heads * p.head_dim * pairs
+        received = p.n_layers * 2 * kv * 128 * 4  # K and V of the other rank's 128 tokens, fp32
+        assert (int(row["rank_flops"]), int(row["comm_bytes"])) == (matmuls + attention, received)
         assert float(row["ceiling_link_bytes_per_s"]) > 0 and row["bound"] in ("matmul", "exp", "memory", "comm")
     assert result.stdout.count("results:") == 1  # rank 0 alone prints
     assert "sqabench run --cp 2: starting 2 ranks" in result.stderr
@@ -99,11 +108,14 @@ def test_per_rank_cost_of_a_causal_split():
 
 def test_the_worst_rank_decides_the_row():
     ok = {"status": "ok", "error": "", "kernel": "cp-flex", "verify": 1e-7, "compile_ms": 5.0,
-          "samples": [2.0, 3.0], "peak": [None, None]}  # fmt: skip
-    slow = {**ok, "samples": [4.0, 1.0], "compile_ms": 9.0, "verify": 2e-7}
+          "samples": [2.0, 3.0], "peak": [100, 400]}  # fmt: skip
+    slow = {**ok, "samples": [4.0, 1.0], "compile_ms": 9.0, "verify": 2e-7, "peak": [300, 200]}
     outcome = combine([ok, slow])
     assert outcome.status == "ok" and outcome.timing.samples_ms == (4.0, 3.0) and outcome.timing.compile_ms == 9.0
     assert outcome.verify_rel_err == 2e-7
+    assert outcome.peak == (300, 400)  # each the largest over the ranks: rank 1's allocated, rank 0's reserved
+    cpu = {**ok, "peak": [None, None]}
+    assert combine([cpu, {**cpu}]).peak == (None, None)
     oom = {"status": "oom", "error": "CUDA out of memory", "samples": None}
     timeout = {"status": "error", "error": "RuntimeError: timed out", "samples": None}
     failed = combine([timeout, oom])
@@ -123,3 +135,16 @@ def test_a_rank_takes_its_own_gpu_before_touching_cuda(monkeypatch):
     assert resolve_device("cuda") == torch.device("cuda", 1) and chosen == [1]
     monkeypatch.setenv("WORLD_SIZE", "1")  # not a job: the current device, untouched
     assert resolve_device("auto") == torch.device("cuda") and chosen == [1]
+
+
+def test_each_rank_takes_its_share_and_its_positions():
+    """What a real run's step uses (split.py): Group.local slices the tokens, Group.positions rotates them."""
+    from sqabench.cp import Group
+
+    tokens = torch.arange(2 * 512).view(2, 512)
+    shares = [Group(rank, 4, "gloo", torch.device("cpu"), None, None) for rank in range(4)]
+    assert [g.shard(512) for g in shares] == [(0, 128), (128, 256), (256, 384), (384, 512)]
+    for g in shares:
+        start = g.rank * 128
+        assert torch.equal(g.local(tokens, dim=1), tokens[:, start : start + 128])
+        assert g.positions(512).tolist() == list(range(start, start + 128))

@@ -11,7 +11,9 @@ from sqabench.variants import FAMILY, get_variant
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["encoder", "causal"])
-@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if get_variant(n).window else n for n in FAMILY]
+)  # windowed: flex compiles
 def test_encoder_matches_a_reference_built_from_its_weights(name, causal):
     """The whole encoder with its auto kernel (sdpa, or flex when windowed) against tests/reference.py."""
     spec = get_variant(name, TINY.n_heads, window=WINDOW)

@@ -69,7 +69,11 @@ def cells(names="mha,sqa"):
 
 
 def on_fake_gpu(monkeypatch, **kwargs):
-    """Real CPU cells, measured as if NVML watched a GPU: the fake's counter advances with time."""
+    """Real CPU cells, measured as if NVML watched a GPU: the fake's counter advances with time. The energy
+    window is cut to a tenth of a second here (its arithmetic is tested with a fake clock above)."""
+    import sqabench.energy as energy
+
+    monkeypatch.setattr(energy, "MIN_ENERGY_WINDOW_S", 0.1)
     nvml = fake_nvml.make(**kwargs)
     monkeypatch.setattr(measure, "open_monitor", lambda device: GpuMonitor(nvml, ("gpu", 0), interval_s=0.01))
     return nvml

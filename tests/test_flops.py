@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import TINY
 from sqabench.kernels import dense_mask
 from sqabench.encoder import build_encoder
-from sqabench.flops import step_cost, visible_pairs
+from sqabench.flops import Rates, decode_cost, floor, split_cost, step_cost, visible_pairs
 from sqabench.variants import FAMILY, VariantSpec, get_variant
 
 
@@ -49,10 +49,14 @@ def test_forward_flops_equal_flop_counter(name):
 
 
 def test_flop_counter_check_can_fail():
-    """A wrong head count must change the count: the test above is not vacuous."""
-    a = step_cost(get_variant("mha"), TINY, 3, 40).flops
-    b = step_cost(get_variant("sqa"), TINY, 3, 40).flops
-    assert a != b
+    """The check above is not vacuous: the counter on a model with other heads disagrees with the cost model."""
+    model = build_encoder(get_variant("mha"), TINY, kernel="sdpa-math")  # 16 query heads
+    tokens = torch.randint(0, TINY.vocab_size, (3, 40))
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), counter:
+        model(tokens)
+    assert step_cost(get_variant("sqa"), TINY, batch=3, seq_len=40).flops != counter.get_total_flops()
+    assert step_cost(get_variant("mha"), TINY, batch=3, seq_len=40).flops == counter.get_total_flops()
 
 
 def test_attention_flops_scale_with_query_heads():
@@ -72,13 +76,24 @@ def test_attention_term_is_exact():
     assert cost.exps == TINY.n_layers * 2 * 8 * pairs
 
 
-def test_train_step_factors():
+def test_train_step_flops_against_the_flop_counter():
+    """Forward and backward of a loss, counted: the matmuls' 3x (forward, and two products in the backward)
+    is what FlopCounterMode counts; the attention's 3.5x is the math backend's count (3x: two products
+    forward, four backward) plus the FlashAttention backward's recomputation of QK^T (0.5x)."""
+    import torch.nn.functional as F
+
     spec = get_variant("gqa")
-    fwd = step_cost(spec, TINY, 2, 100)
-    train = step_cost(spec, TINY, 2, 100, mode="train")
-    assert train.matmul_flops == 3 * fwd.matmul_flops
-    assert train.attention_flops == 3.5 * fwd.attention_flops
-    assert train.exps == 2 * fwd.exps
+    model = build_encoder(spec, TINY, kernel="sdpa-math")
+    tokens, targets = torch.randint(0, TINY.vocab_size, (2, 40)), torch.randint(0, TINY.vocab_size, (80,))
+    counter = FlopCounterMode(display=False)
+    with sdpa_kernel([SDPBackend.MATH]), counter:
+        F.cross_entropy(model(tokens).flatten(0, 1), targets).backward()
+    counted = {str(op): flops for op, flops in counter.get_flop_counts()["Global"].items()}
+    train = step_cost(spec, TINY, 2, 40, mode="train", dtype="fp32")
+    assert train.matmul_flops == counted["aten.mm"]  # projections, SwiGLU, head: forward and backward
+    qk_recompute = TINY.n_layers * 2 * 2 * spec.n_q_heads * 40 * 40 * TINY.head_dim  # 2mnk of QK^T per layer
+    assert train.attention_flops == counted["aten.bmm"] + qk_recompute
+    assert train.exps == 2 * step_cost(spec, TINY, 2, 40).exps  # the backward recomputes the probabilities
 
 
 def test_min_bytes_counts_weights_and_activations():
@@ -91,3 +106,39 @@ def test_min_bytes_counts_weights_and_activations():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="mode='bwd'"):
         step_cost(get_variant("mha"), TINY, 1, 10, mode="bwd")
+
+
+def test_the_floor_when_communication_binds():
+    """A context-parallel rank's all-gathers: comm bytes at the link's rate, in milliseconds, by hand."""
+    rates = Rates(matmul_flops=1e12, exp_per_s=1e9, bytes_per_s=1e11)
+    f = floor(flops=1e12, exps=1e9, min_bytes=1e11, rates=rates, comm_bytes=3e9, link=1e9)  # 1 s each; comm 3 s
+    assert (f.bound, f.floor_ms) == ("comm", pytest.approx(3000.0))
+    assert f.terms_ms == pytest.approx({"matmul": 1000.0, "exp": 1000.0, "memory": 1000.0, "comm": 3000.0})
+    assert floor(1e12, 1e9, 1e11, rates, comm_bytes=0.5e9, link=1e9).bound in ("matmul", "exp", "memory")
+    assert "comm" not in floor(1e12, 1e9, 1e11, rates).terms_ms  # one process: no fourth limit
+
+
+def test_a_decode_step_with_a_window_reads_the_window_only():
+    """The keys a windowed decode step reads are capped at w + 1: counted key by key, against the same
+    heads without a window."""
+    p, window, context, new = TINY, 48, 200, 8
+    windowed, full = VariantSpec("w", 16, 8, 4, window), VariantSpec("f", 16, 8, 4)
+    keys = {w: sum(sum(1 for j in range(context + t + 1) if w is None or context + t - j <= w) for t in range(new))
+            for w in (None, window)}  # fmt: skip
+    assert keys[window] == new * (window + 1)
+    a, b = decode_cost(windowed, p, 3, context, new, "fp32"), decode_cost(full, p, 3, context, new, "fp32")
+    per_key = 2 * p.n_layers * 3 * 4 * p.head_dim * 4  # K and V, every layer, 3 sequences, 4 heads, fp32 bytes
+    assert (b.min_bytes - a.min_bytes) * new == per_key * (keys[None] - keys[window])
+    assert (b.attention_flops - a.attention_flops) * new == 4 * p.n_layers * 3 * 8 * p.head_dim * (
+        keys[None] - keys[window])
+
+
+def test_a_ranks_matmuls_are_its_share_of_the_sequence():
+    """Split across 4 ranks, the busiest rank multiplies its own quarter of the tokens, not the whole
+    sequence's: per layer 2 x tokens x (W_Q, W_K, W_V, W_O and the SwiGLU's weights), then the head."""
+    spec, p, batch, n, world = get_variant("sqa"), TINY, 2, 1024, 4
+    rank, _ = split_cost(spec, p, batch, n, True, "bf16", world)
+    tokens = batch * n // world
+    q, kv = spec.n_q_heads * p.head_dim, spec.n_kv_heads * p.head_dim
+    weights = p.d_model * q + 2 * p.d_model * kv + q * p.d_model + 3 * p.d_model * p.d_ff
+    assert rank.matmul_flops == p.n_layers * 2 * tokens * weights + 2 * tokens * p.d_model * p.vocab_size

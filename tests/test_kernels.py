@@ -17,6 +17,7 @@ def test_mask_functions_are_named_for_what_they_compute(window, causal, name):
     assert f"{name}" in repr(build_kernel("flex", window, causal))
 
 
+@pytest.mark.slow
 def test_a_block_mask_first_built_by_a_forward_cell_serves_a_train_cell():
     """The mask cache is filled in whatever grad mode its first caller is in. A mask of inference
     tensors, cached by a forward cell, fails a later train cell: "Inference tensors cannot be saved

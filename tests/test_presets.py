@@ -140,7 +140,7 @@ SMALL = ["run", "--device", "cpu", "--seq", "64", "--batch", "1", "--warmup", "0
 
 
 @pytest.mark.parametrize("scope", ["block", "attention"])
-@pytest.mark.parametrize("preset_name", ["paper", "wide"])
+@pytest.mark.parametrize("preset_name", ["paper", pytest.param("wide", marks=pytest.mark.slow)])
 def test_scope_runs(tmp_path, scope, preset_name):
     out = tmp_path / "r.csv"
     args = [*SMALL, "--preset", preset_name, "--scope", scope, "--variants", "mha,sqa", "--mode", "train"]
@@ -157,6 +157,7 @@ def test_scope_runs(tmp_path, scope, preset_name):
     assert f"scope {scope}" in result.output
 
 
+@pytest.mark.slow
 def test_a_config_run_with_fewer_layers(tmp_path):
     out = tmp_path / "r.csv"
     result = runner.invoke(app, [*SMALL, "--preset", "qwen3-0.6b", "--layers", "2", "--variants", "base,sqa,xsqa",
