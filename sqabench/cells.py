@@ -21,6 +21,7 @@ from sqabench.presets import Preset
 from sqabench.variants import VariantSpec
 
 NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
+DENSE_MASK_MAX = 8192  # SDPA with an explicit (N, N) mask, or the math backend: tried up to this length only
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class Cell:
     cuda_graphs: bool = False  # decode: the step captured in a CUDA graph
     scope: str = "model"  # what is timed: the model, one block, or the attention op
     world_size: int = 1  # ranks the sequence is split across (context parallelism)
+    compile: str = ""  # torch.compile's mode for the whole model; "" runs it eagerly
+    breakdown: bool = False  # profile one more step after the timed repeats (not part of what is measured)
+    trace: str = ""  # --breakdown: where this cell's Chrome trace goes ("" : none)
 
     @property
     def layers_timed(self) -> int:
@@ -66,8 +70,20 @@ class Cell:
 
     @property
     def uses_flex(self) -> bool:
-        """Whether the cell's (prefill) kernel is flex: compiled per shape."""
-        return self.kernel_requested == "flex" or (self.kernel_requested == "auto" and self.spec.window is not None)
+        """Whether the cell's (prefill) kernel is, or may be, flex: compiled per shape."""
+        return self.kernel_requested in ("flex", "best") or (
+            self.kernel_requested == "auto" and self.spec.window is not None
+        )
+
+    @property
+    def best_candidates(self) -> list[str]:
+        """The kernels ``--kernel best`` tries: every fused SDPA backend and flex, and those that hold an N x N
+        matrix (a window's explicit mask, the math backend) where N is short enough."""
+        short = self.seq_len <= DENSE_MASK_MAX or self.mode == "decode"
+        fused = ["sdpa-flash", "sdpa-cudnn", "sdpa-efficient"]
+        if self.spec.window is not None and self.mode != "decode":
+            return ["flex", *(fused + ["sdpa-math"] if short else [])]
+        return [*fused, "flex", *(["sdpa-math"] if short else [])]
 
     def identity(self) -> dict[str, object]:
         """The columns that say what was asked for, as the CSV spells them."""
@@ -80,7 +96,8 @@ class Cell:
             "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel_requested,
             "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule,
             "new_tokens": self.new_tokens if self.mode == "decode" else "", "cuda_graphs": self.cuda_graphs,
-            "world_size": self.world_size, **self.split_identity(), "warmup": self.warmup, "repeats": self.repeats,
+            "world_size": self.world_size, **self.split_identity(), "compile": self.compile,
+            "warmup": self.warmup, "repeats": self.repeats,
         }  # fmt: skip
 
     def split_identity(self) -> dict[str, object]:
@@ -191,6 +208,8 @@ def plan(
     cuda_graphs: bool = False,
     scope: str = "model",
     world_size: int = 1,
+    compile: str = "",
+    breakdown: bool = False,
 ) -> list[Cell]:
     """Every cell of the sweep, shortest lengths first so that an OOM at the end loses nothing.
 
@@ -201,7 +220,8 @@ def plan(
     causal = causal or mode == "decode"
     return [
         Cell(spec, preset, n, batch_for(n, tokens, batch), rule, dtype, mode, causal, kernel, device, warmup,
-             repeats, new_tokens if mode == "decode" else 0, cuda_graphs, scope, world_size)  # fmt: skip
+             repeats, new_tokens if mode == "decode" else 0, cuda_graphs, scope, world_size, compile,
+             breakdown)  # fmt: skip
         for n in seq_lens
         for spec in specs
     ]

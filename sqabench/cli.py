@@ -170,6 +170,35 @@ def ceilings(
 
 
 @app.command()
+def doctor(
+    device: DeviceOption = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """What this machine can run: versions, the device, which kernels run which shapes, speed, CUDA graphs, NVML,
+    ceilings. Exit 0 when the default sweep can run, 1 naming what cannot."""
+    from sqabench.device import resolve_device
+    from sqabench.doctor import run_doctor, summary
+    from sqabench.report import doctor_tables
+
+    with usage_errors():
+        dev = resolve_device(device)
+    if not json_out:
+        say(f"sqabench doctor on {dev}: a minute at most" + ("" if dev.type == "cuda" else "; GPU parts are skipped"))
+    checks = run_doctor(dev)
+    result = summary(checks)
+    if json_out:
+        typer.echo(json.dumps(result, indent=1))
+    else:
+        for table in doctor_tables(checks):
+            out.print(table)
+        for line in result["broken"]:
+            say(f"not ready: {line}", "bold red")
+        out.print(Text("ready for the default sweep" if result["ok"] else "not ready: see above",
+                       style="green" if result["ok"] else "bold red"))  # fmt: skip
+    raise typer.Exit(0 if result["ok"] else 1)
+
+
+@app.command()
 def floor(
     gpu: Annotated[
         str,
@@ -246,6 +275,55 @@ def run(options: "RunOptions") -> None:
 
 
 app.command("run")(command_of(RunOptions, run))
+
+
+@app.command()
+def reproduce(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="What to reproduce: paper (its Table 3).")],
+    seq: Annotated[
+        str | None, typer.Option(metavar="LENGTHS", help="Lengths. Default: GPU 32k,131k,200k; CPU 1k,4k.")
+    ] = None,
+    device: DeviceOption = "auto",
+    out_path: Annotated[str | None, typer.Option("--out", metavar="FILE", help="CSV to write.")] = None,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", metavar="DIR", help="Where the paper figure goes. Default: beside --out.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue --out.")] = False,
+    budget: Annotated[str | None, typer.Option(metavar="DURATION", help="As sqabench run --budget.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the cells and the estimate, run nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Start a run estimated past an hour without asking.")] = False,
+) -> None:
+    """Run the paper's Table 3 protocol and print our numbers beside the paper's, claim by claim."""
+    from sqabench import reproduce as protocol
+    from sqabench.device import resolve_device
+    from sqabench.report import reproduce_tables
+    from sqabench.request import resolve_run
+    from sqabench.results import load_results, read_rows
+    from sqabench.runner import execute
+
+    with usage_errors():
+        on_gpu = resolve_device(device).type == "cuda"
+        options = protocol.options(target.lower(), on_gpu, seq=seq, device=device, out=out_path, resume=resume,
+                                   budget=budget, dry_run=dry_run, yes=yes)  # fmt: skip
+        plan = resolve_run(options)
+        code = execute(plan, out, err)
+    if dry_run or not plan.path.exists():
+        raise typer.Exit(code)
+    rows = read_rows(plan.path)
+    ours = protocol.our_times(rows)
+    for title, table in reproduce_tables(ours, protocol.paper_times(), protocol.verdicts(ours), on_gpu):
+        out.print(Text(title, style="bold"), highlight=False)
+        out.print(table)
+    for difference in protocol.differences(rows, on_gpu):
+        say(f"differs from the paper: {difference}")
+    from sqabench.plots import make_plots
+
+    folder = plots or plan.path.with_name(plan.path.stem + "-plots")
+    written, _ = make_plots(load_results(plan.path), folder, "mha")
+    for path in written:
+        if path.stem in ("paper", "speedup"):
+            out.print(Text(str(path)), highlight=False)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -83,7 +83,7 @@ def check_request(
         raise ConfigError(f"--cp runs --mode fwd only (this run is --mode {mode})")
     if scope != "model":
         raise ConfigError(f"--cp splits the whole model's sequence; --scope {scope} does not apply")
-    if kernel not in ("auto", "flex"):
+    if kernel not in ("auto", "flex"):  # (best too: every rank must run one kernel)
         raise ConfigError(f"--cp runs torch's FlexAttention context-parallel path: --kernel auto or flex, not {kernel}")
     step = world * BLOCK
     bad = [n for n in lengths if n % step]

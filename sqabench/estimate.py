@@ -90,7 +90,10 @@ def estimate(cells: list[Cell], rates: Rates, warm_cache: bool = False, already_
         bound = cell.floor(rates)  # the busiest rank's, when split: it sets the pace
         call_s = bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
         calls = 1 + cell.warmup + cell.repeats
-        parts = {"steps": calls * call_s, "compile": 0.0, "overhead": OVERHEAD_S.get(device, OVERHEAD_S["cuda"])}
+        tries = len(cell.best_candidates) if cell.kernel_requested == "best" else 0  # each timed briefly first
+        calls += tries * (1 + 1 + 3) + (1 if cell.breakdown else 0)  # (and --breakdown's profiled step)
+        parts = {"steps": calls * call_s, "compile": 0.0,
+                 "overhead": (1 + tries) * OVERHEAD_S.get(device, OVERHEAD_S["cuda"])}  # fmt: skip
         timed_s = cell.repeats * call_s
         if cell.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
             prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.dtype)

@@ -238,6 +238,13 @@ class Floor:
     terms_ms: dict[str, float]
 
 
+def amdahl(base_ms: float, base_attention_ms: float, attention_ms: float) -> float:
+    """The whole-step speed-up that the attention alone explains (Amdahl): the baseline's step with its
+    attention time replaced by the variant's."""
+    rest = base_ms - base_attention_ms
+    return base_ms / (rest + attention_ms) if rest + attention_ms > 0 else float("inf")
+
+
 def memory_ms(min_bytes: float, bytes_per_s: float) -> float:
     """Milliseconds to move ``min_bytes`` at ``bytes_per_s``: the memory term of the floor (and a decode
     step's memory-bound prediction)."""

@@ -38,9 +38,10 @@ SDPA_BACKENDS: dict[str, SDPBackend] = {
     "math": SDPBackend.MATH,
 }
 KERNELS: tuple[str, ...] = ("eager", "sdpa", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "flex")
-CHOICES: tuple[str, ...] = ("auto", *KERNELS)  # what --kernel accepts
+CHOICES: tuple[str, ...] = ("auto", *KERNELS, "best")  # what --kernel accepts
 _NO_BACKEND = ("No viable backend", "No available kernel")
 CPU_FLEX_BLOCK = 128  # on a CPU, flex's key length is padded to its block (see FlexKernel)
+ATTENTION_RANGE = "sqabench.attention"  # the profiler range around every kernel call (--breakdown)
 
 
 class KernelUnsupported(RuntimeError):
@@ -166,13 +167,23 @@ def sdpa_choice(
 
 
 class Kernel(nn.Module):
-    """(B, Hq, N, Dh), (B, Hkv, S, Dh) x2 -> (B, Hq, N, Dh); ``valid`` (S,): a cache's filled slots."""
+    """(B, Hq, N, Dh), (B, Hkv, S, Dh) x2 -> (B, Hq, N, Dh); ``valid`` (S,): a cache's filled slots.
+
+    Every call runs inside the profiler range ``ATTENTION_RANGE``, so that a profile attributes what the
+    kernel launches to attention whatever backend ran (inside a compiled model, kernel names decide).
+    """
 
     name = ""
 
     def __init__(self, window: int | None = None, causal: bool = False) -> None:
         super().__init__()
         self.window, self.causal = window, causal
+
+    def __call__(self, *args, **kwargs):
+        if torch.compiler.is_compiling():
+            return super().__call__(*args, **kwargs)
+        with torch.profiler.record_function(ATTENTION_RANGE):
+            return super().__call__(*args, **kwargs)
 
     def ran(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None = None) -> str:
         """The name of what runs on these inputs (for unpinned SDPA: the backend the dispatcher picks)."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +22,19 @@ import torch.nn.functional as F
 from sqabench.attention import rope_tables
 from sqabench.cells import Cell, Outcome, Timing
 from sqabench.decode import Decoder, graphed
-from sqabench.device import no_compile, peak_memory, reset_peak_memory, synchronize, time_first_call, time_repeats
+from sqabench.device import (
+    free_memory, no_compile, peak_memory, reset_peak_memory, synchronize, time_first_call, time_repeats,
+)  # fmt: skip
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_block, build_encoder
 from sqabench.energy import energy_per_step, open_monitor
 from sqabench.environment import nvml_reading
-from sqabench.verify import Verification, verify_decode, verify_layer
+from sqabench.failures import MEASURE_ERRORS, classify
+from sqabench.profile import profile_step
+from sqabench.kernels import KernelUnsupported
+from sqabench.verify import KernelVerifyFailed, Verification, verify_decode, verify_layer, verify_model
+
+COMPILED_CHECK_LEN = 256  # a compiled model is verified whole, in fp64, on its first sequence's first tokens
 
 
 # --- one cell --------------------------------------------------------------------------------------
@@ -131,25 +139,30 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
     model = build_encoder(
         cell.spec, cell.preset, cell.kernel_requested, cell.causal, device, get_dtype(cell.dtype).torch
     )
+    run = torch.compile(model, mode=cell.compile) if cell.compile else model  # --compile: the whole model
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), device=device)
     if cell.mode == "fwd":
 
         def step() -> None:
             with torch.inference_mode():
-                model(tokens)
+                run(tokens)
 
     else:
         targets = torch.randint(0, cell.preset.vocab_size, (cell.batch * cell.seq_len,), device=device)
 
         def step() -> None:
             model.zero_grad(set_to_none=True)
-            logits = model(tokens)  # (B, N, V)
+            logits = run(tokens)  # (B, N, V)
             F.cross_entropy(logits.flatten(0, 1), targets).backward()
 
     layer = model.blocks[0].attn
 
     def verify() -> Verification:
-        return verify_layer(layer, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base)
+        checked = verify_layer(layer, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base)
+        if not cell.compile:
+            return checked
+        err = verify_model(run, model, tokens[:1, :COMPILED_CHECK_LEN])  # the compiled model itself, against fp64
+        return dataclasses.replace(checked, rel_err=max(checked.rel_err, err))
 
     return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len,
                     attention_memory=attention_memory(cell, layer, device))  # fmt: skip
@@ -201,8 +214,11 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
     """Build, compile (timed apart), verify against fp64, warm up, time, read memory and the GPU. May raise.
 
     ``phase`` hears the name of each stage as it starts: build, compile, verify, (prefill,) warm-up,
-    timing (and energy, on a GPU whose timed window was too short for NVML's energy counter).
+    timing (and energy, on a GPU whose timed window was too short for NVML's energy counter; breakdown,
+    with --breakdown). ``--kernel best``: see ``measure_best``.
     """
+    if cell.kernel_requested == "best":
+        return measure_best(cell, phase)
     device = torch.device(cell.device)
     phase("build")
     reset_peak_memory(device)
@@ -249,6 +265,10 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
         readings["attn_mem_bytes"] = work.attention_memory()
     except torch.OutOfMemoryError:
         notes.append("attention memory not measured: out of memory")
+    if cell.breakdown:  # one more step, profiled: never one of the timed ones
+        phase("breakdown")
+        with no_compile():
+            readings.update(profile_step(work.step, device, Path(cell.trace) if cell.trace else None).columns())
     return Outcome(
         kernel=verified.kernel,
         verify_rel_err=verified.rel_err,
@@ -259,3 +279,36 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
         note="; ".join(note for note in notes if note),
     )
 
+
+BEST_BRIEF = {"warmup": 1, "repeats": 3}  # how briefly each candidate of --kernel best is timed
+
+
+def measure_best(cell: Cell, phase: Callable[[str], None]) -> Outcome:
+    """--kernel best: each candidate that runs the cell is verified and timed briefly; those that fail
+    verification are never candidates (named in the note); the fastest is then measured in full."""
+    brief, refused = {}, []
+    for kernel in cell.best_candidates:
+        phase(f"trying {kernel}")
+        trial = dataclasses.replace(cell, kernel_requested=kernel, breakdown=False, trace="", **BEST_BRIEF)
+        try:
+            outcome = measure_cell(trial)
+        except MEASURE_ERRORS as err:
+            failed = classify(err)
+            if isinstance(err, KernelVerifyFailed):
+                refused.append(f"{kernel} ({failed.error.split(': ', 1)[-1]})")
+            del err
+            free_memory(torch.device(cell.device))
+            continue
+        brief[outcome.kernel or kernel] = (kernel, outcome.timing.median_ms)
+        free_memory(torch.device(cell.device))
+    if not brief:
+        raise KernelUnsupported(f"no kernel runs this case ({', '.join(cell.best_candidates)}); "
+                                f"failed verification: {', '.join(refused) or 'none'}")  # fmt: skip
+    ran, (winner, _) = min(brief.items(), key=lambda item: item[1][1])
+    outcome = measure_cell(dataclasses.replace(cell, kernel_requested=winner))
+    others = ";".join(f"{name}={ms:.3g}" for name, (_, ms) in sorted(brief.items(), key=lambda i: i[1][1]))
+    outcome.readings["kernel_candidates"] = others
+    if refused:
+        said = f"failed verification, never a candidate: {', '.join(refused)}"
+        outcome.note = "; ".join(note for note in (outcome.note, said) if note)
+    return outcome

@@ -38,7 +38,8 @@ class RunOptions:
     causal: Annotated[bool, _option(None, "Causal masks (the paper's decoder) instead of the encoder.", "--causal")] = False
     window: Annotated[int, _option("TOKENS", "Sliding window of the windowed variants: |i-j| <= window.")] = 128
     kernel: Annotated[str, _option(
-        "KERNEL", "auto (sdpa; flex when windowed), eager, sdpa, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, flex.",
+        "KERNEL", "auto (sdpa; flex when windowed), eager, sdpa, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, "
+        "flex, or best (the fastest kernel that passes verification, per cell).",
     )] = "auto"  # fmt: skip
     tokens: Annotated[int | None, _option(
         "TOKENS", "Tokens per step; batch = max(1, tokens // seq_len). Default: GPU 131072, CPU 1024.",
@@ -70,6 +71,20 @@ class RunOptions:
         "N", "Split each sequence across N processes (context parallelism); see README.",
     )] = None  # fmt: skip
     cp_timeout: Annotated[float, _option("SECONDS", "--cp: how long a collective waits for a rank.")] = 600.0
+    breakdown: Annotated[bool, _option(
+        None, "After the timed repeats, profile one more step: attention, matmul, other and idle time per cell.",
+        "--breakdown",
+    )] = False  # fmt: skip
+    trace_dir: Annotated[str | None, _option(
+        "DIR", "--breakdown: where the Chrome traces of each variant's longest cell go. Default: beside --out.",
+    )] = None  # fmt: skip
+    compile: Annotated[bool, _option(
+        None, "Compile the whole model with torch.compile (compile time reported apart, as the first call).",
+        "--compile",
+    )] = False  # fmt: skip
+    compile_mode: Annotated[str, _option(
+        "MODE", "--compile: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs.",
+    )] = "default"  # fmt: skip
     budget: Annotated[str | None, _option(
         "DURATION", "Stop starting cells after this long (90s, 10m, 1.5h); when the sweep will not fit, the most "
         "valuable cells run first. The rest is left for --resume.",

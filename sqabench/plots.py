@@ -19,8 +19,9 @@ from sqabench.flops import memory_ms
 from sqabench.lengths import format_len
 from sqabench.results import SETTING_KEY, duplicate_notes, latest, setting_title
 
-FIGURES = ("time", "speedup", "memory", "attention_memory", "throughput", "efficiency", "paper", "decode",
-           "prefill_vs_decode")  # fmt: skip
+FIGURES = ("time", "speedup", "memory", "attention_memory", "throughput", "efficiency", "breakdown", "paper",
+           "decode", "prefill_vs_decode")  # fmt: skip
+PART_COLORS = {"attention_ms": "#1f62c4", "matmul_ms": "#7f7f7f", "other_ms": "#fdae6b", "idle_ms": "#e0e0e0"}
 FAMILY_STYLE: dict[str, tuple[str, str]] = {  # colour, marker: hues and markers apart within a family
     "mha": ("#1a1a1a", "o"),
     "gqa": ("#666666", "s"),
@@ -371,6 +372,37 @@ def _efficiency_figure(frame, style, notes):
     return fig
 
 
+def _breakdown_figure(frame):
+    """Per setting and length, one stacked bar per variant: attention, matmul, other kernels, idle."""
+    rows = frame[(frame["status"] == "ok") & frame["attention_ms"].notna()]
+    panels = [(group, n, at) for group in settings(rows) for n, at in group.groupby("seq_len", sort=True)]
+    if not panels:
+        return None
+    fig, axes = _axes_grid(
+        len(panels),
+        "Where a step's time goes: one profiled step after the timed repeats (--breakdown)\n"
+        "attention, matmul (projections, feed-forward, head), other kernels, idle (launches, Python, syncs)",
+    )
+    for ax, (group, n, at) in zip(axes, panels):
+        at = at.drop_duplicates("variant", keep="last")
+        bottom = pd.Series(0.0, index=at.index)
+        for column, colour in PART_COLORS.items():
+            ax.bar(at["variant"], at[column], bottom=bottom, color=colour, edgecolor="white",
+                   label=column.removesuffix("_ms"))  # fmt: skip
+            bottom = bottom + at[column]
+        for x, (total, share) in enumerate(zip(bottom, at["attention_share"])):
+            ax.annotate(f"{share:.0%}", (x, total), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                        textcoords="offset points")  # fmt: skip
+        ax.set_ylabel("milliseconds of the profiled step")
+        ax.set_title(f"{panel_title(group)}\n{format_len(int(n))} x{int(at['batch'].iloc[0])} (label: attention's share)",
+                     fontsize=9)  # fmt: skip
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.margins(y=0.12)
+        _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
 def _differences(group: pd.DataFrame) -> list[str]:
     """How this setting differs from the paper's (A100, bf16, causal decoder, forward, paper model, 8 layers)."""
     r = group.iloc[0]
@@ -537,6 +569,9 @@ def build_figures(frame: pd.DataFrame, baseline: str | None) -> tuple[dict[str, 
         notes.append("efficiency figure not drawn: no floor recorded (rows from before ceilings existed)")
     else:
         figures["efficiency"] = efficiency
+    breakdown = _breakdown_figure(frame)
+    if breakdown is not None:
+        figures["breakdown"] = breakdown
     paper = _paper_figure(frame, style, notes)
     if paper is not None:
         figures["paper"] = paper

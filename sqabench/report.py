@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from sqabench.flops import memory_ms
+from sqabench.flops import amdahl, memory_ms
 from sqabench.lengths import format_len
 from sqabench.results import SETTING_KEY, key_of, normal, setting_title
 
@@ -76,6 +76,9 @@ def results_table(rows: list[dict], baseline: str | None) -> Table:
     if baseline:
         allowed = "byte ratio (decode reads)" if decode else "FLOP ratio"
         caption += f"; speed-up over {baseline}, then the {allowed} the cost model allows for the whole step"
+    if any(normal(r.get("attention_share")) for r in rows):
+        caption += (f"; --breakdown: attention's share of a profiled step, and the whole-step speed-up over "
+                    f"{baseline} that the attention time alone explains (Amdahl)")  # fmt: skip
     if decode:
         caption += "; memory-bound: the bytes of a step at the measured copy bandwidth"
     table = Table(caption=caption, caption_justify="left")
@@ -142,7 +145,17 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
     if normal(row.get("peak_mem_bytes")):
         detail += f" · {format_bytes(row['peak_mem_bytes'])}"
     text.append(f"\n{detail}", style="dim")
+    if normal(row.get("attention_share")):
+        text.append(f"\nattention {float(row['attention_share']):.0%} of a step", style="dim")
+        if base is not None and not is_baseline and normal(base.get("attention_ms")):
+            explained = amdahl(breakdown_ms(base), float(base["attention_ms"]), float(row["attention_ms"]))
+            text.append(f" · explains {explained:.2f}x", style="dim")
     return text
+
+
+def breakdown_ms(row: dict) -> float:
+    """The profiled step's wall time: its four parts together."""
+    return sum(float(row[c]) for c in ("attention_ms", "matmul_ms", "other_ms", "idle_ms"))
 
 
 def format_number(value: float | None, digits: int = 2) -> str:
@@ -173,6 +186,92 @@ def check_table(report, baseline_path, current_path) -> Table:
             Text(verdict_text(v)), style="" if v.ok else "bold red",
         )  # fmt: skip
     return table
+
+
+STATUS_STYLE = {"ok": "green", "info": "", "unsupported": "yellow", "wrong": "bold red", "skipped": "dim",
+                "failed": "bold red"}  # fmt: skip
+
+
+def doctor_tables(checks) -> list[Table]:
+    """``sqabench doctor``'s checks, a table per section (the kernels as a case x kernel matrix); the default
+    sweep's needs marked."""
+    tables = []
+    for section in dict.fromkeys(c.section for c in checks):
+        if section == "kernels":
+            tables.append(_kernel_matrix([c for c in checks if c.section == section]))
+            continue
+        table = Table(title=section, title_justify="left")
+        for column in ("check", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for c in (c for c in checks if c.section == section):
+            status = Text(c.status + (" (needed)" if c.needed else ""), style=STATUS_STYLE.get(c.status, ""))
+            table.add_row(Text(c.name), status, Text(c.detail))
+        tables.append(table)
+    return tables
+
+
+def _kernel_matrix(checks) -> Table:
+    """Case x kernel: ok, unsupported, WRONG (details: ``--json``); the backend SDPA picks beside each case."""
+    cells: dict[str, dict[str, object]] = {}
+    for c in checks:
+        case, _, kernel = c.name.rpartition(": ")
+        cells.setdefault(case or c.name, {})[kernel if case else ""] = c
+    kernels = list(dict.fromkeys(k for row in cells.values() for k in row if k and k != "sdpa picks"))
+    table = Table(title="kernels: ok = forward (on a GPU, and backward) within the dtype's tolerance of fp64; "
+                  "no = unsupported", title_justify="left",
+                  caption="paper: d_head 16; wide: d_head 128; *: the default sweep needs it; reasons: --json",
+                  caption_justify="left")  # fmt: skip
+    for column in ("case", "picks", *kernels):
+        table.add_column(column.removeprefix("sdpa-") if column != "sdpa" else column, overflow="fold")
+    for case, row in cells.items():
+        picks = row["sdpa picks"].detail.removeprefix("sdpa-") if "sdpa picks" in row else ""
+        line = [Text(case), Text(picks)]
+        for kernel in kernels:
+            c = row.get(kernel)
+            if c is None:
+                line.append(Text("-", style="dim"))
+                continue
+            word = {"wrong": "WRONG", "unsupported": "no"}.get(c.status, c.status)
+            if c.status == "ok" and c.detail.startswith("ran "):
+                word = c.detail.split(",")[0].removeprefix("ran ")
+            line.append(Text(word + ("*" if c.needed else ""), style=STATUS_STYLE.get(c.status, "")))
+        lone = row.get("")
+        if lone is not None:  # a check without a kernel, e.g. what was skipped
+            line = [Text(case), Text(f"{lone.status}: {lone.detail}", style="dim")] + [Text("")] * len(kernels)
+        table.add_row(*line)
+    return table
+
+
+def reproduce_tables(ours: dict, paper: dict, verdicts: list[dict], on_gpu: bool) -> list[tuple[str, Table]]:
+    """``sqabench reproduce paper``: seconds per step and speed-ups over MHA and GQA, ours beside the paper's
+    at each length both have; then each headline claim and whether this run reproduces it."""
+    tables = []
+    where = "this GPU" if on_gpu else "this CPU (lengths that fit, fp32: not the paper's setting)"
+    for n in sorted(ours):
+        table = Table(caption="s: seconds per forward step; x mha, x gqa: speed-up over them", caption_justify="left")
+        theirs = paper.get(n, {})
+        for column in ("variant", "ours s", "paper s", "ours x mha", "paper x mha", "ours x gqa", "paper x gqa"):
+            table.add_column(column, justify="left" if column == "variant" else "right")
+        for variant, seconds in ours[n].items():
+            line = [Text(variant), f"{seconds:.4g}", f"{theirs[variant]:.4g}" if variant in theirs else "-"]
+            for base in ("mha", "gqa"):
+                line.append(f"{ours[n][base] / seconds:.2f}" if base in ours[n] else "-")
+                line.append(f"{theirs[base] / theirs[variant]:.2f}" if variant in theirs else "-")
+            table.add_row(*line)
+        title = f"{format_len(n)}: ours on {where}" + ("" if theirs else " (the paper has no such length)")
+        tables.append((title, table))
+    claims = Table(caption="at the longest length measured, beside the paper's ratio at that length (200k where "
+                   "Table 3 lacks it); reproduced: ours reaches 90% of it (\"close to\": within 10%)",
+                   caption_justify="left")  # fmt: skip
+    for column in ("claim", "at", "ours", "paper", "verdict"):
+        claims.add_column(column, justify="left" if column in ("claim", "verdict") else "right")
+    for v in verdicts:
+        ours_text = "-" if v["ours"] is None else f"{v['ours']:.2f}x"
+        by = f" ({v['by']:.0%} of the paper's)" if v.get("by") else ""
+        claims.add_row(Text(v["claim"]), format_len(v["at"]) if v["at"] else "-", ours_text, f"{v['paper']:.2f}x",
+                       Text(v["verdict"] + by))  # fmt: skip
+    tables.append(("the paper's headline claims", claims))
+    return tables
 
 
 def ceilings_table(ceilings, published) -> Table:

@@ -7,6 +7,7 @@ naming the bad value and the valid choices. Nothing is written until the plan is
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dty
 # time. 2M context tokens per step (batch = tokens // context) is 2-16 GB of bf16 cache for the paper
 # preset (gqa-mha), 0.6-5 ms at 3.35 TB/s, above what a CUDA-graphed step of ~150 small kernels costs.
 GPU_DECODE_TOKENS = 2**21
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 @dataclass(frozen=True)
 class RunPlan:
     device: torch.device
@@ -107,13 +109,17 @@ def resolve_run(options: RunOptions) -> RunPlan:
     if kernel not in CHOICES:
         raise ConfigError(f"unknown kernel {options.kernel!r}; choose one of: {', '.join(CHOICES)}")
     for spec in specs:
-        resolve_kernel(spec, kernel)
+        if kernel != "best":
+            resolve_kernel(spec, kernel)
+    compile_mode = _compile_mode(options, mode, scope)
     validate_dtype(device, DTYPES[dtype].torch, dtype)
     world, launch = _world(options.cp)
     if world > 1 or options.cp is not None:
         check_request(world, lengths, device, mode, scope, kernel, launching=launch)
-        if budget_s is not None:
-            raise ConfigError("--budget does not apply to --cp: every rank must start the same cells")
+        for flag, given in (("--budget", budget_s is not None), ("--breakdown", options.breakdown),
+                            ("--compile", options.compile)):  # fmt: skip
+            if given:
+                raise ConfigError(f"{flag} does not apply to --cp: every rank must run the same cells the same way")
         if options.cp_timeout <= 0:
             raise ConfigError(f"--cp-timeout {options.cp_timeout} must be > 0 seconds")
     env = environment(device)
@@ -130,8 +136,10 @@ def resolve_run(options: RunOptions) -> RunPlan:
         mode=mode, causal=options.causal, kernel=kernel, device=str(device),
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
         repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
-        cuda_graphs=cuda_graphs, scope=scope, world_size=world,
+        cuda_graphs=cuda_graphs, scope=scope, world_size=world, compile=compile_mode, breakdown=options.breakdown,
     )  # fmt: skip
+    if options.breakdown:
+        cells = with_traces(cells, Path(options.trace_dir) if options.trace_dir else path.with_name(path.stem + "-traces"))
     baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
     return RunPlan(
         device=device, env=env, preset=preset, specs=specs, lengths=lengths, dtype=dtype, cells=cells, path=path,
@@ -141,6 +149,33 @@ def resolve_run(options: RunOptions) -> RunPlan:
         quick_default=options.seq is None and device.type == "cpu", baseline=baseline, world=world, launch=launch,
         cp_timeout=options.cp_timeout, budget_s=budget_s, dry_run=options.dry_run, yes=options.yes,
     )  # fmt: skip
+
+
+def _compile_mode(options: RunOptions, mode: str, scope: str) -> str:
+    """torch.compile's mode for the cell key ("" without --compile), checked against what it applies to."""
+    if not options.compile:
+        if options.compile_mode != "default":
+            raise ConfigError("--compile-mode applies with --compile only")
+        return ""
+    if options.compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"unknown --compile-mode {options.compile_mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
+    if mode == "decode" or scope != "model":
+        raise ConfigError(f"--compile compiles the whole model of a fwd or train step; not --mode {mode} --scope {scope}")
+    return options.compile_mode
+
+
+def with_traces(cells: list[Cell], folder: Path) -> list[Cell]:
+    """--breakdown: each variant's longest cell writes its Chrome trace under ``folder``."""
+    longest: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.spec.name not in longest or cell.seq_len >= longest[cell.spec.name].seq_len:
+            longest[cell.spec.name] = cell
+
+    def trace(cell: Cell) -> str:
+        name = "".join(c if c.isalnum() else "-" for c in cell.spec.name)
+        return str(folder / f"{name}-{cell.seq_len}.json")
+
+    return [dataclasses.replace(cell, trace=trace(cell)) if longest[cell.spec.name] is cell else cell for cell in cells]
 
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(s|sec|m|min|h)?$")

@@ -21,10 +21,9 @@ if TYPE_CHECKING:
 # Columns in file order, grouped as the README documents them.
 IDENTITY = (
     "run_id", "timestamp", "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "head_dim", "d_model",
-    "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel", "seq_len",
-    "batch",
-    "batch_rule", "new_tokens", "cuda_graphs", "world_size", "cp_backend", "cp_path", "local_len", "warmup", "repeats",
-    "baseline",
+    "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel",
+    "kernel_candidates", "seq_len", "batch", "batch_rule", "new_tokens", "cuda_graphs", "world_size", "cp_backend",
+    "cp_path", "local_len", "compile", "warmup", "repeats", "baseline",
 )  # fmt: skip
 TIMING = (
     "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "compile_ms", "prefill_ms",
@@ -32,6 +31,7 @@ TIMING = (
     "rank_flops", "comm_bytes",
     "verify_rel_err", "verify_grad_rel_err",
 )  # fmt: skip
+BREAKDOWN = ("attention_ms", "matmul_ms", "other_ms", "idle_ms", "attention_share")
 FLOOR = (
     "floor_ms", "bound", "efficiency", "ceiling_matmul_flops", "ceiling_exp_per_s", "ceiling_bytes_per_s",
     "ceiling_link_bytes_per_s",
@@ -49,17 +49,17 @@ ENVIRONMENT = (
     "sqabench_version", "git_sha", "cpu_model", "torch_threads",
 )  # fmt: skip
 OUTCOME = ("status", "error", "note")
-COLUMNS: tuple[str, ...] = IDENTITY + TIMING + FLOOR + MEMORY + GPU + ENVIRONMENT + OUTCOME
+COLUMNS: tuple[str, ...] = IDENTITY + TIMING + BREAKDOWN + FLOOR + MEMORY + GPU + ENVIRONMENT + OUTCOME
 
 # What identifies a cell: what was asked for. Two rows with the same key measured the same thing.
 CELL_KEY: tuple[str, ...] = (
     "variant", "n_q_heads", "n_kv_heads", "window", "preset", "n_layers", "seq_len", "batch", "dtype", "mode",
-    "causal", "kernel_requested", "device", "new_tokens", "cuda_graphs", "scope", "world_size",
+    "causal", "kernel_requested", "device", "new_tokens", "cuda_graphs", "scope", "world_size", "compile",
 )  # fmt: skip
 # What makes cells comparable in one table or one plot panel: every setting but the variant and the length.
 SETTING_KEY: tuple[str, ...] = (
     "gpu_name", "preset", "n_layers", "scope", "dtype", "mode", "causal", "kernel_requested", "device",
-    "batch_rule", "new_tokens", "cuda_graphs", "world_size",
+    "batch_rule", "new_tokens", "cuda_graphs", "world_size", "compile",
 )  # fmt: skip
 # A (setting, length) point: pairs a variant with the baseline variant for speed-ups.
 POINT_KEY: tuple[str, ...] = (*SETTING_KEY, "seq_len", "batch")
@@ -120,7 +120,7 @@ def setting_title(row) -> str:
         return normal(row[column]) if column in row else ""
 
     host = value("gpu_name") or f"CPU ({value('cpu_model') or 'unknown'})"
-    layers = f" ({value('n_layers')} layers)" if value("n_layers") else ""
+    layers = f" ({value('n_layers')} layer{'' if value('n_layers') == '1' else 's'})" if value("n_layers") else ""
     parts = [host, f"{value('preset')}{layers}", f"scope {value('scope') or 'model'}",
              "causal" if value("causal") == "True" else "encoder", value("mode"), value("dtype"),
              f"kernel {value('kernel_requested')}", value("batch_rule") or "batch as recorded"]  # fmt: skip
@@ -128,6 +128,8 @@ def setting_title(row) -> str:
         parts.append(f"{value('new_tokens')} new tokens" + (", CUDA graphs" if value("cuda_graphs") == "True" else ""))
     if value("world_size") not in ("", "1"):
         parts.append(f"split across {value('world_size')} ranks")
+    if value("compile"):
+        parts.append(f"compiled ({value('compile')})")
     return " · ".join(parts)
 
 
@@ -142,6 +144,7 @@ def cell_name(row) -> str:
         f"{v['n_layers']} layers" if v["n_layers"] else "", f"scope {v['scope']}" if v["scope"] else "",
         f"T={v['new_tokens']}" if v["new_tokens"] else "", "CUDA graphs" if v["cuda_graphs"] == "True" else "",
         f"{v['world_size']} ranks" if v["world_size"] not in ("", "1") else "",
+        f"compiled {v['compile']}" if v["compile"] else "",
     ]  # fmt: skip
     return " ".join(word for word in words if word)
 

@@ -213,6 +213,10 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
 
 
 def _sweep(plan, cells, predicted, limits, out, err, abandon) -> int:
+    if any(cell.breakdown for cell in cells):
+        from sqabench.profile import start_profiler
+
+        start_profiler(plan.device)
     writer = CsvWriter(plan.path)
     new_rows: list[dict] = []
     pace = Pace(predicted.per_cell_s if predicted else None)

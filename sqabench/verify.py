@@ -197,14 +197,26 @@ class ReferenceKernel(nn.Module):
 
 
 def reference_logits(model, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """fp64 logits of a causal ``model`` at positions ``rows``: the model itself, in fp64, with
-    ``ReferenceKernel`` as every layer's attention."""
+    """fp64 logits of ``model`` at positions ``rows``: the model itself, in fp64, with ``ReferenceKernel`` (the
+    layer's own window and mask direction) as every layer's attention."""
     import copy
 
     ref = copy.deepcopy(model).double()
     for block in ref.blocks:
-        block.attn.kernel = ReferenceKernel(block.attn.spec.window, True)
+        block.attn.kernel = ReferenceKernel(block.attn.spec.window, block.attn.causal)
     return ref(tokens, logits_at=rows.to(tokens.device))
+
+
+def verify_model(compiled, model, tokens: torch.Tensor) -> float:
+    """A compiled model's logits on (1, n) ``tokens`` against the model itself in fp64 with ``ReferenceKernel``;
+    raise ``KernelVerifyFailed`` past twice the dtype's tolerance (logits pass every layer). Returns the error."""
+    with torch.no_grad():
+        got = compiled(tokens)  # (1, n, V): a shape of its own, compiled here, before the timed calls
+        ref = reference_logits(model, tokens, torch.arange(tokens.shape[1]))
+    err = _rel_err(got, ref)
+    tolerance = by_torch(model.embed.weight.dtype).tolerance * DECODE_TOLERANCE_FACTOR
+    _judge("the compiled model", "output", err, tolerance)
+    return err
 
 
 def verify_decode(model, kernel: str, batch: int, context: int, new_tokens: int, seed: int = 0) -> Verification:

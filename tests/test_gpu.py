@@ -78,3 +78,45 @@ def test_a_graphed_decode_step_equals_the_launched_one():
         for t in range(8):
             expected = plain.step(tokens[:, 1024 + t : 1025 + t])
             assert torch.equal(step(), expected)
+
+
+def test_attention_memory_grows_with_the_query_heads():
+    """The attention's own memory at the cell's shape: q, k, v and the output scale with the heads, where the
+    model's peak (its logits) cannot see them."""
+    from sqabench.cells import Outcome
+
+    cells = plan(
+        parse_variants("mha,xsqa"), PRESETS["paper"], [32768], tokens=65536, batch=None, dtype="bf16", mode="fwd",
+        causal=False, kernel="auto", device="cuda", warmup=0, repeats=2,
+    )  # fmt: skip
+    mha, xsqa = (measure_cell(cell) for cell in cells)
+    assert isinstance(mha, Outcome) and mha.readings["attn_mem_bytes"] > xsqa.readings["attn_mem_bytes"] > 0
+    qkvo = 2 * 32768 * 16 * (2 * 4 + 2 * 4) * 2  # xsqa: q, o of 4 heads, k, v of 4, bf16, batch 2
+    assert xsqa.readings["attn_mem_bytes"] >= qkvo
+
+
+def test_doctor_on_the_gpu():
+    from sqabench.doctor import run_doctor, summary
+
+    checks = run_doctor(torch.device("cuda"))
+    result = summary(checks)
+    assert result["ok"], result["broken"]
+    statuses = {c.section: c.status for c in checks}
+    assert statuses["graphs"] == "ok" and statuses["speed"] != "skipped" and statuses["nvml"] != "skipped"
+
+
+def test_a_breakdown_on_the_gpu_adds_up():
+    from sqabench.profile import profile_step
+    from sqabench.encoder import build_encoder
+
+    model = build_encoder(get_variant("sqa"), PRESETS["paper"], "auto", False, "cuda", torch.bfloat16)
+    tokens = torch.randint(0, 10_000, (4, 8192), device="cuda")
+
+    def step():
+        with torch.inference_mode():
+            model(tokens)
+
+    step()
+    parts = profile_step(step, torch.device("cuda"))
+    assert parts.attention_ms > 0 and parts.matmul_ms > 0 and parts.idle_ms >= 0
+    assert parts.attention_ms + parts.matmul_ms + parts.other_ms + parts.idle_ms == pytest.approx(parts.wall_ms)

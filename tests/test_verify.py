@@ -102,3 +102,22 @@ def test_verification_runs_in_the_steps_grad_mode():
     modes.clear()
     verify_layer(broken_layer(spy), batch=1, seq_len=200, grad=True)
     assert modes[0] == (True, False, True)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["encoder", "causal"])
+def test_a_compiled_model_is_held_to_the_model_in_fp64(causal):
+    """verify_model: the compiled model's logits against the model itself in fp64 with the reference's
+    attention (its own mask, the layer's direction). A model off by 1% anywhere is refused."""
+    from sqabench.encoder import build_encoder
+    from sqabench.variants import get_variant
+    from sqabench.verify import verify_model
+
+    model = build_encoder(get_variant("sqa", window=WINDOW), TINY, "sdpa", causal=causal)
+    tokens = torch.randint(0, TINY.vocab_size, (1, 100), generator=torch.Generator().manual_seed(1))
+    assert verify_model(model, model, tokens) < 1e-5
+    with pytest.raises(KernelVerifyFailed, match="the compiled model output disagrees"):
+        verify_model(lambda t: model(t) * 1.01, model, tokens)
+    flipped = build_encoder(get_variant("sqa", window=WINDOW), TINY, "sdpa", causal=not causal)
+    flipped.load_state_dict(model.state_dict())
+    with pytest.raises(KernelVerifyFailed):  # the other mask direction is another model
+        verify_model(flipped, model, tokens)

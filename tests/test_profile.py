@@ -1,0 +1,141 @@
+"""--breakdown: where a step's time goes. The category rules against the operator names real CPU traces hold
+(tests/fixtures/cpu_profile_ops.json, from record_cpu_ops.py), and a real step profiled."""
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import sqabench.encoder as encoder
+from conftest import TINY
+from sqabench.cli import app
+from sqabench.encoder import build_encoder
+from sqabench.kernels import ATTENTION_RANGE
+from sqabench.profile import RULES, category, profile_step
+from sqabench.variants import get_variant
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "cpu_profile_ops.json").read_text())
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("kernel", ["sdpa-flash", "sdpa-math"])
+def test_sdpa_on_a_cpu_is_attention_by_its_operators_alone(kernel):
+    assert all(category(chain) == "attention" for chain in FIXTURE[kernel]), FIXTURE[kernel]
+
+
+@pytest.mark.parametrize("kernel", ["flex", "eager"])
+def test_flex_and_eager_are_attention_through_sqabenchs_range(kernel):
+    """A compiled flex call shows only "Torch-Compiled Region", the eager kernel plain matmuls and a softmax:
+    their operators alone do not say attention. Every kernel module runs inside ATTENTION_RANGE, which does."""
+    assert any(category(chain) != "attention" for chain in FIXTURE[kernel])
+    assert all(category([*chain, ATTENTION_RANGE]) == "attention" for chain in FIXTURE[kernel])
+
+
+def test_projections_are_matmuls_and_norms_are_other_kernels():
+    assert all(category(chain) == "matmul" for chain in FIXTURE["projection"])
+    assert all(category(chain) == "other" for chain in FIXTURE["norm"])
+    rope = {category(chain) for chain in FIXTURE["rope"]}  # the projections, then the rotation's mul and cat
+    assert rope == {"matmul", "other"}
+
+
+def test_one_table_decides():
+    assert {rule[0] for rule in RULES} == {"attention", "matmul"}
+    assert RULES[0] == ("attention", "op", f"^{re.escape(ATTENTION_RANGE)}$")  # sqabench's range first
+    assert category(["aten::mm", "aten::linear"]) == "matmul"
+    assert category(["aten::mm", "aten::matmul", ATTENTION_RANGE]) == "attention"  # the eager kernel's product
+    assert category(["cudaLaunchKernel", "aten::add"], kernel="void at::native::elementwise_kernel") == "other"
+
+
+def model_step(name="mha", kernel="sdpa"):
+    model = build_encoder(get_variant(name), TINY, kernel)
+    tokens = torch.randint(0, TINY.vocab_size, (2, 128))
+
+    def step():
+        with torch.inference_mode():
+            model(tokens)
+
+    step()  # warm
+    return step
+
+
+def test_the_parts_add_up_to_the_profiled_step():
+    parts = profile_step(model_step(), CPU)
+    assert min(parts.attention_ms, parts.matmul_ms, parts.other_ms, parts.idle_ms) >= 0
+    assert parts.attention_ms > 0 and parts.matmul_ms > 0
+    assert parts.attention_ms + parts.matmul_ms + parts.other_ms + parts.idle_ms == pytest.approx(parts.wall_ms)
+    assert 0 < parts.attention_share < 1
+
+
+def test_a_slowed_part_outside_attention_shows_up_in_other(monkeypatch):
+    """The feed-forward made 0.2 s slower per layer (TINY has 2): at least 0.4 s more of "other", and the
+    attention does not take it."""
+    plain = profile_step(model_step(), CPU)
+    real = encoder.SwiGLU.forward
+
+    def slowed(self, x):
+        with torch.profiler.record_function("a deliberately slow part"):
+            time.sleep(0.2)
+        return real(self, x)
+
+    monkeypatch.setattr(encoder.SwiGLU, "forward", slowed)
+    slow = profile_step(model_step(), CPU)
+    assert slow.other_ms - plain.other_ms >= 0.4 * 1e3 * 0.95
+    assert slow.attention_ms < slow.other_ms / 4
+
+
+def test_a_run_with_breakdown_writes_its_columns_and_each_variants_longest_trace(tmp_path):
+    out = tmp_path / "r.csv"
+    args = ["run", "--device", "cpu", "--seq", "64,128", "--batch", "1", "--warmup", "0", "--repeats", "2",
+            "--variants", "mha,sqa", "--breakdown", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        parts = [float(row[c]) for c in ("attention_ms", "matmul_ms", "other_ms", "idle_ms")]
+        assert min(parts) >= 0 and float(row["attention_share"]) == pytest.approx(parts[0] / sum(parts), rel=1e-3)
+    traces = sorted(p.name for p in (tmp_path / "r-traces").iterdir())
+    assert traces == ["mha-128.json", "sqa-128.json"]  # each variant's longest cell
+    assert json.loads((tmp_path / "r-traces" / "sqa-128.json").read_text())["traceEvents"]
+    assert "attention" in result.output and "explains" in result.output  # the table: share and Amdahl
+
+
+def test_the_kernels_of_a_gpu_trace_are_named_with_the_operators_they_ran_inside():
+    """A trace as torch.profiler writes it on a GPU (the fields read: cat, name, ts, dur, tid, External id)."""
+    from sqabench.profile import trace_kernels
+
+    def op(name, ts, dur, ext, cat="cpu_op"):
+        return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "tid": 1, "args": {"External id": ext}}
+
+    trace = {"traceEvents": [
+        op("aten::linear", 0, 50, 1), op("aten::mm", 10, 30, 2),
+        op(ATTENTION_RANGE, 60, 100, 3, "user_annotation"), op("Torch-Compiled Region: 0/0", 65, 90, 4),
+        {"ph": "X", "cat": "kernel", "name": "nvjet_tst_128x256_64x4", "ts": 12, "dur": 20, "tid": 7,
+         "args": {"External id": 2}},
+        {"ph": "X", "cat": "kernel", "name": "triton_tem_fused_0", "ts": 70, "dur": 80, "tid": 7,
+         "args": {"External id": 4}},
+        {"ph": "X", "cat": "kernel", "name": "void at::native::vectorized_elementwise_kernel", "ts": 160, "dur": 5,
+         "tid": 7, "args": {}},
+    ]}  # fmt: skip
+    found = trace_kernels(trace)
+    assert [(k["kernel"][:10], k["ops"], k["category"]) for k in found] == [
+        ("nvjet_tst_", ["aten::mm", "aten::linear"], "matmul"),
+        ("triton_tem", ["Torch-Compiled Region: 0/0", ATTENTION_RANGE], "attention"),
+        ("void at::n", [], "other"),
+    ]
+    assert [k["ms"] for k in found] == [0.02, 0.08, 0.005]
+
+
+GPU_FIXTURE = Path(__file__).parent / "fixtures" / "gpu_kernels.jsonl"
+
+
+@pytest.mark.skipif(not GPU_FIXTURE.exists(), reason="no GPU trace recorded yet: scripts/gpu-check first writes one")
+def test_the_rules_against_a_real_gpu_trace():  # pragma: no cover - runs once a GPU run has been recorded
+    kernels = [json.loads(line) for line in GPU_FIXTURE.read_text().splitlines() if line.strip()]
+    for k in kernels:
+        assert category(k["ops"], k["kernel"]) == k["expected"], k
