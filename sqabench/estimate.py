@@ -79,9 +79,18 @@ def _step_s(cost, rates: Rates) -> float:
     return bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
 
 
-def estimate(cells: list[Cell], rates: Rates, warm_cache: bool = False, already_s: float = 0.0) -> Estimate:
-    """Predicted seconds of each cell by part, in order; a flex shape or block mask seen before compiles no
-    more. ``warm_cache``: inductor's on-disk cache holds compiled kernels (compiles are then far cheaper)."""
+def flex_shape(cell: Cell) -> str:
+    """What one compiled flex kernel serves: a cell's heads, window, length, batch, mask, mode, dtype, head size."""
+    return "|".join(map(str, (cell.spec.n_q_heads, cell.spec.n_kv_heads, cell.spec.window, cell.seq_len, cell.batch,
+                              cell.causal, cell.mode, cell.dtype, cell.preset.head_dim, cell.scope, cell.device)))  # fmt: skip
+
+
+def estimate(
+    cells: list[Cell], rates: Rates, compiled_before: frozenset[str] = frozenset(), already_s: float = 0.0
+) -> Estimate:
+    """Predicted seconds of each cell by part, in order; a flex shape or block mask seen before in this run
+    compiles no more, and one that an earlier run compiled (``compiled_before``: its ``flex_shape``, with
+    inductor's on-disk cache still there) comes from that cache, far cheaper."""
     kernels: set[tuple] = set()
     masks: set[tuple] = set()
     per_cell = []
@@ -102,11 +111,11 @@ def estimate(cells: list[Cell], rates: Rates, warm_cache: bool = False, already_
         if device == "cuda" and timed_s < MIN_ENERGY_WINDOW_S:
             parts["energy"] = MIN_ENERGY_WINDOW_S
         if cell.uses_flex:
-            cost = COMPILE.get((device, warm_cache), COMPILE[("cuda", warm_cache)])
+            shape = flex_shape(cell)
+            warm = shape in compiled_before
+            cost = COMPILE.get((device, warm), COMPILE[("cuda", warm)])
             if not kernels:
-                parts["compile"] += cost.first
-            shape = (cell.spec.n_q_heads, cell.spec.n_kv_heads, cell.spec.window, cell.seq_len, cell.batch,
-                     cell.causal, cell.mode, cell.dtype, cell.preset.head_dim, cell.scope)  # fmt: skip
+                parts["compile"] += COMPILE.get((device, bool(compiled_before)), cost).first
             if shape not in kernels:
                 kernels.add(shape)
                 parts["compile"] += cost.kernel * (2 if cell.mode == "train" else 1)  # and its backward

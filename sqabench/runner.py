@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import sys
 import threading
@@ -29,7 +30,7 @@ from sqabench.ceilings import DeviceLimits, describe, get_ceilings
 from sqabench.display import SweepDisplay, format_duration
 from sqabench.environment import process_age_s
 from sqabench.errors import ConfigError
-from sqabench.estimate import ASSUMED_EFFICIENCY, CONFIRM_S, PARTS, Estimate, Pace, by_value, estimate
+from sqabench.estimate import ASSUMED_EFFICIENCY, CONFIRM_S, PARTS, Estimate, Pace, by_value, estimate, flex_shape
 from sqabench.lengths import format_len
 from sqabench.peaks import peaks_for
 from sqabench.report import format_rate, results_tables
@@ -93,21 +94,53 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     return DeviceLimits(measured=rates, peak=published[1], peak_name=published[0])
 
 
-def inductor_cache_warm() -> bool:
-    """Whether inductor's on-disk cache holds compiled graphs (then compiles are far cheaper)."""
-    try:
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
+class CompiledShapes:
+    """The flex shapes earlier runs compiled into this inductor cache (``$SQABENCH_CACHE_DIR/compiled.json``):
+    the estimate charges them a cache hit, not a compile. Keyed by the cache's folder and torch's version."""
 
-        graphs = Path(cache_dir()) / "fxgraph"
-        return graphs.is_dir() and any(graphs.iterdir())
-    except (ImportError, OSError):
-        return False
+    def __init__(self) -> None:
+        import torch
+
+        from sqabench.ceilings import cache_path
+
+        try:
+            from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+            folder = Path(cache_dir())
+        except ImportError:
+            folder = None
+        self.path = cache_path().with_name("compiled.json")
+        self.key = f"{folder}|torch {torch.__version__}"
+        self.alive = folder is not None and (folder / "fxgraph").is_dir()
+
+    def _load(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def known(self) -> frozenset[str]:
+        return frozenset(self._load().get(self.key, [])) if self.alive else frozenset()
+
+    def add(self, cell: Cell) -> None:
+        if not cell.uses_flex:
+            return
+        data = self._load()
+        shapes = set(data.get(self.key, [])) | {flex_shape(cell)}
+        data[self.key] = sorted(shapes)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(data, indent=1))
+        except OSError:
+            pass  # a read-only cache: estimates stay conservative
 
 
-def predict(cells: list[Cell], limits: DeviceLimits) -> Estimate | None:
+def predict(cells: list[Cell], limits: DeviceLimits, shapes: CompiledShapes | None = None) -> Estimate | None:
     if limits.measured is None:
         return None
-    return estimate(cells, limits.measured, warm_cache=inductor_cache_warm(), already_s=process_age_s())
+    known = (shapes or CompiledShapes()).known()
+    return estimate(cells, limits.measured, compiled_before=known, already_s=process_age_s())
 
 
 def announce_estimate(predicted: Estimate, plan: RunPlan, cells: int, err: Console) -> None:
@@ -116,7 +149,8 @@ def announce_estimate(predicted: Estimate, plan: RunPlan, cells: int, err: Conso
     parts = ", ".join(f"{part} {format_duration(s)}" for part, s in predicted.parts_s.items() if s > 0)
     total = format_duration(predicted.total_s)
     text = (
-        f"estimated duration: {total if total.startswith('under') else 'about ' + total} for "
+        f"estimated duration: {total if total.startswith('under') else 'about ' + total} "
+        f"({predicted.total_s:.0f} s) for "
         f"{plural(cells, 'cell')} on {where} ({parts}; {format_duration(predicted.already_s)} spent so far; cost "
         f"model at {ASSUMED_EFFICIENCY:.0%} of the measured ceilings; the ETA corrects it as cells finish)"
     )
@@ -219,17 +253,24 @@ def _sweep(plan, cells, predicted, limits, out, err, abandon) -> int:
         start_profiler(plan.device)
     writer = CsvWriter(plan.path)
     new_rows: list[dict] = []
+    shapes = CompiledShapes()
     pace = Pace(predicted.per_cell_s if predicted else None)
     budget = Budget(plan.budget_s, pace)
     display = SweepDisplay(err, len(cells), pace)
     outcome: dict[str, BaseException] = {}
+    by_key = {key_of(cell.identity()): cell for cell in cells}
+
+    def finished(row: dict) -> None:
+        new_rows.append(row)
+        display.finished(row)
+        if row["status"] == "ok" and key_of(row) in by_key:
+            shapes.add(by_key[key_of(row)])
 
     def work() -> None:
         try:
             run_sweep(
-                cells, writer, plan.env, on_start=display.start, on_phase=display.phase,
-                on_row=lambda row: (new_rows.append(row), display.finished(row)), limits=limits,
-                should_start=budget.allows, baseline=plan.baseline,
+                cells, writer, plan.env, on_start=display.start, on_phase=display.phase, on_row=finished,
+                limits=limits, should_start=budget.allows, baseline=plan.baseline,
             )  # fmt: skip
         except BaseException as error:  # handed to the main thread, which decides
             outcome["error"] = error

@@ -38,8 +38,11 @@ def test_estimate_grows_with_length_and_counts_each_flex_compile_once():
     assert estimate(cells("gqa", [256]), RATES).per_cell[0]["compile"] == 0.0  # sdpa compiles nothing
     other_length = estimate(cells("swa", [256, 512]), RATES).per_cell[1]
     assert other_length["compile"] == pytest.approx(cold.kernel + cold.block_mask)  # a new shape and mask
-    warm = estimate(cells("swa", [256]), RATES, warm_cache=True).per_cell[0]["compile"]
-    assert warm < flex[0]["compile"] / 4
+    from sqabench.estimate import flex_shape
+
+    (swa,) = cells("swa", [256])
+    warm = estimate([swa], RATES, compiled_before=frozenset({flex_shape(swa)})).per_cell[0]["compile"]
+    assert warm < flex[0]["compile"] / 4  # an earlier run compiled it: inductor's cache serves it
 
 
 def test_estimate_parts_add_up_and_count_steps_from_the_floor():
@@ -119,7 +122,7 @@ def test_budget_runs_the_most_valuable_cells_first_and_stops_starting_cells(tmp_
         now[0] += 60.0 if cell.seq_len >= 4096 else 1.0
         return fake(cell, phase)
 
-    def fake_estimate(cells, rates, warm_cache=False, already_s=0.0):
+    def fake_estimate(cells, rates, compiled_before=frozenset(), already_s=0.0):
         from sqabench.estimate import Estimate
 
         return Estimate([{"steps": 60.0 if c.seq_len >= 4096 else 1.0} for c in cells], already_s)
@@ -153,3 +156,22 @@ def test_value_order():
 def test_a_bad_budget_is_refused(tmp_path, text, message):
     result = runner.invoke(app, ["run", "--device", "cpu", "--budget", text, "--out", str(tmp_path / "r.csv")])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_the_estimate_remembers_what_earlier_runs_compiled(tmp_path, monkeypatch):
+    """A flex shape an earlier run compiled comes from inductor's on-disk cache: the next estimate charges a
+    cache hit, not a compile (the cold estimate was 38% short, the warm one right, before this)."""
+    monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path))
+    shapes = runner_module.CompiledShapes()
+    shapes.alive = True
+    (swa, mha) = cells("swa,mha", [256])
+    assert shapes.known() == frozenset()
+    shapes.add(swa)
+    shapes.add(mha)  # not flex: nothing to remember
+    again = runner_module.CompiledShapes()
+    again.alive = True
+    from sqabench.estimate import flex_shape
+
+    assert again.known() == frozenset({flex_shape(swa)})
+    again.alive = False  # the inductor cache is gone: nothing is warm
+    assert again.known() == frozenset()
