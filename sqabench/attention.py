@@ -23,7 +23,9 @@ from sqabench.variants import VariantSpec
 # --- RoPE ----------------------------------------------------------------------------------------
 
 
-def rope_at(positions: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_at(
+    positions: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin (N, Dh) of rotate-half RoPE at ``positions`` (N,), angles computed in fp64.
 
     ``positions`` may live on the device (a decode step's position): nothing here syncs the host.

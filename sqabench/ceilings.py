@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -87,7 +86,7 @@ def _matmul(device: torch.device, dtype_name: str, budget: float) -> tuple[float
         dtype = get_dtype(name).torch
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        ms, count = best_time(lambda: ways[way](a, b), device, budget / len(tries))
+        ms, count = best_time(lambda way=way, a=a, b=b: ways[way](a, b), device, budget / len(tries))
         rate = 2 * n**3 / (ms / 1e3)
         if rate > best_rate:
             best_rate, best_how = rate, f"{way}, {name} {n}^3, best of {count}"
@@ -115,17 +114,19 @@ def _exp(device: torch.device, budget: float) -> tuple[float, str]:
         try:
             with inductor.patch(fast):
                 chain = torch.compile(lambda t, exp=exp: _exp_chain(t, exp), dynamic=False)
-                ms, count = best_time(lambda: chain(x), device, budget / 2)
+                ms, count = best_time(lambda chain=chain: chain(x), device, budget / 2)
         except RuntimeError as err:  # no compiler on this machine
             failures.append(f"{name}: {str(err).splitlines()[0][:80]}")
             continue
         rate = EXP_CHAIN * n / (ms / 1e3)
         if rate > best:
             math_mode = ", fast math" if fast else ""
-            best, how = rate, f"compiled sum of {EXP_CHAIN} fp32 {name} per element{math_mode}, {n} elements, best of {count}"
+            best = rate
+            how = f"compiled sum of {EXP_CHAIN} fp32 {name} per element{math_mode}, {n} elements, best of {count}"
     if best == 0.0:  # in-place exp, bounded by memory traffic: a low ceiling, said so
         ms, count = best_time(lambda: torch.exp_(x.neg_()), device, budget)
-        return n / (ms / 1e3), f"eager in-place exp over {n} elements, best of {count} (compile failed: {'; '.join(failures)})"
+        why = "; ".join(failures)
+        return n / (ms / 1e3), f"eager in-place exp over {n} elements, best of {count} (compile failed: {why})"
     return best, how
 
 

@@ -243,7 +243,8 @@ def floor(
     title = (
         f"floor on the published peaks of the {name} ({rates.matmul_flops / 1e12:.4g} TFLOP/s {dtype}, "
         f"{rates.exp_per_s / 1e12:.3g} T exp/s, {rates.bytes_per_s / 1e12:.3g} TB/s) · {p.name} · "
-        f"{'causal' if cells[0].causal else 'encoder'} · {mode}" + (f" · {new_tokens} new tokens" if mode == "decode" else "")
+        f"{'causal' if cells[0].causal else 'encoder'} · {mode}"
+        + (f" · {new_tokens} new tokens" if mode == "decode" else "")
     )
     out.print(Text(title, style="bold"), soft_wrap=True)
     out.print(floor_table(cells, rates))

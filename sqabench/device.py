@@ -60,7 +60,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_first_call(step: Callable[[], object], device: torch.device, before: Callable[[], object] | None = None) -> float:
+def time_first_call(
+    step: Callable[[], object], device: torch.device, before: Callable[[], object] | None = None
+) -> float:
     """Milliseconds of one synchronized call, by the wall clock (it may compile); ``before`` runs first."""
     if before is not None:
         before()
@@ -104,7 +106,9 @@ def time_repeats(
     return tuple(samples)
 
 
-def best_time(step: Callable[[], object], device: torch.device, budget_s: float, max_repeats: int = 50) -> tuple[float, int]:
+def best_time(
+    step: Callable[[], object], device: torch.device, budget_s: float, max_repeats: int = 50
+) -> tuple[float, int]:
     """The fastest of repeated calls after one warm-up, spending about ``budget_s``: (milliseconds, repeats).
 
     Load only ever slows a repeat down, so the fastest is the least disturbed.

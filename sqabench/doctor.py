@@ -193,7 +193,7 @@ def speed(device: torch.device) -> list[Check]:
             try:
                 with torch.inference_mode():
                     op(q, k, v)  # warm-up (and compile)
-                    ms = sorted(time_repeats(lambda: op(q, k, v), device, 5))[2]
+                    ms = sorted(time_repeats(lambda op=op, q=q, k=k, v=v: op(q, k, v), device, 5))[2]
             except KernelUnsupported as err:
                 checks.append(Check("speed", f"d_head {preset.head_dim} mha 32k: {kernel}", "unsupported", reason(err)))
                 continue
@@ -217,8 +217,8 @@ def graphs(device: torch.device) -> list[Check]:
         captured.prefill(tokens[:, :512])
         step = graphed(captured, tokens[:, 512:])
         equal = all(torch.equal(step(), plain.step(tokens[:, 512 + t : 513 + t])) for t in range(8))
-    return [Check("graphs", "decode step in a CUDA graph", "ok" if equal else "wrong",
-                  "8 replayed steps equal the launched ones" if equal else "a replay differs from the launched step")]  # fmt: skip
+    said = "8 replayed steps equal the launched ones" if equal else "a replay differs from the launched step"
+    return [Check("graphs", "decode step in a CUDA graph", "ok" if equal else "wrong", said)]
 
 
 def nvml(device: torch.device) -> list[Check]:

@@ -81,8 +81,10 @@ def _step_s(cost, rates: Rates) -> float:
 
 def flex_shape(cell: Cell) -> str:
     """What one compiled flex kernel serves: a cell's heads, window, length, batch, mask, mode, dtype, head size."""
-    return "|".join(map(str, (cell.spec.n_q_heads, cell.spec.n_kv_heads, cell.spec.window, cell.seq_len, cell.batch,
-                              cell.causal, cell.mode, cell.dtype, cell.preset.head_dim, cell.scope, cell.device)))  # fmt: skip
+    s = cell.spec
+    parts = (s.n_q_heads, s.n_kv_heads, s.window, cell.seq_len, cell.batch, cell.causal, cell.mode, cell.dtype,
+             cell.preset.head_dim, cell.scope, cell.device)  # fmt: skip
+    return "|".join(map(str, parts))
 
 
 def estimate(

@@ -158,7 +158,8 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
     layer = model.blocks[0].attn
 
     def verify() -> Verification:
-        checked = verify_layer(layer, cell.batch, cell.seq_len, grad=cell.mode == "train", rope_base=cell.preset.rope_base)
+        train = cell.mode == "train"
+        checked = verify_layer(layer, cell.batch, cell.seq_len, grad=train, rope_base=cell.preset.rope_base)
         if not cell.compile:
             return checked
         err = verify_model(run, model, tokens[:1, :COMPILED_CHECK_LEN])  # the compiled model itself, against fp64

@@ -28,14 +28,18 @@ class RunOptions:
     seq: Annotated[str | None, _option(
         "LENGTHS", "Lengths, e.g. 1k,32k,131k,200k (see README: Sizes). Default: GPU 1k,4k,32k,131k,200k; CPU 256,1k.",
     )] = None  # fmt: skip
-    variants: Annotated[str, _option("VARIANTS", "Registry names, 'all', or heads Hq/Hkv[@W], comma-separated.")] = "all"
+    variants: Annotated[str, _option(
+        "VARIANTS", "Registry names, 'all', or heads Hq/Hkv[@W], comma-separated.",
+    )] = "all"  # fmt: skip
     preset: Annotated[str, _option("NAME|CONFIG", PRESET_HELP, "--preset")] = "paper"
     device: Annotated[str, _option("NAME", "auto, cuda or cpu.", "--device")] = "auto"
     dtype: Annotated[str, _option("DTYPE", "bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")] = "auto"
     mode: Annotated[str, _option(
         "MODE", "fwd (inference), train (forward + backward of a loss) or decode (a KV cache, one token at a time).",
     )] = "fwd"  # fmt: skip
-    causal: Annotated[bool, _option(None, "Causal masks (the paper's decoder) instead of the encoder.", "--causal")] = False
+    causal: Annotated[bool, _option(
+        None, "Causal masks (the paper's decoder) instead of the encoder.", "--causal",
+    )] = False  # fmt: skip
     window: Annotated[int, _option("TOKENS", "Sliding window of the windowed variants: |i-j| <= window.")] = 128
     kernel: Annotated[str, _option(
         "KERNEL", "auto (sdpa; flex when windowed), eager, sdpa, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, "
@@ -99,13 +103,20 @@ class RunOptions:
         args: list[str] = []
         for name, info in option_infos().items():
             value = getattr(self, name)
-            flag = info.param_decls[0] if info.param_decls else f"--{name.replace('_', '-')}"
-            on, _, off = flag.partition("/")
+            on, _, off = flag_of(name, info).partition("/")
             if isinstance(value, bool):
                 args += [on] if value else [off] if off else []
             elif value is not None:
-                args += [flag, str(value)]
+                args += [on, str(value)]
         return args
+
+
+def flag_of(name: str, info: typer.models.OptionInfo) -> str:
+    """The option's declared flag (``--cuda-graphs/--no-cuda-graphs``), else the one Typer makes of its name.
+
+    In ``Annotated`` use a declaration given first lands in ``OptionInfo.default``, not ``param_decls``."""
+    declared = [d for d in (info.default, *info.param_decls) if isinstance(d, str) and d.startswith("-")]
+    return declared[0] if declared else f"--{name.replace('_', '-')}"
 
 
 def option_infos() -> dict[str, typer.models.OptionInfo]:

@@ -394,8 +394,8 @@ def _breakdown_figure(frame):
             ax.annotate(f"{share:.0%}", (x, total), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                         textcoords="offset points")  # fmt: skip
         ax.set_ylabel("milliseconds of the profiled step")
-        ax.set_title(f"{panel_title(group)}\n{format_len(int(n))} x{int(at['batch'].iloc[0])} (label: attention's share)",
-                     fontsize=9)  # fmt: skip
+        shape = f"{format_len(int(n))} x{int(at['batch'].iloc[0])}"
+        ax.set_title(f"{panel_title(group)}\n{shape} (label: attention's share)", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30)
         ax.margins(y=0.12)
         _legend(ax)

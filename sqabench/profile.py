@@ -158,7 +158,9 @@ def trace_kernels(trace: dict) -> list[dict]:
         chain = []
         if launcher is not None:
             start, end = launcher["ts"], launcher["ts"] + launcher["dur"]
-            enclosing = [e for e in ops if e["tid"] == launcher["tid"] and e["ts"] <= start and e["ts"] + e["dur"] >= end]
+            enclosing = [
+                e for e in ops if e["tid"] == launcher["tid"] and e["ts"] <= start and e["ts"] + e["dur"] >= end
+            ]
             chain = [e["name"] for e in sorted(enclosing, key=lambda e: e["dur"])]
         found.append({"kernel": kernel["name"], "ops": chain, "category": category(chain, kernel["name"]),
                       "ms": kernel.get("dur", 0) / 1e3})  # fmt: skip

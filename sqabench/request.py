@@ -139,7 +139,8 @@ def resolve_run(options: RunOptions) -> RunPlan:
         cuda_graphs=cuda_graphs, scope=scope, world_size=world, compile=compile_mode, breakdown=options.breakdown,
     )  # fmt: skip
     if options.breakdown:
-        cells = with_traces(cells, Path(options.trace_dir) if options.trace_dir else path.with_name(path.stem + "-traces"))
+        traces = Path(options.trace_dir) if options.trace_dir else path.with_name(path.stem + "-traces")
+        cells = with_traces(cells, traces)
     baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
     return RunPlan(
         device=device, env=env, preset=preset, specs=specs, lengths=lengths, dtype=dtype, cells=cells, path=path,
@@ -160,7 +161,9 @@ def _compile_mode(options: RunOptions, mode: str, scope: str) -> str:
     if options.compile_mode not in COMPILE_MODES:
         raise ConfigError(f"unknown --compile-mode {options.compile_mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
     if mode == "decode" or scope != "model":
-        raise ConfigError(f"--compile compiles the whole model of a fwd or train step; not --mode {mode} --scope {scope}")
+        raise ConfigError(
+            f"--compile compiles the whole model of a fwd or train step; not --mode {mode} --scope {scope}"
+        )
     return options.compile_mode
 
 

@@ -164,7 +164,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         raise ConfigError(f"{path} has another schema ({detail}); resume needs a file written by this sqabench")
     for line, row in enumerate(rows, start=2):
         if row["status"] not in STATUSES:
-            raise ConfigError(f"{path} line {line}: unknown status {row['status']!r}; expected one of {', '.join(STATUSES)}")
+            raise ConfigError(
+                f"{path} line {line}: unknown status {row['status']!r}; expected one of {', '.join(STATUSES)}"
+            )
         for column in NUMERIC:
             if row[column] and not _is_number(row[column]):
                 raise ConfigError(f"{path} line {line}: {column}={row[column]!r} is not a number")

@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path

@@ -189,11 +189,9 @@ class ReferenceKernel(nn.Module):
     def forward(self, q, k, v, valid=None):
         if valid is not None:
             raise NotImplementedError("the reference attends over whole sequences, not a cache")
-        rows = torch.arange(q.shape[2])
-        return torch.cat(
-            [reference_rows(q[:, :, r.to(q.device)], k, v, r, self.window, self.causal) for r in rows.split(self.chunk)],
-            dim=2,
-        )  # (B, Hq, N, Dh)
+        chunks = torch.arange(q.shape[2]).split(self.chunk)
+        outs = [reference_rows(q[:, :, r.to(q.device)], k, v, r, self.window, self.causal) for r in chunks]
+        return torch.cat(outs, dim=2)  # (B, Hq, N, Dh)
 
 
 def reference_logits(model, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -142,8 +142,8 @@ def test_unknown_kernel_is_rejected_naming_every_choice():
     with pytest.raises(ConfigError, match="unknown kernel 'fast'; choose one of: auto, eager, sdpa") as raised:
         SQAttention(TINY.d_model, get_variant("mha"), kernel="fast")
     named = str(raised.value).split("choose one of: ")[1].split(", ")
-    assert named[0] == "auto" and "flex" in named  # auto resolves per variant; every other name builds
-    assert [build_kernel(name).name for name in named[1:]] == named[1:]
+    assert (named[0], named[-1]) == ("auto", "best") and "flex" in named  # auto and best choose per cell
+    assert [build_kernel(name).name for name in named[1:-1]] == named[1:-1]  # every other name builds
 
 
 def test_output_projection_is_sized_from_query_heads():

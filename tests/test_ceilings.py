@@ -59,7 +59,8 @@ def test_ceilings_are_cached_per_device_and_software(tmp_path, monkeypatch):
 
     def fake_measure(device, dtype, budget_s=1.0):
         calls.append(dtype)
-        return ceilings.Ceilings("", Rates(1e11, 1e9, 1e10), {"matmul": "m", "exp": "e", "memory": "b"}, ceilings._now())
+        methods = {"matmul": "m", "exp": "e", "memory": "b"}
+        return ceilings.Ceilings("", Rates(1e11, 1e9, 1e10), methods, ceilings._now())
 
     monkeypatch.setattr(ceilings, "measure_ceilings", fake_measure)
     monkeypatch.setattr(ceilings, "probe", lambda device, dtype: Rates(1e11, None, 1e10))  # as fast as cached
@@ -156,7 +157,8 @@ def test_ceilings_measured_on_a_loaded_machine_are_measured_again_and_the_best_k
     stub_ceilings(monkeypatch, [], probe=Rates(0.5e11, None, 20e9))  # now loaded: slower, the cache stands
     third = get_ceilings(torch.device("cpu"), env, "fp32")
     assert third.cached and third.ceilings.rates == again.ceilings.rates
-    assert ceilings.describe(third).startswith("cached, measured ") and "best of 2 measurements" in ceilings.describe(third)
+    said = ceilings.describe(third)
+    assert said.startswith("cached, measured ") and "best of 2 measurements" in said
 
 
 def test_old_ceilings_are_measured_again(tmp_path, monkeypatch):
@@ -215,8 +217,11 @@ def test_floor_bad_input(args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("name, found", [("H100 SXM", "H100 SXM5"), ("h100 pcie", "H100 PCIe"), ("A100 40GB", "A100 40GB SXM4"),
-                                         ("h200", "H200 SXM"), ("L4", "L4"), ("rtx 4090", "GeForce RTX 4090")])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, found",
+    [("H100 SXM", "H100 SXM5"), ("h100 pcie", "H100 PCIe"), ("A100 40GB", "A100 40GB SXM4"), ("h200", "H200 SXM"),
+     ("L4", "L4"), ("rtx 4090", "GeForce RTX 4090")],
+)  # fmt: skip
 def test_an_unambiguous_gpu_name_picks_its_gpu(name, found):
     from sqabench.peaks import published_gpu
 

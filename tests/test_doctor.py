@@ -24,21 +24,23 @@ def test_a_failing_section_never_hides_the_others():
     (failed,) = [c for c in checks if c.section == "broken"]
     assert failed.status == "failed" and failed.detail == "RuntimeError: cuDNN handle could not be created"
     result = summary(checks)
-    assert not result["ok"] and result["broken"] == ["broken: section: failed RuntimeError: cuDNN handle could not be created"]
+    assert not result["ok"]
+    assert result["broken"] == ["broken: section: failed RuntimeError: cuDNN handle could not be created"]
 
 
 @pytest.mark.parametrize(
     "check, broken",
     [(Check("k", "x", "ok", needed=True), False), (Check("k", "x", "unsupported", needed=True), True),
-     (Check("k", "x", "unsupported"), False), (Check("k", "x", "wrong"), True), (Check("k", "x", "skipped", needed=True), False)],
+     (Check("k", "x", "unsupported"), False), (Check("k", "x", "wrong"), True),
+     (Check("k", "x", "skipped", needed=True), False)],
 )  # fmt: skip
 def test_what_breaks_the_default_sweep(check, broken):
     assert check.broken is broken
 
 
 def test_a_wrong_kernel_is_named_and_exits_1(monkeypatch):
-    monkeypatch.setattr(doctor, "SECTIONS", (doctor.versions, lambda device: [
-        Check("kernels", "paper gqa 16/4 full: sdpa", "wrong", "sdpa-flash output disagrees", needed=True)]))  # fmt: skip
+    wrong = Check("kernels", "paper gqa 16/4 full: sdpa", "wrong", "sdpa-flash output disagrees", needed=True)
+    monkeypatch.setattr(doctor, "SECTIONS", (doctor.versions, lambda device: [wrong]))
     result = runner.invoke(app, ["doctor", "--device", "cpu"], env={"COLUMNS": "200"})
     assert result.exit_code == 1
     assert "not ready: kernels: paper gqa 16/4 full: sdpa: wrong sdpa-flash output disagrees" in result.output

@@ -1,11 +1,10 @@
 """sqabench run's options are written once: the command's signature and a --cp rank's arguments come from them."""
 
 
-import pytest
 from typer.testing import CliRunner
 
 import sqabench.cli as cli
-from sqabench.options import RunOptions, option_infos
+from sqabench.options import RunOptions, flag_of, option_infos
 
 runner = CliRunner()
 
@@ -25,8 +24,8 @@ def parsed(args: list[str], monkeypatch) -> RunOptions:
 def test_every_field_is_an_option_of_run():
     help_text = runner.invoke(cli.app, ["run", "--help"], env={"COLUMNS": "200"}).output
     for name, info in option_infos().items():
-        flag = info.param_decls[0] if info.param_decls else f"--{name.replace('_', '-')}"
-        assert flag in help_text, flag
+        for flag in flag_of(name, info).split("/"):
+            assert flag in help_text, flag
 
 
 def test_argv_gives_back_the_same_options(monkeypatch):
@@ -37,9 +36,13 @@ def test_argv_gives_back_the_same_options(monkeypatch):
     assert parsed(given.argv(), monkeypatch) == given
     decode = RunOptions(mode="decode", new_tokens=8, cuda_graphs=True)
     assert parsed(decode.argv(), monkeypatch) == decode
+    assert parsed(RunOptions(cuda_graphs=False).argv(), monkeypatch).cuda_graphs is False  # --no-cuda-graphs
+    extras = RunOptions(breakdown=True, trace_dir="t", compile=True, compile_mode="max-autotune", budget="10m",
+                        dry_run=True, yes=True)  # fmt: skip
+    assert parsed(extras.argv(), monkeypatch) == extras
     assert RunOptions().argv() == ["--variants", "all", "--preset", "paper", "--device", "auto", "--dtype", "auto",
                                    "--mode", "fwd", "--window", "128", "--kernel", "auto", "--scope", "model",
-                                   "--cp-timeout", "600.0"]  # fmt: skip
+                                   "--cp-timeout", "600.0", "--compile-mode", "default"]  # fmt: skip
 
 
 def test_a_cp_launch_passes_the_parsed_options(monkeypatch, tmp_path):
