@@ -155,6 +155,8 @@ def test_scope_runs(tmp_path, scope, preset_name):
         assert int(row["flops"]) == step_cost(spec, preset, 1, 64, mode="train", dtype="fp32", scope=scope).flops
         assert float(row["verify_grad_rel_err"]) < 2e-4
     assert f"scope {scope}" in result.output
+    assert f"{preset_name} preset (1 layer, scope {scope})" in result.output  # the header names the layers timed
+    assert f"{preset_name} (1 layer) · scope {scope}" in result.output  # and the table's title, in the singular
 
 
 @pytest.mark.slow
