@@ -139,3 +139,20 @@ def test_the_rules_against_a_real_gpu_trace():  # pragma: no cover - runs once a
     kernels = [json.loads(line) for line in GPU_FIXTURE.read_text().splitlines() if line.strip()]
     for k in kernels:
         assert category(k["ops"], k["kernel"]) == k["expected"], k
+
+
+@pytest.mark.slow
+def test_a_flex_step_is_attention_through_the_range():
+    """flex shows only a compiled region in a profile: without sqabench's range its time would be "other"."""
+    from conftest import SEQ, WINDOW
+
+    model = build_encoder(get_variant("swa", window=WINDOW), TINY, "auto")  # flex: the windowed kernel
+    tokens = torch.randint(0, TINY.vocab_size, (2, SEQ))
+
+    def step():
+        with torch.inference_mode():
+            model(tokens)
+
+    step()
+    parts = profile_step(step, CPU)
+    assert parts.attention_ms > 0.05 * parts.wall_ms

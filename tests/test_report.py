@@ -1,6 +1,7 @@
 """The tables flag what a number cannot be trusted for: a wrong floor, a launch-bound decode step, a
 ratio across runs, a single repeat. Rows come from ``to_row``, as a real run's do."""
 
+import pytest
 from rich.console import Console
 
 from sqabench.ceilings import DeviceLimits
@@ -34,9 +35,10 @@ def plain(text) -> str:
 
 
 def test_an_efficiency_above_one_is_flagged_in_the_row_and_the_table():
-    slow = Rates(matmul_flops=1e9, exp_per_s=1e6, bytes_per_s=1e6)  # ceilings far too low: a floor of seconds
-    (row,) = rows_for("mha", rates=slow)
-    assert float(row["efficiency"]) > 1 and FLOOR_WRONG in row["note"]
+    (unrated,) = rows_for("mha")  # its work, from the cost model: exponentials of one step
+    low = Rates(matmul_flops=1e15, exp_per_s=int(unrated["exps"]) / 0.015, bytes_per_s=1e15)  # an exp floor of 15 ms
+    (row,) = rows_for("mha", rates=low)  # measured at 10 ms: efficiency 1.5, which no step can reach
+    assert float(row["efficiency"]) == pytest.approx(1.5, rel=1e-3) and FLOOR_WRONG in row["note"]
     assert "floor wrong" in plain(cell_text(row, None))
     fine = Rates(matmul_flops=1e15, exp_per_s=1e13, bytes_per_s=1e13)
     (row,) = rows_for("mha", rates=fine)
