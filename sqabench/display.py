@@ -41,7 +41,6 @@ class SweepDisplay:
         self.started = time.monotonic()
         self.cell_started = self.started
         self.cell: Cell | None = None
-        self.count = 0  # cells finished
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[eta]}"), console=console, transient=False,
@@ -69,7 +68,6 @@ class SweepDisplay:
 
     def finished(self, row: dict) -> None:
         self.pace.finished(time.monotonic() - self.cell_started)
-        self.count += 1
         if self.live:
             self.progress.update(self.task, advance=1, eta=self.eta_text())
         else:

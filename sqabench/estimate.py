@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from sqabench.cells import Cell
 from sqabench.energy import MIN_ENERGY_WINDOW_S
-from sqabench.flops import Rates, floor, step_cost
+from sqabench.flops import Floor, Rates, floor, step_cost
 
 ASSUMED_EFFICIENCY = 0.4
 LONG_S = 600.0  # a sweep longer than this is announced with a warning
@@ -74,8 +74,8 @@ class Estimate:
         return self.cells_s > LONG_S
 
 
-def _step_s(cost, rates: Rates) -> float:
-    bound = floor(cost.flops, cost.exps, cost.min_bytes, rates)
+def _seconds(bound: Floor | None) -> float:
+    """A call's predicted seconds: its floor at the assumed efficiency (0 without a floor)."""
     return bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
 
 
@@ -93,13 +93,13 @@ def estimate(
     """Predicted seconds of each cell by part, in order; a flex shape or block mask seen before in this run
     compiles no more, and one that an earlier run compiled (``compiled_before``: its ``flex_shape``, with
     inductor's on-disk cache still there) comes from that cache, far cheaper."""
-    kernels: set[tuple] = set()
+    kernels: set[str] = set()
     masks: set[tuple] = set()
     per_cell = []
     for cell in cells:
         device = cell.device.split(":")[0]
         bound = cell.floor(rates)  # the busiest rank's, when split: it sets the pace
-        call_s = bound.floor_ms / 1e3 / ASSUMED_EFFICIENCY if bound else 0.0
+        call_s = _seconds(bound)
         calls = 1 + cell.warmup + cell.repeats
         tries = len(cell.best_candidates) if cell.kernel_requested == "best" else 0  # each timed briefly first
         calls += tries * (1 + 1 + 3) + (1 if cell.breakdown else 0)  # (and --breakdown's profiled step)
@@ -108,7 +108,7 @@ def estimate(
         timed_s = cell.repeats * call_s
         if cell.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
             prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.dtype)
-            parts["steps"] = calls * cell.new_tokens * call_s + 2 * _step_s(prefill, rates)
+            parts["steps"] = calls * cell.new_tokens * call_s + 2 * _seconds(floor(prefill.flops, prefill.exps, prefill.min_bytes, rates))
             timed_s *= cell.new_tokens
         if device == "cuda" and timed_s < MIN_ENERGY_WINDOW_S:
             parts["energy"] = MIN_ENERGY_WINDOW_S
