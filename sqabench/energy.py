@@ -31,6 +31,8 @@ SLOWDOWNS = {
     0x20: "sw-thermal",
     0x40: "hw-thermal",
     0x80: "power-brake",
+    0x200: "board-limit",
+    0x400: "reliability",
 }
 
 

@@ -92,7 +92,8 @@ def step_cost(
     (the attention op alone on q, k, v: 4 * B * Hq * d_head * visible pairs, FlashAttention's and
     cuDNN's convention). ``min_bytes`` is a floor on memory traffic: every counted op reads its
     inputs and weights and writes its output exactly once (attention fused, reading q, k, v and
-    writing o once); the backward of a train step is charged twice the forward's traffic.
+    writing o once; the embedding reads its tokens' rows); the backward of a train step is charged
+    twice the forward's traffic.
     """
     if mode not in STEP_MODES:
         raise ValueError(f"mode={mode!r}; expected one of {STEP_MODES} (decode: decode_cost)")
@@ -118,7 +119,7 @@ def step_cost(
     elem = get_dtype(dtype).bytes
     vocab = preset.vocab_size if scope == "model" else 0
     weights = sum(n * k for n, k in layer_matmuls) * L + d * vocab
-    activations = L * sum(tokens * (n + k) for n, k in layer_matmuls) + (tokens * (d + vocab) if vocab else 0)
+    activations = L * sum(tokens * (n + k) for n, k in layer_matmuls) + (tokens * (2 * d + vocab) if vocab else 0)
     attention_io = L * tokens * (2 * q_dim + 2 * kv_dim)  # read q, k, v; write o
     min_bytes = elem * (weights + activations + attention_io)
 
@@ -146,7 +147,8 @@ def decode_cost(
     """FLOPs, exponentials and minimum bytes of one decode step: one new token in each of ``batch`` sequences.
 
     ``min_bytes``: every weight read once (the embedding: only the batch's rows), the K/V of every
-    key seen read once, the new token's K/V written once, activations of the batch's tokens.
+    key seen read once, the new token's K/V written once into the cache, the attention's q read and
+    o written once (as in ``step_cost``), activations of the batch's tokens.
     """
     d, dh, L = preset.d_model, preset.head_dim, preset.n_layers
     q_dim, kv_dim = spec.n_q_heads * dh, spec.n_kv_heads * dh
@@ -160,8 +162,9 @@ def decode_cost(
     elem = get_dtype(dtype).bytes
     kv_read = 2 * L * batch * spec.n_kv_heads * dh * seen
     kv_write = 2 * L * batch * kv_dim
+    attention_io = 2 * L * batch * q_dim  # read q, write o
     activations = batch * (L * sum(n + k for n, k in layer_matmuls) + d + preset.vocab_size)
-    min_bytes = elem * (weights + batch * d + kv_read + kv_write + activations)
+    min_bytes = elem * (weights + batch * d + kv_read + kv_write + attention_io + activations)
     return Cost(matmul_flops=matmul, attention_flops=round(attention), exps=round(exps), min_bytes=round(min_bytes))
 
 

@@ -87,6 +87,15 @@ def test_memory_growth_fails(base, tmp_path):
     assert result.exit_code == 1 and "+10% memory" in result.output
 
 
+@pytest.mark.parametrize("growth, fails", [(1.06, True), (1.04, False)])
+def test_memory_growth_is_judged_at_its_limit(base, tmp_path, growth, fails):
+    """The default limit is +5%: 6% more memory fails, 4% passes."""
+    for mem, attn_mem in (({("sqa", 1024): growth}, {}), ({}, {("sqa", 32768): growth})):
+        cur = write_run(tmp_path / "cur.csv", mem=mem, attn_mem=attn_mem)
+        report = compare(base, cur, Limits())
+        assert [v.cell.split()[0] for v in report.failing] == (["sqa"] if fails else [])
+
+
 def test_ratio_drop_fails_even_on_another_gpu(base, tmp_path):
     # Everything 2x slower on another GPU, and sqa 2.2x: its speed-up over mha drops by 9%.
     cur = write_run(tmp_path / "cur.csv", gpu="NVIDIA A100", scale={"*": 2.0, ("sqa", 1024): 2.2})

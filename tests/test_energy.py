@@ -10,7 +10,9 @@ from conftest import TINY
 from rows import write_run
 from sqabench.cells import plan
 from sqabench.check import Limits, compare
-from sqabench.energy import MIN_ENERGY_WINDOW_S, GpuMonitor, energy_of, energy_per_step, energy_steps
+from sqabench.energy import (
+    MIN_ENERGY_WINDOW_S, SLOWDOWNS, GpuMonitor, Window, energy_of, energy_per_step, energy_steps,
+)
 from sqabench.environment import Environment
 from sqabench.results import CsvWriter, read_rows
 from sqabench.sweep import run_cell, run_sweep
@@ -30,6 +32,30 @@ def test_sampler_reads_during_the_window():
     assert columns["sm_clock_min_mhz"] == columns["sm_clock_median_mhz"] == 1755
     assert columns["temperature_max_c"] == 61 and columns["power_max_w"] == 300.0
     assert columns["throttle"] == "power-cap"  # idle (0x1) is not a slowdown
+
+
+def test_slowdowns_are_nvmls_own_bits():
+    """The reasons named are NVML's, by its constants' names; idle, application, sync-boost and display
+    clocks are not slowdowns of this run."""
+    import pynvml
+
+    named = {"SwPowerCap": "power-cap", "HwSlowdown": "hw-slowdown", "SwThermalSlowdown": "sw-thermal",
+             "HwThermalSlowdown": "hw-thermal", "HwPowerBrakeSlowdown": "power-brake", "BoardLimit": "board-limit",
+             "Reliability": "reliability"}  # fmt: skip
+    assert SLOWDOWNS == {getattr(pynvml, f"nvmlClocksThrottleReason{k}"): v for k, v in named.items()}
+    for harmless in ("GpuIdle", "ApplicationsClocksSetting", "SyncBoost", "DisplayClockSetting"):
+        assert Window(reasons=getattr(pynvml, f"nvmlClocksThrottleReason{harmless}")).throttle == ""
+    both = pynvml.nvmlClocksThrottleReasonSwPowerCap | pynvml.nvmlClocksThrottleReasonHwThermalSlowdown
+    assert Window(reasons=both).throttle == "power-cap+hw-thermal"
+
+
+def test_window_columns_summarise_the_samples():
+    window = Window(sm_clocks=[1980, 1410, 1755, 1980], mem_clocks=[2619, 2619, 1593], temperatures=[55, 71, 60],
+                    powers_w=[300.0, 690.5, 420.0])  # fmt: skip
+    columns = window.columns()
+    assert (columns["sm_clock_min_mhz"], columns["sm_clock_median_mhz"]) == (1410, (1755 + 1980) / 2)
+    assert (columns["mem_clock_mhz"], columns["temperature_max_c"], columns["power_max_w"]) == (2619, 71, 690.5)
+    assert Window().columns() == {}  # nothing sampled: every column stays empty
 
 
 def test_older_throttle_api_name_and_no_throttle():

@@ -4,8 +4,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import TINY
-from sqabench.kernels import dense_mask
-from sqabench.encoder import build_encoder
+from sqabench.attention import KVCache, rope_tables
+from sqabench.decode import Decoder
+from sqabench.kernels import Kernel, dense_mask
+from sqabench.encoder import build_block, build_encoder
 from sqabench.flops import Rates, decode_cost, floor, split_cost, step_cost, visible_pairs
 from sqabench.variants import FAMILY, VariantSpec, get_variant
 
@@ -96,13 +98,6 @@ def test_train_step_flops_against_the_flop_counter():
     assert train.exps == 2 * step_cost(spec, TINY, 2, 40).exps  # the backward recomputes the probabilities
 
 
-def test_min_bytes_counts_weights_and_activations():
-    spec = get_variant("mha")
-    small, big = step_cost(spec, TINY, 1, 100), step_cost(spec, TINY, 1, 200)
-    assert 0 < small.min_bytes < big.min_bytes
-    assert step_cost(spec, TINY, 1, 100, dtype="fp32").min_bytes == 2 * small.min_bytes
-
-
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="mode='bwd'"):
         step_cost(get_variant("mha"), TINY, 1, 10, mode="bwd")
@@ -142,3 +137,87 @@ def test_a_ranks_matmuls_are_its_share_of_the_sequence():
     q, kv = spec.n_q_heads * p.head_dim, spec.n_kv_heads * p.head_dim
     weights = p.d_model * q + 2 * p.d_model * kv + q * p.d_model + 3 * p.d_model * p.d_ff
     assert rank.matmul_flops == p.n_layers * 2 * tokens * weights + 2 * tokens * p.d_model * p.vocab_size
+
+
+class Traffic:
+    """The bytes a real step hands its matmuls and attention calls, read off the tensors by hooks: each
+    nn.Linear reads its input and weight and writes its output; each attention call reads q and the K/V
+    it may see and writes o; an embedding reads its rows; a decode step writes the new K/V into the cache."""
+
+    def __init__(self, *modules: torch.nn.Module) -> None:
+        self.bytes = 0
+        self.handles = []
+        for module in modules:
+            for m in module.modules():
+                hook = {torch.nn.Linear: self.linear, torch.nn.Embedding: self.rows}.get(type(m))
+                if hook is None and isinstance(m, Kernel):
+                    hook = self.attention
+                if hook is not None:
+                    self.handles.append(m.register_forward_hook(hook))
+
+    def linear(self, module, inputs, output):
+        self.bytes += inputs[0].nbytes + module.weight.nbytes + output.nbytes
+
+    def rows(self, module, inputs, output):
+        self.bytes += output.nbytes
+
+    def attention(self, module, inputs, output):
+        q, k, v = inputs[:3]
+        if len(inputs) > 3 and inputs[3] is not None:  # a cache: only its valid slots are read
+            seen = int(inputs[3].sum())
+            self.bytes += (k.nbytes + v.nbytes) // k.shape[2] * seen
+        else:
+            self.bytes += k.nbytes + v.nbytes
+        self.bytes += q.nbytes + output.nbytes
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize("name, causal", [("sqa", False), ("gqa", True), ("swa", False)])
+def test_min_bytes_equal_the_bytes_a_real_forward_moves(name, causal):
+    spec = get_variant(name, window=48)
+    model = build_encoder(spec, TINY, "eager", causal=causal)
+    traffic = Traffic(model)
+    with torch.inference_mode():
+        model(torch.randint(0, TINY.vocab_size, (3, 40)))
+    traffic.close()
+    for dtype, scale in (("fp32", 1), ("bf16", 2)):  # the model ran in fp32
+        assert step_cost(spec, TINY, 3, 40, causal, dtype=dtype).min_bytes * scale == traffic.bytes
+
+
+def test_min_bytes_of_a_block_and_of_the_attention_alone():
+    spec = get_variant("xsqa")
+    block = build_block(spec, TINY, "eager")
+    traffic = Traffic(block)
+    x = torch.randn(2, 40, TINY.d_model)
+    rope = rope_tables(40, TINY.head_dim, TINY.rope_base, "cpu", torch.float32)
+    with torch.inference_mode():
+        block(x, rope)
+    traffic.close()
+    assert step_cost(spec, TINY, 2, 40, dtype="fp32", scope="block").min_bytes == traffic.bytes
+    q, k = torch.randn(2, 4, 40, TINY.head_dim), torch.randn(2, 4, 40, TINY.head_dim)
+    assert step_cost(spec, TINY, 2, 40, dtype="fp32", scope="attention").min_bytes == 2 * q.nbytes + 2 * k.nbytes
+
+
+@pytest.mark.parametrize("name", ["sqa", "swa"])
+def test_decode_min_bytes_equal_the_bytes_a_real_step_moves(name, monkeypatch):
+    spec = get_variant(name, window=48)
+    model = build_encoder(spec, TINY, "eager", causal=True)
+    context = 70 if spec.window else 39  # the windowed cache is full and wraps
+    decoder = Decoder(model, 2, context, 1, "eager")
+    tokens = torch.randint(0, TINY.vocab_size, (2, context + 1))
+    with torch.inference_mode():
+        decoder.prefill(tokens[:, :context])
+        traffic = Traffic(model, decoder.kernel)
+        append = KVCache.append
+
+        def counted(cache, k, v):
+            traffic.bytes += k.nbytes + v.nbytes  # the new key and value written into the cache
+            return append(cache, k, v)
+
+        monkeypatch.setattr(KVCache, "append", counted)
+        decoder.step(tokens[:, context:])
+    traffic.close()
+    assert decode_cost(spec, TINY, 2, context, 1, "fp32").min_bytes == traffic.bytes

@@ -62,6 +62,14 @@ def test_a_speedup_over_another_runs_baseline_says_so():
     assert "vs another run" not in plain(cell_text(row, base))
 
 
+def test_the_speedup_is_the_baselines_time_over_the_cells():
+    base, row = rows_for("mha,xsqa")
+    faster = {**row, "time_ms": float(base["time_ms"]) / 2.5}
+    assert "2.50x" in plain(cell_text(faster, base)) and "0.40x" not in plain(cell_text(faster, base))
+    slower = {**row, "time_ms": float(base["time_ms"]) * 1.25}
+    assert "0.80x" in plain(cell_text(slower, base))
+
+
 def test_one_repeat_has_no_spread():
     (row,) = rows_for("mha", repeats=1)
     assert row["spread"] == "" and row["noisy"] == ""
