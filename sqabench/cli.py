@@ -33,6 +33,8 @@ err = Console(stderr=True, soft_wrap=True)
 # Options shared by several commands, declared once (sqabench run's own live on RunOptions).
 PresetOption = Annotated[str, typer.Option("--preset", metavar="NAME|CONFIG", help=PRESET_HELP)]
 DeviceOption = Annotated[str, typer.Option("--device", metavar="NAME", help="auto, cuda or cpu.")]
+VariantsOption = get_type_hints(RunOptions, include_extras=True)["variants"]
+WindowOption = get_type_hints(RunOptions, include_extras=True)["window"]
 BaselineOption = Annotated[
     str | None,
     typer.Option(
@@ -205,6 +207,8 @@ def floor(
         typer.Option("--gpu", metavar="NAME", help="A GPU of the published-peaks table, e.g. 'H100 SXM', 'A100 40GB'."),
     ] = "H100 SXM",
     seq: Annotated[str, typer.Option(metavar="LENGTHS", help="Lengths, e.g. 1k,32k,200k.")] = "1k,32k,200k",
+    variants: VariantsOption = "all",
+    window: WindowOption = 128,
     preset: PresetOption = "paper",
     dtype: Annotated[str, typer.Option(metavar="DTYPE", help="bf16, fp16 or fp32.")] = "bf16",
     mode: Annotated[str, typer.Option(metavar="MODE", help="fwd, train or decode.")] = "fwd",
@@ -224,7 +228,7 @@ def floor(
     from sqabench.peaks import published_gpu
     from sqabench.presets import get_preset
     from sqabench.report import floor_table
-    from sqabench.variants import parse_variants
+    from sqabench.variants import base_variant, parse_variants
 
     with usage_errors():
         dtype = get_dtype(dtype).name
@@ -235,9 +239,12 @@ def floor(
         for flag, value in (("--tokens", tokens), ("--new-tokens", new_tokens)):
             if value < 1:
                 raise ConfigError(f"{flag} {value} must be >= 1")
+        if window < 1:
+            raise ConfigError(f"--window {window} must be >= 1")
         p, lengths = get_preset(preset), parse_lengths(seq)
+        base = base_variant(p.n_heads, p.n_kv_heads, p.sliding_window)  # a config's own heads, as in run
         cells = plan(
-            parse_variants("all", p.n_heads), p, lengths, tokens=tokens, batch=None, dtype=dtype, mode=mode,
+            parse_variants(variants, p.n_heads, window, base), p, lengths, tokens=tokens, batch=None, dtype=dtype, mode=mode,
             causal=causal, kernel="auto", device="cuda", warmup=0, repeats=1, new_tokens=new_tokens,
         )  # fmt: skip
     title = (

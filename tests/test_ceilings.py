@@ -118,6 +118,20 @@ def test_floor_command_shows_the_softmax_bound_of_the_paper_preset():
     assert result.exit_code == 2 and "unknown GPU 'TPU v5'; choose one of: A100 80GB PCIe" in result.output
 
 
+def test_floor_takes_the_variants_and_the_window_asked_for():
+    result = CliRunner().invoke(app, ["floor", "--seq", "1k", "--variants", "mha,swa-xsqa,6/2", "--window", "64"],
+                                env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│ ")]
+    assert [r for r in rows if r] == ["mha", "swa-xsqa", "6/2"]
+    (line,) = [line for line in result.output.splitlines() if line.startswith("│ swa-xsqa ")]
+    terms = result.output.split("│ swa-xsqa ")[1].splitlines()[1]  # matmul / exp / memory ms
+    keys = sum(min(i + 64, 1023) - max(i - 64, 0) + 1 for i in range(1024))  # window 64, counted row by row
+    exp_ms = 8 * 128 * 4 * keys / 3.86e12 * 1e3  # 8 layers, batch 128 (131072 tokens), 4 query heads
+    assert float(terms.split("/")[1]) == pytest.approx(exp_ms, rel=5e-3)
+    assert "(memory)" in line  # a 64-token window at d_head 16 moves more than it computes
+
+
 def test_floor_of_decode_is_bound_by_the_bytes_a_step_reads():
     """Decode floors: one token per sequence reads the whole cache; the byte count, by hand, sets the floor."""
     result = CliRunner().invoke(app, ["floor", "--gpu", "H100 SXM", "--seq", "32k", "--mode", "decode", "--tokens",
@@ -208,6 +222,8 @@ def test_the_matmul_ceiling_is_the_best_way_the_cells_compute(monkeypatch):
         (["--gpu", "a"], "--gpu 'a' fits 3 GPUs: A100 80GB PCIe, A100 80GB SXM4, A100 40GB SXM4"),
         (["--gpu", "4"], "--gpu '4' fits"),
         (["--tokens", "0"], "--tokens 0 must be >= 1"),
+        (["--window", "0"], "--window 0 must be >= 1"),
+        (["--variants", "mha,5/3"], "5/3: n_q_heads=5 is not a multiple of n_kv_heads=3"),
         (["--mode", "bwd"], "unknown mode 'bwd'; choose one of: fwd, train, decode"),
     ],
 )
