@@ -337,11 +337,13 @@ def reproduce(
 @app.command()
 def plot(
     csvs: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
-            metavar="CSV", help="Results CSVs; settings and GPUs become separate panels.", show_default=False
+            metavar="CSV",
+            help="Results CSVs; settings and GPUs become separate panels. Default: the newest in results/.",
+            show_default=False,
         ),
-    ],
+    ] = None,
     out_dir: Annotated[
         Path, typer.Option("--out", metavar="DIR", help="Directory for the PNG and SVG figures.")
     ] = Path("plots"),
@@ -349,9 +351,12 @@ def plot(
 ) -> None:
     """Draw time, speed-up, memory, throughput and paper-comparison figures from results CSVs."""
     from sqabench.plots import make_plots
-    from sqabench.results import load_results, resolve_baseline
+    from sqabench.results import load_results, newest_results, resolve_baseline
 
     with usage_errors():
+        if not csvs:
+            csvs = [newest_results()]
+            say(f"plotting {csvs[0]}, the newest results file")
         frame = load_results(csvs)
         baseline = resolve_baseline(frame, baseline)
         if out_dir.exists() and not out_dir.is_dir():

@@ -270,6 +270,14 @@ def _cell(value: object) -> object:
     return "" if value is None else value
 
 
+def newest_results(folder: Path = Path("results")) -> Path:
+    """The results CSV written last in ``folder`` (what ``sqabench plot`` draws when given none)."""
+    found = sorted(folder.glob("*.csv"), key=lambda p: (p.stat().st_mtime, p.name)) if folder.is_dir() else []
+    if not found:
+        raise ConfigError(f"no results CSV given and none in {folder}/; run `sqabench run` first, or name CSVs")
+    return found[-1]
+
+
 def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
     """One DataFrame from results CSVs, each checked for the required columns; a ``source`` column added.
 

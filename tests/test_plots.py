@@ -1,6 +1,8 @@
 """What the figures draw: labelled theory lines, error bars, one colour per variant, nothing blank."""
 
 import csv
+import os
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -151,6 +153,22 @@ def test_plot_from_a_real_cpu_run(tmp_path):
         for ext in ("png", "svg"):
             assert (tmp_path / "plots" / f"{name}.{ext}").stat().st_size > 5_000
     assert not (tmp_path / "plots" / "memory.png").exists()
+
+
+def test_plot_without_a_csv_draws_the_newest_results_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["plot"])
+    assert result.exit_code == 2 and result.output.strip() == (
+        "error: no results CSV given and none in results/; run `sqabench run` first, or name CSVs")
+    (tmp_path / "results").mkdir()
+    old = write_run(tmp_path / "results" / "b-old.csv", gpu="NVIDIA A100")
+    new = write_run(tmp_path / "results" / "a-new.csv")
+    os.utime(old, (1e9, 1e9))  # written long before: the name does not decide
+    result = runner.invoke(app, ["plot", "--out", "figs"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"plotting {Path('results', new.name)}, the newest results file" in result.output
+    assert "H100" in " ".join((tmp_path / "figs" / "speedup.svg").read_text().split()) and (
+        "A100" not in (tmp_path / "figs" / "speedup.svg").read_text())
 
 
 def test_unknown_baseline_exits_2(tmp_path):
