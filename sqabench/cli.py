@@ -186,8 +186,8 @@ def doctor(
         dev = resolve_device(device)
     if not json_out:
         say(f"sqabench doctor on {dev}: a minute at most" + ("" if dev.type == "cuda" else "; GPU parts are skipped"))
-    checks = run_doctor(dev)
-    result = summary(checks)
+    checks, interrupted = run_doctor(dev)
+    result = summary(checks, interrupted)
     if json_out:
         typer.echo(json.dumps(result, indent=1))
     else:
@@ -195,8 +195,12 @@ def doctor(
             out.print(table)
         for line in result["broken"]:
             say(f"not ready: {line}", "bold red")
-        out.print(Text("ready for the default sweep" if result["ok"] else "not ready: see above",
-                       style="green" if result["ok"] else "bold red"))  # fmt: skip
+        if not interrupted:
+            out.print(Text("ready for the default sweep" if result["ok"] else "not ready: see above",
+                           style="green" if result["ok"] else "bold red"))  # fmt: skip
+    if interrupted:
+        say("interrupted: the checks above are the ones made", "yellow")
+        raise typer.Exit(130)
     raise typer.Exit(0 if result["ok"] else 1)
 
 

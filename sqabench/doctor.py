@@ -21,7 +21,7 @@ Every check says whether the default sweep needs it; the command exits 1 naming 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -113,16 +113,16 @@ def reason(err: BaseException) -> str:
     return text.split(". ", 1)[0][:100]
 
 
-def kernels(device: torch.device) -> list[Check]:
+def kernels(device: torch.device) -> Iterator[Check]:
     """The kernel matrix: every representative case x (PyTorch's pick, each pinned backend, flex).
 
     flex compiles a kernel per case, so it is checked on ``FLEX_CASES`` (on a CPU, forward only, on the
     one the default sweep needs: a windowed encoder of the paper preset); the GPU tests cover the rest.
+    Each check is yielded as it is made, so that an interrupted doctor still reports the ones made.
     """
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     grad = device.type == "cuda"  # CPU cells time forward steps; flex has no CPU backward
     flex_cases = FLEX_CASES if device.type == "cuda" else {("paper", "mha", "windowed")}
-    checks = []
     with compile_settings():
         for preset_name in ("paper", "wide"):
             preset = PRESETS[preset_name]
@@ -136,25 +136,23 @@ def kernels(device: torch.device) -> list[Check]:
                     q = torch.empty(1, spec.n_q_heads, CHECK_LEN, preset.head_dim, device=device, dtype=dtype)
                     kv = torch.empty(1, spec.n_kv_heads, CHECK_LEN, preset.head_dim, device=device, dtype=dtype)
                     picks = SdpaKernel(window, causal).ran(q, kv, kv)
-                    checks.append(Check("kernels", f"{case}: sdpa picks", "info", picks))
+                    yield Check("kernels", f"{case}: sdpa picks", "info", picks)
                     default = resolve_kernel(spec, "auto") if preset_name == "paper" and not causal else None
                     for kernel in KERNELS[1:]:  # sdpa, its pinned backends, flex (eager is the reference)
                         if kernel == "flex" and (preset_name, name, mask) not in flex_cases:
                             continue
                         layer.kernel = build_kernel(kernel, window, causal)
                         status, detail = _kernel_check(layer, grad and not (kernel == "flex" and device.type == "cpu"))
-                        checks.append(Check("kernels", f"{case}: {kernel}", status, detail, needed=kernel == default))
+                        yield Check("kernels", f"{case}: {kernel}", status, detail, needed=kernel == default)
         if device.type == "cpu":
-            checks.append(Check("kernels", "flex on the other cases", "skipped",
-                                "on a CPU (a flex compile takes ~20 s a case; pytest covers them)"))  # fmt: skip
-        checks += _decode_checks(device, dtype)
-    return checks
+            yield Check("kernels", "flex on the other cases", "skipped",
+                        "on a CPU (a flex compile takes ~20 s a case; pytest covers them)")  # fmt: skip
+        yield from _decode_checks(device, dtype)
 
 
-def _decode_checks(device: torch.device, dtype: torch.dtype) -> list[Check]:
+def _decode_checks(device: torch.device, dtype: torch.dtype) -> Iterator[Check]:
     from sqabench.encoder import build_encoder
 
-    checks = []
     preset = PRESETS["paper"].with_layers(1)
     for name in ("gqa", "sqa"):
         model = build_encoder(get_variant(name), preset, "auto", True, device, dtype)
@@ -162,16 +160,15 @@ def _decode_checks(device: torch.device, dtype: torch.dtype) -> list[Check]:
             try:
                 checked = verify_decode(model, kernel, batch=2, context=512, new_tokens=4)
             except KernelUnsupported as err:
-                checks.append(Check("kernels", f"decode {name} over a KV cache: {kernel}", "unsupported", reason(err)))
+                yield Check("kernels", f"decode {name} over a KV cache: {kernel}", "unsupported", reason(err))
                 continue
             except KernelVerifyFailed as err:
-                checks.append(Check("kernels", f"decode {name} over a KV cache: {kernel}", "wrong", str(err)))
+                yield Check("kernels", f"decode {name} over a KV cache: {kernel}", "wrong", str(err))
                 continue
             detail = f"ran {checked.kernel}, rel err {checked.rel_err:.1e}"
             if checked.kernel == "sdpa-math" and kernel == "sdpa":
                 detail += ": the unfused math backend (repeats K/V every step)"
-            checks.append(Check("kernels", f"decode {name} over a KV cache: {kernel}", "ok", detail))
-    return checks
+            yield Check("kernels", f"decode {name} over a KV cache: {kernel}", "ok", detail)
 
 
 def speed(device: torch.device) -> list[Check]:
@@ -281,23 +278,33 @@ def ceilings(device: torch.device) -> list[Check]:
     return checks
 
 
-SECTIONS: tuple[Callable[[torch.device], list[Check]], ...] = (versions, kernels, speed, graphs, nvml, ceilings)
+SECTIONS: tuple[Callable[[torch.device], Iterable[Check]], ...] = (versions, kernels, speed, graphs, nvml, ceilings)
 
 
-def run_doctor(device: torch.device, sections=None) -> list[Check]:
-    """Every section's checks, in order. A section that raises is one ``failed`` check: the others still run."""
-    checks = []
-    for section in sections or SECTIONS:
+def run_doctor(device: torch.device, sections=None) -> tuple[list[Check], bool]:
+    """Every section's checks, in order, and whether it was interrupted. A section that raises is one
+    ``failed`` check: the others still run. Interrupted (Ctrl-C, a time box's SIGINT), the checks made so
+    far are kept and what was not run is said."""
+    checks: list[Check] = []
+    sections = list(sections or SECTIONS)
+    for i, section in enumerate(sections):
         try:
-            checks += section(device)
+            for check in section(device):  # a section may yield its checks one by one
+                checks.append(check)
+        except KeyboardInterrupt:
+            left = ", ".join(s.__name__ for s in sections[i + 1 :]) or "none"
+            checks.append(Check(section.__name__, "section", "skipped", f"interrupted here; sections not run: {left}"))
+            return checks, True
         except Exception as err:  # noqa: BLE001 - a diagnostic reports whatever broke and goes on
             text = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
             checks.append(Check(section.__name__, "section", "failed", f"{type(err).__name__}: {text}", needed=True))
-    return checks
+    return checks, False
 
 
-def summary(checks: list[Check]) -> dict:
+def summary(checks: list[Check], interrupted: bool = False) -> dict:
+    """ok: nothing broken, and every section ran (an interrupted doctor cannot say the sweep will run)."""
     broken = [c for c in checks if c.broken]
-    return {"ok": not broken, "broken": [f"{c.section}: {c.name}: {c.status} {c.detail}".strip() for c in broken],
+    return {"ok": not broken and not interrupted, "interrupted": interrupted,
+            "broken": [f"{c.section}: {c.name}: {c.status} {c.detail}".strip() for c in broken],
             "checks": [asdict(c) for c in checks]}  # fmt: skip
 

@@ -18,7 +18,8 @@ def test_a_failing_section_never_hides_the_others():
     def broken(device):
         raise RuntimeError("cuDNN handle could not be created\nsecond line")
 
-    checks = run_doctor(torch.device("cpu"), sections=(doctor.versions, broken, doctor.speed))
+    checks, interrupted = run_doctor(torch.device("cpu"), sections=(doctor.versions, broken, doctor.speed))
+    assert not interrupted
     sections = [c.section for c in checks]
     assert sections[0] == "versions" and "broken" in sections and sections[-1] == "speed"
     (failed,) = [c for c in checks if c.section == "broken"]
@@ -26,6 +27,26 @@ def test_a_failing_section_never_hides_the_others():
     result = summary(checks)
     assert not result["ok"]
     assert result["broken"] == ["broken: section: failed RuntimeError: cuDNN handle could not be created"]
+
+
+def test_an_interrupted_doctor_reports_the_checks_made(monkeypatch):
+    """A time box's SIGINT in the middle of a section: what it had checked is printed, the rest named."""
+
+    def slow(device):
+        yield Check("kernels", "first case", "ok", "rel err 1e-3")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(doctor, "SECTIONS", (doctor.versions, slow, doctor.speed, doctor.graphs))
+    result = runner.invoke(app, ["doctor", "--device", "cpu", "--json"])
+    assert result.exit_code == 130
+    report = json.loads(result.output.split("\ninterrupted")[0])
+    names = [(c["section"], c["name"], c["status"]) for c in report["checks"]]
+    assert report["interrupted"] and not report["ok"] and not report["broken"]  # incomplete: never "ready"
+    assert ("kernels", "first case", "ok") in names and names[-1] == ("slow", "section", "skipped")
+    assert report["checks"][-1]["detail"] == "interrupted here; sections not run: speed, graphs"
+    assert "interrupted: the checks above are the ones made" in result.output
+    result = runner.invoke(app, ["doctor", "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 130 and "first case" in result.output and "ready" not in result.output
 
 
 @pytest.mark.parametrize(

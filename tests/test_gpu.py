@@ -98,8 +98,9 @@ def test_attention_memory_grows_with_the_query_heads():
 def test_doctor_on_the_gpu():
     from sqabench.doctor import run_doctor, summary
 
-    checks = run_doctor(torch.device("cuda"))
+    checks, interrupted = run_doctor(torch.device("cuda"))
     result = summary(checks)
+    assert not interrupted
     assert result["ok"], result["broken"]
     statuses = {c.section: c.status for c in checks}
     assert statuses["graphs"] == "ok" and statuses["speed"] != "skipped" and statuses["nvml"] != "skipped"
