@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from sqabench.errors import ConfigError
-from sqabench.report import format_number, ratio_text, verdict_text
+from sqabench.report import format_time, ratio_text, short_name, verdict_text
 from sqabench.results import (
     CELL_KEY,
     POINT_KEY,
     cell_name,
+    cell_words,
     duplicate_notes,
     key_of,
     latest,
@@ -34,6 +35,7 @@ from sqabench.results import (
     normal,
     parse_samples,
     resolve_baseline,
+    shared_words,
 )
 
 RESAMPLES = 2000
@@ -54,6 +56,7 @@ class Limits:
 @dataclass
 class CellVerdict:
     cell: str
+    words: list[str]  # the cell's name in parts (``cell_words``)
     baseline_ms: float | None
     current_ms: float | None
     ratio_low: float | None = None  # bootstrap interval of current / baseline
@@ -159,7 +162,7 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
     for key, b in base.items():
         if b["status"] != "ok":
             continue  # only cells that were ok can regress
-        verdict = CellVerdict(cell_name(b), float(b["time_ms"]), None)
+        verdict = CellVerdict(cell_name(b), cell_words(b), float(b["time_ms"]), None)
         verdicts.append(verdict)
         c = cur.get(key)
         if c is None:
@@ -243,10 +246,12 @@ def markdown(report: Report, baseline_path: Path, current_path: Path) -> str:
     lines = [f"## sqabench check: {baseline_path} (baseline) vs {current_path}: "
              + ("passed" if report.ok else "**regression**"), ""]  # fmt: skip
     lines += [f"> {w}" for w in report.warnings]
+    shared = shared_words([v.words for v in report.cells])
+    lines += [f"Every cell: {' '.join(shared)}", ""] if shared else []
     lines += ["| cell | baseline ms | current ms | ratio [95% interval] | verdict |", "|---|---:|---:|---:|---|"]
     for v in report.cells:
         lines.append(
-            f"| {v.cell} | {format_number(v.baseline_ms, 4)} | {format_number(v.current_ms, 4)} | {ratio_text(v)} "
+            f"| {short_name(v, shared)} | {format_time(v.baseline_ms)} | {format_time(v.current_ms)} | {ratio_text(v)} "
             f"| {verdict_text(v)} |"
         )
     if report.geomean_ratio is not None:

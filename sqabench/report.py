@@ -13,7 +13,7 @@ from rich.text import Text
 
 from sqabench.flops import amdahl, memory_ms
 from sqabench.lengths import format_len
-from sqabench.results import SETTING_KEY, key_of, normal, setting_title
+from sqabench.results import SETTING_KEY, key_of, normal, setting_title, shared_words
 
 if TYPE_CHECKING:
     from sqabench.presets import Preset
@@ -162,6 +162,11 @@ def format_number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def format_time(ms: float | None) -> str:
+    """Milliseconds to 4 significant digits (whole ones from 1000 up), '-' when missing."""
+    return "-" if ms is None else f"{ms:.0f}" if ms >= 1000 else f"{ms:.4g}"
+
+
 def ratio_text(verdict) -> str:
     """A check verdict's time ratio with its 95% interval."""
     if verdict.ratio is None:
@@ -175,14 +180,22 @@ def verdict_text(verdict) -> str:
     return "ok" + (f" ({'; '.join(verdict.notes)})" if verdict.notes else "")
 
 
+def short_name(verdict, shared: list[str]) -> str:
+    """A verdict's cell name without the words every cell of the report shares (printed once)."""
+    return " ".join(word for word in verdict.words if word not in shared) or verdict.cell
+
+
 def check_table(report, baseline_path, current_path) -> Table:
-    """``sqabench check``'s verdicts: each cell's times, ratio with its interval, and verdict."""
-    table = Table(title=f"sqabench check: {baseline_path} (baseline) vs {current_path}", title_justify="left")
+    """``sqabench check``'s verdicts: each cell's times, ratio with its interval, and verdict; what every
+    cell shares is said once, in the caption."""
+    shared = shared_words([v.words for v in report.cells])
+    table = Table(title=f"sqabench check: {baseline_path} (baseline) vs {current_path}", title_justify="left",
+                  caption=f"every cell: {' '.join(shared)}" if shared else None, caption_justify="left")  # fmt: skip
     for column in ("cell", "baseline ms", "current ms", "ratio [95% interval]", "verdict"):
         table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
     for v in report.cells:
         table.add_row(
-            Text(v.cell), format_number(v.baseline_ms, 4), format_number(v.current_ms, 4), ratio_text(v),
+            Text(short_name(v, shared)), format_time(v.baseline_ms), format_time(v.current_ms), ratio_text(v),
             Text(verdict_text(v)), style="" if v.ok else "bold red",
         )  # fmt: skip
     return table

@@ -136,6 +136,12 @@ def setting_title(row) -> str:
 def cell_name(row) -> str:
     """A cell's name from every column of its cell key, so that two cells never print under one name:
     ``sqa paper n=32768 b=4 bf16 fwd encoder auto cuda heads 8/4 8 layers scope model``."""
+    return " ".join(cell_words(row))
+
+
+def cell_words(row) -> list[str]:
+    """The parts of ``cell_name``, one per cell-key column that says something (a table can print the ones
+    every cell shares once)."""
     v = dict(zip(CELL_KEY, key_of(row)))
     words = [
         f"{v['variant']}{'@' + v['window'] if v['window'] else ''}", v["preset"], f"n={v['seq_len']}",
@@ -146,7 +152,14 @@ def cell_name(row) -> str:
         f"{v['world_size']} ranks" if v["world_size"] not in ("", "1") else "",
         f"compiled {v['compile']}" if v["compile"] else "",
     ]  # fmt: skip
-    return " ".join(word for word in words if word)
+    return [word for word in words if word]
+
+
+def shared_words(names: list[list[str]]) -> list[str]:
+    """The words every one of ``names`` (from ``cell_words``) has, in the first one's order; none for one name."""
+    if len(names) < 2:
+        return []
+    return [word for word in names[0] if all(word in other for other in names[1:])]
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -5,8 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rows import LENGTHS, SPREAD, write_run
-from sqabench.check import Limits, compare
+from sqabench.check import Limits, compare, markdown
 from sqabench.cli import app
+from sqabench.report import format_time
 
 runner = CliRunner()
 
@@ -22,6 +23,24 @@ def invoke(*args, env=None):
 
 def one_line(result) -> str:
     return " ".join(result.output.split())
+
+
+def test_the_table_says_once_what_every_cell_shares(base, tmp_path):
+    cur = write_run(tmp_path / "cur.csv", scale={("sqa", 1024): 1.25})
+    result = invoke(base, cur)
+    text = one_line(result)
+    assert "every cell: paper bf16 fwd encoder auto cuda 8 layers scope model" in text
+    rows = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│ ")]
+    assert "sqa n=1024 b=128 heads 8/4" in rows and "mha n=32768 b=4 heads 16/16" in rows
+    # the regression line still names the whole cell: it is read alone
+    assert "regression: sqa paper n=1024 b=128 bf16 fwd encoder auto cuda heads 8/4 8 layers scope model" in text
+    summary = markdown(compare(base, cur, Limits()), base, cur)
+    assert "| sqa n=1024 b=128 heads 8/4 |" in summary and "Every cell: paper bf16 fwd" in summary
+
+
+@pytest.mark.parametrize("ms, text", [(None, "-"), (0.012345, "0.01235"), (220.7, "220.7"), (1325.4, "1325")])
+def test_times_print_to_four_significant_digits(ms, text):
+    assert format_time(ms) == text
 
 
 def test_identical_runs_pass(base):
