@@ -255,7 +255,8 @@ def _speedup_figure(frame, baseline, style, notes):
                 ax.scatter(rows["seq_len"].to_numpy()[crossed], speedup[crossed], s=180, facecolors="none",
                            edgecolors="#d62728", linewidths=1.5, zorder=7)  # fmt: skip
             work = "min_bytes" if decode else "flops"  # decode is bound by what it reads
-            ax.plot(rows["seq_len"], b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour)
+            ax.plot(rows["seq_len"], b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour,
+                    marker="_", markersize=14)  # a dash marks the ratio where one length draws no line
         theory = ok[(ok["variant"] != baseline) & ok["window"].isna()].groupby("theory")["variant"].unique()
         if decode:
             theory = theory.iloc[0:0]  # H/Hq speaks of FLOPs: not of a step bound by the cache it reads
@@ -267,7 +268,8 @@ def _speedup_figure(frame, baseline, style, notes):
                         xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7, color="#444444",
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
         ax.axhline(1.0, color="black", lw=0.8)
-        ax.plot([], [], ls=":", color="black", label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
+        ax.plot([], [], ls=":", marker="_", markersize=14, color="black",
+                label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
         _legend_marks(ax, noisy=any_noisy)
         if any_crossed:
             ax.scatter([], [], s=120, facecolors="none", edgecolors="#d62728", label=CROSS_RUN_LABEL)
