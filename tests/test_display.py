@@ -55,6 +55,21 @@ def test_estimate_parts_add_up_and_count_steps_from_the_floor():
     assert predicted.total_s == pytest.approx(2.0 + sum(parts.values()))
 
 
+def test_a_decode_estimate_charges_its_steps_and_two_causal_prefills():
+    (dec,) = plan(
+        parse_variants("sqa"), TINY, [512], tokens=1024, batch=None, dtype="fp32", mode="decode", causal=True,
+        kernel="auto", device="cpu", warmup=1, repeats=3, new_tokens=8,
+    )  # fmt: skip
+    (prefill,) = plan(
+        parse_variants("sqa"), TINY, [512], tokens=1024, batch=dec.batch, dtype="fp32", mode="fwd", causal=True,
+        kernel="auto", device="cpu", warmup=0, repeats=1,
+    )  # fmt: skip: one causal forward of the context, twice (first and timed calls)
+    prefill_s = estimate([prefill], RATES).per_cell[0]["steps"]
+    step_s = dec.floor(RATES).floor_ms / 1e3 / 0.4  # one token per sequence, at 40% of its floor
+    steps = estimate([dec], RATES).per_cell[0]["steps"]
+    assert steps == pytest.approx((1 + 1 + 3) * dec.new_tokens * step_s + prefill_s)
+
+
 def test_a_short_gpu_cell_pays_for_its_energy_window():
     gpu = estimate(cells("mha", [256], device="cuda"), RATES).per_cell[0]
     assert gpu["energy"] == 1.0 and "energy" not in estimate(cells("mha", [256]), RATES).per_cell[0]
@@ -156,6 +171,14 @@ def test_value_order():
 def test_a_bad_budget_is_refused(tmp_path, text, message):
     result = runner.invoke(app, ["run", "--device", "cpu", "--budget", text, "--out", str(tmp_path / "r.csv")])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("45 sec", 45), ("10m", 600), ("10min", 600),
+                                           ("1.5h", 5400), (" 2H ", 7200)])  # fmt: skip
+def test_a_budget_reads_its_unit(text, seconds):
+    from sqabench.request import parse_duration
+
+    assert parse_duration(text, "--budget") == seconds
 
 
 def test_the_estimate_remembers_what_earlier_runs_compiled(tmp_path, monkeypatch):
