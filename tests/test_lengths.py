@@ -8,7 +8,7 @@ from sqabench.lengths import format_len, parse_length, parse_lengths
     "text, tokens",
     [("1k", 1024), ("4k", 4096), ("32k", 32768), ("128k", 131072), ("131k", 131072), ("200k", 200000),
      ("1000", 1000), ("1K", 1024), ("2k", 2048), ("64k", 65536), ("100k", 100000), ("1m", 1_000_000),
-     ("1024k", 1_048_576), ("1048576", 1_048_576), ("0.5k", 512)],
+     ("1024k", 1_048_576), ("1048576", 1_048_576), ("0.5k", 512), ("1", 1), ("0.001k", 1)],
 )  # fmt: skip
 def test_seq_sizes(text, tokens):
     assert parse_length(text) == tokens
