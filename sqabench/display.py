@@ -79,6 +79,17 @@ class SweepDisplay:
         return f"ETA {format_duration(left)}" if left > 0 else ""
 
 
+def format_seconds(seconds: float) -> str:
+    """A predicted part of a sweep: seconds to 3 digits below 1000 s, then minutes, hours, days."""
+    if seconds < 1000:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 1:
         return "under a second"

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from sqabench.cells import Cell
 from sqabench.ceilings import DeviceLimits, describe, get_ceilings
-from sqabench.display import SweepDisplay, format_duration
+from sqabench.display import SweepDisplay, format_duration, format_seconds
 from sqabench.environment import process_age_s
 from sqabench.errors import ConfigError
 from sqabench.estimate import ASSUMED_EFFICIENCY, CONFIRM_S, PARTS, Estimate, Pace, by_value, estimate, flex_shape
@@ -174,12 +174,12 @@ def dry_run_table(cells: list[Cell], predicted: Estimate | None) -> Table:
         table.add_column(column, justify="left" if column == "cell" else "right")
     for i, cell in enumerate(cells):
         parts = predicted.per_cell[i] if predicted else {}
-        values = [f"{parts.get(part, 0.0):.3g} s" if parts.get(part) else "-" for part in PARTS]
-        table.add_row(Text(cell.label), *values, f"{sum(parts.values()):.3g} s" if parts else "-")
+        values = [format_seconds(parts[part]) if parts.get(part) else "-" for part in PARTS]
+        table.add_row(Text(cell.label), *values, format_seconds(sum(parts.values())) if parts else "-")
     if predicted is not None:
         totals = predicted.parts_s
-        table.add_row(Text("all cells", style="bold"), *(f"{totals[p]:.3g} s" for p in PARTS),
-                      f"{predicted.cells_s:.3g} s")  # fmt: skip
+        table.add_row(Text("all cells", style="bold"), *(format_seconds(totals[p]) for p in PARTS),
+                      format_seconds(predicted.cells_s))  # fmt: skip
     return table
 
 
