@@ -248,8 +248,8 @@ def floor(
         p, lengths = get_preset(preset), parse_lengths(seq)
         base = base_variant(p.n_heads, p.n_kv_heads, p.sliding_window)  # a config's own heads, as in run
         cells = plan(
-            parse_variants(variants, p.n_heads, window, base), p, lengths, tokens=tokens, batch=None, dtype=dtype, mode=mode,
-            causal=causal, kernel="auto", device="cuda", warmup=0, repeats=1, new_tokens=new_tokens,
+            parse_variants(variants, p.n_heads, window, base), p, lengths, tokens=tokens, batch=None, dtype=dtype,
+            mode=mode, causal=causal, kernel="auto", device="cuda", warmup=0, repeats=1, new_tokens=new_tokens,
         )  # fmt: skip
     title = (
         f"floor on the published peaks of the {name} ({rates.matmul_flops / 1e12:.4g} TFLOP/s {dtype}, "

@@ -108,7 +108,8 @@ def estimate(
         timed_s = cell.repeats * call_s
         if cell.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
             prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.dtype)
-            parts["steps"] = calls * cell.new_tokens * call_s + 2 * _seconds(floor(prefill.flops, prefill.exps, prefill.min_bytes, rates))
+            prefill_s = _seconds(floor(prefill.flops, prefill.exps, prefill.min_bytes, rates))
+            parts["steps"] = calls * cell.new_tokens * call_s + 2 * prefill_s
             timed_s *= cell.new_tokens
         if device == "cuda" and timed_s < MIN_ENERGY_WINDOW_S:
             parts["energy"] = MIN_ENERGY_WINDOW_S
