@@ -11,6 +11,7 @@ from sqabench.environment import Environment
 from sqabench.results import CsvWriter, read_rows
 from sqabench.sweep import SweepAborted, classify, run_cell, run_sweep
 from sqabench.variants import parse_variants
+from sqabench.verify import KernelVerifyFailed
 
 
 def cells(names="mha,sqa,xsqa", lengths=(64,)):
@@ -60,6 +61,13 @@ def test_compiler_wrapped_failures_are_classified_by_what_they_wrap():
     lowering = LoweringException(NotImplementedError("unsupported"), "aten.foo", [], {})
     assert classify(lowering).status == "skipped"
     assert classify(wrapped(RuntimeError("Triton compilation failed"))).status == "error"
+
+
+def test_a_wrong_kernel_is_an_error_even_when_its_cause_says_not_implemented():
+    """Verification failed: never ``skipped``, whatever it was raised from."""
+    failed = KernelVerifyFailed("flex output disagrees with the fp64 reference: rel err 3e-01 > 1e-04")
+    failed.__cause__ = NotImplementedError("FlexAttention does not support backward on CPU")
+    assert classify(failed).status == "error"
 
 
 def test_a_bug_is_not_swallowed():

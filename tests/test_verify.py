@@ -54,6 +54,7 @@ BROKEN = {  # each takes (kernel, q, k, v) and calls the kernel wrongly
 }
 
 
+
 def broken_layer(wrap, **kwargs) -> SQAttention:
     result = layer(**kwargs)
     result.kernel = Broken(result.kernel, wrap)
@@ -64,6 +65,19 @@ def broken_layer(wrap, **kwargs) -> SQAttention:
 def test_a_wrong_kernel_is_refused(broken):
     with pytest.raises(KernelVerifyFailed, match="output disagrees with the fp64 reference"):
         verify_layer(broken_layer(BROKEN[broken]), batch=2, seq_len=200)
+
+
+def test_the_first_and_last_queries_are_always_checked():
+    """The edges of every mask: a kernel wrong only there is refused, whatever rows chance samples."""
+    for edge in (0, -1):
+
+        def wrong_at_edge(op, q, k, v, edge=edge):
+            out = op(q, k, v).clone()
+            out[:, :, edge] = out[:, :, edge].flip(-1)
+            return out
+
+        with pytest.raises(KernelVerifyFailed, match="output disagrees"):
+            verify_layer(broken_layer(wrong_at_edge), batch=1, seq_len=1000)
 
 
 class WrongBackward(torch.autograd.Function):
