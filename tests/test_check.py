@@ -36,6 +36,7 @@ def test_the_table_says_once_what_every_cell_shares(base, tmp_path):
     assert "regression: sqa paper n=1024 b=128 bf16 fwd encoder auto cuda heads 8/4 8 layers scope model" in text
     summary = markdown(compare(base, cur, Limits()), base, cur)
     assert "| sqa n=1024 b=128 heads 8/4 |" in summary and "Every cell: paper bf16 fwd" in summary
+    assert "Geometric-mean time ratio: 1.028 (at least 1.0" in summary
 
 
 @pytest.mark.parametrize("ms, text", [(None, "-"), (0.012345, "0.01235"), (220.7, "220.7"), (1325.4, "1325")])
