@@ -211,7 +211,11 @@ def test_the_matmul_ceiling_is_the_best_way_the_cells_compute(monkeypatch):
     monkeypatch.setattr(ceilings, "MATMUL_WAYS", {"a @ b": way("a @ b"), "F.linear(a, b)": way("F.linear(a, b)")})
     rate, how = ceilings._matmul(torch.device("cpu"), "bf16", 0.1)
     assert rate == pytest.approx(90e9) and how.startswith("F.linear(a, b), bf16")
-    assert ceilings._matmul(torch.device("cpu"), "fp32", 0.1)[0] == pytest.approx(45e9)
+    rate, how = ceilings._matmul(torch.device("cpu"), "fp32", 0.1)
+    assert rate == pytest.approx(45e9) and "tried a @ b and F.linear(a, b) in fp32 at" in how  # fp32 once
+    speeds[("a @ b", torch.float32)] = 150e9  # a CPU whose bf16 kernels all upcast: fp32 is the ceiling
+    rate, how = ceilings._matmul(torch.device("cpu"), "bf16", 0.1)
+    assert rate == pytest.approx(150e9) and how.startswith("a @ b, fp32")
 
 
 @pytest.mark.parametrize(
