@@ -122,3 +122,22 @@ def test_the_claims_are_judged_against_the_papers_ratio_at_the_same_length():
     assert xsqa["verdict"] == "not reproduced" and xsqa["by"] == pytest.approx(0.5)
     assert by_claim["SQA ~2x faster than GQA"]["verdict"] == "reproduced"  # the paper's own numbers
     assert by_claim["sSQA close to SQA (a few % slower)"]["verdict"] == "reproduced"
+
+
+def test_what_differs_from_the_papers_setup_is_said():
+    from sqabench.reproduce import differences
+
+    h100 = "NVIDIA H100 80GB HBM3"
+    gpu = [{"status": "ok", "gpu_name": h100, "torch_version": "2.11.0", "variant": "mha", "seq_len": 200000,
+            "n_layers": "8"},
+           {"status": "oom", "gpu_name": h100, "variant": "mha", "seq_len": 1048576, "n_layers": "8"}]  # fmt: skip
+    said = differences(gpu, on_gpu=True)
+    assert said[0].startswith("device and software: ours NVIDIA H100 80GB HBM3, torch 2.11.0; theirs")
+    assert any("Python loop" in line for line in said)  # their SWA(128) baseline was not a fused kernel
+    assert "out of memory at the paper's batch: mha at 1048576 (rerun those with a smaller --batch)" in said
+    assert not any("a CPU run" in line for line in said) and not any(line.startswith("layers") for line in said)
+    cpu = [{"status": "ok", "cpu_model": "Intel Xeon", "torch_version": "2.13.0", "variant": "mha", "seq_len": 1024,
+            "n_layers": "2"}]  # fmt: skip
+    said = differences(cpu, on_gpu=False)
+    assert said[0].startswith("device and software: ours a CPU (Intel Xeon)")
+    assert any(line.startswith("a CPU run: ") for line in said) and "layers: 2 (paper: 8)" in said
