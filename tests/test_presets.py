@@ -159,6 +159,20 @@ def test_scope_runs(tmp_path, scope, preset_name):
     assert f"{preset_name} (1 layer) · scope {scope}" in result.output  # and the table's title, in the singular
 
 
+def test_what_a_scope_times_is_what_its_profile_shows(tmp_path):
+    """--scope attention times the op alone: a profiled step has attention and no matmul; a block has both."""
+    parts = {}
+    for scope in ("attention", "block"):
+        out = tmp_path / f"{scope}.csv"
+        args = [*SMALL, "--scope", scope, "--variants", "sqa", "--breakdown", "--out", str(out)]
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        (row,) = csv.DictReader(out.open())
+        parts[scope] = {c: float(row[c]) for c in ("attention_ms", "matmul_ms")}
+    assert parts["attention"]["attention_ms"] > 0 and parts["attention"]["matmul_ms"] == 0
+    assert parts["block"]["attention_ms"] > 0 and parts["block"]["matmul_ms"] > 0
+
+
 @pytest.mark.slow
 def test_a_config_run_with_fewer_layers(tmp_path):
     out = tmp_path / "r.csv"
