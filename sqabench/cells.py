@@ -22,6 +22,7 @@ from sqabench.variants import VariantSpec
 
 NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
 DENSE_MASK_MAX = 8192  # SDPA with an explicit (N, N) mask, or the math backend: tried up to this length only
+BEST_BRIEF = {"warmup": 1, "repeats": 3}  # how briefly each candidate of --kernel best is timed
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqabench.cells import Cell
+from sqabench.cells import BEST_BRIEF, Cell
 from sqabench.energy import MIN_ENERGY_WINDOW_S
 from sqabench.flops import Floor, Rates, floor, step_cost
 
@@ -102,7 +102,8 @@ def estimate(
         call_s = _seconds(bound)
         calls = 1 + cell.warmup + cell.repeats
         tries = len(cell.best_candidates) if cell.kernel_requested == "best" else 0  # each timed briefly first
-        calls += tries * (1 + 1 + 3) + (1 if cell.breakdown else 0)  # (and --breakdown's profiled step)
+        brief = 1 + BEST_BRIEF["warmup"] + BEST_BRIEF["repeats"]  # a candidate's first call, warm-up, repeats
+        calls += tries * brief + (1 if cell.breakdown else 0)  # (and --breakdown's profiled step)
         parts = {"steps": calls * call_s, "compile": 0.0,
                  "overhead": (1 + tries) * OVERHEAD_S.get(device, OVERHEAD_S["cuda"])}  # fmt: skip
         timed_s = cell.repeats * call_s

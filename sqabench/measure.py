@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sqabench.attention import rope_tables
-from sqabench.cells import Cell, Outcome, Timing
+from sqabench.cells import BEST_BRIEF, Cell, Outcome, Timing
 from sqabench.decode import Decoder, graphed
 from sqabench.device import (
     free_memory, no_compile, peak_memory, reset_peak_memory, synchronize, time_first_call, time_repeats,
@@ -279,9 +279,6 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
         readings=readings,
         note="; ".join(note for note in notes if note),
     )
-
-
-BEST_BRIEF = {"warmup": 1, "repeats": 3}  # how briefly each candidate of --kernel best is timed
 
 
 def measure_best(cell: Cell, phase: Callable[[str], None]) -> Outcome:

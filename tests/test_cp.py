@@ -148,3 +148,16 @@ def test_each_rank_takes_its_share_and_its_positions():
         start = g.rank * 128
         assert torch.equal(g.local(tokens, dim=1), tokens[:, start : start + 128])
         assert g.positions(512).tolist() == list(range(start, start + 128))
+
+
+def test_the_link_rate_is_what_each_rank_receives_in_its_fastest_all_gather(monkeypatch):
+    """(world - 1) shares of 16 MiB received per all-gather, at the fastest repeat: load only slows one."""
+    import types
+
+    import sqabench.cp as cp
+
+    monkeypatch.setattr(cp.dist, "all_gather", lambda gathered, local: None)
+    monkeypatch.setattr(cp.dist, "barrier", lambda: None)
+    monkeypatch.setattr(cp, "time_repeats", lambda step, device, repeats, before_each=None: (5.0, 1.0, 3.0))
+    group = types.SimpleNamespace(world=4, device=torch.device("cpu"))
+    assert cp.link_rate(group) == pytest.approx(3 * 16 * 2**20 / 1e-3)

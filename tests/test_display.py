@@ -70,6 +70,28 @@ def test_a_decode_estimate_charges_its_steps_and_two_causal_prefills():
     assert steps == pytest.approx((1 + 1 + 3) * dec.new_tokens * step_s + prefill_s)
 
 
+def test_a_best_cell_is_charged_every_candidates_brief_timing(monkeypatch):
+    """Each candidate --kernel best tries is measured as a cell of its own, briefly: the estimate charges
+    the calls those measurements make (counted here), then the full cell's."""
+    import sqabench.measure as measure
+
+    (cell,) = plan(
+        parse_variants("mha"), TINY, [256], tokens=1024, batch=None, dtype="fp32", mode="fwd", causal=False,
+        kernel="best", device="cpu", warmup=1, repeats=3,
+    )  # fmt: skip
+    calls = []
+
+    def counted(trial, phase=None):
+        calls.append(1 + trial.warmup + trial.repeats)  # its first call, warm-up and timed repeats
+        return Outcome(kernel=trial.kernel_requested, timing=Timing(1.0, (1.0,)))
+
+    monkeypatch.setattr(measure, "measure_cell", counted)
+    measure.measure_best(cell, lambda name: None)
+    assert len(calls) == len(cell.best_candidates) + 1  # each candidate, then the winner in full
+    step_s = cell.floor(RATES).floor_ms / 1e3 / 0.4
+    assert estimate([cell], RATES).per_cell[0]["steps"] == pytest.approx(sum(calls) * step_s)
+
+
 def test_a_short_gpu_cell_pays_for_its_energy_window():
     gpu = estimate(cells("mha", [256], device="cuda"), RATES).per_cell[0]
     assert gpu["energy"] == 1.0 and "energy" not in estimate(cells("mha", [256]), RATES).per_cell[0]

@@ -66,6 +66,9 @@ def write_config(tmp_path, **fields):
         ({"num_key_value_heads": 5}, "num_key_value_heads=5 does not divide num_attention_heads=16"),
         ({"head_dim": ..., "hidden_size": 1000}, "hidden_size=1000 is not divisible by num_attention_heads=16"),
         ({"num_hidden_layers": "many"}, "num_hidden_layers='many' must be a positive integer"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers=0 must be a positive integer"),
+        ({"head_dim": -64}, "head_dim=-64 must be a positive integer"),
+        ({"vocab_size": True}, "vocab_size=True must be a positive integer"),
     ],
 )
 def test_a_bad_config_is_one_line_naming_the_field(tmp_path, fields, message):
