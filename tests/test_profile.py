@@ -72,9 +72,8 @@ def test_the_parts_add_up_to_the_profiled_step():
 
 
 def test_a_slowed_part_outside_attention_shows_up_in_other(monkeypatch):
-    """The feed-forward made 0.2 s slower per layer (TINY has 2): at least 0.4 s more of "other", and the
-    attention does not take it."""
-    plain = profile_step(model_step(), CPU)
+    """The feed-forward made 0.2 s slower per layer (TINY has 2): "other" holds at least those 0.4 s (a sleep
+    never ends early, however busy the machine), and the attention does not take them."""
     real = encoder.SwiGLU.forward
 
     def slowed(self, x):
@@ -84,7 +83,7 @@ def test_a_slowed_part_outside_attention_shows_up_in_other(monkeypatch):
 
     monkeypatch.setattr(encoder.SwiGLU, "forward", slowed)
     slow = profile_step(model_step(), CPU)
-    assert slow.other_ms - plain.other_ms >= 0.4 * 1e3 * 0.95
+    assert slow.other_ms >= 0.4 * 1e3
     assert slow.attention_ms < slow.other_ms / 4
 
 
