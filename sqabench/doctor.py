@@ -289,8 +289,7 @@ def run_doctor(device: torch.device, sections=None) -> tuple[list[Check], bool]:
     sections = list(sections or SECTIONS)
     for i, section in enumerate(sections):
         try:
-            for check in section(device):  # a section may yield its checks one by one
-                checks.append(check)
+            checks.extend(section(device))  # a section may yield its checks: those made stay if it is interrupted
         except KeyboardInterrupt:
             left = ", ".join(s.__name__ for s in sections[i + 1 :]) or "none"
             checks.append(Check(section.__name__, "section", "skipped", f"interrupted here; sections not run: {left}"))

@@ -154,7 +154,7 @@ def test_the_link_rate_is_what_each_rank_receives_in_its_fastest_all_gather(monk
     """(world - 1) shares of 16 MiB received per all-gather, at the fastest repeat: load only slows one."""
     import types
 
-    import sqabench.cp as cp
+    from sqabench import cp
 
     monkeypatch.setattr(cp.dist, "all_gather", lambda gathered, local: None)
     monkeypatch.setattr(cp.dist, "barrier", lambda: None)

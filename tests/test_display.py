@@ -73,7 +73,7 @@ def test_a_decode_estimate_charges_its_steps_and_two_causal_prefills():
 def test_a_best_cell_is_charged_every_candidates_brief_timing(monkeypatch):
     """Each candidate --kernel best tries is measured as a cell of its own, briefly: the estimate charges
     the calls those measurements make (counted here), then the full cell's."""
-    import sqabench.measure as measure
+    from sqabench import measure
 
     (cell,) = plan(
         parse_variants("mha"), TINY, [256], tokens=1024, batch=None, dtype="fp32", mode="fwd", causal=False,
