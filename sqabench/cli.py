@@ -33,8 +33,8 @@ err = Console(stderr=True, soft_wrap=True)
 # Options shared by several commands, declared once (sqabench run's own live on RunOptions).
 PresetOption = Annotated[str, typer.Option("--preset", metavar="NAME|CONFIG", help=PRESET_HELP)]
 DeviceOption = Annotated[str, typer.Option("--device", metavar="NAME", help="auto, cuda or cpu.")]
-VariantsOption = get_type_hints(RunOptions, include_extras=True)["variants"]
-WindowOption = get_type_hints(RunOptions, include_extras=True)["window"]
+_RUN_OPTIONS = get_type_hints(RunOptions, include_extras=True)  # run's options, reused where another command has them
+VariantsOption, WindowOption = _RUN_OPTIONS["variants"], _RUN_OPTIONS["window"]
 BaselineOption = Annotated[
     str | None,
     typer.Option(
@@ -240,11 +240,9 @@ def floor(
         mode = mode.lower()
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-        for flag, value in (("--tokens", tokens), ("--new-tokens", new_tokens)):
+        for flag, value in (("--tokens", tokens), ("--new-tokens", new_tokens), ("--window", window)):
             if value < 1:
                 raise ConfigError(f"{flag} {value} must be >= 1")
-        if window < 1:
-            raise ConfigError(f"--window {window} must be >= 1")
         p, lengths = get_preset(preset), parse_lengths(seq)
         base = base_variant(p.n_heads, p.n_kv_heads, p.sliding_window)  # a config's own heads, as in run
         cells = plan(

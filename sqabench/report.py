@@ -158,10 +158,6 @@ def breakdown_ms(row: dict) -> float:
     return sum(float(row[c]) for c in ("attention_ms", "matmul_ms", "other_ms", "idle_ms"))
 
 
-def format_number(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def format_time(ms: float | None) -> str:
     """Milliseconds to 4 significant digits (whole ones from 1000 up), '-' when missing."""
     return "-" if ms is None else f"{ms:.0f}" if ms >= 1000 else f"{ms:.4g}"
