@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,17 +82,23 @@ def _matmul(device: torch.device, dtype_name: str, budget: float) -> tuple[float
     names = [dtype_name] + (["fp32"] if get_dtype(dtype_name).bytes == 2 else [])
     ways = MATMUL_WAYS
     tries = [(n, name, way) for name in names for n in sizes for way in ways]
-    best_rate, best_how = 0.0, ""
+    share = budget / len(tries)
+    best_rate, best_how, too_slow = 0.0, "", {}
     for n, name, way in tries:
+        if n > too_slow.get((name, way), n):
+            continue  # a smaller product already took past its share: a larger one would take far longer
         dtype = get_dtype(name).torch
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        ms, count = best_time(lambda way=way, a=a, b=b: ways[way](a, b), device, budget / len(tries))
+        ms, count = best_time(lambda way=way, a=a, b=b: ways[way](a, b), device, share)
+        if ms / 1e3 > share:
+            too_slow[(name, way)] = n
         rate = 2 * n**3 / (ms / 1e3)
         if rate > best_rate:
             best_rate, best_how = rate, f"{way}, {name} {n}^3, best of {count}"
+    skipped = [f"{way} in {name} above {n}" for (name, way), n in too_slow.items() if n < sizes[-1]]
     tried = f"{' and '.join(ways)} in {' and '.join(names)} at {', '.join(map(str, sizes))}"
-    return best_rate, f"{best_how} (tried {tried})"
+    return best_rate, f"{best_how} (tried {tried}" + (f"; too slow for more: {', '.join(skipped)})" if skipped else ")")
 
 
 def _exp_chain(x: torch.Tensor, exp) -> torch.Tensor:
@@ -219,9 +226,25 @@ class Lookup:
     reason: str  # why it was measured now, or what the probe saw of a cached entry
 
 
-def get_ceilings(device: torch.device, env: Environment, dtype: str, refresh: bool = False) -> Lookup:
+MEASURE_S = 10  # about how long measure_ceilings takes (three rates of about a second each, and two compiles)
+
+
+def announcement(device: torch.device, dtype: str, reason: str) -> str:
+    """What is about to be measured, why, and about how long it takes: said before the silence."""
+    text = (f"measuring this {'GPU' if device.type == 'cuda' else 'CPU'}'s ceilings in {dtype} ({reason}): matmul, "
+            f"exponentials and memory bandwidth, about {MEASURE_S} s")  # fmt: skip
+    if device.type == "cpu" and get_dtype(dtype).bytes == 2:
+        text += f"; {dtype} is emulated on a CPU: its matmuls run far slower than fp32, and so will the cells"
+    return text
+
+
+def get_ceilings(
+    device: torch.device, env: Environment, dtype: str, refresh: bool = False,
+    before: Callable[[str], object] = lambda text: None,
+) -> Lookup:  # fmt: skip
     """This device's ceilings: cached when fresh and not beaten by a quick probe, else measured now and
-    merged with the cached ones (the best of each rate kept: a ceiling can only be too low)."""
+    merged with the cached ones (the best of each rate kept: a ceiling can only be too low). ``before`` hears
+    what is measured, and about how long it takes, before any measurement starts (the probe's included)."""
     key, path = cache_key(env, dtype), cache_path()
     cache = _load_cache(path)
     old = _entry(key, cache[key]) if key in cache else None
@@ -231,6 +254,8 @@ def get_ceilings(device: torch.device, env: Environment, dtype: str, refresh: bo
         if age > MAX_AGE_DAYS:
             reason = f"the cached ones are {age:.0f} days old"
         else:
+            if device.type == "cpu" and get_dtype(dtype).bytes == 2:
+                before(f"checking the cached {dtype} ceilings with a quick probe ({dtype} is emulated on a CPU: slow)")
             quick = probe(device, dtype)
             faster = [
                 f"{name} {getattr(quick, field) / getattr(old.rates, field):.1f}x"
@@ -240,6 +265,7 @@ def get_ceilings(device: torch.device, env: Environment, dtype: str, refresh: bo
             if not faster:
                 return Lookup(old, True, "")
             reason = f"a quick probe ran faster than the cache ({', '.join(faster)}): it was measured under load"
+    before(announcement(device, dtype, reason))
     measured = replace(measure_ceilings(device, dtype), key=key)
     result = best_of(old, measured) if old is not None else measured
     cache[key] = {"rates": asdict(result.rates), "methods": result.methods, "measured_at": result.measured_at,

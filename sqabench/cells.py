@@ -77,6 +77,12 @@ class Cell:
         )
 
     @property
+    def flex_skipped(self) -> bool:
+        """Whether flex will refuse this cell: FlexAttention has no backward on a CPU (torch 2.11 to 2.13), so
+        a train cell there is ``skipped`` (``--kernel best`` tries the other candidates)."""
+        return self.mode == "train" and self.device.split(":")[0] == "cpu"
+
+    @property
     def best_candidates(self) -> list[str]:
         """The kernels ``--kernel best`` tries: every fused SDPA backend and flex, and those that hold an N x N
         matrix (a window's explicit mask, the math backend) where N is short enough."""
@@ -141,7 +147,22 @@ class Cell:
 @dataclass(frozen=True)
 class Timing:
     compile_ms: float  # the first call: compilation and mask building included
-    samples_ms: tuple[float, ...]  # one per timed repeat
+    samples_ms: tuple[float, ...]  # one per timed repeat (decode: a pass's mean time per token)
+    token_samples_ms: tuple[float, ...] = ()  # decode: each timed token's own time, kept apart from the repeats
+
+    @classmethod
+    def of_calls(cls, compile_ms: float, calls_ms: tuple[float, ...], per_repeat: int = 1) -> "Timing":
+        """The timing of ``calls_ms`` timed one by one, ``per_repeat`` calls to a repeat (decode: a pass of T
+        tokens). A repeat's sample is its calls' mean, so the spread is the repeats' (the unit that is
+        repeated), not the single tokens'; the calls' own times are kept in ``token_samples_ms``."""
+        if per_repeat == 1:
+            return cls(compile_ms, tuple(calls_ms))
+        if len(calls_ms) % per_repeat:
+            raise ValueError(f"{len(calls_ms)} timed calls are not whole repeats of {per_repeat}")
+        passes = tuple(
+            sum(calls_ms[i : i + per_repeat]) / per_repeat for i in range(0, len(calls_ms), per_repeat)
+        )
+        return cls(compile_ms, passes, tuple(calls_ms))
 
     @property
     def median_ms(self) -> float:

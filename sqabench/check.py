@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sqabench.errors import ConfigError
-from sqabench.report import format_time, ratio_text, short_name, verdict_text
+from sqabench.report import SPREAD_MEANS, format_time, ratio_text, short_name, verdict_text
 from sqabench.results import (
     CELL_KEY,
     POINT_KEY,
@@ -36,6 +36,7 @@ from sqabench.results import (
     parse_samples,
     resolve_baseline,
     shared_words,
+    variants_in,
 )
 
 RESAMPLES = 2000
@@ -49,8 +50,15 @@ class Limits:
     max_mem_growth: float = 0.05
     max_ratio_drop: float = 0.05
     max_geomean_slowdown: float = 0.03
-    baseline_variant: str | None = None  # None: mha when both runs have it
+    baseline_variant: str | None = None  # None: the one the runs recorded (``run --baseline``), else mha
     strict: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_slowdown", "max_mem_growth", "max_ratio_drop", "max_geomean_slowdown"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:  # NaN passes every comparison: it would turn a gate off
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} {value} must be a finite fraction >= 0 (0.10 = 10%)")
 
 
 @dataclass
@@ -84,6 +92,7 @@ class Report:
     problems: list[str]  # run-wide: the geometric mean
     current: pd.DataFrame
     baseline_variant: str | None
+    baseline_source: str = ""  # where the speed-ups' variant came from, said beside the verdicts
 
     @property
     def failing(self) -> list[CellVerdict]:
@@ -135,12 +144,7 @@ def _baseline_rows(rows: dict[tuple, pd.Series], variant: str | None) -> dict[tu
 
 def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
     baseline_frame, current_frame = load_results(baseline_path), load_results(current_path)
-    variant = limits.baseline_variant
-    if variant is not None:
-        resolve_baseline(baseline_frame, variant)  # exit 2 naming the variants there, if absent
-        variant = resolve_baseline(current_frame, variant)
-    elif resolve_baseline(baseline_frame, None) and resolve_baseline(current_frame, None):
-        variant = "mha"
+    variant, source = speedup_baseline(baseline_frame, current_frame, limits.baseline_variant)
     base, cur = _by_key(latest(baseline_frame)), _by_key(latest(current_frame))
     if not set(base) & set(cur):
         raise ConfigError(
@@ -154,7 +158,7 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
         scope = "strict, all gates apply" if limits.strict else "only the speed-up ratio gate applies"
         warnings.append(f"GPUs differ ({names}): {scope}")
     if variant is None:
-        warnings.append("no mha rows in both runs: the speed-up ratio gate is off (name one with --baseline)")
+        warnings.append(f"{source}: the speed-up ratio gate is off (name a variant with --baseline)")
     boot = Bootstrap()
     base_refs, cur_refs = _baseline_rows(base, variant), _baseline_rows(cur, variant)
 
@@ -213,7 +217,35 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
                 f"geometric-mean slowdown {geomean - 1:+.1%} is within the runs' own spread (at least "
                 f"{geomean_low - 1:+.1%}): not a regression"
             )
-    return Report(verdicts, geomean, geomean_low, warnings, problems, latest(current_frame), variant)
+    return Report(verdicts, geomean, geomean_low, warnings, problems, latest(current_frame), variant, source)
+
+
+def speedup_baseline(
+    baseline_frame: pd.DataFrame, current_frame: pd.DataFrame, asked: str | None
+) -> tuple[str | None, str]:
+    """The variant the ratio gate measures speed-ups over, and where it came from.
+
+    ``--baseline`` when given (it must be in both files); else the one the runs recorded
+    (``sqabench run --baseline``, as ``plot`` reads it), else mha when both files have it.
+    """
+    if asked is not None:
+        resolve_baseline(baseline_frame, asked)  # exit 2 naming the variants there, if absent
+        return resolve_baseline(current_frame, asked), "--baseline"
+    picks = resolve_baseline(baseline_frame, None), resolve_baseline(current_frame, None)
+    recorded = [_recorded(baseline_frame), _recorded(current_frame)]
+    both = set(variants_in(baseline_frame)) & set(variants_in(current_frame))
+    if picks[0] is not None and picks[0] == picks[1]:
+        how = "recorded by both runs" if picks[0] in recorded else "present in both runs"
+        return picks[0], how
+    for pick, which in ((picks[1], "the current"), (picks[0], "the baseline")):
+        if pick is not None and pick in both:
+            return pick, f"{which} run's; the runs differ ({picks[0] or 'none'} vs {picks[1] or 'none'})"
+    return None, "no baseline variant in both runs"
+
+
+def _recorded(frame: pd.DataFrame) -> str | None:
+    names = list(dict.fromkeys(frame["baseline"].dropna().astype(str)))
+    return names[0] if names else None
 
 
 def _ratio_gate(verdict, b, c, base_refs, cur_refs, boot: Bootstrap, variant, limits: Limits) -> None:
@@ -246,6 +278,7 @@ def markdown(report: Report, baseline_path: Path, current_path: Path) -> str:
     lines = [f"## sqabench check: {baseline_path} (baseline) vs {current_path}: "
              + ("passed" if report.ok else "**regression**"), ""]  # fmt: skip
     lines += [f"> {w}" for w in report.warnings]
+    lines += [f"{baseline_line(report)}", ""] if report.baseline_variant else []
     shared = shared_words([v.words for v in report.cells])
     lines += [f"Every cell: {' '.join(shared)}", ""] if shared else []
     lines += ["| cell | baseline ms | current ms | ratio [95% interval] | verdict |", "|---|---:|---:|---:|---|"]
@@ -260,17 +293,22 @@ def markdown(report: Report, baseline_path: Path, current_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def baseline_line(report: Report) -> str:
+    """Which variant the speed-up gate measured against, and why that one."""
+    return f"speed-ups over {report.baseline_variant} ({report.baseline_source})"
+
+
 def benchmark_json(current: pd.DataFrame) -> list[dict]:
     """The current run in github-action-benchmark's ``customSmallerIsBetter`` format."""
     entries = []
     for _, row in current[current["status"] == "ok"].iterrows():
-        spread = (float(row["time_ms_max"]) - float(row["time_ms_min"])) / 2
+        spread = (float(row["time_ms_max"]) - float(row["time_ms_min"])) / float(row["time_ms"])
         entries.append(
             {
                 "name": cell_name(row),
                 "unit": "ms",
                 "value": float(row["time_ms"]),
-                "range": f"± {spread:.6g}",
+                "range": f"±{spread:.1%}{SPREAD_MEANS}",
                 "extra": f"gpu: {_text(row['gpu_name'], 'cpu')}; kernel: {_text(row['kernel'], '-')}; "
                 f"git: {_text(row['git_sha'], '-')}",
             }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn, get_type_hints
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.text import Text
 
@@ -21,7 +22,45 @@ from sqabench.errors import ConfigError
 from sqabench.options import PRESET_HELP, RunOptions
 from sqabench.version import __version__
 
+def repeated_option(command, args: list[str]) -> str | None:
+    """The first option that ``args`` give twice (a flag and its --no- form count as one), or None: the parser
+    would keep the last one silently, and ``--seq 1k --seq 2k`` would time 2k alone."""
+    names: dict[str, tuple[str, bool]] = {}  # each spelling -> (the option's name, whether it takes a value)
+    for param in command.params:
+        if getattr(param, "param_type_name", "") == "option" and not getattr(param, "multiple", False):
+            for opt in (*param.opts, *param.secondary_opts):
+                names[opt] = (param.name, not param.is_flag)
+    seen: dict[str, str] = {}
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            break
+        spelling = token.split("=", 1)[0]
+        if spelling not in names:
+            continue
+        name, takes_value = names[spelling]
+        if name in seen:
+            return spelling if spelling == seen[name] else f"{seen[name]} and {spelling}"
+        seen[name] = spelling
+        if takes_value and "=" not in token:
+            next(tokens, None)  # its value, whatever it looks like
+    return None
+
+
+class Commands(typer.core.TyperGroup):
+    """sqabench's commands, with one more usage check than the parser makes: no option given twice."""
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        repeated = repeated_option(command, rest) if command is not None else None
+        if repeated:
+            fail(f"{repeated} given more than once; give each option once (--seq and --variants take "
+                 "comma-separated lists)")  # fmt: skip
+        return name, command, rest
+
+
 app = typer.Typer(
+    cls=Commands,
     help="Benchmark Sparse Query Attention (arXiv 2510.01817) against MHA, GQA, MQA and sliding windows.",
     no_args_is_help=True,
     add_completion=False,
@@ -162,9 +201,8 @@ def ceilings(
         dev = resolve_device(device)
         name = ("bf16" if dev.type == "cuda" else "fp32") if dtype.lower() == "auto" else get_dtype(dtype).name
     env_info = environment(dev)
-    if not refresh:
-        say(f"measuring unless cached in {cache_path()} ...")
-    lookup = get_ceilings(dev, env_info, name, refresh=refresh)
+    say(f"cache: {cache_path()}")
+    lookup = get_ceilings(dev, env_info, name, refresh=refresh, before=say)
     published = peaks_for(env_info.gpu_name, name)
     out.print(Text(f"ceilings of {env_info.gpu_name or env_info.cpu_model} ({dev}), {name}", style="bold"))
     out.print(ceilings_table(lookup.ceilings, published))
@@ -403,36 +441,60 @@ def check(
     ] = None,
 ) -> None:
     """Exit 0 when CURRENT holds against BASELINE, 1 on a regression (each failing cell named), 2 on bad input."""
-    from sqabench.check import Limits, benchmark_json, compare, markdown
+    from sqabench.check import Limits, baseline_line, benchmark_json, compare, markdown
     from sqabench.report import check_table
 
     with usage_errors():
-        for name, value in (
-            ("--max-slowdown", max_slowdown), ("--max-mem-growth", max_mem_growth),
-            ("--max-ratio-drop", max_ratio_drop), ("--max-geomean-slowdown", max_geomean_slowdown),
-        ):  # fmt: skip
-            if value < 0:
-                raise ConfigError(f"{name} {value} must be >= 0")
         limits = Limits(max_slowdown, max_mem_growth, max_ratio_drop, max_geomean_slowdown, baseline, strict)
+        if json_out is not None:
+            writable_file(json_out, "--json")
         report = compare(baseline_csv, current_csv, limits)
     for warning in report.warnings:
         say(f"warning: {warning}", "yellow")
     out.print(check_table(report, baseline_csv, current_csv))
+    if report.baseline_variant:
+        out.print(Text(baseline_line(report)), highlight=False)
     if report.geomean_ratio is not None:
         out.print(f"geometric-mean time ratio: {report.geomean_ratio:.3f} (at least {report.geomean_low:.3f})")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a") as handle:
-            handle.write(markdown(report, baseline_csv, current_csv))
-    if json_out is not None:
-        json_out.write_text(json.dumps(benchmark_json(report.current), indent=2) + "\n")
     if not report.ok:
         for v in report.failing:
             say(f"regression: {v.cell}: {'; '.join(v.problems)}", "bold red")
         for problem in report.problems:
             say(f"regression: {problem}", "bold red")
+    else:
+        out.print(Text("no regression", style="green"))
+    # The verdict is said first: a file that cannot be written is an error of its own, never one that masks it.
+    written = [write_quietly(Path(summary), markdown(report, baseline_csv, current_csv), "GITHUB_STEP_SUMMARY", "a")
+               for summary in [os.environ.get("GITHUB_STEP_SUMMARY")] if summary]  # fmt: skip
+    if json_out is not None:
+        text = json.dumps(benchmark_json(report.current), indent=2) + "\n"
+        written.append(write_quietly(json_out, text, "--json", "w"))
+    if not report.ok:
         raise typer.Exit(1)
-    out.print(Text("no regression", style="green"))
+    if not all(written):
+        raise typer.Exit(2)
+
+
+def writable_file(path: Path, option: str) -> None:
+    """Refuse, before any work, a file ``option`` could not write: a directory, or a missing or read-only folder."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory; give a file path")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK) or not path.exists() and not os.access(parent, os.W_OK):
+        raise ConfigError(f"{option} {path} is not writable")
+
+
+def write_quietly(path: Path, text: str, what: str, mode: str) -> bool:
+    """Write ``text`` to ``path``; a failure is one error line (no traceback), and False."""
+    try:
+        with open(path, mode) as handle:
+            handle.write(text)
+    except OSError as error:
+        err.print(Text("error: ", style="bold red") + Text(f"{what} {path}: cannot write: {error.strerror or error}"))
+        return False
+    return True
 
 
 def main() -> None:

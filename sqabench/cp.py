@@ -19,16 +19,20 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from sqabench.cells import collective_backend
 from sqabench.device import time_repeats
+from sqabench.environment import STARTED_ENV, process_age_s
 from sqabench.errors import ConfigError
 from sqabench.kernels import FlexKernel, block_mask
 
@@ -116,11 +120,49 @@ def launch(world: int, argv: list[str]) -> int:
     """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
                "-m", "sqabench", *argv]  # fmt: skip
-    child = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
+    # Ctrl-C reaches the terminal's process group: this process and the launcher, not the ranks (the launcher
+    # starts each in a session of its own). The launcher is kept out of it (SIGINT ignored, and not among the
+    # signals it handles, or it raises a traceback); this process hands SIGINT to the ranks, which take it
+    # back (``interruptible``), finish as an interrupted sweep does, and end the job cleanly.
+    handled = "SIGTERM,SIGHUP"  # torchrun's --signals-to-handle, less SIGINT (its env form, and the agent's own)
+    env = {**os.environ, "PYTHONSAFEPATH": "1", LAUNCHED: "1", "PET_SIGNALS_TO_HANDLE": handled,
+           "TORCHELASTIC_SIGNALS_TO_HANDLE": handled,
+           STARTED_ENV: str(time.time() - process_age_s())}  # the ranks' estimates count the launcher's start
+    child = subprocess.Popen(command, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         return child.wait()
-    except KeyboardInterrupt:  # the launcher hands Ctrl-C to its ranks; wait for them to stop
-        return child.wait() or 130
+    except KeyboardInterrupt:
+        for rank in children(child.pid):
+            try:
+                os.kill(rank, signal.SIGINT)
+            except ProcessLookupError:  # already gone
+                pass
+        child.wait()  # the ranks write what they finished and say so; then the launcher ends
+        return 130
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+LAUNCHED = "SQABENCH_CP_LAUNCHED"  # set for the ranks that ``launch`` starts
+
+
+def interruptible() -> bool:
+    """In a rank started by ``launch``: take SIGINT back (the launcher passed it on ignored). True there."""
+    if os.environ.get(LAUNCHED) != "1":
+        return False
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return True
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from sqabench.cells import Cell
@@ -43,14 +43,14 @@ class SweepDisplay:
         self.cell: Cell | None = None
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"), console=console, transient=False,
+            _EtaColumn(self), console=console, transient=False,
         )  # fmt: skip
         self.task = None
 
     def __enter__(self) -> "SweepDisplay":
         if self.live:
             self.progress.__enter__()
-            self.task = self.progress.add_task("starting", total=self.total, eta=self.eta_text())
+            self.task = self.progress.add_task("starting", total=self.total)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -64,19 +64,33 @@ class SweepDisplay:
 
     def phase(self, name: str) -> None:
         if self.live and self.cell is not None:
-            self.progress.update(self.task, description=f"{self.cell.label} · {name}", eta=self.eta_text())
+            self.progress.update(self.task, description=f"{self.cell.label} · {name}")
 
     def finished(self, row: dict) -> None:
         self.pace.finished(time.monotonic() - self.cell_started)
+        self.cell = None
         if self.live:
-            self.progress.update(self.task, advance=1, eta=self.eta_text())
+            self.progress.update(self.task, advance=1)
         else:
             self.console.print(Text(row_line(row)), highlight=False)
 
     def eta_text(self) -> str:
-        """Remaining time: the prediction of the cells left, scaled by how the finished ones compared."""
-        left = self.pace.remaining_s()
+        """Remaining time: the prediction of the cells left, scaled by how the finished ones compared, less
+        the time the running cell has taken so far (recomputed at every refresh, so it moves within a cell)."""
+        in_cell = time.monotonic() - self.cell_started if self.cell is not None else 0.0
+        left = self.pace.remaining_s(in_cell)
         return f"ETA {format_duration(left)}" if left > 0 else ""
+
+
+class _EtaColumn(ProgressColumn):
+    """The ETA, asked of the display at each refresh."""
+
+    def __init__(self, display: SweepDisplay) -> None:
+        super().__init__()
+        self.display = display
+
+    def render(self, task) -> Text:
+        return Text(self.display.eta_text())
 
 
 def format_seconds(seconds: float) -> str:

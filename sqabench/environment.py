@@ -74,8 +74,18 @@ def cpu_model() -> str:
 _IMPORTED = time.monotonic()
 
 
+STARTED_ENV = "SQABENCH_STARTED"  # a --cp job's launching command: its start (epoch seconds), for the ranks
+
+
 def process_age_s() -> float:
-    """Seconds since this process started (Linux: from /proc; elsewhere: since sqabench was imported)."""
+    """Seconds since this process started (Linux: from /proc; elsewhere: since sqabench was imported); in a
+    rank of a ``--cp`` job, since the command that launched it started (the launcher's start counts)."""
+    launched = os.environ.get(STARTED_ENV)
+    if launched:
+        try:
+            return max(0.0, time.time() - float(launched))
+        except ValueError:
+            pass
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])

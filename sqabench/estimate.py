@@ -5,9 +5,12 @@ A cell costs:
 - ``steps``: its timed calls (the first, the warm-up, the repeats; decode: passes of T steps and two
   prefills), each at the step's floor (``Cell.floor``) divided by ``ASSUMED_EFFICIENCY``;
 - ``compile``: flex compiles one kernel per new shape and one block mask per new (length, window,
-  mask); the first flex use in a process also starts the compiler. Costs per device, measured on
-  a CPU (torch 2.13, 2 cores) with a cold and a warm inductor cache; the GPU's are guesses until a
-  GPU run measures them (every row records its ``compile_ms``);
+  mask); ``--compile`` compiles each cell's whole model anew (and again at the fp64 check's shape);
+  ``--cp`` compiles each cell's split model on every rank at once; the first compile in a process
+  also starts the compiler. A cell flex will refuse (train on a CPU: no backward there) compiles
+  nothing. Costs per device, measured on a CPU (torch 2.13, 2 cores) with a cold and a warm
+  inductor cache; the GPU's are guesses until a GPU run measures them (every row records its
+  ``compile_ms``). A ``--cp`` job counts the launcher's start as time spent before the first cell;
 - ``overhead``: building the model, the fp64 verification, freeing memory;
 - ``energy``: on a GPU, a timed window under a second is extended to one second for NVML's counter.
 
@@ -31,18 +34,24 @@ PARTS = ("steps", "compile", "overhead", "energy")
 
 @dataclass(frozen=True)
 class CompileCost:
-    """Seconds: the compiler's start at the first flex use, each new flex kernel, each new block mask."""
+    """Seconds: the compiler's start at the first compile in a process, each new flex kernel, each new block
+    mask; a ``--compile`` cell's whole-model compiles (its shape's, and the fp64 check's at another shape);
+    a ``--cp`` cell's split model on every rank (flex with the rank's mask, and its verification)."""
 
     first: float
     kernel: float
     block_mask: float
+    model: float
+    split: float
 
 
 COMPILE = {  # (device, inductor cache warm)
-    ("cpu", False): CompileCost(first=25.0, kernel=4.5, block_mask=3.0),  # measured, torch 2.13, 2 cores
-    ("cpu", True): CompileCost(first=5.0, kernel=0.5, block_mask=0.3),
-    ("cuda", False): CompileCost(first=15.0, kernel=8.0, block_mask=2.0),  # guesses: no GPU run yet
-    ("cuda", True): CompileCost(first=3.0, kernel=1.0, block_mask=0.3),
+    # measured, torch 2.13, 2 cores: flex from the default sweep; model and split from `--compile` and `--cp 2`
+    # runs of mha,sqa (sqa,gqa) at 256 and 1k (256 and 512), cold and then warm (README: The estimate)
+    ("cpu", False): CompileCost(first=25.0, kernel=4.5, block_mask=3.0, model=41.0, split=18.0),
+    ("cpu", True): CompileCost(first=5.0, kernel=0.5, block_mask=0.3, model=7.5, split=6.5),
+    ("cuda", False): CompileCost(first=15.0, kernel=8.0, block_mask=2.0, model=40.0, split=12.0),  # guesses
+    ("cuda", True): CompileCost(first=3.0, kernel=1.0, block_mask=0.3, model=5.0, split=2.0),
 }
 OVERHEAD_S = {"cpu": 0.15, "cuda": 0.5}  # build, verify, free: measured on the CPU, guessed on a GPU
 
@@ -80,10 +89,15 @@ def _seconds(bound: Floor | None) -> float:
 
 
 def flex_shape(cell: Cell) -> str:
-    """What one compiled flex kernel serves: a cell's heads, window, length, batch, mask, mode, dtype, head size."""
+    """What one compiled flex kernel serves: a cell's heads, window, length, batch, mask, mode, dtype, head size
+    (and, for a whole compiled model or a split one, its compile mode and ranks)."""
     s = cell.spec
     parts = (s.n_q_heads, s.n_kv_heads, s.window, cell.seq_len, cell.batch, cell.causal, cell.mode, cell.dtype,
              cell.preset.head_dim, cell.scope, cell.device)  # fmt: skip
+    extra = (f"compile {cell.compile}",) if cell.compile else ()
+    extra += (f"ranks {cell.world_size}",) if cell.world_size > 1 else ()
+    if extra:
+        parts += (cell.preset.name, cell.preset.n_layers, *extra)
     return "|".join(map(str, parts))
 
 
@@ -95,13 +109,18 @@ def estimate(
     inductor's on-disk cache still there) comes from that cache, far cheaper."""
     kernels: set[str] = set()
     masks: set[tuple] = set()
+    started = False  # the compiler's start is paid once a process
     per_cell = []
     for cell in cells:
         device = cell.device.split(":")[0]
         bound = cell.floor(rates)  # the busiest rank's, when split: it sets the pace
         call_s = _seconds(bound)
         calls = 1 + cell.warmup + cell.repeats
-        tries = len(cell.best_candidates) if cell.kernel_requested == "best" else 0  # each timed briefly first
+        if cell.uses_flex and cell.flex_skipped and cell.kernel_requested != "best":
+            per_cell.append({"steps": 0.0, "compile": 0.0, "overhead": OVERHEAD_S.get(device, OVERHEAD_S["cuda"])})
+            continue  # flex refuses it at once: nothing compiles, nothing is timed
+        candidates = [k for k in cell.best_candidates if not (k == "flex" and cell.flex_skipped)]
+        tries = len(candidates) if cell.kernel_requested == "best" else 0  # each timed briefly first
         brief = 1 + BEST_BRIEF["warmup"] + BEST_BRIEF["repeats"]  # a candidate's first call, warm-up, repeats
         calls += tries * brief + (1 if cell.breakdown else 0)  # (and --breakdown's profiled step)
         parts = {"steps": calls * call_s, "compile": 0.0,
@@ -114,17 +133,25 @@ def estimate(
             timed_s *= cell.new_tokens
         if device == "cuda" and timed_s < MIN_ENERGY_WINDOW_S:
             parts["energy"] = MIN_ENERGY_WINDOW_S
-        if cell.uses_flex:
+        flex = cell.uses_flex and not cell.flex_skipped  # (a skipped flex candidate of --kernel best compiles nothing)
+        compiles = flex or bool(cell.compile) or cell.world_size > 1
+        if compiles:
             shape = flex_shape(cell)
             warm = shape in compiled_before
             cost = COMPILE.get((device, warm), COMPILE[("cuda", warm)])
-            if not kernels:
+            backward = 2 if cell.mode == "train" else 1  # train compiles the backward too
+            if not started:
+                started = True
                 parts["compile"] += COMPILE.get((device, bool(compiled_before)), cost).first
-            if shape not in kernels:
+            if cell.world_size > 1:  # every rank compiles its split model at once: one cell's worth
+                parts["compile"] += cost.split
+            elif cell.compile:
+                parts["compile"] += cost.model * backward  # a new model every cell: compiled anew
+            elif shape not in kernels:
                 kernels.add(shape)
-                parts["compile"] += cost.kernel * (2 if cell.mode == "train" else 1)  # and its backward
+                parts["compile"] += cost.kernel * backward
             mask = (cell.seq_len, cell.spec.window, cell.causal)
-            if mask not in masks and (cell.spec.window is not None or cell.causal or device == "cpu"):
+            if flex and mask not in masks and (cell.spec.window is not None or cell.causal or device == "cpu"):
                 masks.add(mask)
                 parts["compile"] += cost.block_mask
         per_cell.append(parts)
@@ -158,8 +185,19 @@ class Pace:
         """The next cell's prediction, scaled."""
         return self.predicted[self.count] * self.scale if self.count < len(self.predicted) else 0.0
 
-    def remaining_s(self) -> float:
-        return sum(self.predicted[self.count :]) * self.scale
+    def remaining_s(self, in_cell_s: float = 0.0) -> float:
+        """What is left: the cells not finished, scaled, less ``in_cell_s`` already spent in the running one.
+
+        A running cell past its (scaled) prediction says the pace is slower than thought: the scale then
+        counts it as if it finished now, so the ETA grows with it instead of standing still.
+        """
+        if self.count >= len(self.predicted):
+            return 0.0
+        current, scale = self.predicted[self.count], self.scale
+        if in_cell_s > current * scale:
+            scale = (self.done_actual + in_cell_s) / (self.done_predicted + current) if current > 0 else scale
+        rest = sum(self.predicted[self.count + 1 :]) * scale
+        return max(current * scale - in_cell_s, 0.0) + rest
 
     def skipped(self) -> None:
         """A cell left out (its prediction no longer counts)."""

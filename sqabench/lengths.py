@@ -9,6 +9,10 @@ from sqabench.errors import ConfigError
 
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([km]?)$")  # ASCII digits only (not "３２k")
 POWER_OF_TWO_SLACK = 0.03
+# The most tokens one step may hold (a length, or length x batch): no device holds more. At 2^31 tokens the
+# paper preset's embeddings alone are 1 TiB in bf16 (2^31 x 256 x 2 bytes), 7x an H200's memory.
+MAX_TOKENS = 2**31
+MAX_TOKENS_WHY = "the paper preset's embeddings alone would be 1 TiB in bf16: no device holds that"
 
 
 def parse_length(text: str, option: str = "--seq") -> int:
@@ -31,6 +35,8 @@ def parse_length(text: str, option: str = "--seq") -> int:
         value = power if abs(power - exact) <= POWER_OF_TWO_SLACK * exact else round(exact)
     if value < 1:
         raise ConfigError(f"{option}: {text.strip()!r} must be at least 1 token")
+    if value > MAX_TOKENS:
+        raise ConfigError(f"{option}: {text.strip()!r} is more than {MAX_TOKENS:,} tokens ({MAX_TOKENS_WHY})")
     return value
 
 

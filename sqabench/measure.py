@@ -9,7 +9,6 @@ warm-up calls, then times each repeat on its own. Warm-up and timing run under t
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -56,6 +55,7 @@ class Workload:
     tokens_per_call: int
     prepare: Callable[[], dict] | None = None
     attention_memory: Callable[[], int | None] = lambda: None
+    calls_per_repeat: int = 1  # decode: a repeat is a pass of T one-token calls
 
 
 def attention_memory(cell: Cell, attn, device: torch.device) -> Callable[[], int | None]:
@@ -208,7 +208,7 @@ def decode_workload(cell: Cell, device: torch.device) -> Workload:
     def cache_memory() -> int | None:  # decode's attention memory is its cache: K and V of every layer
         return decoder.k.nbytes + decoder.v.nbytes if device.type == "cuda" else None
 
-    return Workload(first, verify, step, cell.warmup * t, cell.repeats * t, cell.batch, prepare, cache_memory)
+    return Workload(first, verify, step, cell.warmup * t, cell.repeats * t, cell.batch, prepare, cache_memory, t)
 
 
 def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -> Outcome:
@@ -244,14 +244,15 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
             with monitor.sampling() if monitor else nullcontext() as window:
                 synchronize(device)
                 start_mj, start = (monitor.energy_mj() if monitor else None), time.perf_counter()
-                samples = time_repeats(work.step, device, work.timed_calls)
+                calls = time_repeats(work.step, device, work.timed_calls)
                 end_mj, seconds = (monitor.energy_mj() if monitor else None), time.perf_counter() - start
+            timing = Timing.of_calls(compile_ms, calls, work.calls_per_repeat)
             peak = peak_memory(device)
             readings.update({**nvml_reading(device), **(window.columns() if window else {})})
             if monitor is not None:
                 energy = energy_per_step(
                     monitor, work.step, lambda: synchronize(device), (start_mj, end_mj, work.timed_calls, seconds),
-                    statistics.median(samples), extending=lambda: phase("energy"),
+                    timing.median_ms, extending=lambda: phase("energy"),
                 )  # fmt: skip
                 readings.update(
                     energy_j=energy.joules_per_step,
@@ -269,12 +270,14 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
     if cell.breakdown:  # one more step, profiled: never one of the timed ones
         phase("breakdown")
         with no_compile():
-            readings.update(profile_step(work.step, device, Path(cell.trace) if cell.trace else None).columns())
+            breakdown = profile_step(work.step, device, Path(cell.trace) if cell.trace else None)
+        readings.update(breakdown.columns())
+        notes.append(breakdown.note)
     return Outcome(
         kernel=verified.kernel,
         verify_rel_err=verified.rel_err,
         verify_grad_rel_err=verified.grad_rel_err,
-        timing=Timing(compile_ms, samples),
+        timing=timing,
         peak=peak,
         readings=readings,
         note="; ".join(note for note in notes if note),

@@ -40,7 +40,9 @@ class RunOptions:
     causal: Annotated[bool, _option(
         None, "Causal masks (the paper's decoder) instead of the encoder.", "--causal",
     )] = False  # fmt: skip
-    window: Annotated[int, _option("TOKENS", "Sliding window of the windowed variants: |i-j| <= window.")] = 128
+    window: Annotated[int | None, _option(
+        "TOKENS", "Sliding window of the windowed variants (swa, swa-*): |i-j| <= window. Default: 128.",
+    )] = None  # fmt: skip
     kernel: Annotated[str, _option(
         "KERNEL", "auto (sdpa; flex when windowed), eager, sdpa, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, "
         "flex, or best (the fastest kernel that passes verification, per cell).",
@@ -74,7 +76,9 @@ class RunOptions:
     cp: Annotated[int | None, _option(
         "N", "Split each sequence across N processes (context parallelism); see README.",
     )] = None  # fmt: skip
-    cp_timeout: Annotated[float, _option("SECONDS", "--cp: how long a collective waits for a rank.")] = 600.0
+    cp_timeout: Annotated[float | None, _option(
+        "SECONDS", "--cp: how long a collective waits for a rank (1 to 86400). Default: 600.",
+    )] = None  # fmt: skip
     breakdown: Annotated[bool, _option(
         None, "After the timed repeats, profile one more step: attention, matmul, other and idle time per cell.",
         "--breakdown",

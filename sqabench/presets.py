@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -98,9 +99,12 @@ def from_config(config: dict, name: str, source: str) -> Preset:
         raise ConfigError(
             f"config {source}: hidden_size={hidden} is not divisible by num_attention_heads={heads} and no head_dim"
         )
-    window = config.get("sliding_window")
-    if config.get("use_sliding_window") is False:
+    window = _optional(config, "sliding_window", int, source, lowest=0)
+    if _optional(config, "use_sliding_window", bool, source) is False:
         window = None  # Qwen-style configs name a window they do not use
+    rope_theta = _optional(config, "rope_theta", float, source, lowest=0.0, strict=True, nullable=False)
+    eps = _optional(config, "rms_norm_eps", float, source, lowest=0.0, nullable=False)
+    tied = _optional(config, "tie_word_embeddings", bool, source)
     return Preset(
         name=name,
         d_model=hidden,
@@ -108,15 +112,41 @@ def from_config(config: dict, name: str, source: str) -> Preset:
         n_heads=heads,
         d_ff=config["intermediate_size"],
         vocab_size=config["vocab_size"],
-        rope_base=float(config.get("rope_theta", 10_000.0)),
+        rope_base=10_000.0 if rope_theta is None else rope_theta,
         head_dim_=head_dim if head_dim is not None else hidden // heads,
         n_kv_heads=config.get("num_key_value_heads", heads),
         qk_norm=config.get("model_type") in ("qwen3", "qwen3_moe"),
-        tie_embeddings=bool(config.get("tie_word_embeddings", False)),
-        norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-        sliding_window=window if isinstance(window, int) and window > 0 else None,
+        tie_embeddings=bool(tied),
+        norm_eps=1e-6 if eps is None else eps,
+        sliding_window=window or None,
         source=str(config.get("_source", source)),
     )
+
+
+def _optional(
+    config: dict, field: str, kind: type, source: str, lowest: float | None = None, strict: bool = False,
+    nullable: bool = True,
+):  # fmt: skip
+    """An optional field of ``kind`` (int, float or bool; an int is a float too, a bool neither) or None when
+    absent (or null, where ``nullable``); a value of another type, or below ``lowest`` (``strict``: at or
+    below), is named."""
+    if field not in config or config[field] is None and nullable:
+        return None
+    value = config[field]
+    if kind is bool:
+        ok = isinstance(value, bool)
+        want = "true or false (a JSON boolean, not a string)"
+    else:
+        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+        want = "a number" if kind is float else "an integer"
+        if ok and lowest is not None and (value <= lowest if strict else value < lowest):
+            ok = False
+        if lowest is not None:
+            want += f" {'>' if strict else '>='} {lowest:g}"
+    if not ok:
+        raise ConfigError(f"config {source}: {field}={json.dumps(value)} must be {want}")
+    return float(value) if kind is float else value
 
 
 def _read(path: Path) -> dict:

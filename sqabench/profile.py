@@ -15,9 +15,14 @@ name. The rules are tested against the operator names real traces produce (``tes
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +64,7 @@ class Breakdown:
     matmul_ms: float
     other_ms: float
     idle_ms: float
+    note: str = ""  # e.g. a trace that could not be written: the breakdown itself still counts
 
     @property
     def wall_ms(self) -> float:
@@ -108,9 +114,13 @@ def summarise(events, wall_ms: float, device: torch.device) -> Breakdown:
             if event.device_type == DeviceType.CPU and not event.is_async:
                 sums[category(_ancestry(event))] += event.self_cpu_time_total / 1e3
         busy = sum(sums.values())
-    scale = min(1.0, wall_ms / busy) if busy > 0 else 1.0  # kernels cannot outlast the step: clip rounding
+    busy = min(busy, wall_ms)  # kernels cannot outlast the step: clip rounding
+    total = sum(sums.values())
+    # The categories share the busy time in proportion to their kernels' own: kernels that overlap (two
+    # streams) are not counted twice, and the step's gaps stay idle.
+    scale = busy / total if total > 0 else 0.0
     parts = {name: value * scale for name, value in sums.items()}
-    return Breakdown(parts["attention"], parts["matmul"], parts["other"], max(0.0, wall_ms - busy * scale))
+    return Breakdown(parts["attention"], parts["matmul"], parts["other"], wall_ms - busy)
 
 
 def _activities(device: torch.device):
@@ -119,14 +129,39 @@ def _activities(device: torch.device):
     return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
 
 
+KINETO_CHATTER = ("USDT:", "STAGE:")  # what the profiler's C++ backend prints at each start and stop
+
+
+@contextmanager
+def kineto_quiet() -> Iterator[None]:
+    """Keep the profiler backend's own lines (``USDT: ... profiler_start``) off stderr: they are written by
+    C++ to file descriptor 2, so it is pointed at a file for the call, and every other line is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if not line.startswith(
+                tuple(word.encode() for word in KINETO_CHATTER))]  # fmt: skip
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def start_profiler(device: torch.device) -> None:
     """Initialise the profiler in this (the main) thread: a sweep profiles from its worker thread, and the
     profiler's backend registers itself in the first thread that uses it ("External init callback must run
     in same thread as registerClient")."""
     from torch.profiler import profile
 
-    with profile(activities=_activities(device)):
-        pass
+    prof = profile(activities=_activities(device))
+    with kineto_quiet():
+        prof.start()
+        prof.stop()
 
 
 def profile_step(step: Callable[[], object], device: torch.device, trace: Path | None = None) -> Breakdown:
@@ -134,15 +169,25 @@ def profile_step(step: Callable[[], object], device: torch.device, trace: Path |
     from torch.profiler import profile
 
     synchronize(device)
-    with profile(activities=_activities(device)) as prof:
+    prof = profile(activities=_activities(device))
+    with kineto_quiet():  # the start and the stop only: the step itself runs with stderr as it is
+        prof.start()
+    try:
         start = time.perf_counter()
         step()
         synchronize(device)
         wall_ms = (time.perf_counter() - start) * 1e3
+    finally:
+        with kineto_quiet():
+            prof.stop()
+    breakdown = summarise(prof.events(), wall_ms, device)
     if trace is not None:
-        trace.parent.mkdir(parents=True, exist_ok=True)
-        prof.export_chrome_trace(str(trace))
-    return summarise(prof.events(), wall_ms, device)
+        try:
+            trace.parent.mkdir(parents=True, exist_ok=True)
+            prof.export_chrome_trace(str(trace))
+        except OSError as err:  # a note on the row, never a lost row
+            return dataclasses.replace(breakdown, note=f"trace not written to {trace}: {err.strerror or err}")
+    return breakdown
 
 
 

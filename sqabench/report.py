@@ -72,7 +72,7 @@ def results_table(rows: list[dict], baseline: str | None) -> Table:
     variants = list(dict.fromkeys(str(r["variant"]) for r in rows))
     cells = {(str(r["variant"]), int(r["seq_len"]), int(r["batch"])): r for r in rows}
     decode = rows[0].get("mode") == "decode"
-    caption = "median ± spread ((max-min)/median of the repeats)" + (", per decode step" if decode else "")
+    caption = f"median ±{SPREAD_MEANS}" + (", per decode step (a repeat is a pass of T tokens)" if decode else "")
     if baseline:
         allowed = "byte ratio (decode reads)" if decode else "FLOP ratio"
         caption += f"; speed-up over {baseline}, then the {allowed} the cost model allows for the whole step"
@@ -99,6 +99,8 @@ def results_table(rows: list[dict], baseline: str | None) -> Table:
 
 
 LAUNCH_BOUND = 2.0  # a decode step this many times its memory-bound prediction is bound by its launches
+# What the ± of a table means, said the same way wherever a spread is printed (tables, check --json).
+SPREAD_MEANS = " spread: (max - min) / median of the repeats, the full range (not half of it)"
 
 
 def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) -> Text:
@@ -138,12 +140,15 @@ def cell_text(row: dict | None, base: dict | None, is_baseline: bool = False) ->
     if decode and bandwidth:
         predicted = memory_ms(float(row["min_bytes"]), float(bandwidth))
         detail = f"memory-bound {format_ms(predicted)}"
-        if ms > LAUNCH_BOUND * predicted:
-            detail += f" · launch-bound ({ms / predicted:.1f}x it)"
+        if ms > LAUNCH_BOUND * predicted:  # a GPU's step waits on kernel launches; a CPU's on operator dispatch
+            what = "launch-bound" if normal(row.get("device")).startswith("cuda") else "overhead-bound"
+            detail += f" · {what} ({ms / predicted:.1f}x it)"
     else:
         detail = format_rate(float(row["flops"]) / (ms / 1e3))
     if normal(row.get("peak_mem_bytes")):
         detail += f" · {format_bytes(row['peak_mem_bytes'])}"
+    if normal(row.get("kernel_requested")) == "best":
+        detail += f" · best: {normal(row.get('kernel'))}"
     text.append(f"\n{detail}", style="dim")
     if normal(row.get("attention_share")):
         text.append(f"\nattention {float(row['attention_share']):.0%} of a step", style="dim")
@@ -277,8 +282,9 @@ def reproduce_tables(ours: dict, paper: dict, verdicts: list[dict], on_gpu: bool
     for v in verdicts:
         ours_text = "-" if v["ours"] is None else f"{v['ours']:.2f}x"
         by = f" ({v['by']:.0%} of the paper's)" if v.get("by") else ""
+        judged = f"; {v['judged']}" if v.get("judged") else ""
         claims.add_row(Text(v["claim"]), format_len(v["at"]) if v["at"] else "-", ours_text, f"{v['paper']:.2f}x",
-                       Text(v["verdict"] + by))  # fmt: skip
+                       Text(v["verdict"] + by + judged))  # fmt: skip
     tables.append(("the paper's headline claims", claims))
     return tables
 

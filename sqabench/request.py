@@ -24,11 +24,11 @@ from sqabench.environment import Environment, environment, host_label
 from sqabench.errors import ConfigError
 from sqabench.flops import MODES, SCOPES
 from sqabench.kernels import CHOICES, resolve_kernel
-from sqabench.lengths import parse_lengths
+from sqabench.lengths import MAX_TOKENS, MAX_TOKENS_WHY, parse_lengths
 from sqabench.options import RunOptions
 from sqabench.presets import Preset, get_preset
 from sqabench.results import key_of, pick_baseline, read_rows
-from sqabench.variants import VariantSpec, base_variant, parse_variants
+from sqabench.variants import DEFAULT_WINDOW, VariantSpec, base_variant, parse_variants
 
 DEFAULT_NEW_TOKENS = 32
 GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
@@ -37,6 +37,8 @@ CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dty
 # time. 2M context tokens per step (batch = tokens // context) is 2-16 GB of bf16 cache for the paper
 # preset (gqa-mha), 0.6-5 ms at 3.35 TB/s, above what a CUDA-graphed step of ~150 small kernels costs.
 GPU_DECODE_TOKENS = 2**21
+DEFAULT_CP_TIMEOUT_S = 600.0
+MAX_CALLS = 100_000  # warm-up or timed calls of one cell: past this an estimate is meaningless
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 @dataclass(frozen=True)
 class RunPlan:
@@ -54,7 +56,7 @@ class RunPlan:
     baseline: str | None
     world: int = 1  # ranks each sequence is split across
     launch: bool = False  # start the ranks (--cp given outside a torchrun job)
-    cp_timeout: float = 600.0
+    cp_timeout: float = DEFAULT_CP_TIMEOUT_S
     budget_s: float | None = None  # stop starting cells after this many seconds
     dry_run: bool = False
     yes: bool = False  # a sweep estimated past an hour starts without asking
@@ -70,6 +72,27 @@ def _at_least(name: str, value: int | None, lowest: int) -> None:
         raise ConfigError(f"{name} {value} must be >= {lowest}")
 
 
+def _at_most(name: str, value: int | None, highest: int) -> None:
+    if value is not None and value > highest:
+        raise ConfigError(f"{name} {value} must be <= {highest:,}")
+
+
+def writable_folder(folder: Path, option: str) -> None:
+    """Refuse, before any work, a folder that files cannot be written to: a file, or one under a file, or in a
+    place where nothing can be created (a probe file is made and removed in the nearest folder that exists)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {folder}: {existing} is a file, not a directory")
+    probe = existing / f".sqabench-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{option} {folder}: cannot write there: {err.strerror or err}") from None
+
+
 def resolve_run(options: RunOptions) -> RunPlan:
     """Check every option and build the plan; raises ``ConfigError`` on the first bad one."""
     device = resolve_device(options.device)
@@ -79,6 +102,7 @@ def resolve_run(options: RunOptions) -> RunPlan:
     if mode not in MODES:
         raise ConfigError(f"unknown mode {options.mode!r}; choose one of: {', '.join(MODES)}")
     _at_least("--window", options.window, 1)
+    _at_most("--window", options.window, MAX_TOKENS)
     _at_least("--new-tokens", options.new_tokens, 1)
     if mode != "decode":
         for flag, given in (("--new-tokens", options.new_tokens is not None), ("--cuda-graphs", options.cuda_graphs)):
@@ -90,11 +114,13 @@ def resolve_run(options: RunOptions) -> RunPlan:
     cuda_graphs = gpu_decode if options.cuda_graphs is None else options.cuda_graphs
     tokens = options.tokens or (GPU_DECODE_TOKENS if gpu_decode else defaults["tokens"])
     budget_s = parse_duration(options.budget, "--budget") if options.budget is not None else None
-    for name, value, lowest in (
-        ("--tokens", options.tokens, 1), ("--batch", options.batch, 1), ("--warmup", options.warmup, 0),
-        ("--repeats", options.repeats, 1),
+    for name, value, lowest, highest in (
+        ("--tokens", options.tokens, 1, MAX_TOKENS), ("--batch", options.batch, 1, MAX_TOKENS),
+        ("--warmup", options.warmup, 0, MAX_CALLS), ("--repeats", options.repeats, 1, MAX_CALLS),
+        ("--new-tokens", options.new_tokens, 1, MAX_TOKENS),
     ):  # fmt: skip
         _at_least(name, value, lowest)
+        _at_most(name, value, highest)
     scope = options.scope.lower()
     if scope not in SCOPES:
         raise ConfigError(f"unknown scope {options.scope!r}; choose one of: {', '.join(SCOPES)}")
@@ -103,7 +129,11 @@ def resolve_run(options: RunOptions) -> RunPlan:
     _at_least("--layers", options.layers, 1)
     preset = get_preset(options.preset, options.layers)
     base = base_variant(preset.n_heads, preset.n_kv_heads, preset.sliding_window)
-    specs = parse_variants(options.variants, preset.n_heads, options.window, base)
+    window = DEFAULT_WINDOW if options.window is None else options.window
+    specs = parse_variants(options.variants, preset.n_heads, window, base)
+    if options.window is not None and all(spec.window is None for spec in specs):
+        raise ConfigError(f"--window {options.window} applies to windowed variants (swa, swa-sqa, swa-xsqa, or "
+                          f"Hq/Hkv@W); none of {options.variants!r} has a window")  # fmt: skip
     lengths = parse_lengths(defaults["seq"] if options.seq is None else options.seq)
     kernel = options.kernel.lower()
     if kernel not in CHOICES:
@@ -120,8 +150,13 @@ def resolve_run(options: RunOptions) -> RunPlan:
                             ("--compile", options.compile)):  # fmt: skip
             if given:
                 raise ConfigError(f"{flag} does not apply to --cp: every rank must run the same cells the same way")
-        if options.cp_timeout <= 0:
-            raise ConfigError(f"--cp-timeout {options.cp_timeout} must be > 0 seconds")
+    if options.cp_timeout is not None:
+        if world == 1 and options.cp is None:
+            raise ConfigError("--cp-timeout applies with --cp only")
+        if not 1 <= options.cp_timeout <= 86_400:  # NaN too: it fails both comparisons
+            raise ConfigError(f"--cp-timeout {options.cp_timeout} must be 1 to 86400 seconds")
+    if options.trace_dir is not None and not options.breakdown:
+        raise ConfigError("--trace-dir applies with --breakdown only (it names where the profiler's traces go)")
     env = environment(device)
     if options.out is not None and not options.out.strip():
         raise ConfigError("--out is empty; give a .csv file path")
@@ -138,8 +173,13 @@ def resolve_run(options: RunOptions) -> RunPlan:
         repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
         cuda_graphs=cuda_graphs, scope=scope, world_size=world, compile=compile_mode, breakdown=options.breakdown,
     )  # fmt: skip
+    for cell in cells:
+        if cell.batch * cell.seq_len > MAX_TOKENS:
+            raise ConfigError(f"{cell.label}: {cell.batch} x {cell.seq_len} tokens in one step is more than "
+                              f"{MAX_TOKENS:,} ({MAX_TOKENS_WHY}); use a smaller --batch or --tokens")  # fmt: skip
     if options.breakdown:
         traces = Path(options.trace_dir) if options.trace_dir else path.with_name(path.stem + "-traces")
+        writable_folder(traces, "--trace-dir")
         cells = with_traces(cells, traces)
     baseline = _baseline(options.baseline, [s.name for s in specs], [str(r["variant"]) for r in previous or ()])
     return RunPlan(
@@ -148,7 +188,8 @@ def resolve_run(options: RunOptions) -> RunPlan:
         resumed_missing=options.resume and previous is None and not path.exists(),
         resumed_empty=options.resume and previous is None and path.exists(),
         quick_default=options.seq is None and device.type == "cpu", baseline=baseline, world=world, launch=launch,
-        cp_timeout=options.cp_timeout, budget_s=budget_s, dry_run=options.dry_run, yes=options.yes,
+        cp_timeout=DEFAULT_CP_TIMEOUT_S if options.cp_timeout is None else options.cp_timeout, budget_s=budget_s,
+        dry_run=options.dry_run, yes=options.yes,
     )  # fmt: skip
 
 

@@ -26,7 +26,8 @@ IDENTITY = (
     "cp_path", "local_len", "compile", "warmup", "repeats", "baseline",
 )  # fmt: skip
 TIMING = (
-    "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "compile_ms", "prefill_ms",
+    "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "token_samples_ms", "compile_ms",
+    "prefill_ms",
     "tokens_per_s", "flops", "tflops", "attention_flops", "exps", "min_bytes", "bytes_per_token", "kv_cache_bytes",
     "rank_flops", "comm_bytes",
     "verify_rel_err", "verify_grad_rel_err",
@@ -176,17 +177,40 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         detail = f"missing {', '.join(missing[:5])}" if missing else "columns differ in order or extras"
         raise ConfigError(f"{path} has another schema ({detail}); resume needs a file written by this sqabench")
     for line, row in enumerate(rows, start=2):
-        if row["status"] not in STATUSES:
-            raise ConfigError(
-                f"{path} line {line}: unknown status {row['status']!r}; expected one of {', '.join(STATUSES)}"
-            )
-        for column in NUMERIC:
-            if row[column] and not _is_number(row[column]):
-                raise ConfigError(f"{path} line {line}: {column}={row[column]!r} is not a number")
+        validate_row(row, f"{path} line {line}")
     return rows
 
 
-NUMERIC = ("seq_len", "batch", "n_heads", "n_q_heads", "n_kv_heads", "time_ms", "time_ms_min", "time_ms_max", "flops")
+POSITIVE_INTEGERS = ("seq_len", "batch", "n_heads", "n_q_heads", "n_kv_heads")
+TIMES = ("time_ms", "time_ms_min", "time_ms_max")  # an ok row's: finite and > 0
+
+
+def validate_row(row, where: str) -> None:
+    """Refuse a row that no run writes: an unknown status, a size that is not a positive integer, an ok row
+    whose times are missing, not finite or not positive, or whose ``samples_ms`` do not parse. One check for
+    every reader (``--resume``, ``plot``, ``check``); ``row`` is a dict or a pandas Series."""
+    value = {column: normal(row[column]) if column in row else "" for column in (*COLUMNS, "status")}
+    if value["status"] not in STATUSES:
+        raise ConfigError(f"{where}: unknown status {value['status']!r}; expected one of {', '.join(STATUSES)}")
+    for column in POSITIVE_INTEGERS:
+        text = value[column]
+        if text and not (_is_number(text) and float(text).is_integer() and float(text) >= 1):
+            raise ConfigError(f"{where}: {column}={text!r} is not a positive integer")
+    for column in ("flops", "spread", *TIMES):
+        if value[column] and not _is_number(value[column]):
+            raise ConfigError(f"{where}: {column}={value[column]!r} is not a number")
+    if value["status"] != "ok":
+        return
+    for column in TIMES:
+        text = value[column]
+        if not text or not math.isfinite(float(text)) or float(text) <= 0:
+            raise ConfigError(f"{where}: {column}={text or 'empty'} in an ok row; times must be finite and > 0 ms")
+    try:
+        samples = parse_samples(value["samples_ms"])
+    except ValueError:
+        raise ConfigError(f"{where}: samples_ms={value['samples_ms']!r} is not ';'-separated times in ms") from None
+    if any(not math.isfinite(s) or s <= 0 for s in samples):
+        raise ConfigError(f"{where}: samples_ms={value['samples_ms']!r}: times must be finite and > 0 ms")
 
 
 def _is_number(text: str) -> bool:
@@ -259,13 +283,27 @@ class CsvWriter:
     """
 
     def __init__(self, path: Path) -> None:
+        import threading
+
         self.path = path
         self.written = 0
+        self.closed = False
+        self._lock = threading.Lock()  # a sweep writes from its worker thread; Ctrl-C closes from the main one
+
+    def close(self) -> None:
+        """Write no more rows (a row being written is finished first)."""
+        with self._lock:
+            self.closed = True
 
     def write(self, row: dict) -> None:
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"row has columns the schema lacks: {', '.join(sorted(unknown))}")
+        with self._lock:
+            if not self.closed:
+                self._write(row)
+
+    def _write(self, row: dict) -> None:
         new = not self.path.exists() or self.path.stat().st_size == 0
         if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +341,9 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
         if not path.is_file():
             raise ConfigError(f"no such results file: {path}")
         try:
-            frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"samples_ms": str})
+            frame = pd.read_csv(
+                path, keep_default_na=False, na_values=[""], dtype={"samples_ms": str, "token_samples_ms": str}
+            )
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise ConfigError(f"cannot read {path} as a results CSV: {str(err).splitlines()[0]}") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -311,9 +351,8 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
             raise ConfigError(f"{path} is not a sqabench results CSV: missing columns {', '.join(missing[:6])}")
         if frame.empty:
             raise ConfigError(f"{path} has no rows")
-        bad = sorted(set(frame["status"].astype(str)) - set(STATUSES))
-        if bad:
-            raise ConfigError(f"{path}: unknown status {bad[0]!r}; expected one of {', '.join(STATUSES)}")
+        for index, row in frame.iterrows():  # first: a row's own message names its line and value
+            validate_row(row, f"{path} line {index + 2}")
         for column in ("seq_len", "batch", "time_ms", "n_heads", "n_q_heads"):
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 raise ConfigError(f"{path}: column {column} is not numeric")

@@ -77,7 +77,7 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     """This device's measured ceilings (cached, or measured now) and its published peaks, announced."""
     if not plan.pending:
         return DeviceLimits()
-    lookup = get_ceilings(plan.device, plan.env, plan.dtype)
+    lookup = get_ceilings(plan.device, plan.env, plan.dtype, before=lambda text: err.print(Text(text), highlight=False))
     rates = lookup.ceilings.rates
     err.print(
         Text(
@@ -123,7 +123,7 @@ class CompiledShapes:
         return frozenset(self._load().get(self.key, [])) if self.alive else frozenset()
 
     def add(self, cell: Cell) -> None:
-        if not cell.uses_flex:
+        if not (cell.uses_flex or cell.compile or cell.world_size > 1):
             return
         data = self._load()
         shapes = set(data.get(self.key, [])) | {flex_shape(cell)}
@@ -242,10 +242,14 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
         return 0
     confirm_long(predicted, plan, err)
     with RunLock(plan.path):
-        return _sweep(plan, cells, predicted, limits, out, err, abandon)
+        code, stranded = _sweep(plan, cells, predicted, limits, out, err)
+    if stranded:  # a cell still runs in its thread; the lock is released and the writer closed: leave now
+        abandon(code)
+    return code
 
 
-def _sweep(plan, cells, predicted, limits, out, err, abandon) -> int:
+def _sweep(plan, cells, predicted, limits, out, err) -> tuple[int, bool]:
+    """The sweep in a worker thread; (exit code, whether that thread was left running by a Ctrl-C)."""
     if any(cell.breakdown for cell in cells):
         from sqabench.profile import start_profiler
 
@@ -281,16 +285,16 @@ def _sweep(plan, cells, predicted, limits, out, err, abandon) -> int:
             while worker.is_alive():
                 worker.join(0.1)
     except KeyboardInterrupt:
+        writer.close()  # a cell the worker finishes from now on is not written: the message below stays true
         interrupted(writer, plan, err)
-        abandon(130)
-        return 130
+        return 130, True
     error = outcome.get("error")
     if isinstance(error, KeyboardInterrupt):
         interrupted(writer, plan, err)
-        return 130
+        return 130, False
     if isinstance(error, OSError):
         err.print(Text("error: ", style="bold red") + Text(f"cannot write results to {plan.path}: {error}"))
-        return 2
+        return 2, False
     if error is not None and not isinstance(error, SweepAborted):
         raise error
     code = report(plan.path, plan, new_rows, writer.written, error, out, err)
@@ -299,7 +303,7 @@ def _sweep(plan, cells, predicted, limits, out, err, abandon) -> int:
         err.print(Text(f"--budget {format_duration(plan.budget_s)} spent: {plural(len(budget.left), 'cell')} not "
                        f"started ({labels}); continue with --resume --out {plan.path}", style="yellow"),
                   highlight=False)  # fmt: skip
-    return code
+    return code, False
 
 
 def report(path: Path, plan: RunPlan, new_rows: list[dict], written: int, aborted, out: Console, err: Console) -> int:
@@ -341,11 +345,18 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
     Every rank plans the same cells; rank 0's output file and finished cells are what count, passed
     to the others through the job's store.
     """
-    from sqabench.cp import join, leave, link_rate
+    from sqabench.cp import interruptible, join, leave, link_rate
     from sqabench.split import measure_split
 
-    group = join(plan.device.type, plan.cp_timeout)
+    launched = interruptible()
+    try:
+        group = join(plan.device.type, plan.cp_timeout)
+    except KeyboardInterrupt:
+        if os.environ.get("RANK", "0") == "0":
+            interrupted(_Discard(), plan, err)
+        return 0 if launched else 130
     lock = RunLock(plan.path) if group.is_main else None
+    writer = _Discard()
     try:
         if lock is not None:
             lock.__enter__()
@@ -364,7 +375,8 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
         err.print(Text(f"{group.world} ranks ({group.backend}); all-gather: {link / 1e9:.3g} GB/s received per rank"),
                   highlight=False)  # fmt: skip
         path = Path(shared["path"])
-        writer = CsvWriter(path) if group.is_main else _Discard()
+        if group.is_main:
+            writer = CsvWriter(path)
         predicted = predict(pending, limits)
         if predicted is not None:
             announce_estimate(predicted, plan, len(pending), err)
@@ -375,21 +387,37 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
             return measure_split(cell, phase, group, f"{shared['run']}/cell{next(counter)}")
 
         new_rows: list[dict] = []
+        shapes, by_key = CompiledShapes(), {key_of(cell.identity()): cell for cell in pending}
+
+        def remember(row: dict) -> None:  # what compiled, for the next run's estimate
+            if group.is_main and row["status"] == "ok" and key_of(row) in by_key:
+                shapes.add(by_key[key_of(row)])
+
         aborted = None
         try:
             with display:
                 run_sweep(pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
-                          on_row=lambda row: (new_rows.append(row), display.finished(row)), measure=measure,
+                          on_row=lambda row: (new_rows.append(row), display.finished(row), remember(row)),
+                          measure=measure,
                           limits=limits, run_id=shared["run"], baseline=plan.baseline)  # fmt: skip
         except SweepAborted as error:
             aborted = error
         if not group.is_main:
             return 1 if aborted is not None else 0
         return report(path, plan, new_rows, writer.written, aborted, out, err)
+    except KeyboardInterrupt:
+        if group.is_main:
+            interrupted(writer, plan, err)
+        # Under sqabench's own launcher the job ends cleanly (the launcher would print a traceback for a rank
+        # that fails) and the launching process exits 130; under a user's torchrun the rank says 130 itself.
+        return 0 if launched else 130
     finally:
         if lock is not None:
             lock.__exit__(None, None, None)
-        leave()
+        try:
+            leave()
+        except (RuntimeError, KeyboardInterrupt):  # a peer already gone: nothing left to tear down
+            pass
 
 
 class _Discard:

@@ -86,6 +86,7 @@ def to_row(
             spread=significant(timing.spread, 3) if len(timing.samples_ms) > 1 else "",  # one repeat: none
             noisy=timing.noisy if len(timing.samples_ms) > 1 else "",
             samples_ms=format_samples(timing.samples_ms),
+            token_samples_ms=format_samples(timing.token_samples_ms),
             compile_ms=significant(timing.compile_ms),
             tokens_per_s=significant(cell.batch * (1 if cell.mode == "decode" else cell.seq_len) / seconds),
             tflops=significant(cost.flops / seconds / 1e12),

@@ -19,7 +19,7 @@ SPREAD = (0.995, 1.0, 1.005, 0.998, 1.002, 0.999, 1.001, 0.997, 1.003, 1.0)  # 1
 
 def write_run(
     path: Path, gpu=H100, scale=None, status=None, mem=None, drop=(), kernel=None, samples=None, throttle=None,
-    mode="fwd", attn_mem=None, run_id="run",
+    mode="fwd", attn_mem=None, run_id="run", baseline="mha",
 ) -> Path:
     """A results CSV of a GPU-like run: every variant of TIMES at two lengths, 10 repeats each.
 
@@ -27,7 +27,8 @@ def write_run(
     raise what a real failure raises ("oom", "error", "skipped"); ``mem`` scales peak memory and
     ``attn_mem`` the attention's own (which grows with the query heads: 0.1 GB per head);
     ``kernel`` names the kernel that ran per cell; ``samples`` replaces a cell's per-repeat factors;
-    ``throttle`` sets the slowdown reasons NVML reported during a cell's window.
+    ``throttle`` sets the slowdown reasons NVML reported during a cell's window; ``baseline`` is the
+    variant the run recorded (``sqabench run --baseline``; mha by default, as a run records it).
     """
     scale, status, mem, kernel, samples = scale or {}, status or {}, mem or {}, kernel or {}, samples or {}
     attn_mem = attn_mem or {}
@@ -59,5 +60,5 @@ def write_run(
                 readings={"throttle": throttle.get(at, ""), "sm_clock_median_mhz": 1980,
                           "attn_mem_bytes": int(1e8 * cell.spec.n_q_heads * attn_mem.get(at, 1.0))},
             )  # fmt: skip
-        writer.write(to_row(cell, outcome, env, run_id))
+        writer.write(to_row(cell, outcome, env, run_id, baseline=baseline))
     return path

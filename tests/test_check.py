@@ -1,3 +1,4 @@
+import csv
 import json
 import random
 
@@ -270,3 +271,108 @@ def test_a_file_holding_a_cell_twice_says_so(tmp_path):
     report = compare(both, second, Limits())
     assert any("8 cells measured twice as ok (runs first, second); the later row of each is used" in w
                for w in report.warnings)  # fmt: skip
+
+
+# --- round three: the recorded baseline, decode noise, limits, unwritable outputs, bad values --------
+
+
+def test_the_recorded_baseline_is_the_ratio_gates_and_is_named(tmp_path):
+    """Two decode runs recorded with --baseline gqa; in the second every variant is 30% slower against gqa
+    (gqa itself 30% faster, so its own time gate passes). The speed-ups over gqa dropped: a regression."""
+    base = write_run(tmp_path / "b.csv", mode="decode", baseline="gqa")
+    cur = write_run(tmp_path / "c.csv", mode="decode", baseline="gqa", scale={("gqa", n): 0.7 for n in LENGTHS})
+    report = compare(base, cur, Limits())
+    assert report.baseline_variant == "gqa" and report.baseline_source == "recorded by both runs"
+    assert not report.ok
+    drops = [v for v in report.failing if any("speed-up over gqa" in p for p in v.problems)]
+    assert {v.cell.split()[0] for v in drops} == {"mha", "sqa", "xsqa"}
+    result = invoke(base, cur)
+    assert result.exit_code == 1 and "speed-ups over gqa (recorded by both runs)" in one_line(result)
+
+
+def test_runs_that_recorded_different_baselines_say_which_is_used(tmp_path):
+    base = write_run(tmp_path / "b.csv", baseline="gqa")
+    cur = write_run(tmp_path / "c.csv", baseline="mha")
+    report = compare(base, cur, Limits())
+    assert report.baseline_variant == "mha" and "the runs differ (gqa vs mha)" in report.baseline_source
+
+
+def test_decode_cells_are_judged_over_their_passes_not_their_tokens(tmp_path):
+    """A decode repeat is a pass of T tokens. Single tokens vary widely (here 2x within each pass), passes
+    hardly: the cell is not noisy, and a 25% slower run is a regression (it was never judged before)."""
+    from sqabench.cells import Timing
+
+    per_token = [1.0, 2.0] * 16  # 32 tokens a pass, min 1 and max 2: a token spread of 67%
+    calls = tuple(t * f for f in (0.999, 1.0, 1.001) for t in per_token)  # three passes
+    timing = Timing.of_calls(0.0, calls, 32)
+    assert timing.samples_ms == pytest.approx((1.4985, 1.5, 1.5015)) and timing.spread == pytest.approx(0.002)
+    assert len(timing.token_samples_ms) == 96 and not timing.noisy
+    passes = {(v, n): [s / 1.5 for s in timing.samples_ms] for v in ("mha", "gqa", "sqa", "xsqa") for n in LENGTHS}
+    base = write_run(tmp_path / "b.csv", mode="decode", samples=passes)
+    cur = write_run(tmp_path / "c.csv", mode="decode", samples=passes, scale={("sqa", 1024): 1.25})
+    (failing,) = compare(base, cur, Limits()).failing
+    assert failing.cell.startswith("sqa paper n=1024") and "+25% time" in failing.problems[0]
+
+
+def test_a_decode_row_keeps_its_tokens_apart(tmp_path):
+    """A real decode cell on the CPU: samples_ms has one mean per pass, token_samples_ms every token."""
+    out = tmp_path / "d.csv"
+    args = ["run", "--device", "cpu", "--mode", "decode", "--variants", "gqa", "--seq", "32", "--batch", "1",
+            "--new-tokens", "4", "--warmup", "0", "--repeats", "3", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(out.open())
+    passes = [float(s) for s in row["samples_ms"].split(";")]
+    tokens = [float(s) for s in row["token_samples_ms"].split(";")]
+    assert len(passes) == 3 and len(tokens) == 12
+    for i, mean in enumerate(passes):
+        assert mean == pytest.approx(sum(tokens[4 * i : 4 * i + 4]) / 4, rel=1e-5)
+    assert float(row["spread"]) == pytest.approx((max(passes) - min(passes)) / sorted(passes)[1], rel=1e-2)
+
+
+@pytest.mark.parametrize("flag", ["--max-slowdown", "--max-mem-growth", "--max-ratio-drop", "--max-geomean-slowdown"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1"])
+def test_a_limit_that_is_not_a_finite_fraction_is_refused(base, flag, value):
+    result = invoke(base, base, flag, value)
+    assert result.exit_code == 2 and f"{flag} {float(value)} must be a finite fraction >= 0" in one_line(result)
+
+
+def test_an_unwritable_json_is_refused_before_the_comparison(base, tmp_path):
+    for target, said in ((tmp_path, "is a directory"), (tmp_path / "no" / "b.json", "does not exist")):
+        result = invoke(base, base, "--json", target)
+        assert result.exit_code == 2 and said in one_line(result) and "Traceback" not in result.output
+        assert "no regression" not in result.output  # refused before any verdict
+
+
+def test_an_unwritable_step_summary_never_masks_the_verdict(base, tmp_path):
+    cur = write_run(tmp_path / "cur.csv", scale={("sqa", 32768): 1.25})
+    summary = {"GITHUB_STEP_SUMMARY": str(tmp_path)}  # a directory: cannot be appended to
+    regressed = invoke(base, cur, env=summary)
+    assert regressed.exit_code == 1 and "regression: sqa paper n=32768" in one_line(regressed)
+    assert "GITHUB_STEP_SUMMARY" in regressed.output and "Traceback" not in regressed.output
+    passed = invoke(base, base, env=summary)
+    assert passed.exit_code == 2 and "no regression" in passed.output and "cannot write" in one_line(passed)
+
+
+@pytest.mark.parametrize(
+    "column, value, said",
+    [("time_ms", "0", "time_ms=0 in an ok row"), ("time_ms", "-3", "time_ms=-3 in an ok row"),
+     ("time_ms", "nan", "in an ok row; times must be finite"), ("time_ms", "inf", "time_ms=inf in an ok row"),
+     ("time_ms_min", "-1", "time_ms_min=-1"), ("samples_ms", "1;x;2", "samples_ms='1;x;2' is not"),
+     ("samples_ms", "1;-2;3", "times must be finite and > 0"), ("seq_len", "0", "seq_len='0' is not a positive")],
+)  # fmt: skip
+def test_a_value_no_run_writes_is_refused_by_check_plot_and_resume(base, tmp_path, column, value, said):
+    """One validation for every reader of a results file."""
+    bad = tmp_path / "bad.csv"
+    rows = list(csv.DictReader(base.open()))
+    rows[0][column] = value
+    with bad.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    for args in (["check", str(base), str(bad)], ["plot", str(bad), "--out", str(tmp_path / "p")],
+                 ["run", "--device", "cpu", "--variants", "mha", "--seq", "64", "--resume", "--out", str(bad)]):
+        result = runner.invoke(app, args, env={"COLUMNS": "300"})
+        assert result.exit_code == 2, (args[0], result.output)
+        assert said in one_line(result) and "line 2" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "p").exists()

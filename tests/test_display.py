@@ -222,3 +222,64 @@ def test_the_estimate_remembers_what_earlier_runs_compiled(tmp_path, monkeypatch
     assert again.known() == frozenset({flex_shape(swa)})
     again.alive = False  # the inductor cache is gone: nothing is warm
     assert again.known() == frozenset()
+
+
+# --- round three: every cost the estimate knows, and an ETA that moves within a cell -------------------
+
+
+def planned(names, lengths, **given):
+    options = dict(tokens=1024, batch=None, dtype="fp32", mode="fwd", causal=False, kernel="auto", device="cpu",
+                   warmup=1, repeats=3)  # fmt: skip
+    return plan(parse_variants(names, window=48), TINY, lengths, **{**options, **given})
+
+
+def test_a_compiled_cell_is_charged_its_whole_model_compile_every_cell():
+    cold = COMPILE[("cpu", False)]
+    compiled = estimate(planned("mha,sqa", [256], compile="default"), RATES).per_cell
+    assert compiled[0]["compile"] == pytest.approx(cold.first + cold.model)  # the compiler's start, once
+    assert compiled[1]["compile"] == pytest.approx(cold.model)  # a new model: compiled anew
+    assert estimate(planned("mha", [256]), RATES).per_cell[0]["compile"] == 0.0  # eager sdpa compiles nothing
+
+
+def test_a_split_cell_is_charged_its_ranks_compile():
+    cold = COMPILE[("cpu", False)]
+    split = estimate(planned("sqa,gqa", [256], world_size=2), RATES).per_cell
+    assert [p["compile"] for p in split] == pytest.approx([cold.first + cold.split, cold.split])
+
+
+def test_a_train_cell_compiles_flex_backward_too():
+    """A forward flex cell compiles one kernel, a train cell its backward as well: twice the kernel's cost."""
+    warm = COMPILE[("cuda", False)]
+    fwd = estimate(planned("swa", [256], device="cuda"), RATES).per_cell[0]["compile"]
+    train = estimate(planned("swa", [256], device="cuda", mode="train"), RATES).per_cell[0]["compile"]
+    assert train - fwd == pytest.approx(warm.kernel)
+    assert fwd == pytest.approx(warm.first + warm.kernel + warm.block_mask)
+
+
+def test_a_train_cell_that_flex_will_refuse_on_a_cpu_is_charged_no_compile():
+    refused = estimate(planned("swa", [256], mode="train"), RATES).per_cell[0]
+    assert refused["compile"] == 0.0 and refused["steps"] == 0.0  # skipped at once: no backward on a CPU
+    best = estimate(planned("swa", [256], mode="train", kernel="best"), RATES).per_cell[0]
+    assert best["compile"] == 0.0  # best's flex candidate is refused too; the SDPA ones compile nothing
+
+
+def test_the_eta_counts_the_time_spent_in_the_running_cell(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: now[0])
+    shown = display.SweepDisplay(Console(file=open("/dev/null", "w")), 3, Pace([10.0, 10.0, 10.0]))
+    shown.start(cells("mha", [256])[0])
+    now[0] = 4.0
+    assert shown.eta_text() == "ETA 26 s"  # 6 s left of this cell, then two more
+    now[0] = 600.0  # ten minutes in a cell predicted at 10 s: the pace is 60 times slower than thought
+    assert shown.eta_text() == "ETA 20 min"  # not "ETA 20 s", standing still
+    now[0] = 1200.0
+    assert shown.eta_text() == "ETA 40 min"
+
+
+def test_a_launched_rank_counts_the_launchers_start_as_spent(monkeypatch):
+    import time
+
+    from sqabench.environment import STARTED_ENV, process_age_s
+
+    monkeypatch.setenv(STARTED_ENV, str(time.time() - 42.0))
+    assert 42.0 <= process_age_s() < 42.0 + 60

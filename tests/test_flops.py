@@ -221,3 +221,13 @@ def test_decode_min_bytes_equal_the_bytes_a_real_step_moves(name, monkeypatch):
         decoder.step(tokens[:, context:])
     traffic.close()
     assert decode_cost(spec, TINY, 2, context, 1, "fp32").min_bytes == traffic.bytes
+
+
+def test_amdahl_on_a_hand_computed_step():
+    """A 100 ms step with 40 ms of attention; a variant whose attention takes 10 ms: the rest (60 ms) stays, so
+    100 / (60 + 10) = 1.43x. The same attention explains no speed-up; no attention at all, 100 / 60."""
+    from sqabench.flops import amdahl
+
+    assert amdahl(100.0, 40.0, 10.0) == pytest.approx(100 / 70) and f"{amdahl(100.0, 40.0, 10.0):.2f}" == "1.43"
+    assert amdahl(100.0, 40.0, 40.0) == pytest.approx(1.0)
+    assert amdahl(100.0, 40.0, 0.0) == pytest.approx(100 / 60)

@@ -41,8 +41,8 @@ def test_argv_gives_back_the_same_options(monkeypatch):
                         dry_run=True, yes=True)  # fmt: skip
     assert parsed(extras.argv(), monkeypatch) == extras
     assert RunOptions().argv() == ["--variants", "all", "--preset", "paper", "--device", "auto", "--dtype", "auto",
-                                   "--mode", "fwd", "--window", "128", "--kernel", "auto", "--scope", "model",
-                                   "--cp-timeout", "600.0", "--compile-mode", "default"]  # fmt: skip
+                                   "--mode", "fwd", "--kernel", "auto", "--scope", "model",
+                                   "--compile-mode", "default"]  # fmt: skip
 
 
 def test_a_cp_launch_passes_the_parsed_options(monkeypatch, tmp_path):

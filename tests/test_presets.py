@@ -222,3 +222,28 @@ def test_a_models_folder_is_read_through_its_config(tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["variants", "--preset", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "is a directory without a config.json" in result.output
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("rope_theta", "abc", 'rope_theta="abc" must be a number > 0'), ("rope_theta", None, "rope_theta=null must"),
+     ("rope_theta", 0, "rope_theta=0 must be a number > 0"), ("rms_norm_eps", "x", 'rms_norm_eps="x" must be a'),
+     ("rms_norm_eps", -1e-6, "rms_norm_eps=-1e-06 must be a number >= 0"),
+     ("sliding_window", -1, "sliding_window=-1 must be an integer >= 0"),
+     ("sliding_window", 1.5, "sliding_window=1.5 must be an integer"),
+     ("tie_word_embeddings", "false", 'tie_word_embeddings="false" must be true or false'),
+     ("use_sliding_window", 1, "use_sliding_window=1 must be true or false")],
+)  # fmt: skip
+def test_every_optional_field_is_read_strictly(tmp_path, field, value, message):
+    config = write_config(tmp_path, **{field: value})
+    result = runner.invoke(app, ["variants", "--preset", str(config)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+
+
+def test_optional_fields_that_are_right_are_read(tmp_path):
+    fields = {"rope_theta": 1e6, "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "sliding_window": None}
+    preset = get_preset(str(write_config(tmp_path, **fields)))
+    assert (preset.rope_base, preset.norm_eps, preset.tie_embeddings, preset.sliding_window) == (1e6, 1e-5, True, None)
+    untied = get_preset(str(write_config(tmp_path, tie_word_embeddings=False, sliding_window=4096)))
+    assert untied.tie_embeddings is False and untied.sliding_window is None  # Qwen3: use_sliding_window false

@@ -17,10 +17,11 @@ from sqabench.variants import parse_variants
 ENV = Environment(device="cuda", gpu_name="NVIDIA H100 80GB HBM3", torch_version="2.11.0", git_sha="abc")
 
 
-def rows_for(names, mode="fwd", times=(10.0, 10.5, 9.5), rates=None, run_ids=None, repeats=3):
+def rows_for(names, mode="fwd", times=(10.0, 10.5, 9.5), rates=None, run_ids=None, repeats=3, device="cuda",
+             kernel="auto"):
     cells = plan(
         parse_variants(names), PRESETS["paper"], [1024], tokens=1024, batch=None, dtype="bf16", mode=mode,
-        causal=False, kernel="auto", device="cuda", warmup=1, repeats=repeats, new_tokens=4,
+        causal=False, kernel=kernel, device=device, warmup=1, repeats=repeats, new_tokens=4,
     )  # fmt: skip
     limits = DeviceLimits(measured=rates) if rates else DeviceLimits()
     return [
@@ -83,3 +84,32 @@ def test_a_table_per_setting_prints():
         console.print(table)
     text = console.export_text()
     assert "NVIDIA H100 80GB HBM3 · paper (8 layers)" in text and "sqa" in text and "x (FLOPs" in text
+
+
+def test_a_slow_cpu_decode_step_is_overhead_bound_not_launch_bound():
+    """A CPU launches no kernels: a decode step far above its memory floor waits on operator dispatch."""
+    fast_memory = Rates(matmul_flops=1e15, exp_per_s=1e13, bytes_per_s=3.35e12)
+    (row,) = rows_for("gqa", mode="decode", rates=fast_memory, times=(1.0, 1.0, 1.0), device="cpu")
+    text = plain(cell_text(row, None))
+    assert "overhead-bound" in text and "launch-bound" not in text
+
+
+def test_the_winner_of_kernel_best_is_in_the_table():
+    (row,) = rows_for("sqa", kernel="best")  # the outcome says sdpa-flash ran
+    assert "best: sdpa-flash" in plain(cell_text(row, None))
+    (row,) = rows_for("sqa")
+    assert "best:" not in plain(cell_text(row, None))
+
+
+def test_the_spread_means_one_thing_in_the_table_and_in_check_json(tmp_path):
+    """(max - min) / median of the repeats, the full range: the table's ± and check --json's range alike."""
+    from rows import write_run
+    from sqabench.check import benchmark_json
+    from sqabench.report import SPREAD_MEANS, results_table
+    from sqabench.results import latest, load_results
+
+    (row,) = rows_for("mha", times=(10.0, 11.0, 9.0))  # (11 - 9) / 10 = 20%
+    assert "±20%" in plain(cell_text(row, None))
+    assert SPREAD_MEANS in " ".join(str(results_table([row], None).caption).split())
+    entries = benchmark_json(latest(load_results(write_run(tmp_path / "r.csv"))))
+    assert {e["range"] for e in entries} == {f"±1.0%{SPREAD_MEANS}"}  # rows.SPREAD: 0.995 .. 1.005, median 1
