@@ -1,0 +1,75 @@
+"""The README is the front page and docs/ the reference: every command has a page, every link resolves, and
+every option a command's --help shows is named on some page."""
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from sqabench.cli import app
+
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+# Each command's page (the README's command table links these).
+PAGES = {
+    "run": "run.md", "reproduce": "reproduce.md", "plot": "plot.md", "check": "ci.md", "floor": "method.md",
+    "ceilings": "method.md", "variants": "models.md", "doctor": "gpu.md", "env": "gpu.md",
+}  # fmt: skip
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def commands() -> dict:
+    return typer.main.get_command(app).commands
+
+
+def pages() -> list[Path]:
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def test_every_command_has_its_page():
+    assert set(commands()) == set(PAGES), "a command without a page in PAGES (or a page for no command)"
+    for name, page in PAGES.items():
+        text = (DOCS / page).read_text()
+        assert f"sqabench {name}" in text, f"docs/{page} never names `sqabench {name}`"
+        assert f"(docs/{page}" in README.read_text(), f"the README links no page for `sqabench {name}`"
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+def test_every_relative_link_resolves(page):
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue  # a web address or an anchor on the same page
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve()
+        assert resolved.exists(), f"{page.name}: broken link {target}"
+        if anchor and resolved.suffix == ".md":
+            assert anchor in anchors(resolved), f"{page.name}: no heading #{anchor} in {path}"
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    text = README.read_text()
+    for page in DOCS.glob("*.md"):
+        assert f"docs/{page.name}" in text, f"docs/{page.name} is linked from nowhere on the front page"
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_every_option_of_a_command_is_named_on_some_page(name):
+    help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
+    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", help_text)) - {"--help"}
+    assert options, help_text
+    documented = " ".join(page.read_text() for page in pages())
+    missing = sorted(o for o in options if not re.search(rf"`[^`]*{re.escape(o)}(?![a-z0-9-])[^`]*`", documented))
+    assert not missing, f"sqabench {name}: options named on no page (in backticks): {missing}"
+
+
+def test_the_front_page_is_short():
+    assert len(README.read_text().splitlines()) <= 250
