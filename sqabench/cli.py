@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from sqabench.errors import ConfigError
-from sqabench.options import PRESET_HELP, RunOptions
+from sqabench.options import PRESET_HELP, QualityOptions, RunOptions
 from sqabench.version import __version__
 
 def repeated_option(command, args: list[str]) -> str | None:
@@ -473,6 +473,43 @@ def check(
         raise typer.Exit(1)
     if not all(written):
         raise typer.Exit(2)
+
+
+def quality(options: "QualityOptions") -> None:
+    """Train every variant from scratch on the same data and seeds: its quality, with the noise stated."""
+    from sqabench.quality import claims, resolve_quality, run_quality, summarise
+    from sqabench.report import quality_table
+
+    with usage_errors():
+        plan, env = resolve_quality(options)
+    cfg, total, done = plan.cfg, len(plan.specs) * len(plan.seeds), []
+    say(f"sqabench quality on {env.gpu_name or 'CPU'}: MQAR (vocab {cfg.task.vocab}, length {cfg.task.seq_len}, "
+        f"{cfg.task.pairs} pairs), {len(plan.specs)} variants x {len(plan.seeds)} seeds, {cfg.steps} steps of "
+        f"{cfg.batch} examples; writing {plan.path}")  # fmt: skip
+
+    def finished(row: dict) -> None:
+        done.append(row)
+        say(f"[{len(done)}/{total}] {row['variant']} seed {row['seed']}: accuracy {float(row['val_accuracy']):.3f}"
+            f"{' (solved)' if row['solved'] else ''}, {float(row['step_ms']):.3g} ms a step, {row['wall_s']} s")
+
+    def heard(label: str, point: dict) -> None:
+        say(f"  {label}: step {point['step']}/{cfg.steps}, loss {point['train_loss']:.3g}, held-out accuracy "
+            f"{point['val_accuracy']:.3f}", "dim")
+
+    try:
+        rows = run_quality(plan, env, on_start=lambda label: say(f"training {label} ..."), on_eval=heard,
+                           on_row=finished)  # fmt: skip
+    except KeyboardInterrupt:
+        say(f"interrupted: {len(done)} finished run{'' if len(done) == 1 else 's'} kept in {plan.path}"
+            if done else "interrupted before any run finished: no row written", "yellow")  # fmt: skip
+        raise typer.Exit(130) from None
+    out.print(quality_table(summarise(rows, plan.baseline), plan.baseline, len(plan.seeds)))
+    for claim, said in claims(rows):
+        out.print(Text(f"{claim}: {said}"), highlight=False)
+    out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
+
+
+app.command("quality")(command_of(QualityOptions, quality))
 
 
 def writable_file(path: Path, option: str) -> None:

@@ -129,3 +129,38 @@ def option_infos() -> dict[str, typer.models.OptionInfo]:
     return {f.name: hints[f.name].__metadata__[0] for f in dataclasses.fields(RunOptions)}
 
 
+
+
+QUALITY_VARIANTS = "mha,gqa,mqa,sqa,ssqa,xsqa,xsmqa,swa"
+
+
+@dataclass(frozen=True)
+class QualityOptions:
+    """The options of ``sqabench quality``, written once, as ``RunOptions`` are for ``run``."""
+
+    task: Annotated[str, _option("TASK", "mqar (multi-query associative recall; needs no data).", "--task")] = "mqar"
+    variants: Annotated[str, _option(
+        "VARIANTS", "Registry names or Hq/Hkv[@W], comma-separated.",
+    )] = QUALITY_VARIANTS  # fmt: skip
+    seeds: Annotated[int, _option(
+        "N", "Seeds 0..N-1: each a model initialisation and a data order, the same for every variant.",
+    )] = 2  # fmt: skip
+    steps: Annotated[int, _option("N", "Training steps of every run.")] = 400
+    seq: Annotated[int, _option("N", "MQAR sequence length (even).")] = 32
+    pairs: Annotated[int, _option("N", "MQAR key-value pairs per example.")] = 4
+    vocab: Annotated[int, _option("N", "MQAR vocabulary: keys from its lower half, values from its upper.")] = 64
+    batch: Annotated[int, _option("N", "Examples per step.")] = 64
+    lr: Annotated[float, _option("LR", "AdamW's peak learning rate (linear warm-up, then cosine to 0).")] = 3e-3
+    warmup: Annotated[float, _option("FRACTION", "Share of the steps warmed up.")] = 0.1
+    eval_every: Annotated[int, _option("N", "Evaluate the held-out set every N steps (and at the end).")] = 50
+    d_model: Annotated[int, _option("N", "Model width.")] = 64
+    layers: Annotated[int, _option("N", "Layers.")] = 2
+    heads: Annotated[int, _option("H", "H, the baseline's heads: the variants take fractions of it.")] = 8
+    window: Annotated[int | None, _option("TOKENS", "Window of the windowed variants. Default: --seq / 4.")] = None
+    device: Annotated[str, _option("NAME", "auto, cuda or cpu.", "--device")] = "auto"
+    out: Annotated[str | None, _option(
+        "FILE", "CSV to write (the curves beside it). Default: results/quality-<device>-<time>.csv.", "--out",
+    )] = None  # fmt: skip
+    baseline: Annotated[str | None, _option(
+        "VARIANT", "Variant the differences are paired against. Default: mha.", "--baseline",
+    )] = None  # fmt: skip

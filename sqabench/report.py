@@ -357,3 +357,26 @@ def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dic
         }
         for s in specs
     ]
+
+
+def quality_table(summaries, baseline: str, seeds: int) -> Table:
+    """``sqabench quality``: per variant over seeds, accuracy with its 95% interval, solved runs, steps to 90%,
+    step time, and the paired difference from the baseline with its interval, the minimum detectable effect
+    and the verdict (never a rank inside the noise)."""
+    one = seeds < 2
+    caption = (f"{seeds} seed{'s' if seeds != 1 else ''}; accuracy on held-out queries, mean "
+               + ("(one seed: no uncertainty can be stated)" if one else "[95% t interval]")
+               + f"; diff: paired by seed against {baseline}; MDE: the smallest difference these seeds detect "
+               "at 80% power")  # fmt: skip
+    table = Table(caption=caption, caption_justify="left")
+    for column in ("variant", "Hq/Hkv", "accuracy", "solved", "steps to 90%", "step ms", f"diff vs {baseline}",
+                   "MDE", "verdict"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
+    for s in summaries:
+        acc = s.accuracy
+        acc_text = f"{acc.mean:.3f}" + ("" if acc.low is None else f" [{acc.low:.3f}, {acc.high:.3f}]")
+        steps = ", ".join("-" if n is None else str(n) for n in s.steps_to_90)
+        table.add_row(Text(s.variant), Text(s.heads), acc_text, f"{s.solved}/{s.seeds}", steps, f"{s.step_ms:.3g}",
+                      "-" if s.diff is None else s.diff.text(), "-" if s.mde is None else f"{s.mde:.3f}",
+                      Text(s.verdict))  # fmt: skip
+    return table

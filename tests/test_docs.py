@@ -16,7 +16,7 @@ README = ROOT / "README.md"
 # Each command's page (the README's command table links these).
 PAGES = {
     "run": "run.md", "reproduce": "reproduce.md", "plot": "plot.md", "check": "ci.md", "floor": "method.md",
-    "ceilings": "method.md", "variants": "models.md", "doctor": "gpu.md", "env": "gpu.md",
+    "ceilings": "method.md", "variants": "models.md", "doctor": "gpu.md", "env": "gpu.md", "quality": "quality.md",
 }  # fmt: skip
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

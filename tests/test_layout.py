@@ -10,13 +10,13 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "sqabench"
 # Lowest first; a module may import from its own layer or any lower one. The README's Layout lists the same.
 LAYERS = {
-    "base": ["errors", "version", "variants", "presets", "dtypes", "lengths", "options"],
+    "base": ["errors", "version", "variants", "presets", "dtypes", "lengths", "options", "stats"],
     "cost": ["flops", "cells", "peaks"],
-    "model": ["kernels", "attention", "encoder", "decode"],
+    "model": ["kernels", "attention", "encoder", "decode", "mqar"],
     "measure": ["device", "environment", "energy", "verify", "failures", "ceilings", "measure", "profile", "cp",
-                "split", "doctor"],  # fmt: skip
+                "split", "doctor", "training"],  # fmt: skip
     "results": ["results", "report"],
-    "run": ["sweep", "estimate", "request", "runner", "display", "reproduce"],
+    "run": ["sweep", "estimate", "request", "runner", "display", "reproduce", "quality"],
     "figures and gate": ["plots", "check"],
     "command line": ["cli", "__main__", "__init__"],
 }

@@ -1,0 +1,179 @@
+"""sqabench quality, its first part: MQAR against its definition, training that repeats bit for bit, a task
+that separates what it should, and the statistics checked against hand-computed examples."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sqabench.cli import app
+from sqabench.errors import ConfigError
+from sqabench.mqar import IGNORE, MQARSize, gap_weights, mqar
+from sqabench.presets import Preset
+from sqabench.stats import T_80, T_975, interval, minimum_detectable, paired, verdict
+from sqabench.training import TrainConfig, train
+from sqabench.variants import get_variant
+
+runner = CliRunner()
+SMALL = MQARSize(vocab=64, seq_len=32, pairs=4)
+
+
+def test_every_example_is_what_the_definition_says():
+    """Read back independently: pairs first (keys in the lower half, values in the upper, each unique), every
+    key queried exactly once at an even offset after them, its value the label there, nothing else scored."""
+    size = MQARSize(vocab=100, seq_len=40, pairs=5)
+    inputs, labels = mqar(size, 300, seed=7)
+    assert inputs.shape == labels.shape == (300, 40) and inputs.dtype == torch.int64
+    for x, y in zip(inputs.tolist(), labels.tolist()):
+        keys, values = x[0:10:2], x[1:10:2]
+        assert all(1 <= k < 50 for k in keys) and len(set(keys)) == 5
+        assert all(50 <= v < 100 for v in values) and len(set(values)) == 5
+        scored = [t for t in range(40) if y[t] != IGNORE]
+        assert len(scored) == 5 and all(t >= 10 and (t - 10) % 2 == 0 for t in scored)
+        answer = dict(zip(keys, values))
+        assert sorted(x[t] for t in scored) == sorted(keys)  # each key queried once
+        assert all(y[t] == answer[x[t]] for t in scored)  # the label at a query is that key's value
+        assert all(0 <= token < 100 for token in x)
+
+
+def test_the_gaps_follow_the_power_law():
+    """With one pair the query's gap is a single draw: its frequencies are the law's weights."""
+    size = MQARSize(vocab=64, seq_len=22, pairs=1)  # 10 gaps
+    _, labels = mqar(size, 40_000, seed=3)
+    gaps = ((labels != IGNORE).int().argmax(1) - 2) // 2
+    seen = np.bincount(gaps.numpy(), minlength=size.space) / len(gaps)
+    expected = np.array([0.01 * (g + 1) ** (0.01 - 1) for g in range(10)])
+    expected /= expected.sum()
+    assert np.abs(seen - expected).max() < 0.01 and np.allclose(gap_weights(10, 0.01), expected)
+    assert seen[0] > 5 * seen[-1]  # near the pairs far more often
+
+
+def test_a_seed_is_the_same_data_and_another_seed_is_not():
+    a, b, c = mqar(SMALL, 16, 5), mqar(SMALL, 16, 5), mqar(SMALL, 16, 6)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [(dict(seq_len=31), "must be even"), (dict(pairs=9), "--pairs 9 needs --seq of at least 36"),
+     (dict(vocab=16), "--vocab 16 must exceed --seq 32"), (dict(pairs=0), "--pairs 0 must be >= 1")],
+)  # fmt: skip
+def test_an_impossible_size_is_named(size, message):
+    with pytest.raises(ConfigError, match=message):
+        MQARSize(**{"vocab": 64, "seq_len": 32, "pairs": 4, **size})
+
+
+TINY = Preset("mqar-test", d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=64)
+
+
+def test_a_tiny_run_repeats_bit_for_bit():
+    cfg = TrainConfig(SMALL, TINY, steps=6, batch=8, eval_every=3)
+    first, second = (train(cfg, get_variant("sqa", 4), seed=1) for _ in range(2))
+    assert [row["train_loss"] for row in first.curve] == [row["train_loss"] for row in second.curve]
+    assert first.val_loss == second.val_loss and first.val_accuracy == second.val_accuracy
+    other = train(cfg, get_variant("sqa", 4), seed=2)
+    assert other.curve[-1]["train_loss"] != first.curve[-1]["train_loss"]  # another seed, another run
+
+
+def test_the_learning_rate_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(SMALL, TINY, steps=100, batch=8, lr=1e-3, warmup=0.1)
+    assert cfg.lr_at(5) == pytest.approx(0.5e-3) and cfg.lr_at(10) == pytest.approx(1e-3)
+    assert cfg.lr_at(55) == pytest.approx(0.5e-3) and cfg.lr_at(100) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_the_task_separates_full_attention_from_a_window_too_short_to_see_the_keys():
+    """Full attention learns a tiny MQAR; a window of 2, which never reaches back from a query to its key,
+    cannot (it stays near chance among 32 values), whatever the machine's speed: a fixed number of steps."""
+    cfg = TrainConfig(SMALL, Preset("mqar-test", d_model=64, n_layers=2, n_heads=8, d_ff=128, vocab_size=64),
+                      steps=400, batch=64, eval_every=100)  # fmt: skip
+    full = train(cfg, get_variant("mha", 8), seed=0)
+    short = train(cfg, get_variant("swa", 8, window=2), seed=0)
+    assert full.val_accuracy >= 0.8, full.curve
+    assert short.val_accuracy < 0.2, short.curve
+
+
+def test_intervals_and_verdicts_on_hand_computed_examples():
+    # diffs 0.10, 0.12, 0.11, 0.13, 0.09: mean 0.11, sd 0.0158114, t(0.975, 4) = 2.776
+    diff = paired([0.60, 0.62, 0.61, 0.63, 0.59], [0.5] * 5)
+    assert diff.mean == pytest.approx(0.11) and diff.sd == pytest.approx(0.0158114, rel=1e-5)
+    half = 2.776 * 0.0158114 / math.sqrt(5)
+    assert (diff.low, diff.high) == pytest.approx((0.11 - half, 0.11 + half))
+    assert verdict(diff, True, "accuracy").startswith("better: accuracy +0.110 [+0.090, +0.130]")
+    assert verdict(diff, False, "loss").startswith("worse")
+    assert minimum_detectable(diff.sd, 5) == pytest.approx((2.776 + 0.941) * 0.0158114 / math.sqrt(5))
+    wide = paired([0.6, 0.8], [0.5, 0.5])  # diffs 0.1, 0.3: sd 0.1414, t(0.975, 1) = 12.706
+    assert (wide.low, wide.high) == pytest.approx((0.2 - 12.706 * 0.1, 0.2 + 12.706 * 0.1), rel=1e-4)
+    assert verdict(wide, True, "accuracy") == "no detectable difference at this budget"
+    assert verdict(interval([0.3]), True, "accuracy").startswith("one seed: no uncertainty can be stated")
+    with pytest.raises(ValueError, match="the same seeds"):
+        paired([0.1, 0.2], [0.1])
+
+
+def _t_cdf(x: float, df: int, steps: int = 20_000) -> float:
+    """Student's t CDF by Simpson's rule on its density: a reference that shares nothing with the tables."""
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    h = x / steps
+    total = sum((1 if i in (0, steps) else 4 if i % 2 else 2) * c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2)
+                for i in range(steps + 1))  # fmt: skip
+    return 0.5 + total * h / 3
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 30])
+def test_the_t_tables_are_the_distributions_quantiles(df):
+    assert _t_cdf(T_975[df - 1], df) == pytest.approx(0.975, abs=2e-4)
+    assert _t_cdf(T_80[df - 1], df) == pytest.approx(0.80, abs=2e-4)
+
+
+QUICK = ["quality", "--device", "cpu", "--steps", "4", "--batch", "4", "--eval-every", "2", "--d-model", "16",
+         "--heads", "4", "--layers", "1"]  # fmt: skip
+
+
+def test_a_quality_run_writes_a_row_per_run_and_the_curves(tmp_path):
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*QUICK, "--variants", "mha,sqa", "--seeds", "2", "--out", str(out)],
+                           env={"COLUMNS": "250"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["variant"], r["seed"]) for r in rows] == [("mha", "0"), ("sqa", "0"), ("mha", "1"), ("sqa", "1")]
+    assert {r["status"] for r in rows} == {"ok"} and all(0 <= float(r["val_accuracy"]) <= 1 for r in rows)
+    curves = list(csv.DictReader((tmp_path / "q-curves.csv").open()))
+    assert [int(c["step"]) for c in curves] == [2, 4] * 4
+    text = " ".join(result.output.split())
+    assert "diff vs mha" in text and "MDE" in text and "2 seeds" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--seeds", "0"], "--seeds 0 must be >= 1"), (["--steps", "0"], "--steps 0 must be >= 1"),
+     (["--task", "wiki"], "unknown task 'wiki'; choose one of: mqar"), (["--pairs", "20"], "--pairs 20 needs --seq"),
+     (["--vocab", "8"], "--vocab 8 must exceed --seq 32"), (["--baseline", "nope"], "--baseline 'nope' is not among"),
+     (["--lr", "nan"], "--lr nan must be in (0, 1)"), (["--variants", "zzz"], "unknown variant 'zzz'")],
+)  # fmt: skip
+def test_quality_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, message):
+    out = tmp_path / "q.csv"
+    given = [QUICK[i : i + 2] for i in range(1, len(QUICK), 2)]  # (option, value) pairs
+    kept = [part for option, value in given if option not in args for part in (option, value)]
+    result = runner.invoke(app, ["quality", *kept, *args, "--out", str(out)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_no_held_out_example_reaches_training(monkeypatch):
+    """The held-out set is its own data stream of each seed; no training step of a run draws from it."""
+    import sqabench.training as training
+
+    streams = []
+    real = training.mqar
+    monkeypatch.setattr(training, "mqar", lambda size, n, seed: streams.append((n, seed)) or real(size, n, seed))
+    cfg = TrainConfig(SMALL, TINY, steps=5, batch=8, eval_every=5, eval_examples=16)
+    train(cfg, get_variant("mha", 4), seed=3)
+    held_out = {seed for n, seed in streams if n == cfg.eval_examples}
+    trained = [seed for n, seed in streams if n == cfg.batch]
+    assert len(held_out) == 1 and len(trained) == cfg.steps and len(set(trained)) == cfg.steps
+    assert not held_out & set(trained)
+    with pytest.raises(ValueError):
+        training.batch_seed(0, training.HELD_OUT)
