@@ -47,7 +47,7 @@ class CompileCost:
 
 COMPILE = {  # (device, inductor cache warm)
     # measured, torch 2.13, 2 cores: flex from the default sweep; model and split from `--compile` and `--cp 2`
-    # runs of mha,sqa (sqa,gqa) at 256 and 1k (256 and 512), cold and then warm (README: The estimate)
+    # runs of mha,sqa (sqa,gqa) at 256 and 1k (256 and 512), cold and then warm (docs/run.md: the estimate)
     ("cpu", False): CompileCost(first=25.0, kernel=4.5, block_mask=3.0, model=41.0, split=18.0),
     ("cpu", True): CompileCost(first=5.0, kernel=0.5, block_mask=0.3, model=7.5, split=6.5),
     ("cuda", False): CompileCost(first=15.0, kernel=8.0, block_mask=2.0, model=40.0, split=12.0),  # guesses

@@ -122,6 +122,16 @@ class CompiledShapes:
     def known(self) -> frozenset[str]:
         return frozenset(self._load().get(self.key, [])) if self.alive else frozenset()
 
+    def recorder(self, cells: list[Cell]) -> Callable[[dict], None]:
+        """What to call with each finished row: an ok row of one of ``cells`` adds that cell's shape."""
+        by_key = {key_of(cell.identity()): cell for cell in cells}
+
+        def heard(row: dict) -> None:
+            if row["status"] == "ok" and key_of(row) in by_key:
+                self.add(by_key[key_of(row)])
+
+        return heard
+
     def add(self, cell: Cell) -> None:
         if not (cell.uses_flex or cell.compile or cell.world_size > 1):
             return
@@ -256,18 +266,16 @@ def _sweep(plan, cells, predicted, limits, out, err) -> tuple[int, bool]:
         start_profiler(plan.device)
     writer = CsvWriter(plan.path)
     new_rows: list[dict] = []
-    shapes = CompiledShapes()
+    remember = CompiledShapes().recorder(cells)
     pace = Pace(predicted.per_cell_s if predicted else None)
     budget = Budget(plan.budget_s, pace)
     display = SweepDisplay(err, len(cells), pace)
     outcome: dict[str, BaseException] = {}
-    by_key = {key_of(cell.identity()): cell for cell in cells}
 
     def finished(row: dict) -> None:
         new_rows.append(row)
         display.finished(row)
-        if row["status"] == "ok" and key_of(row) in by_key:
-            shapes.add(by_key[key_of(row)])
+        remember(row)
 
     def work() -> None:
         try:
@@ -387,11 +395,7 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
             return measure_split(cell, phase, group, f"{shared['run']}/cell{next(counter)}")
 
         new_rows: list[dict] = []
-        shapes, by_key = CompiledShapes(), {key_of(cell.identity()): cell for cell in pending}
-
-        def remember(row: dict) -> None:  # what compiled, for the next run's estimate
-            if group.is_main and row["status"] == "ok" and key_of(row) in by_key:
-                shapes.add(by_key[key_of(row)])
+        remember = CompiledShapes().recorder(pending) if group.is_main else (lambda row: None)  # rank 0 records
 
         aborted = None
         try:
