@@ -90,6 +90,8 @@ def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     env = environment(device)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(options.out) if options.out else Path("results") / f"quality-{host_label(env)}-{stamp}.csv"
+    if path.is_file() and path.stat().st_size > 0:
+        raise ConfigError(f"--out {path} exists; choose another file (quality cannot --resume yet)")
     prepare_output(path, resume=False, explicit=bool(options.out))
     plan = Plan(TrainConfig(size, preset, options.steps, options.batch, options.lr, options.warmup,
                             eval_every=options.eval_every, device=str(device),

@@ -177,3 +177,12 @@ def test_no_held_out_example_reaches_training(monkeypatch):
     assert not held_out & set(trained)
     with pytest.raises(ValueError):
         training.batch_seed(0, training.HELD_OUT)
+
+
+def test_an_existing_out_is_refused_without_offering_a_resume(tmp_path):
+    out = tmp_path / "q.csv"
+    out.write_text("something\n")
+    result = runner.invoke(app, [*QUICK, "--out", str(out)])
+    assert result.exit_code == 2 and "exists; choose another file" in result.output
+    assert "pass --resume" not in result.output
+    assert out.read_text() == "something\n"
