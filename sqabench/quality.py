@@ -42,6 +42,14 @@ CLAIMS = (("sqa", "gqa", "SQA close to GQA"), ("ssqa", "gqa", "sSQA close to GQA
           ("xsqa", "mqa", "xSQA no worse than MQA"))  # fmt: skip
 
 
+def paper_quality() -> list[dict[str, str]]:
+    """The paper's Tables 1 (dense) and 2 (MoE), one row per (setting, variant), as shipped with their source."""
+    from importlib import resources
+
+    text = resources.files("sqabench").joinpath("data/paper_quality.csv").read_text()
+    return list(csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#")))
+
+
 @dataclass(frozen=True)
 class Plan:
     cfg: TrainConfig

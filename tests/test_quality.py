@@ -186,3 +186,20 @@ def test_an_existing_out_is_refused_without_offering_a_resume(tmp_path):
     assert result.exit_code == 2 and "exists; choose another file" in result.output
     assert "pass --resume" not in result.output
     assert out.read_text() == "something\n"
+
+
+def test_the_papers_quality_tables_are_shipped_and_consistent():
+    """Tables 1 and 2 as transcribed: every perplexity is exp(loss) to the tables' rounding, the heads are the
+    family's (checked against the registry), and the dense table has every variant once."""
+    from sqabench.quality import paper_quality
+
+    rows = paper_quality()
+    assert [r["variant"] for r in rows if r["setting"] == "dense"] == ["mha", "gqa", "mqa", "sqa", "ssqa", "xsqa",
+                                                                        "xsmqa"]  # fmt: skip
+    assert [r["variant"] for r in rows if r["setting"] == "moe"] == ["gqa", "mqa", "sqa", "ssqa", "xsqa"]
+    for row in rows:
+        assert math.exp(float(row["val_loss"])) == pytest.approx(float(row["perplexity"]), rel=2e-3), row
+        spec = get_variant(row["variant"], int(row["n_heads"]))
+        assert (spec.n_q_heads, spec.n_kv_heads) == (int(row["n_q_heads"]), int(row["n_kv_heads"])), row
+    mha = next(r for r in rows if r["variant"] == "mha")
+    assert (mha["val_loss"], mha["accuracy_pct"], mha["minutes"]) == ("1.1976", "77.35", "269")
