@@ -464,8 +464,11 @@ def check(
     else:
         out.print(Text("no regression", style="green"))
     # The verdict is said first: a file that cannot be written is an error of its own, never one that masks it.
-    written = [write_quietly(Path(summary), markdown(report, baseline_csv, current_csv), "GITHUB_STEP_SUMMARY", "a")
-               for summary in [os.environ.get("GITHUB_STEP_SUMMARY")] if summary]  # fmt: skip
+    written = []
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        written.append(write_quietly(Path(summary), markdown(report, baseline_csv, current_csv),
+                                     "GITHUB_STEP_SUMMARY", "a"))
     if json_out is not None:
         text = json.dumps(benchmark_json(report.current), indent=2) + "\n"
         written.append(write_quietly(json_out, text, "--json", "w"))
