@@ -13,6 +13,7 @@ that says "no detectable difference at this budget" when the interval holds 0.
 from __future__ import annotations
 
 import csv
+import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqabench.flops import step_cost
 from sqabench.mqar import MQARSize
 from sqabench.options import QualityOptions
 from sqabench.presets import Preset
+from sqabench.results import CsvWriter
 from sqabench.stats import Interval, interval, minimum_detectable, paired, verdict
 from sqabench.training import MILESTONES, TrainConfig, train
 from sqabench.variants import VariantSpec, parse_variants
@@ -110,28 +112,13 @@ def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     return plan, env
 
 
-def _writer(path: Path, columns: tuple[str, ...]) -> Callable[[dict], None]:
-    """Append one row at a time (the file and its header made by the first), flushed: an interrupt keeps them."""
-
-    def write(row: dict) -> None:  # a file of this run's: the first row makes it
-        new = not path.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-            if new:
-                writer.writeheader()
-            writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
-
-    return write
-
-
 def run_quality(plan: Plan, env: Environment, on_start: Callable[[str], None] = lambda label: None,
                 on_eval: Callable[[str, dict], None] = lambda label, row: None,
                 on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:  # fmt: skip
     """Train every (variant, seed) of the plan, seed-major (every variant of a seed, then the next seed), and
     write each row as it finishes."""
     cfg, run_id = plan.cfg, uuid.uuid4().hex[:12]
-    write, write_curve = _writer(plan.path, COLUMNS), _writer(plan.curves_path, CURVE_COLUMNS)
+    rows_out, curves_out = CsvWriter(plan.path, COLUMNS), CsvWriter(plan.curves_path, CURVE_COLUMNS)
     rows = []
     for seed in plan.seeds:
         for spec in plan.specs:
@@ -139,7 +126,7 @@ def run_quality(plan: Plan, env: Environment, on_start: Callable[[str], None] = 
             on_start(label)
 
             def heard(point: dict, spec=spec, seed=seed, label=label) -> None:
-                write_curve({"run_id": run_id, "variant": spec.name, "seed": seed, **point})
+                curves_out.write({"run_id": run_id, "variant": spec.name, "seed": seed, **point})
                 on_eval(label, point)
 
             result = train(cfg, spec, seed, on_eval=heard)
@@ -161,7 +148,7 @@ def run_quality(plan: Plan, env: Environment, on_start: Callable[[str], None] = 
                 "sqabench_version": env.sqabench_version, "git_sha": env.git_sha, "cpu_model": env.cpu_model,
                 "status": "ok", "error": "",
             }  # fmt: skip
-            write(row)
+            rows_out.write(row)
             rows.append(row)
             on_row(row)
     return rows
@@ -204,16 +191,15 @@ def summarise(rows: list[dict], baseline: str) -> list[Summary]:
         first = runs[seeds[0]]
         heads = f"{first['n_q_heads']}/{first['n_kv_heads']}" + (f"@{first['window']}" if first["window"] else "")
         out.append(Summary(variant, heads, interval(accuracy), sum(str(runs[s]["solved"]) == "True" for s in seeds),
-                           len(seeds), steps, sorted(float(runs[s]["step_ms"]) for s in seeds)[len(seeds) // 2],
+                           len(seeds), steps, statistics.median(float(runs[s]["step_ms"]) for s in seeds),
                            diff, mde, said))  # fmt: skip
     return out
 
 
 def claims(rows: list[dict]) -> list[tuple[str, str]]:
     """Each of the paper's quality claims that this run can judge, with its verdict on paired accuracy."""
-    summaries = {}
+    summaries, present = {}, {str(r["variant"]) for r in rows}
     for variant, against, text in CLAIMS:
-        present = {str(r["variant"]) for r in rows}
         if {variant, against} <= present:
             (s,) = [x for x in summarise(rows, against) if x.variant == variant]
             summaries[text] = s.verdict if s.diff is not None else "not paired"

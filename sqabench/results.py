@@ -279,13 +279,14 @@ class CsvWriter:
     """Appends one row at a time and flushes it, so that an interrupted run keeps every finished row.
 
     The file is created by the first row, not before: an interrupted run that finished nothing
-    leaves no file behind.
+    leaves no file behind. ``columns``: the schema (a results CSV's by default; ``quality`` writes its own).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, columns: tuple[str, ...] = COLUMNS) -> None:
         import threading
 
         self.path = path
+        self.columns = columns
         self.written = 0
         self.closed = False
         self._lock = threading.Lock()  # a sweep writes from its worker thread; Ctrl-C closes from the main one
@@ -296,7 +297,7 @@ class CsvWriter:
             self.closed = True
 
     def write(self, row: dict) -> None:
-        unknown = set(row) - set(COLUMNS)
+        unknown = set(row) - set(self.columns)
         if unknown:
             raise ValueError(f"row has columns the schema lacks: {', '.join(sorted(unknown))}")
         with self._lock:
@@ -308,10 +309,10 @@ class CsvWriter:
         if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+            writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
             if new:
                 writer.writeheader()
-            writer.writerow({column: _cell(row.get(column)) for column in COLUMNS})
+            writer.writerow({column: _cell(row.get(column)) for column in self.columns})
             handle.flush()
             os.fsync(handle.fileno())
         self.written += 1

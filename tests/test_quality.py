@@ -203,3 +203,22 @@ def test_the_papers_quality_tables_are_shipped_and_consistent():
         assert (spec.n_q_heads, spec.n_kv_heads) == (int(row["n_q_heads"]), int(row["n_kv_heads"])), row
     mha = next(r for r in rows if r["variant"] == "mha")
     assert (mha["val_loss"], mha["accuracy_pct"], mha["minutes"]) == ("1.1976", "77.35", "269")
+
+
+def test_the_summary_over_seeds_on_hand_made_rows():
+    """Two seeds of mha and sqa: the median step time (of two: their mean), solved runs, the heads and the
+    paired difference (0.10 and 0.30 below mha: mean -0.2, inside the noise at one degree of freedom)."""
+    from sqabench.quality import summarise
+
+    def row(variant, seed, accuracy, ms, solved=False, steps=None):
+        heads = {"mha": (8, 8), "sqa": (4, 2)}[variant]
+        return {"variant": variant, "seed": seed, "val_accuracy": accuracy, "step_ms": ms, "solved": solved,
+                "steps_to_90": steps, "n_q_heads": heads[0], "n_kv_heads": heads[1], "window": None}  # fmt: skip
+
+    rows = [row("mha", 0, 0.9, 40.0, steps=300), row("mha", 1, 1.0, 60.0, True, 200), row("sqa", 0, 0.8, 30.0),
+            row("sqa", 1, 0.7, 34.0)]  # fmt: skip
+    mha, sqa = summarise(rows, "mha")
+    assert (mha.step_ms, mha.solved, mha.steps_to_90, mha.heads, mha.verdict) == (50.0, 1, [300, 200], "8/8",
+                                                                                   "the baseline")  # fmt: skip
+    assert (sqa.step_ms, sqa.heads, sqa.steps_to_90) == (32.0, "4/2", [None, None])
+    assert sqa.diff.mean == pytest.approx(-0.2) and sqa.verdict == "no detectable difference at this budget"
