@@ -8,6 +8,7 @@ import inspect
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -327,7 +328,8 @@ app.command("run")(command_of(RunOptions, run))
 
 @app.command()
 def reproduce(
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="What to reproduce: paper (its Table 3).")],
+    target: Annotated[str, typer.Argument(
+        metavar="TARGET", help="paper (its Table 3: speed) or quality (its Tables 1 and 2).")],
     seq: Annotated[
         str | None, typer.Option(metavar="LENGTHS", help="Lengths. Default: GPU 32k,131k,200k; CPU 1k,4k.")
     ] = None,
@@ -340,8 +342,19 @@ def reproduce(
     budget: Annotated[str | None, typer.Option(metavar="DURATION", help="As sqabench run --budget.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the cells and the estimate, run nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Start a run estimated past an hour without asking.")] = False,
+    data: Annotated[str | None, typer.Option(
+        "--data", metavar="PATH", help="quality: the text corpus (as sqabench quality --data).")] = None,
+    moe: Annotated[bool, typer.Option("--moe", help="quality: Table 2's MoE protocol (paper-moe) instead of Table 1's.")
+                   ] = False,  # fmt: skip
+    seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 2).")] = None,
+    steps: Annotated[int | None, typer.Option(metavar="N", help="quality: steps instead of --budget.")] = None,
+    tokenizer: Annotated[str | None, typer.Option(metavar="NAME", help="quality: bpe (default) or bytes.")] = None,
+    pad_like_paper: Annotated[bool, typer.Option(
+        "--pad-like-paper", help="quality: the paper's padding, the pads scored, beside the real-token numbers.")
+    ] = False,  # fmt: skip
 ) -> None:
-    """Run the paper's Table 3 protocol and print our numbers beside the paper's, claim by claim."""
+    """Run the paper's Table 3 protocol (paper) or its quality protocol (quality: Table 1, --moe Table 2) and print
+    our numbers beside the paper's, claim by claim."""
     from sqabench import reproduce as protocol
     from sqabench.device import resolve_device
     from sqabench.report import reproduce_tables
@@ -349,6 +362,17 @@ def reproduce(
     from sqabench.results import load_results, read_rows
     from sqabench.runner import execute
 
+    quality_only = {"--data": data, "--moe": moe or None, "--seeds": seeds, "--steps": steps, "--tokenizer": tokenizer,
+                    "--pad-like-paper": pad_like_paper or None}  # fmt: skip
+    if target.lower() == "quality":
+        if yes:
+            fail("--yes is for reproduce paper; reproduce quality is sized by --budget (or --steps)")
+        return _reproduce_quality(moe, device, data=data, seeds=seeds, steps=steps, budget=budget, out=out_path,
+                                  resume=resume, dry_run=dry_run, tokenizer=tokenizer, seq=seq, plots=plots,
+                                  pad_like_paper=pad_like_paper or None)  # fmt: skip
+    given = [flag for flag, value in quality_only.items() if value is not None]
+    if given and target.lower() == "paper":
+        fail(f"{', '.join(given)}: for reproduce quality only")
     with usage_errors():
         on_gpu = resolve_device(device).type == "cuda"
         options = protocol.options(target.lower(), on_gpu, seq=seq, device=device, out=out_path, resume=resume,
@@ -374,6 +398,40 @@ def reproduce(
     raise typer.Exit(code)
 
 
+def _reproduce_quality(moe: bool, device: str, seq: str | None, plots: Path | None, **given) -> None:
+    from sqabench import reproduce as protocol
+    from sqabench.device import resolve_device
+    from sqabench.lengths import parse_length
+    from sqabench.quality import paper_quality, summarise
+    from sqabench.report import paper_quality_table
+
+    with usage_errors():
+        if given["data"] is None:
+            raise ConfigError("reproduce quality needs --data PATH: a text corpus (the paper used English Wikipedia; "
+                              "TinyStories for --moe), as .txt, a folder of .txt, .jsonl or .parquet")  # fmt: skip
+        on_gpu = resolve_device(device).type == "cuda"
+        length = None if seq is None else parse_length(seq, "--seq")
+        options = protocol.quality_options(moe, on_gpu, device=device, seq=length, **given)
+    done = train_quality(options)
+    if done is None:
+        return
+    plan, rows = done
+    setting = "moe" if moe else "dense"
+    out.print(Text(f"ours beside the paper's Table {2 if moe else 1} ({setting})", style="bold"), highlight=False)
+    out.print(paper_quality_table(summarise(rows, plan.baseline), paper_quality(), setting))
+    for difference in protocol.quality_differences(rows, moe, len(plan.seeds)):
+        say(f"differs from the paper: {difference}")
+    from sqabench.plots import save_figures
+    from sqabench.quality_plots import load_quality, quality_figures
+
+    folder = plots or plan.path.with_name(plan.path.stem + "-plots")
+    rows, curves, _ = load_quality(plan.path)
+    figures, _ = quality_figures(rows, curves, plan.baseline)
+    for path in save_figures(figures, folder):
+        if path.suffix == ".png":
+            out.print(Text(str(path)), highlight=False)
+
+
 @app.command()
 def plot(
     csvs: Annotated[
@@ -391,12 +449,15 @@ def plot(
 ) -> None:
     """Draw time, speed-up, memory, throughput and paper-comparison figures from results CSVs."""
     from sqabench.plots import make_plots
+    from sqabench.quality_plots import is_quality_csv
     from sqabench.results import load_results, newest_results, resolve_baseline
 
     with usage_errors():
         if not csvs:
             csvs = [newest_results()]
             say(f"plotting {csvs[0]}, the newest results file")
+        if any(is_quality_csv(path) for path in csvs):
+            return _plot_quality(csvs, out_dir, baseline)
         frame = load_results(csvs)
         baseline = resolve_baseline(frame, baseline)
         if out_dir.exists() and not out_dir.is_dir():
@@ -412,6 +473,34 @@ def plot(
         say(f"note: {note}")
     for path in written:
         out.print(Text(str(path)), highlight=False)
+
+
+def _plot_quality(csvs: list[Path], out_dir: Path, baseline: str | None) -> None:
+    """``sqabench plot`` on a quality CSV (told apart by its columns): the curves and the trade figure."""
+    import matplotlib
+
+    from sqabench.plots import save_figures
+    from sqabench.quality_plots import load_quality, quality_figures
+    from sqabench.results import pick_baseline
+
+    if len(csvs) != 1:
+        raise ConfigError("plot takes one quality CSV at a time (its curves file is found beside it); "
+                          f"got {len(csvs)} files")  # fmt: skip
+    rows, curves, path = load_quality(csvs[0])
+    names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
+    chosen = pick_baseline(baseline, names, f"is not among the variants of {path}") or names[0]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a directory")
+    matplotlib.use("Agg")
+    figures, notes = quality_figures(rows, curves, chosen)
+    try:
+        written = save_figures(figures, out_dir)
+    except OSError as error:
+        raise ConfigError(f"--out {out_dir}: cannot write figures there: {error.strerror or error}") from None
+    for note in notes:
+        say(f"note: {note}")
+    for written_path in written:
+        out.print(Text(str(written_path)), highlight=False)
 
 
 @app.command()
@@ -480,39 +569,94 @@ def check(
 
 def quality(options: "QualityOptions") -> None:
     """Train every variant from scratch on the same data and seeds: its quality, with the noise stated."""
-    from sqabench.quality import claims, resolve_quality, run_quality, summarise
-    from sqabench.report import quality_table
+    train_quality(options)
 
+
+def train_quality(options: "QualityOptions"):
+    """``sqabench quality``'s flow: resolve, probe when asked, train with progress, print the table and the
+    claims; returns (plan, rows), or None after a dry run."""
+    from sqabench.display import QualityDisplay, format_duration
+    from sqabench.quality import claims, estimate_s, fit_budget, probe, resolve_quality, run_quality, summarise
+    from sqabench.report import quality_plan, quality_table
+
+    started = time.monotonic()
     with usage_errors():
-        plan, env = resolve_quality(options)
-    cfg, total, done = plan.cfg, len(plan.specs) * len(plan.seeds), []
-    say(f"sqabench quality on {env.gpu_name or 'CPU'}: MQAR (vocab {cfg.task.vocab}, length {cfg.task.seq_len}, "
-        f"{cfg.task.pairs} pairs), {len(plan.specs)} variants x {len(plan.seeds)} seeds, {cfg.steps} steps of "
-        f"{cfg.batch} examples; writing {plan.path}")  # fmt: skip
+        plan, env = resolve_quality(options, say)
+        probes = None
+        if plan.budget_s is not None or options.dry_run:
+            say(f"probing each variant's step and evaluation ({len(plan.specs)} variants, a few steps each) ...")
+            probes = probe(plan, on_variant=lambda name: say(f"  probing {name} ...", "dim"))
+            if plan.budget_s is not None:
+                plan = fit_budget(plan, probes, time.monotonic() - started)
+    runs = plan.runs()
+    say(f"sqabench quality on {env.gpu_name or 'CPU'}: {plan.cfg.task.title()}; model {plan.cfg.preset.name}; "
+        f"{len(plan.specs)} variants x {len(plan.seeds)} seeds, {len(runs)} runs to train, equal {plan.equal}"
+        + ("" if options.dry_run else f"; writing {plan.path}"))  # fmt: skip
+    out.print(quality_plan(plan, probes))
+    if probes is not None:
+        say(f"estimate: {format_duration(estimate_s(plan, probes))} for the runs" +
+            ("" if plan.budget_s is None else f" (budget {format_duration(plan.budget_s)})"))  # fmt: skip
+    if options.dry_run:
+        say("dry run: nothing trained, nothing written")
+        return None
+    done = []
+    display = QualityDisplay(err, sum(plan.config(spec).steps for spec, _ in runs))
 
     def finished(row: dict) -> None:
         done.append(row)
-        say(f"[{len(done)}/{total}] {row['variant']} seed {row['seed']}: accuracy {float(row['val_accuracy']):.3f}"
-            f"{' (solved)' if row['solved'] else ''}, {float(row['step_ms']):.3g} ms a step, {row['wall_s']} s")
-
-    def heard(label: str, point: dict) -> None:
-        say(f"  {label}: step {point['step']}/{cfg.steps}, loss {point['train_loss']:.3g}, held-out accuracy "
-            f"{point['val_accuracy']:.3f}", "dim")
+        display.finished(row, len(done), len(runs))
 
     try:
-        rows = run_quality(plan, env, on_start=lambda label: say(f"training {label} ..."), on_eval=heard,
-                           on_row=finished)  # fmt: skip
+        with display, usage_errors():
+            rows = run_quality(plan, env, on_start=display.start, on_eval=lambda label, point: display.evaluated(point),
+                               on_row=finished, on_step=display.step)  # fmt: skip
     except KeyboardInterrupt:
-        say(f"interrupted: {len(done)} finished run{'' if len(done) == 1 else 's'} kept in {plan.path}"
-            if done else "interrupted before any run finished: no row written", "yellow")  # fmt: skip
+        kept = f"{len(done)} finished run{'' if len(done) == 1 else 's'} kept in {plan.path}" if done else \
+            "no run finished"
+        say(f"interrupted: {kept}; a running run keeps its last checkpoint (every {options.checkpoint_every:g} min) "
+            f"in {plan.checkpoints}; continue with --resume --out {plan.path}", "yellow")  # fmt: skip
         raise typer.Exit(130) from None
     out.print(quality_table(summarise(rows, plan.baseline), plan.baseline, len(plan.seeds)))
     for claim, said in claims(rows):
         out.print(Text(f"{claim}: {said}"), highlight=False)
     out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
+    return plan, rows
 
 
 app.command("quality")(command_of(QualityOptions, quality))
+
+
+@app.command()
+def tokenize(
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="The corpus, as sqabench quality --data takes it.")],
+    tokenizer: Annotated[str, typer.Option(metavar="NAME", help="bpe (pip install 'sqabench[bpe]') or bytes.")] = "bpe",
+    vocab: Annotated[int | None, typer.Option(metavar="N", help="The BPE's vocabulary (default 4096).")] = None,
+    held_out: Annotated[float, typer.Option(metavar="FRACTION", help="Share of the documents held out.")] = 0.05,
+    out_path: Annotated[Path | None, typer.Option(
+        "--out", metavar="FILE", help="The tokens file (.tokens). Default: beside DATA, named by its tokenizer.")
+    ] = None,  # fmt: skip
+) -> None:
+    """Split and tokenize a corpus once, into a file that sqabench quality --data reads on a machine without the
+    tokenizer (a GPU machine): the same documents held out, the same tokens."""
+    from sqabench.tasks import TOKENS_SUFFIX, save_tokens
+    from sqabench.tasks import tokenize as split_and_tokenize
+
+    with usage_errors():
+        if not 0 < held_out < 1:
+            raise ConfigError(f"--held-out {held_out} must be a fraction in (0, 1)")
+        name = f"{data.stem if data.is_file() else data.name}-{tokenizer}{vocab or ''}{TOKENS_SUFFIX}"
+        path = out_path or data.with_name(name)
+        if path.suffix != TOKENS_SUFFIX:
+            raise ConfigError(f"--out {path} must end in {TOKENS_SUFFIX} (sqabench quality --data knows it by that)")
+        writable_file(path, "--out")
+        if data.suffix == TOKENS_SUFFIX:
+            raise ConfigError(f"{data} is a tokens file already; give the corpus it was made from")
+        tokens = split_and_tokenize(data, tokenizer.lower(), vocab, held_out, say)
+    save_tokens(tokens, path)
+    count = sum(map(len, tokens.train)), sum(map(len, tokens.held))
+    out.print(Text(f"{path}: {len(tokens.train)} training documents ({count[0]:,} tokens) and {len(tokens.held)} "
+                   f"held-out ({count[1]:,} tokens), {tokens.tokenizer.name} of {tokens.tokenizer.vocab} tokens"),
+              highlight=False)  # fmt: skip
 
 
 def writable_file(path: Path, option: str) -> None:

@@ -1,4 +1,5 @@
-"""The benchmark encoder: pre-norm RMSNorm blocks of SQA attention and a SwiGLU feed-forward.
+"""The benchmark encoder: pre-norm RMSNorm blocks of SQA attention and a SwiGLU feed-forward (or, for a
+preset with experts, a top-k mixture of SwiGLU experts).
 
 Token embedding, ``n_layers`` blocks, a final RMSNorm and an untied output head; RoPE on q and k;
 no biases, no dropout. Bidirectional by default; ``causal=True`` gives the paper's decoder.
@@ -28,6 +29,33 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
+class MoE(nn.Module):
+    """Top-k of ``n_experts`` SwiGLU experts per token (a linear router, softmax, the k largest renormalised),
+    with the Switch Transformer's load-balancing loss kept in ``aux`` after each forward:
+    E * sum_e (share of routed slots that went to e) * (mean router probability of e)."""
+
+    def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int) -> None:
+        super().__init__()
+        self.top_k = top_k
+        self.router = nn.Linear(d_model, n_experts, bias=False)
+        self.experts = nn.ModuleList(SwiGLU(d_model, d_ff) for _ in range(n_experts))
+        self.aux = torch.zeros(())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        probs = torch.softmax(self.router(flat).to(torch.promote_types(x.dtype, torch.float32)), dim=-1)  # (T, E)
+        weight, chosen = probs.topk(self.top_k, dim=-1)  # (T, k)
+        weight = (weight / weight.sum(-1, keepdim=True)).to(x.dtype)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            rows, slot = (chosen == e).nonzero(as_tuple=True)
+            if rows.numel():
+                out.index_add_(0, rows, expert(flat[rows]) * weight[rows, slot, None])
+        routed = F.one_hot(chosen, len(self.experts)).float().sum((0, 1)) / chosen.numel()
+        self.aux = len(self.experts) * (routed * probs.mean(0)).sum()
+        return out.view_as(x)
+
+
 class Block(nn.Module):
     """Pre-norm: x + attention(norm(x)), then x + SwiGLU(norm(x)); ``kernel`` may be ``auto``."""
 
@@ -39,7 +67,8 @@ class Block(nn.Module):
             qk_norm=preset.qk_norm, eps=preset.norm_eps,
         )  # fmt: skip
         self.ffn_norm = nn.RMSNorm(preset.d_model, eps=preset.norm_eps)
-        self.ffn = SwiGLU(preset.d_model, preset.d_ff)
+        self.ffn = (MoE(preset.d_model, preset.d_ff, preset.n_experts, preset.top_k) if preset.n_experts
+                    else SwiGLU(preset.d_model, preset.d_ff))  # fmt: skip
 
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache | None = None
@@ -60,6 +89,11 @@ class Encoder(nn.Module):
         self.head = nn.Linear(preset.d_model, preset.vocab_size, bias=False)
         if preset.tie_embeddings:
             self.head.weight = self.embed.weight  # one matrix, as the config says
+
+    def aux_loss(self) -> torch.Tensor:
+        """The routers' load-balancing losses of the last forward, summed over layers (0 without experts)."""
+        losses = [block.ffn.aux for block in self.blocks if isinstance(block.ffn, MoE)]
+        return torch.stack(losses).sum() if losses else torch.zeros(())
 
     def forward(
         self,

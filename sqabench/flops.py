@@ -46,12 +46,27 @@ def visible_pairs(seq_len: int, window: int | None = None, causal: bool = False)
     return n * (2 * w + 1) - w * (w + 1)
 
 
+def ffn_matmuls(preset: Preset, experts: int | None = None) -> list[tuple[int, int]]:
+    """(n, k) of the feed-forward's matmuls: one SwiGLU (gate, up, down); with a mixture, the router and
+    ``experts`` SwiGLUs (default ``top_k``: what one token goes through; ``n_experts``: every weight)."""
+    d, f = preset.d_model, preset.d_ff
+    swiglu = [(f, d), (f, d), (d, f)]
+    if not preset.n_experts:
+        return swiglu
+    return [(preset.n_experts, d)] + swiglu * (preset.top_k if experts is None else experts)
+
+
+def experts_touched(preset: Preset, tokens: int) -> int:
+    """At least how many experts ``tokens`` tokens read: all of them once tokens x top_k slots can fill them."""
+    return min(preset.n_experts, tokens * preset.top_k)
+
+
 def encoder_params(spec: VariantSpec, preset: Preset) -> int:
     """Parameters of the whole model: embedding, blocks, final norm and the output head (one matrix
-    with the embedding when tied)."""
+    with the embedding when tied); every expert of a mixture."""
     d, dh = preset.d_model, preset.head_dim
     attention = d * spec.n_q_heads * dh * 2 + d * spec.n_kv_heads * dh * 2  # W_Q, W_O; W_K, W_V
-    ffn = 3 * d * preset.d_ff  # SwiGLU: gate, up, down
+    ffn = sum(n * k for n, k in ffn_matmuls(preset, preset.n_experts))
     norms = 2 * d + (2 * dh if preset.qk_norm else 0)
     embeddings = (1 if preset.tie_embeddings else 2) * preset.vocab_size * d
     return preset.n_layers * (attention + ffn + norms) + d + embeddings
@@ -104,10 +119,11 @@ def step_cost(
     tokens = batch * seq_len
     q_dim, kv_dim = spec.n_q_heads * dh, spec.n_kv_heads * dh
     # (m, n, k) of every matmul of one layer, with tokens as m.
-    layer_matmuls = [(q_dim, d), (kv_dim, d), (kv_dim, d), (d, q_dim)]  # W_Q, W_K, W_V, W_O
-    layer_matmuls += [(preset.d_ff, d), (preset.d_ff, d), (d, preset.d_ff)]  # SwiGLU
+    attention_matmuls = [(q_dim, d), (kv_dim, d), (kv_dim, d), (d, q_dim)]  # W_Q, W_K, W_V, W_O
+    layer_matmuls = attention_matmuls + ffn_matmuls(preset)  # a mixture: the router and the active experts
+    layer_weights = attention_matmuls + ffn_matmuls(preset, experts_touched(preset, tokens))
     if scope == "attention":
-        layer_matmuls = []
+        layer_matmuls = layer_weights = []
     per_layer = sum(2 * tokens * n * k for n, k in layer_matmuls)
     head = 2 * tokens * d * preset.vocab_size if scope == "model" else 0
     matmul = L * per_layer + head
@@ -118,7 +134,7 @@ def step_cost(
 
     elem = get_dtype(dtype).bytes
     vocab = preset.vocab_size if scope == "model" else 0
-    weights = sum(n * k for n, k in layer_matmuls) * L + d * vocab
+    weights = sum(n * k for n, k in layer_weights) * L + d * vocab
     activations = L * sum(tokens * (n + k) for n, k in layer_matmuls) + (tokens * (2 * d + vocab) if vocab else 0)
     attention_io = L * tokens * (2 * q_dim + 2 * kv_dim)  # read q, k, v; write o
     min_bytes = elem * (weights + activations + attention_io)
@@ -152,10 +168,12 @@ def decode_cost(
     """
     d, dh, L = preset.d_model, preset.head_dim, preset.n_layers
     q_dim, kv_dim = spec.n_q_heads * dh, spec.n_kv_heads * dh
-    layer_matmuls = [(q_dim, d), (kv_dim, d), (kv_dim, d), (d, q_dim), (preset.d_ff, d), (preset.d_ff, d),
-                     (d, preset.d_ff)]  # fmt: skip
-    weights = L * sum(n * k for n, k in layer_matmuls) + d * preset.vocab_size
-    matmul = 2 * batch * weights
+    attention_matmuls = [(q_dim, d), (kv_dim, d), (kv_dim, d), (d, q_dim)]
+    layer_matmuls = attention_matmuls + ffn_matmuls(preset)
+    active = L * sum(n * k for n, k in layer_matmuls) + d * preset.vocab_size
+    touched = ffn_matmuls(preset, experts_touched(preset, batch))
+    weights = L * sum(n * k for n, k in attention_matmuls + touched) + d * preset.vocab_size
+    matmul = 2 * batch * active
     seen = keys_seen(context, new_tokens, spec.window)
     attention = L * 4 * batch * spec.n_q_heads * dh * seen
     exps = L * batch * spec.n_q_heads * seen

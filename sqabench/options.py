@@ -136,31 +136,84 @@ QUALITY_VARIANTS = "mha,gqa,mqa,sqa,ssqa,xsqa,xsmqa,swa"
 
 @dataclass(frozen=True)
 class QualityOptions:
-    """The options of ``sqabench quality``, written once, as ``RunOptions`` are for ``run``."""
+    """The options of ``sqabench quality``, written once, as ``RunOptions`` are for ``run``. None: the task's
+    default (``sqabench.quality`` says which)."""
 
-    task: Annotated[str, _option("TASK", "mqar (multi-query associative recall; needs no data).", "--task")] = "mqar"
+    task: Annotated[str, _option(
+        "TASK", "mqar (multi-query associative recall; needs no data) or text (a corpus: --data).", "--task",
+    )] = "mqar"  # fmt: skip
+    data: Annotated[str | None, _option(
+        "PATH", "Text corpus: a UTF-8 .txt (documents split at blank lines), a folder of .txt, or .jsonl/.parquet "
+        "with a 'text' column. Implies --task text.", "--data",
+    )] = None  # fmt: skip
+    tokenizer: Annotated[str | None, _option(
+        "NAME", "bytes (the default; no dependency) or bpe (trained on the training split; pip install "
+        "'sqabench[bpe]').",
+    )] = None  # fmt: skip
+    held_out: Annotated[float | None, _option(
+        "FRACTION", "Share of the documents held out, whole documents (default 0.05).",
+    )] = None  # fmt: skip
+    pad_like_paper: Annotated[bool, _option(
+        None, "Lay each document out as the paper did (truncated, padded to --seq, the pads scored): the padded "
+        "numbers beside the real-token ones.", "--pad-like-paper",
+    )] = False  # fmt: skip
     variants: Annotated[str, _option(
         "VARIANTS", "Registry names or Hq/Hkv[@W], comma-separated.",
     )] = QUALITY_VARIANTS  # fmt: skip
+    preset: Annotated[str | None, _option(
+        "NAME", "The model: a preset or config.json (its vocabulary is the task's). Default: --d-model, --layers, "
+        "--heads.", "--preset",
+    )] = None  # fmt: skip
     seeds: Annotated[int, _option(
         "N", "Seeds 0..N-1: each a model initialisation and a data order, the same for every variant.",
     )] = 2  # fmt: skip
-    steps: Annotated[int, _option("N", "Training steps of every run.")] = 400
-    seq: Annotated[int, _option("N", "MQAR sequence length (even).")] = 32
+    steps: Annotated[int | None, _option("N", "Training steps of the baseline (every variant with --equal tokens). "
+                                              "Default: 400.")] = None  # fmt: skip
+    tokens: Annotated[str | None, _option(
+        "N", "Training tokens of the baseline instead of --steps (k/M/G suffixes).", "--tokens",
+    )] = None  # fmt: skip
+    equal: Annotated[str, _option(
+        "WHAT", "tokens: every variant the same steps; flops: the baseline's training FLOPs, so cheaper variants "
+        "take more steps.", "--equal",
+    )] = "tokens"  # fmt: skip
+    budget: Annotated[str | None, _option(
+        "TIME", "Size the steps to finish in this time (e.g. 10m, 90s), from a probe of each variant's step.",
+        "--budget",
+    )] = None  # fmt: skip
+    dry_run: Annotated[bool, _option(None, "Probe each variant, print the plan and its estimate; train nothing.",
+                                     "--dry-run")] = False  # fmt: skip
+    seq: Annotated[int | None, _option("N", "Sequence length. Default: 32 for MQAR (even), 128 for text.")] = None
     pairs: Annotated[int, _option("N", "MQAR key-value pairs per example.")] = 4
-    vocab: Annotated[int, _option("N", "MQAR vocabulary: keys from its lower half, values from its upper.")] = 64
-    batch: Annotated[int, _option("N", "Examples per step.")] = 64
+    vocab: Annotated[int | None, _option(
+        "N", "Vocabulary: MQAR's (default 64; keys from its lower half, values from its upper), or the BPE's "
+        "(default 4096). bytes has 258.",
+    )] = None  # fmt: skip
+    batch: Annotated[int | None, _option("N", "Sequences per step. Default: 64 for MQAR, 16 for text.")] = None
     lr: Annotated[float, _option("LR", "AdamW's peak learning rate (linear warm-up, then cosine to 0).")] = 3e-3
     warmup: Annotated[float, _option("FRACTION", "Share of the steps warmed up.")] = 0.1
-    eval_every: Annotated[int, _option("N", "Evaluate the held-out set every N steps (and at the end).")] = 50
-    d_model: Annotated[int, _option("N", "Model width.")] = 64
-    layers: Annotated[int, _option("N", "Layers.")] = 2
-    heads: Annotated[int, _option("H", "H, the baseline's heads: the variants take fractions of it.")] = 8
+    weight_decay: Annotated[float, _option("DECAY", "AdamW's weight decay (on matrices only).")] = 0.1
+    eval_every: Annotated[int | None, _option(
+        "N", "Evaluate the held-out set every N steps and at the end. Default: 50 for MQAR, 100 for text.",
+    )] = None  # fmt: skip
+    eval_tokens: Annotated[int | None, _option(
+        "N", "Text: each evaluation scores the first N held-out tokens, the same ones every time (default 16384).",
+    )] = None  # fmt: skip
+    d_model: Annotated[int | None, _option("N", "Model width (default 64; not with --preset).")] = None
+    layers: Annotated[int | None, _option("N", "Layers (default 2; not with --preset).")] = None
+    heads: Annotated[int | None, _option(
+        "H", "H, the baseline's heads: the variants take fractions of it (default 8; not with --preset).",
+    )] = None  # fmt: skip
     window: Annotated[int | None, _option("TOKENS", "Window of the windowed variants. Default: --seq / 4.")] = None
     device: Annotated[str, _option("NAME", "auto, cuda or cpu.", "--device")] = "auto"
     out: Annotated[str | None, _option(
         "FILE", "CSV to write (the curves beside it). Default: results/quality-<device>-<time>.csv.", "--out",
     )] = None  # fmt: skip
+    resume: Annotated[bool, _option(
+        None, "Continue --out: finished runs are kept, an interrupted one goes on from its checkpoint.", "--resume",
+    )] = False  # fmt: skip
+    checkpoint_every: Annotated[float, _option(
+        "MINUTES", "Save a running run's state this often (kept until its row is written).",
+    )] = 5.0  # fmt: skip
     baseline: Annotated[str | None, _option(
         "VARIANT", "Variant the differences are paired against. Default: mha.", "--baseline",
     )] = None  # fmt: skip

@@ -590,15 +590,21 @@ def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str | None = "mha")
     import matplotlib
 
     matplotlib.use("Agg")
+    figures, notes = build_figures(frame, baseline)
+    return save_figures(figures, out_dir), notes
+
+
+def save_figures(figures: dict, out_dir: Path) -> list[Path]:
+    """Each figure as ``<name>.png`` and ``.svg`` under ``out_dir``, drawn under temporary names and renamed
+    together: never half a figure."""
     import matplotlib.pyplot as plt
 
-    figures, notes = build_figures(frame, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fig in figures.items():
         drafts = []
         try:
-            for ext in ("png", "svg"):  # drawn under temporary names, renamed together: never half a figure
+            for ext in ("png", "svg"):
                 draft = out_dir / f".{name}.{ext}.part"
                 fig.savefig(draft, format=ext, dpi=120 if ext == "png" else None, bbox_inches="tight")
                 drafts.append(draft)
@@ -610,4 +616,4 @@ def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str | None = "mha")
             for draft in drafts:
                 draft.unlink(missing_ok=True)
             plt.close(fig)
-    return written, notes
+    return written

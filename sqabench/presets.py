@@ -35,6 +35,9 @@ class Preset:
     tie_embeddings: bool = False  # the output head shares the token embedding
     norm_eps: float = 1e-6
     sliding_window: int | None = None  # the model's own window, for `base`
+    n_experts: int = 0  # > 0: each feed-forward is a mixture of this many SwiGLU experts of d_ff (top_k active)
+    top_k: int = 2
+    router_aux: float = 0.01  # weight of the load-balancing loss in training (a mixture only)
     source: str = ""  # where the shape comes from
 
     def __post_init__(self) -> None:
@@ -47,6 +50,8 @@ class Preset:
             )
         if self.head_dim_ is not None and (self.head_dim_ < 2 or self.head_dim_ % 2):
             raise ConfigError(f"preset {self.name!r}: head_dim={self.head_dim_} must be even (RoPE rotates pairs)")
+        if self.n_experts < 0 or self.n_experts and not 1 <= self.top_k <= self.n_experts:
+            raise ConfigError(f"preset {self.name!r}: top_k={self.top_k} of n_experts={self.n_experts} experts")
         if self.n_kv_heads is not None and (not 1 <= self.n_kv_heads <= self.n_heads or self.n_heads % self.n_kv_heads):
             raise ConfigError(
                 f"preset {self.name!r}: num_key_value_heads={self.n_kv_heads} does not divide "
@@ -69,6 +74,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # The paper's dense model (section 4): d_model 256, 8 layers, 16 heads of 16 dims.
     "paper": Preset("paper", d_model=256, n_layers=8, n_heads=16, d_ff=768, source="arXiv 2510.01817, section 4"),
+    # The paper's mixture-of-experts model (Table 2): d_model 128, 6 layers, 8 heads of 16 dims, top-2 of 12
+    # SwiGLU experts of 256, a router load-balancing loss of 0.01, a 5k vocabulary.
+    "paper-moe": Preset("paper-moe", d_model=128, n_layers=6, n_heads=8, d_ff=256, vocab_size=5_000, n_experts=12,
+                        top_k=2, router_aux=0.01, source="arXiv 2510.01817, section 4, Table 2"),  # fmt: skip
     # Head dim 128: attention bound by tensor cores rather than by the softmax.
     "wide": Preset("wide", d_model=2048, n_layers=4, n_heads=16, d_ff=5632, source="sqabench"),
 }

@@ -48,13 +48,16 @@ CLAIMS = (
 )
 
 
+TARGETS = ("paper", "quality")
+
+
 def options(target: str, on_gpu: bool, **given) -> RunOptions:
-    """The run behind ``target`` (only ``paper`` so far): the protocol's options, ``given`` (seq, out,
-    device, resume, budget, dry_run, yes) on top."""
-    if target != "paper":
+    """The run behind ``paper``: the protocol's options, ``given`` (seq, out, device, resume, budget, dry_run,
+    yes) on top."""
+    if target not in TARGETS:
         from sqabench.errors import ConfigError
 
-        raise ConfigError(f"unknown target {target!r}; choose one of: paper")
+        raise ConfigError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
     defaults = GPU if on_gpu else CPU
     given = {key: value for key, value in given.items() if value is not None}
     return RunOptions(
@@ -123,4 +126,55 @@ def differences(rows: list[dict], on_gpu: bool) -> list[str]:
     layers = {r.get("n_layers") for r in rows} - {"8", 8, None, ""}
     if layers:
         said.append(f"layers: {', '.join(map(str, layers))} (paper: 8)")
+    return said
+
+
+# ``sqabench reproduce quality``: the paper's quality protocols (Tables 1 and 2), scaled to the device and budget.
+QUALITY = {
+    "dense": {"preset": "paper", "variants": "mha,gqa,mqa,sqa,ssqa,xsqa,xsmqa", "baseline": "mha", "vocab": 10_000,
+              "seq": 1024, "batch": 128, "lr": 5e-4, "warmup": 0.25, "weight_decay": 0.01,
+              "theirs": "English Wikipedia (a 50% subset), ~22k steps of 128 x 1024 tokens (~2.9G tokens), one L40S"},
+    "moe": {"preset": "paper-moe", "variants": "gqa,mqa,sqa,ssqa,xsqa", "baseline": "gqa", "vocab": 5_000,
+            "seq": 256, "batch": 256, "lr": 2e-3, "warmup": 0.0, "weight_decay": 0.01,
+            "theirs": "TinyStories, 5 epochs (~40k steps of 256 x 256 tokens, ~2.6G tokens), one L4"},
+}  # fmt: skip
+QUALITY_CPU = {"seq": 256, "batch": 8, "budget": "10m"}  # what a CPU can afford of either protocol
+QUALITY_GPU = {"budget": "10m"}
+
+
+def quality_options(moe: bool, on_gpu: bool, **given):
+    """The ``sqabench quality`` run behind ``reproduce quality`` (``moe``: Table 2's; else Table 1's): the
+    protocol, scaled on a CPU, with ``given`` (data, seeds, steps, budget, out, resume, dry_run, device,
+    tokenizer, pad_like_paper) on top."""
+    from sqabench.options import QualityOptions
+
+    protocol = QUALITY["moe" if moe else "dense"]
+    scaled = {**{k: v for k, v in protocol.items() if k != "theirs"}, **(QUALITY_GPU if on_gpu else QUALITY_CPU)}
+    given = {key: value for key, value in given.items() if value is not None}
+    if "steps" in given:
+        scaled.pop("budget")
+    if str(given.get("tokenizer", "bpe")).lower() == "bytes":  # its own 258 tokens, not the paper's vocabulary
+        scaled.pop("vocab")
+    return QualityOptions(**{"task": "text", "tokenizer": "bpe", "eval_every": 100, **scaled, **given})
+
+
+def quality_differences(rows: list[dict], moe: bool, seeds: int) -> list[str]:
+    """What differs from the paper's quality set-up, in words."""
+    protocol = QUALITY["moe" if moe else "dense"]
+    first = next((r for r in rows if r["status"] == "ok"), rows[0] if rows else {})
+    device = first.get("gpu_name") or f"a CPU ({first.get('cpu_model', '')})"
+    steps = sorted({int(r["steps"]) for r in rows if r.get("steps")})
+    tokens = sorted({int(r["tokens"]) for r in rows if r.get("tokens")})
+    said = [f"device: ours {device}, {first.get('dtype', '?')}; theirs bf16 on "
+            + ("one L4" if moe else "one L40S"),
+            f"seeds: ours {seeds}, each variant paired by seed; theirs one run per variant, no error bars",
+            f"budget: ours {', '.join(map(str, steps))} steps of {first.get('batch', '?')} x "
+            f"{first.get('seq_len', '?')} tokens ({', '.join(f'{t:,}' for t in tokens)} tokens); "
+            f"theirs {protocol['theirs']}",
+            f"corpus: ours {first.get('data', '?')}, tokenizer {first.get('tokenizer', '?')} of "
+            f"{first.get('vocab', '?')} tokens trained on its training split",
+            "padding: " + ("ours padded like the paper's and the pads scored (--pad-like-paper), the real-token "
+                           "numbers beside them" if str(first.get("pad_like_paper")) == "True" else
+                           "ours packed with end-of-document tokens, real tokens only; theirs padded to the context "
+                           "and the pads scored (lower loss, higher accuracy than real tokens give)")]  # fmt: skip
     return said

@@ -135,7 +135,7 @@ BAD_INPUTS = [
     (["--window", "0"], "--window 0 must be >= 1"),
     (["--mode", "bwd"], "unknown mode 'bwd'; choose one of: fwd, train"),
     (["--kernel", "fast"], "unknown kernel 'fast'; choose one of"),
-    (["--preset", "huge"], "unknown preset 'huge'; choose one of: paper, wide"),
+    (["--preset", "huge"], "unknown preset 'huge'; choose one of: paper, paper-moe, wide"),
     (["--device", "tpu"], "unknown device 'tpu'; choose one of: auto, cuda, cpu"),
     (["--baseline", "mhaa", "--variants", "mha,sqa"], "--baseline 'mhaa' is not among this run's variants: mha, sqa"),
     (["--out", "/proc/sqabench.csv"], "--out /proc/sqabench.csv cannot be created"),

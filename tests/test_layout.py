@@ -12,12 +12,12 @@ PACKAGE = Path(__file__).parent.parent / "sqabench"
 LAYERS = {
     "base": ["errors", "version", "variants", "presets", "dtypes", "lengths", "options", "stats"],
     "cost": ["flops", "cells", "peaks"],
-    "model": ["kernels", "attention", "encoder", "decode", "mqar"],
+    "model": ["kernels", "attention", "encoder", "decode", "mqar", "tokenizer", "corpus", "tasks"],
     "measure": ["device", "environment", "energy", "verify", "failures", "ceilings", "measure", "profile", "cp",
                 "split", "doctor", "training"],  # fmt: skip
     "results": ["results", "report"],
     "run": ["sweep", "estimate", "request", "runner", "display", "reproduce", "quality"],
-    "figures and gate": ["plots", "check"],
+    "figures and gate": ["plots", "quality_plots", "check"],
     "command line": ["cli", "__main__", "__init__"],
 }
 RANK = {module: i for i, modules in enumerate(LAYERS.values()) for module in modules}

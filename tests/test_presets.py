@@ -84,7 +84,7 @@ def test_not_json_and_missing_file(tmp_path):
     assert "is not JSON" in runner.invoke(app, ["variants", "--preset", str(bad)]).output
     assert "no such config file" in runner.invoke(app, ["variants", "--preset", str(tmp_path / "x.json")]).output
     result = runner.invoke(app, ["variants", "--preset", "gpt5"])
-    assert result.exit_code == 2 and "paper, wide, llama-3.2-1b, qwen3-0.6b, or a path" in result.output
+    assert result.exit_code == 2 and "paper, paper-moe, wide, llama-3.2-1b, qwen3-0.6b, or a path" in result.output
 
 
 def test_an_awkward_head_count_is_listed_not_refused(tmp_path):

@@ -14,11 +14,12 @@ from sqabench.errors import ConfigError
 from sqabench.mqar import IGNORE, MQARSize, gap_weights, mqar
 from sqabench.presets import Preset
 from sqabench.stats import T_80, T_975, interval, minimum_detectable, paired, verdict
+from sqabench.tasks import MQARTask
 from sqabench.training import TrainConfig, train
 from sqabench.variants import get_variant
 
 runner = CliRunner()
-SMALL = MQARSize(vocab=64, seq_len=32, pairs=4)
+SMALL = MQARTask(MQARSize(vocab=64, seq_len=32, pairs=4))
 
 
 def test_every_example_is_what_the_definition_says():
@@ -52,7 +53,7 @@ def test_the_gaps_follow_the_power_law():
 
 
 def test_a_seed_is_the_same_data_and_another_seed_is_not():
-    a, b, c = mqar(SMALL, 16, 5), mqar(SMALL, 16, 5), mqar(SMALL, 16, 6)
+    a, b, c = mqar(SMALL.size, 16, 5), mqar(SMALL.size, 16, 5), mqar(SMALL.size, 16, 6)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
 
 
@@ -149,7 +150,8 @@ def test_a_quality_run_writes_a_row_per_run_and_the_curves(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [(["--seeds", "0"], "--seeds 0 must be >= 1"), (["--steps", "0"], "--steps 0 must be >= 1"),
-     (["--task", "wiki"], "unknown task 'wiki'; choose one of: mqar"), (["--pairs", "20"], "--pairs 20 needs --seq"),
+     (["--task", "wiki"], "unknown task 'wiki'; choose one of: mqar, text"),
+     (["--pairs", "20"], "--pairs 20 needs --seq"),
      (["--vocab", "8"], "--vocab 8 must exceed --seq 32"), (["--baseline", "nope"], "--baseline 'nope' is not among"),
      (["--lr", "nan"], "--lr nan must be in (0, 1)"), (["--variants", "zzz"], "unknown variant 'zzz'")],
 )  # fmt: skip
@@ -164,27 +166,26 @@ def test_quality_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args
 
 def test_no_held_out_example_reaches_training(monkeypatch):
     """The held-out set is its own data stream of each seed; no training step of a run draws from it."""
-    import sqabench.training as training
+    import sqabench.tasks as tasks
 
     streams = []
-    real = training.mqar
-    monkeypatch.setattr(training, "mqar", lambda size, n, seed: streams.append((n, seed)) or real(size, n, seed))
-    cfg = TrainConfig(SMALL, TINY, steps=5, batch=8, eval_every=5, eval_examples=16)
+    real = tasks.mqar
+    monkeypatch.setattr(tasks, "mqar", lambda size, n, seed: streams.append((n, seed)) or real(size, n, seed))
+    cfg = TrainConfig(MQARTask(SMALL.size, eval_examples=16), TINY, steps=5, batch=8, eval_every=5)
     train(cfg, get_variant("mha", 4), seed=3)
-    held_out = {seed for n, seed in streams if n == cfg.eval_examples}
+    held_out = {seed for n, seed in streams if n == cfg.task.eval_examples}
     trained = [seed for n, seed in streams if n == cfg.batch]
     assert len(held_out) == 1 and len(trained) == cfg.steps and len(set(trained)) == cfg.steps
     assert not held_out & set(trained)
     with pytest.raises(ValueError):
-        training.batch_seed(0, training.HELD_OUT)
+        tasks.batch_seed(0, tasks.HELD_OUT_STREAM)
 
 
-def test_an_existing_out_is_refused_without_offering_a_resume(tmp_path):
+def test_an_existing_out_is_refused_and_resume_is_offered(tmp_path):
     out = tmp_path / "q.csv"
     out.write_text("something\n")
     result = runner.invoke(app, [*QUICK, "--out", str(out)])
-    assert result.exit_code == 2 and "exists; choose another file" in result.output
-    assert "pass --resume" not in result.output
+    assert result.exit_code == 2 and "exists: continue that run with --resume" in " ".join(result.output.split())
     assert out.read_text() == "something\n"
 
 
@@ -218,6 +219,7 @@ def test_the_summary_over_seeds_on_hand_made_rows():
     rows = [row("mha", 0, 0.9, 40.0, steps=300), row("mha", 1, 1.0, 60.0, True, 200), row("sqa", 0, 0.8, 30.0),
             row("sqa", 1, 0.7, 34.0)]  # fmt: skip
     mha, sqa = summarise(rows, "mha")
+    assert mha.metric == "val_accuracy" and mha.value.mean == pytest.approx(0.95)
     assert (mha.step_ms, mha.solved, mha.steps_to_90, mha.heads, mha.verdict) == (50.0, 1, [300, 200], "8/8",
                                                                                    "the baseline")  # fmt: skip
     assert (sqa.step_ms, sqa.heads, sqa.steps_to_90) == (32.0, "4/2", [None, None])

@@ -124,7 +124,7 @@ def test_window_below_one_is_rejected_on_construction():
 def test_invalid_presets():
     with pytest.raises(ConfigError, match="d_model=250 is not divisible by n_heads=16"):
         Preset("bad", d_model=250, n_layers=1, n_heads=16, d_ff=8)
-    with pytest.raises(ConfigError, match="unknown preset 'huge'; choose one of: paper, wide"):
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; choose one of: paper, paper-moe, wide"):
         get_preset("huge")
 
 

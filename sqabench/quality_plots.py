@@ -1,0 +1,129 @@
+"""A quality CSV (``sqabench quality``) -> figures: the held-out curves and the speed-quality trade.
+
+``quality-curves``: the judged metric (text: val loss on real tokens; MQAR: accuracy) against the training
+step, per variant, the mean over seeds as a line and the seeds' range as a band. ``quality-trade``: each
+variant's final metric, mean with its 95% t interval over seeds, against its median training step time and
+against its training FLOPs; the variants no other beats on both axes (means) are ringed, and a note says that
+intervals that overlap are not a ranking. For text, the paper's Table 1 (val loss against seconds a batch, one
+seed, pads scored, an L40S) is drawn in a panel of its own: its axes are not ours.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from sqabench.errors import ConfigError
+from sqabench.plots import PANEL_SIZE, _plain_log_axis, styles
+from sqabench.quality import COLUMNS, CURVE_COLUMNS, paper_quality, read_quality, summarise
+
+LABELS = {"val_loss": "val loss (nats a token, real tokens only)", "val_accuracy": "held-out accuracy"}
+
+
+def is_quality_csv(path: Path) -> bool:
+    """A quality CSV or its curves, told from a timing CSV by its columns."""
+    try:
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return {"config", "val_loss", "seed"} <= set(header) or set(CURVE_COLUMNS) <= set(header)
+
+
+def load_quality(path: Path) -> tuple[list[dict], list[dict], Path]:
+    """(rows, curve points, the rows' path) of a quality CSV, given it or its curves file."""
+    if path.stem.endswith("-curves") and not {"config"} & set(_header(path)):
+        path = path.with_name(path.stem.removesuffix("-curves") + path.suffix)
+    rows = read_quality(path, COLUMNS)
+    curves_path = path.with_name(path.stem + "-curves.csv")
+    curves = read_quality(curves_path, CURVE_COLUMNS) if curves_path.is_file() else []
+    if not [r for r in rows if r["status"] == "ok"]:
+        raise ConfigError(f"{path} has no finished run (status ok) to draw")
+    return rows, curves, path
+
+
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tuple[dict, list[str]]:
+    import matplotlib.pyplot as plt
+
+    notes = []
+    summaries = summarise(rows, baseline)
+    metric = summaries[0].metric
+    higher = metric == "val_accuracy"
+    style = styles([s.variant for s in summaries])
+    figures = {}
+    ok = {(r["variant"], r["seed"]) for r in rows if r["status"] == "ok"}
+    points = [c for c in curves if (c["variant"], c["seed"]) in ok]
+    if points:
+        fig, ax = plt.subplots(figsize=PANEL_SIZE)
+        for s in summaries:
+            by_step: dict[int, list[float]] = {}
+            for c in points:
+                if c["variant"] == s.variant:
+                    by_step.setdefault(int(c["step"]), []).append(float(c[metric]))
+            steps = sorted(by_step)
+            colour, marker = style[s.variant]
+            mean = [sum(by_step[t]) / len(by_step[t]) for t in steps]
+            ax.plot(steps, mean, color=colour, marker=marker, markersize=3, label=f"{s.variant} ({s.heads})")
+            ax.fill_between(steps, [min(by_step[t]) for t in steps], [max(by_step[t]) for t in steps], color=colour,
+                            alpha=0.15, linewidth=0)  # fmt: skip
+        ax.set_xlabel("training step")
+        ax.set_ylabel(LABELS[metric])
+        ax.set_title(f"held-out {LABELS[metric].split(' (')[0]}: mean over {summaries[0].seeds} seed(s), band = "
+                     "the seeds' range", fontsize=10)  # fmt: skip
+        if not higher:
+            ax.set_yscale("log")
+            _plain_log_axis(ax, "y")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        figures["quality-curves"] = fig
+    else:
+        notes.append("quality-curves not drawn: no curves file beside the CSV")
+    text = metric == "val_loss"
+    panels = 3 if text else 2
+    fig, axes = plt.subplots(1, panels, figsize=(PANEL_SIZE[0] * panels * 0.62, PANEL_SIZE[1]))
+    for ax, (x_of, xlabel) in zip(axes, ((lambda s: s.step_ms, "median training step (ms)"),
+                                          (lambda s: s.train_flops, "training FLOPs (cost model)"))):  # fmt: skip
+        front = _front([(x_of(s), s.value.mean) for s in summaries], higher)
+        for s, best in zip(summaries, front):
+            colour, marker = style[s.variant]
+            low = s.value.mean - s.value.low if s.value.low is not None else 0
+            high = s.value.high - s.value.mean if s.value.high is not None else 0
+            ax.errorbar([x_of(s)], [s.value.mean], yerr=[[low], [high]], color=colour, marker=marker, capsize=3,
+                        linestyle="none", label=f"{s.variant} ({s.heads})")  # fmt: skip
+            if best:
+                ax.scatter([x_of(s)], [s.value.mean], s=180, facecolors="none", edgecolors="#d62728", linewidths=1.2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(LABELS[metric])
+        ax.grid(alpha=0.3)
+    axes[0].set_title("ours: mean and 95% interval over seeds; ringed: no variant is both faster and better "
+                      "(means; overlapping intervals are no ranking)", fontsize=8, loc="left")  # fmt: skip
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if text:
+        ax = axes[2]
+        for row in (r for r in paper_quality() if r["setting"] == "dense"):
+            colour, marker = styles([row["variant"]])[row["variant"]]
+            ax.scatter([float(row["s_per_batch"])], [float(row["val_loss"])], color=colour, marker=marker)
+            ax.annotate(row["variant"], (float(row["s_per_batch"]), float(row["val_loss"])), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel("paper: seconds a batch (L40S, batch 128 x 1024)")
+        ax.set_ylabel("paper: val loss (one seed, pads scored)")
+        ax.set_title("the paper's Table 1 (its own axes: not comparable to ours)", fontsize=8, loc="left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    figures["quality-trade"] = fig
+    return figures, notes
+
+
+def _front(points: list[tuple[float, float]], higher: bool) -> list[bool]:
+    """Which points no other beats on both axes: less x, and more y (``higher``) or less y."""
+
+    def beats(a, b) -> bool:
+        better_y = a[1] >= b[1] if higher else a[1] <= b[1]
+        return a[0] <= b[0] and better_y and a != b
+
+    return [not any(beats(other, p) for other in points) for p in points]

@@ -1,0 +1,116 @@
+"""Tokenizers for ``sqabench quality --task text``: ``bytes`` (no dependency) or ``bpe`` (byte-level BPE trained
+with Hugging Face's ``tokenizers``, the optional extra ``sqabench[bpe]``).
+
+Both end every document with an end-of-document token (EOD) and have a padding token (PAD) that only
+``--pad-like-paper`` uses. Each token also knows how many bytes of text it stands for (``byte_lengths``: a
+byte 1, a BPE token its bytes, EOD 1 as the separator it replaces, PAD 0), so that bits per byte count the
+same text whichever tokenizer read it.
+
+A BPE is trained on the training documents only, to the asked vocabulary, and cached on disk under
+``$SQABENCH_CACHE`` (default ``~/.cache/sqabench``) by the hash of those documents and the vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqabench.errors import ConfigError
+
+TOKENIZERS = ("bytes", "bpe")
+SPECIALS = ("<eod>", "<pad>")  # ids vocab-2 and vocab-1 for bytes; 0 and 1 for a BPE (trained with them first)
+BYTE_VOCAB = 256 + len(SPECIALS)
+MIN_BPE_VOCAB = 256 + len(SPECIALS)  # byte-level BPE starts from every byte
+DEFAULT_BPE_VOCAB = 4096
+
+
+@dataclass(frozen=True, eq=False)
+class Tokenizer:
+    name: str  # "bytes" or "bpe"
+    vocab: int
+    eod: int
+    pad: int
+    byte_lengths: tuple[int, ...]  # per token id
+    _bpe: object = field(default=None, repr=False)
+
+    def encode(self, documents: list[str]) -> list[list[int]]:
+        """Each document's token ids, without its EOD."""
+        if self._bpe is None:
+            return [list(doc.encode("utf-8")) for doc in documents]
+        return [e.ids for e in self._bpe.encode_batch(documents)]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SQABENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(root) / ("" if os.environ.get("SQABENCH_CACHE") else "sqabench")
+
+
+def byte_tokenizer() -> Tokenizer:
+    return Tokenizer("bytes", BYTE_VOCAB, 256, 257, (1,) * 256 + (1, 0))
+
+
+def corpus_hash(documents: list[str]) -> str:
+    digest = hashlib.sha256()
+    for doc in documents:
+        data = doc.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()[:16]
+
+
+def _bpe_library():
+    try:
+        import tokenizers
+    except ImportError:
+        raise ConfigError("--tokenizer bpe needs Hugging Face's tokenizers: pip install 'sqabench[bpe]' (or use "
+                          "--tokenizer bytes, which needs nothing)") from None  # fmt: skip
+    return tokenizers
+
+
+def bpe_tokenizer(documents: list[str], vocab: int, say=lambda text: None) -> Tokenizer:
+    """A byte-level BPE of ``vocab`` tokens trained on ``documents`` (cached by their hash and ``vocab``)."""
+    check_tokenizer("bpe", vocab)
+    lib = _bpe_library()
+    path = cache_dir() / "tokenizers" / f"bpe-{corpus_hash(documents)}-{vocab}.json"
+    if path.is_file():
+        tok = lib.Tokenizer.from_file(str(path))
+    else:
+        say(f"training a BPE of {vocab} tokens on the training documents (cached in {path.parent}) ...")
+        tok = lib.Tokenizer(lib.models.BPE())
+        tok.pre_tokenizer = lib.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = lib.decoders.ByteLevel()
+        trainer = lib.trainers.BpeTrainer(vocab_size=vocab, special_tokens=list(SPECIALS), show_progress=False,
+                                          initial_alphabet=lib.pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+        tok.train_from_iterator(documents, trainer=trainer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tok.save(str(scratch))
+        os.replace(scratch, path)
+    eod, pad = (tok.token_to_id(s) for s in SPECIALS)
+    size = tok.get_vocab_size()
+    # Byte-level BPE spells every byte as one character of its alphabet: a token's length is its bytes.
+    lengths = [len(tok.id_to_token(i) or "") for i in range(size)]
+    lengths[eod], lengths[pad] = 1, 0
+    return Tokenizer("bpe", size, eod, pad, tuple(lengths), tok)
+
+
+def check_tokenizer(name: str, vocab: int | None) -> None:
+    """Refuse, before any text is read, a tokenizer or vocabulary that cannot be: one line, naming the choices."""
+    if name not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenizer {name!r}; choose one of: {', '.join(TOKENIZERS)}")
+    if name == "bytes" and vocab not in (None, BYTE_VOCAB):
+        raise ConfigError(f"--vocab {vocab}: the bytes tokenizer has {BYTE_VOCAB} tokens (256 bytes, EOD, PAD); "
+                          "leave --vocab out or use --tokenizer bpe")  # fmt: skip
+    if name == "bpe":
+        if vocab is not None and vocab < MIN_BPE_VOCAB:
+            raise ConfigError(f"--vocab {vocab} is smaller than a byte-level BPE's bytes and specials "
+                              f"({MIN_BPE_VOCAB}); choose --vocab >= {MIN_BPE_VOCAB}")  # fmt: skip
+        _bpe_library()
+
+
+def get_tokenizer(name: str, documents: list[str], vocab: int | None, say=lambda text: None) -> Tokenizer:
+    check_tokenizer(name, vocab)
+    if name == "bytes":
+        return byte_tokenizer()
+    return bpe_tokenizer(documents, vocab if vocab is not None else DEFAULT_BPE_VOCAB, say)

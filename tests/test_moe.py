@@ -1,0 +1,67 @@
+"""The paper-moe preset: a top-2 of 12 SwiGLU mixture, its parameters against the paper's Table 2, its FLOPs against
+PyTorch's counter, its routing against a per-token loop of our own, and its load-balancing loss."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from sqabench.encoder import MoE, build_encoder
+from sqabench.flops import encoder_params, step_cost
+from sqabench.presets import Preset, get_preset
+from sqabench.variants import get_variant
+
+PAPER_PARAMS = {"gqa": 8.67e6, "mqa": 8.64e6, "sqa": 8.57e6, "ssqa": 8.62e6, "xsqa": 8.52e6}  # Table 2
+
+
+@pytest.mark.parametrize("variant", sorted(PAPER_PARAMS))
+def test_paper_moe_parameters_are_the_papers_within_one_percent(variant):
+    preset = get_preset("paper-moe")
+    spec = get_variant(variant, preset.n_heads)
+    model = build_encoder(spec, preset, "sdpa", True)
+    counted = sum(p.numel() for p in model.parameters())
+    assert counted == encoder_params(spec, preset)
+    assert abs(counted / PAPER_PARAMS[variant] - 1) < 0.01, counted
+
+
+def test_the_cost_model_counts_the_active_experts_as_the_flop_counter_does():
+    preset = Preset("moe-test", d_model=32, n_layers=2, n_heads=4, d_ff=48, vocab_size=100, n_experts=6, top_k=2)
+    spec = get_variant("sqa", 4)
+    model = build_encoder(spec, preset, "sdpa-math", False)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), counter:
+        model(torch.randint(0, 100, (3, 20)))
+    assert step_cost(spec, preset, 3, 20).flops == counter.get_total_flops()
+    dense = Preset("dense-test", d_model=32, n_layers=2, n_heads=4, d_ff=48, vocab_size=100)
+    assert step_cost(spec, preset, 3, 20).flops != step_cost(spec, dense, 3, 20).flops  # the check can fail
+
+
+def test_each_token_goes_to_its_top_two_experts_weighted_by_renormalised_probabilities():
+    torch.manual_seed(0)
+    moe = MoE(16, 24, n_experts=5, top_k=2).double()
+    x = torch.randn(2, 7, 16, dtype=torch.float64)
+    out = moe(x)
+    for b in range(2):
+        for t in range(7):
+            token = x[b, t]
+            probs = torch.softmax(moe.router.weight @ token, dim=0)
+            first, second = sorted(range(5), key=lambda e: -probs[e].item())[:2]
+            norm = probs[first] + probs[second]
+            want = sum(probs[e] / norm * moe.experts[e].down(F.silu(moe.experts[e].gate(token)) *
+                                                            moe.experts[e].up(token)) for e in (first, second))
+            assert torch.allclose(out[b, t], want, atol=1e-12)
+
+
+def test_the_load_balancing_loss_is_one_when_balanced_and_grows_when_not():
+    moe = MoE(4, 8, n_experts=4, top_k=2)
+    with torch.no_grad():
+        moe.router.weight.zero_()  # every probability 1/4: aux = E * sum(share * 1/E) = 1, whatever is chosen
+    moe(torch.randn(10, 4))
+    assert moe.aux.item() == pytest.approx(1.0)
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.weight[0, 0] = moe.router.weight[1, 0] = 20.0  # everything to experts 0 and 1
+    moe(torch.rand(10, 4) + 1.0)
+    # shares 1/2, 1/2, 0, 0 and probabilities near 1/2, 1/2, 0, 0: aux near 4 * (1/4 + 1/4) = 2
+    assert moe.aux.item() == pytest.approx(2.0, abs=0.01)

@@ -1,0 +1,432 @@
+"""sqabench quality on text: reading corpora, the held-out split, packing without padding, bits per byte, the
+paper's padded pipeline beside the honest one, checkpoints and --resume, --equal flops and --budget.
+
+Every reference here is computed on its own: the documents' bytes, the unigram entropy, the expected
+windows, each from the generated text and not from sqabench's code."""
+
+import contextlib
+import csv
+import json
+import math
+import random
+from collections import Counter
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sqabench.cli import app
+from sqabench.corpus import read_documents, split
+from sqabench.errors import ConfigError
+from sqabench.presets import Preset
+from sqabench.tasks import text_task
+from sqabench.training import Checkpoint, TrainConfig, train
+from sqabench.variants import get_variant
+
+runner = CliRunner()
+NOUNS, VERBS, ADJ = "cat dog bird fish horse mouse".split(), "sees chases likes finds".split(), "big red old".split()
+
+
+def documents(n: int = 120, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    def sentence() -> str:
+        return f"the {rng.choice(ADJ)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the {rng.choice(NOUNS)}."
+
+    return [f"no. {i:04d}: " + " ".join(sentence() for _ in range(rng.randint(1, 4))) for i in range(n)]
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQABENCH_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(documents()) + "\n")
+    return path
+
+
+def test_every_format_reads_the_same_documents(tmp_path):
+    pytest.importorskip("pyarrow")  # the test extra has it; a GPU machine's Python may not
+    docs = documents(12)
+    (tmp_path / "a.txt").write_text("\n\n \n".join(docs) + "\n")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, doc in enumerate(docs):
+        (folder / f"{i:03d}.txt").write_text(doc + "\n")
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)))
+    import pandas as pd
+
+    pd.DataFrame({"text": docs}).to_parquet(tmp_path / "a.parquet")
+    for path in ("a.txt", "docs", "a.jsonl", "a.parquet"):
+        assert read_documents(tmp_path / path) == docs, path
+
+
+def test_the_held_out_split_is_whole_documents_by_content_whatever_the_order():
+    docs = documents(200)
+    train, held = split(docs, 0.1)
+    assert 20 <= len(held) <= 22 and len(train) + len(held) == len(docs)
+    assert not set(train) & set(held)  # a text is on one side only (copies of it too)
+    shuffled = docs[::-1]
+    assert sorted(split(shuffled, 0.1)[1]) == sorted(held)
+
+
+def _stream_of(task) -> bytes:
+    return bytes(t for t in task.train_tokens.tolist() if t < 256)
+
+
+def test_packing_leaves_no_padding_and_no_held_out_document_in_training(corpus):
+    task = text_task(corpus, "bytes", None, 32, 0.1, False)
+    tok = task.tokenizer
+    train_docs, held_docs = split(read_documents(corpus), 0.1)
+    # the training stream is exactly the training documents, each followed by one EOD
+    expected = [b for d in train_docs for b in (*d.encode(), tok.eod)]
+    assert task.train_tokens.tolist() == expected
+    text = _stream_of(task).decode()
+    assert not any(doc in text for doc in held_docs)  # each document is unique (its number)
+    for step in range(1, 6):
+        inputs, labels = task.batch(seed=0, step=step, n=8)
+        assert not (inputs == tok.pad).any() and not (labels == tok.pad).any()
+        assert (labels != -100).all()  # every training position is a real target
+        assert torch.equal(inputs[:, 1:], labels[:, :-1])  # labels are the next tokens, not the same ones
+
+
+def test_every_held_out_token_is_predicted_once_and_nothing_else_is_scored(corpus):
+    task = text_task(corpus, "bytes", None, 32, 0.1, False)
+    _, held_docs = split(read_documents(corpus), 0.1)
+    flat = [b for d in held_docs for b in (*d.encode(), task.tokenizer.eod)]
+    held = task.held_out(0)
+    scored = held.labels[held.labels != -100].tolist()
+    assert scored == flat[1:]  # each token after the first, once, in order
+    rows, seq = held.inputs.tolist(), task.seq_len
+    for i, row in enumerate(rows):  # a label at t is the input at t + 1 (or, at a window's end, the next window's)
+        for t in range(seq):
+            if held.labels[i, t] != -100:
+                assert held.labels[i, t] == flat[i * seq + t + 1] and row[t] == flat[i * seq + t]
+    assert held.padded_labels is None
+
+
+def test_bits_per_byte_count_the_texts_bytes_whatever_the_tokenizer(corpus):
+    """bytes: bits per byte is the loss over ln 2. bpe: the bytes counted are the held-out text's UTF-8 bytes
+    plus one per EOD, less the first token's (never predicted)."""
+    from sqabench.training import evaluate
+
+    pytest.importorskip("tokenizers")
+    _, held_docs = split(read_documents(corpus), 0.1)
+    for name in ("bytes", "bpe"):
+        task = text_task(corpus, name, 300 if name == "bpe" else None, 32, 0.1, False)
+        held = task.held_out(0)
+        model = _model(task.vocab)
+        metrics = evaluate(model, task, held, contextlib.nullcontext, 16)
+        first = held.inputs[0, 0].item()
+        total = sum(len(d.encode()) + 1 for d in held_docs) - task.tokenizer.byte_lengths[first]
+        assert metrics["val_bpb"] == pytest.approx(metrics["val_loss"] * _scored(held) / math.log(2) / total)
+        if name == "bytes":
+            assert metrics["val_bpb"] == pytest.approx(metrics["val_loss"] / math.log(2))
+
+
+def _scored(held) -> int:
+    return int((held.labels != -100).sum())
+
+
+def _model(vocab: int):
+    from sqabench.encoder import build_encoder
+
+    preset = Preset("t", d_model=32, n_layers=1, n_heads=4, d_ff=64, vocab_size=vocab)
+    return build_encoder(get_variant("mha", 4), preset, "sdpa", True, torch.device("cpu"), torch.float32, seed=0)
+
+
+TINY = Preset("text-test", d_model=64, n_layers=2, n_heads=4, d_ff=128, vocab_size=258)
+
+
+def test_training_drives_the_loss_well_below_the_unigram_entropy(corpus):
+    task = text_task(corpus, "bytes", None, 64, 0.1, False)
+    held = task.held_out(0)
+    targets = held.labels[held.labels != -100].tolist()
+    counts = Counter(targets)
+    unigram = -sum(c / len(targets) * math.log(c / len(targets)) for c in counts.values())  # nats a token
+    result = train(TrainConfig(task, TINY, steps=150, batch=16, lr=3e-3, eval_every=150), get_variant("mha", 4), 0)
+    assert result.val_loss < 0.6 * unigram, (result.val_loss, unigram)
+
+
+def test_the_papers_padding_flatters_loss_and_accuracy(corpus):
+    """Scoring the pads (the paper's pipeline) lowers the loss and raises the accuracy of the same model on the
+    same held-out documents; the honest number scores real tokens only."""
+    task = text_task(corpus, "bytes", None, 96, 0.1, True)
+    tok = task.tokenizer
+    inputs, labels = task.batch(0, 1, 16)
+    assert (labels == tok.pad).any()  # the paper trains on its pads
+    held = task.held_out(0)
+    assert not (held.labels == tok.pad).any() and (held.padded_labels == tok.pad).any()
+    result = train(TrainConfig(task, TINY, steps=60, batch=16, eval_every=60), get_variant("mha", 4), 0)
+    m = result.metrics
+    assert m["val_loss_padded"] < m["val_loss"] and m["val_accuracy_padded"] > m["val_accuracy"], m
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_bit_for_bit_as_one_that_never_stopped(corpus, tmp_path):
+    task = text_task(corpus, "bytes", None, 32, 0.1, False)
+    cfg = TrainConfig(task, TINY, steps=8, batch=4, eval_every=4)
+    spec = get_variant("sqa", 4)
+    whole = train(cfg, spec, 1)
+    checkpoint = Checkpoint(tmp_path / "c.pt", cfg.key(spec, 1), every_s=0.0)
+
+    def stop_at_5(step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, spec, 1, on_step=stop_at_5, checkpoint=checkpoint)
+    assert torch.load(checkpoint.path, weights_only=False)["step"] == 5
+    resumed = train(cfg, spec, 1, checkpoint=checkpoint)
+    assert [r["train_loss"] for r in resumed.curve] == [r["train_loss"] for r in whole.curve]
+    assert resumed.metrics == whole.metrics
+    other = Checkpoint(checkpoint.path, TrainConfig(task, TINY, steps=9, batch=4, eval_every=4).key(spec, 1))
+    with pytest.raises(ConfigError, match="another configuration .*steps"):
+        train(cfg, spec, 1, checkpoint=other)
+
+
+QUICK = ["quality", "--device", "cpu", "--steps", "4", "--batch", "4", "--eval-every", "2", "--d-model", "16",
+         "--heads", "4", "--layers", "1", "--seq", "32", "--variants", "mha,sqa"]  # fmt: skip
+
+
+def quick(*args: str | None) -> list[str]:
+    """QUICK with ``args`` (option, value, ...) in place of its own values; a value None drops the option."""
+    pairs = dict(zip(QUICK[1::2], QUICK[2::2]))
+    extra = []
+    for option, value in zip(args[::2], args[1::2]):
+        if option in pairs and value is None:
+            del pairs[option]
+        elif option in pairs:
+            pairs[option] = value
+        else:
+            extra += [option] if value == "" else [option, value]
+    return ["quality", *(part for item in pairs.items() for part in item), *extra]
+
+
+def test_resume_keeps_finished_runs_and_refuses_other_options(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "q.csv"
+    first = runner.invoke(app, [*QUICK, "--data", str(corpus), "--seeds", "1", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    import sqabench.quality as quality
+
+    trained = []
+    real = quality.train
+    monkeypatch.setattr(quality, "train", lambda cfg, spec, seed, **kw: trained.append((spec.name, seed)) or
+                        real(cfg, spec, seed, **kw))  # fmt: skip
+    again = runner.invoke(app, [*QUICK, "--data", str(corpus), "--seeds", "2", "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert trained == [("mha", 1), ("sqa", 1)]  # seed 0's runs were kept, not trained again
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["variant"], r["seed"]) for r in rows] == [("mha", "0"), ("sqa", "0"), ("mha", "1"), ("sqa", "1")]
+    curves = list(csv.DictReader(out.with_name("q-curves.csv").open()))
+    assert len(curves) == 8 and len({c["run_id"] for c in curves}) == 1
+    before = out.read_text()
+    other = runner.invoke(app, [*quick("--steps", "6"), "--data", str(corpus), "--seeds", "2", "--out", str(out),
+                                "--resume"])  # fmt: skip
+    assert other.exit_code == 2 and "trained with other options" in " ".join(other.output.split())
+    assert out.read_text() == before
+
+
+def test_equal_flops_gives_cheaper_variants_more_steps_for_the_same_flops(corpus, tmp_path):
+    out = tmp_path / "q.csv"
+    args = [*quick("--variants", "mha,xsqa", "--steps", "6"), "--seeds", "1", "--equal", "flops", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--data", str(corpus)])
+    assert result.exit_code == 0, result.output
+    mha, xsqa = csv.DictReader(out.open())
+    assert int(mha["steps"]) == 6 and int(xsqa["steps"]) > 6
+    per_step = int(xsqa["train_flops"]) / int(xsqa["steps"])
+    assert int(mha["train_flops"]) - per_step < int(xsqa["train_flops"]) <= int(mha["train_flops"])
+
+
+def test_a_budget_sizes_the_steps_to_fit_from_the_probe():
+    """Hand-made probes: the fitted steps fit the budget and one more baseline step would not."""
+    from sqabench.mqar import MQARSize
+    from sqabench.quality import Plan, Probe, estimate_s, fit_budget
+    from sqabench.tasks import MQARTask
+
+    cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4)), TINY, steps=1, batch=8, eval_every=10)
+    specs = [get_variant("mha", 4), get_variant("sqa", 4)]
+    plan = Plan(cfg, specs, [0, 1], None, "mha", budget_s=100.0)
+    probes = {"mha": Probe(1.0, 0.05, 0.2), "sqa": Probe(1.0, 0.03, 0.1)}
+    fitted = fit_budget(plan, probes, spent_s=4.0)
+
+    def by_hand(n: int) -> float:  # 4 runs built at 1 s; 2 seeds x n steps x (0.05 + 0.03) s; an evaluation
+        return 4 * 1.0 + 2 * n * 0.08 + 2 * math.ceil(n / 10) * (0.2 + 0.1)  # every 10 steps and at the end
+
+    best = max(n for n in range(1, 1000) if by_hand(n) <= 96.0)
+    assert fitted.cfg.steps == best == 417 and fitted.steps == {"mha": 417, "sqa": 417}
+    assert estimate_s(fitted, probes) == pytest.approx(by_hand(417))
+    with pytest.raises(ConfigError, match="--budget 5 s is too short"):
+        fit_budget(Plan(cfg, specs, [0, 1], None, "mha", budget_s=5.0), probes, spent_s=4.0)
+
+
+def test_a_dry_run_estimates_and_writes_nothing(corpus, tmp_path):
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*QUICK, "--data", str(corpus), "--dry-run", "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "estimate:" in text and "dry run: nothing trained, nothing written" in text and "est. per seed" in text
+    assert not any(tmp_path.glob("q*"))
+
+
+def test_a_bpe_is_trained_once_and_cached(corpus, monkeypatch):
+    pytest.importorskip("tokenizers")
+    from sqabench import tokenizer
+
+    first = tokenizer.get_tokenizer("bpe", documents(50), 300)
+    assert first.vocab == 300 and sum(first.byte_lengths) > 256
+    (cached,) = (tokenizer.cache_dir() / "tokenizers").glob("bpe-*-300.json")
+    stamp = cached.stat().st_mtime_ns
+    again = tokenizer.get_tokenizer("bpe", documents(50), 300)
+    assert cached.stat().st_mtime_ns == stamp and again.encode(["the cat"]) == first.encode(["the cat"])
+    ids = first.encode(documents(3))
+    assert all(sum(first.byte_lengths[i] for i in doc) == len(d.encode()) for doc, d in zip(ids, documents(3)))
+
+
+def _no_tokenizers(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name == "tokenizers" or name.startswith("tokenizers."):
+            raise ImportError("no tokenizers")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+
+
+@pytest.mark.parametrize(
+    "case, args, message",
+    [("missing", ["--data", "{tmp}/nope.txt"], "does not exist"),
+     ("empty", ["--data", "{tmp}/empty.txt"], "is empty"),
+     ("binary", ["--data", "{tmp}/binary.txt"], "looks binary"),
+     ("latin1", ["--data", "{tmp}/latin1.txt"], "is not UTF-8 (byte 3"),
+     ("one document", ["--data", "{tmp}/one.txt"], "too few for a held-out split"),
+     ("short", ["--data", "{tmp}/short.txt", "--seq", "512"], "fewer than one training sequence"),
+     ("bad jsonl", ["--data", "{tmp}/bad.jsonl"], "line 2 has no string 'text' field"),
+     ("bytes vocab", ["--data", "{tmp}/corpus.txt", "--vocab", "1000"], "the bytes tokenizer has 258 tokens"),
+     ("bpe vocab", ["--data", "{tmp}/corpus.txt", "--tokenizer", "bpe", "--vocab", "100"], "smaller than a byte-level"),
+     ("no extra", ["--data", "{tmp}/corpus.txt", "--tokenizer", "bpe"], "pip install 'sqabench[bpe]'"),
+     ("tokenizer", ["--data", "{tmp}/corpus.txt", "--tokenizer", "words"], "unknown tokenizer 'words'"),
+     ("no data", ["--task", "text"], "--task text needs --data"),
+     ("mqar pad", ["--pad-like-paper", ""], "--pad-like-paper is for --task text"),
+     ("held out", ["--data", "{tmp}/corpus.txt", "--held-out", "1.5"], "--held-out 1.5 must be a fraction"),
+     ("equal", ["--equal", "time"], "--equal 'time': choose one of: tokens, flops"),
+     ("two budgets", ["--tokens", "1M"], "--steps and --tokens each set the steps"),
+     ("tokens", ["--tokens", "lots", "--steps", None], "--tokens 'lots' is not a positive count"),
+     ("budget", ["--budget", "soon", "--steps", None], "--budget 'soon' is not a duration"),
+     ("preset", ["--preset", "paper"], "--preset paper sets the model; leave out --d-model"),
+     ("resume", ["--resume", ""], "--resume: nothing to continue")],
+)  # fmt: skip
+def test_text_bad_input_is_one_line_exit_2_and_nothing_written(corpus, tmp_path, monkeypatch, case, args, message):
+    (tmp_path / "empty.txt").write_text("\n\n  \n")
+    (tmp_path / "binary.txt").write_bytes(b"abc\0def")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (tmp_path / "one.txt").write_text("a single document with no blank line in it\n")
+    (tmp_path / "short.txt").write_text("one\n\ntwo\n\nthree\n")
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"body": "no text"}\n')
+    if case == "no extra":
+        _no_tokenizers(monkeypatch)
+    out = tmp_path / "q.csv"
+    given = [a if a is None else a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, [*quick(*given), "--out", str(out)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists() and not list(tmp_path.glob("q-*"))
+
+
+def test_a_tokens_file_trains_on_exactly_the_tokens_and_split_it_was_made_with(corpus, tmp_path):
+    """sqabench tokenize, then --data FILE.tokens: the same held-out documents and training stream as the corpus
+    itself gives, without the tokenizer; options that would change them are refused."""
+    pytest.importorskip("tokenizers")
+    path = tmp_path / "c.tokens"
+    made = runner.invoke(app, ["tokenize", str(corpus), "--vocab", "300", "--out", str(path)])
+    assert made.exit_code == 0 and path.is_file(), made.output
+    direct = text_task(corpus, "bpe", 300, 32, None, False)
+    loaded = text_task(path, None, None, 32, None, False)
+    assert torch.equal(direct.train_tokens, loaded.train_tokens)
+    assert torch.equal(direct.held.inputs, loaded.held.inputs) and torch.equal(direct.held.labels, loaded.held.labels)
+    assert loaded.tokenizer.byte_lengths == direct.tokenizer.byte_lengths and loaded.corpus == direct.corpus
+    for args, message in ((["--vocab", "400"], "was tokenized with --vocab 300"),
+                          (["--tokenizer", "bytes"], "was tokenized with --tokenizer bpe"),
+                          (["--held-out", "0.2"], "was tokenized with --held-out 0.05")):  # fmt: skip
+        result = runner.invoke(app, [*QUICK, "--data", str(path), *args, "--out", str(tmp_path / "q.csv")])
+        assert result.exit_code == 2 and message in result.output, result.output
+    (tmp_path / "junk.tokens").write_bytes(b"not a tokens file")
+    result = runner.invoke(app, [*QUICK, "--data", str(tmp_path / "junk.tokens"), "--out", str(tmp_path / "q.csv")])
+    assert result.exit_code == 2 and "is not a tokens file" in result.output
+    assert not (tmp_path / "q.csv").exists()
+
+
+def test_plot_tells_a_quality_csv_by_its_columns_and_draws_curves_and_trade(corpus, tmp_path):
+    out = tmp_path / "q.csv"
+    assert runner.invoke(app, [*QUICK, "--data", str(corpus), "--out", str(out)]).exit_code == 0
+    for given in (out, tmp_path / "q-curves.csv"):  # the CSV, or its curves file
+        folder = tmp_path / f"plots-{given.stem}"
+        result = runner.invoke(app, ["plot", str(given), "--out", str(folder)])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in folder.iterdir()) == ["quality-curves.png", "quality-curves.svg",
+                                                              "quality-trade.png", "quality-trade.svg"]  # fmt: skip
+    bad = runner.invoke(app, ["plot", str(out), "--baseline", "gqa", "--out", str(tmp_path / "p")])
+    assert bad.exit_code == 2 and "gqa" in bad.output and not (tmp_path / "p").exists()
+
+
+def test_the_trade_figure_rings_only_variants_no_other_beats_on_both_axes():
+    from sqabench.quality_plots import _front
+
+    # (step ms, loss): b is faster and better than c; a is slowest and best; d is fastest and worst
+    points = [(10.0, 1.0), (5.0, 1.2), (6.0, 1.3), (2.0, 2.0)]
+    assert _front(points, higher=False) == [True, True, False, True]
+    assert _front([(1.0, 0.5), (2.0, 0.9)], higher=True) == [True, True]
+    assert _front([(1.0, 0.9), (2.0, 0.5)], higher=True) == [True, False]
+
+
+def test_reproduce_quality_prints_ours_beside_the_papers_table_and_what_differs(corpus, tmp_path):
+    out = tmp_path / "r.csv"
+    result = runner.invoke(app, ["reproduce", "quality", "--data", str(corpus), "--moe", "--steps", "2", "--seeds",
+                                 "1", "--seq", "64", "--tokenizer", "bytes", "--device", "cpu", "--out", str(out)],
+                           env={"COLUMNS": "250"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "ours beside the paper's Table 2 (moe)" in text and "paper val loss" in text
+    assert "differs from the paper: padding: ours packed" in text and "theirs TinyStories" in text
+    rows = list(csv.DictReader(out.open()))
+    assert [r["variant"] for r in rows] == ["gqa", "mqa", "sqa", "ssqa", "xsqa"]
+    assert {r["preset"] for r in rows} == {"paper-moe"} and {r["lr"] for r in rows} == {"0.002"}
+    assert (tmp_path / "r-plots" / "quality-trade.png").is_file()
+    refused = runner.invoke(app, ["reproduce", "paper", "--data", str(corpus), "--dry-run"])
+    assert refused.exit_code == 2 and "--data: for reproduce quality only" in refused.output
+    missing = runner.invoke(app, ["reproduce", "quality", "--device", "cpu"])
+    assert missing.exit_code == 2 and "reproduce quality needs --data" in missing.output
+
+
+def test_ctrl_c_keeps_the_finished_runs_and_the_checkpoint_and_says_how_to_go_on(corpus, tmp_path, monkeypatch):
+    import sqabench.quality as quality
+
+    out = tmp_path / "q.csv"
+    real, calls = quality.train, []
+
+    def second_run_interrupted(cfg, spec, seed, on_step=lambda step: None, **kw):
+        calls.append(spec.name)
+
+        def stop(step):
+            on_step(step)
+            if len(calls) == 2 and step == 3:
+                raise KeyboardInterrupt
+
+        return real(cfg, spec, seed, on_step=stop, **kw)
+
+    monkeypatch.setattr(quality, "train", second_run_interrupted)
+    args = [*quick("--checkpoint-every", "0.000001"), "--data", str(corpus), "--seeds", "1", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130, result.output
+    text = " ".join(result.output.split())
+    assert "interrupted: 1 finished run kept" in text and f"--resume --out {out}" in text
+    assert [r["variant"] for r in csv.DictReader(out.open())] == ["mha"]
+    (checkpoint,) = (tmp_path / "q-checkpoints").iterdir()
+    assert checkpoint.name == "sqa-seed0.pt" and torch.load(checkpoint, weights_only=False)["step"] == 3
+    monkeypatch.setattr(quality, "train", real)
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["variant"] for r in csv.DictReader(out.open())] == ["mha", "sqa"]
+    assert not (tmp_path / "q-checkpoints").exists()  # removed once the rows are written
+    steps = [int(c["step"]) for c in csv.DictReader(out.with_name("q-curves.csv").open()) if c["variant"] == "sqa"]
+    assert steps == [2, 4]  # the checkpoint's point once, then the rest: no point twice
