@@ -430,3 +430,25 @@ def test_ctrl_c_keeps_the_finished_runs_and_the_checkpoint_and_says_how_to_go_on
     assert not (tmp_path / "q-checkpoints").exists()  # removed once the rows are written
     steps = [int(c["step"]) for c in csv.DictReader(out.with_name("q-curves.csv").open()) if c["variant"] == "sqa"]
     assert steps == [2, 4]  # the checkpoint's point once, then the rest: no point twice
+
+
+def test_on_text_a_lower_loss_is_better_and_the_extras_are_summarised():
+    """Hand-made text rows: sqa's loss is above mha's by 0.10 and 0.12 (mean 0.11, sd 0.0141, t(0.975, 1) = 12.706:
+    the interval is +0.11 +- 0.127, which holds 0) and xsqa's below by 0.20 and 0.21 (the interval excludes 0)."""
+    from sqabench.quality import summarise
+
+    def row(variant, seed, loss, bpb):
+        return {"task": "text", "variant": variant, "seed": seed, "val_loss": loss, "val_bpb": bpb,
+                "val_accuracy": 0.5, "step_ms": 10.0, "solved": "", "steps_to_90": "", "n_q_heads": 4,
+                "n_kv_heads": 2, "window": "", "status": "ok", "steps": 100, "train_flops": 1e9}  # fmt: skip
+
+    rows = [row("mha", 0, 2.0, 2.9), row("mha", 1, 2.1, 3.0), row("sqa", 0, 2.10, 3.0), row("sqa", 1, 2.22, 3.2),
+            row("xsqa", 0, 1.80, 2.6), row("xsqa", 1, 1.89, 2.7)]  # fmt: skip
+    mha, sqa, xsqa = summarise(rows, "mha")
+    assert sqa.metric == "val_loss" and sqa.diff.mean == pytest.approx(0.11)
+    half = 12.706 * math.sqrt(((0.10 - 0.11) ** 2 + (0.12 - 0.11) ** 2) / 1) / math.sqrt(2)
+    assert (sqa.diff.low, sqa.diff.high) == pytest.approx((0.11 - half, 0.11 + half), rel=1e-3)
+    assert sqa.verdict == "no detectable difference at this budget"
+    assert xsqa.verdict.startswith("better: val loss -0.205")  # lower loss: better, never "worse"
+    assert xsqa.extras["bits/byte"].mean == pytest.approx(2.65) and "accuracy" in xsqa.extras
+    assert sqa.solved is None  # MQAR's measure only
