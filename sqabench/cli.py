@@ -572,12 +572,15 @@ def quality(options: "QualityOptions") -> None:
     train_quality(options)
 
 
+SECOND_REFERENCES = ("mha", "gqa")  # quality's differences are also paired against these, when trained
+
+
 def train_quality(options: "QualityOptions"):
     """``sqabench quality``'s flow: resolve, probe when asked, train with progress, print the table and the
     claims; returns (plan, rows), or None after a dry run."""
     from sqabench.display import QualityDisplay, format_duration
     from sqabench.quality import claims, estimate_s, fit_budget, probe, resolve_quality, run_quality, summarise
-    from sqabench.report import quality_plan, quality_table
+    from sqabench.report import pairing_table, quality_plan, quality_table
 
     started = time.monotonic()
     with usage_errors():
@@ -617,6 +620,10 @@ def train_quality(options: "QualityOptions"):
             f"in {plan.checkpoints}; continue with --resume --out {plan.path}", "yellow")  # fmt: skip
         raise typer.Exit(130) from None
     out.print(quality_table(summarise(rows, plan.baseline), plan.baseline, len(plan.seeds)))
+    trained = {str(row["variant"]) for row in rows if row["status"] == "ok"}
+    for other in SECOND_REFERENCES:
+        if other != plan.baseline and other in trained and len(trained) > 1:
+            out.print(pairing_table(summarise(rows, other), other))
     for claim, said in claims(rows):
         out.print(Text(f"{claim}: {said}"), highlight=False)
     out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)

@@ -205,6 +205,10 @@ class QualityOptions:
     )] = None  # fmt: skip
     window: Annotated[int | None, _option("TOKENS", "Window of the windowed variants. Default: --seq / 4.")] = None
     device: Annotated[str, _option("NAME", "auto, cuda or cpu.", "--device")] = "auto"
+    dtype: Annotated[str | None, _option(
+        "DTYPE", "fp32, or bf16 (autocast; the weights and AdamW stay fp32). Default: bf16 on a GPU, fp32 on a CPU.",
+        "--dtype",
+    )] = None  # fmt: skip
     out: Annotated[str | None, _option(
         "FILE", "CSV to write (the curves beside it). Default: results/quality-<device>-<time>.csv.", "--out",
     )] = None  # fmt: skip

@@ -52,6 +52,7 @@ CURVE_COLUMNS = ("run_id", "variant", "seed", "step", "tokens", "train_loss", "v
 CLAIMS = (("sqa", "gqa", "SQA close to GQA"), ("ssqa", "gqa", "sSQA close to GQA"),
           ("xsqa", "mqa", "xSQA no worse than MQA"))  # fmt: skip
 EQUAL = ("tokens", "flops")
+DTYPES = ("fp32", "bf16")
 TASKS = ("mqar", "text")
 DEFAULTS = {"mqar": {"seq": 32, "vocab": 64, "batch": 64, "eval_every": 50},
             "text": {"seq": 128, "vocab": None, "batch": 8, "eval_every": 100}}  # fmt: skip
@@ -204,8 +205,8 @@ def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Pla
     budget_s = parse_duration(options.budget, "--budget") if options.budget is not None else None
     tokens = _count(options.tokens, "--tokens") if options.tokens is not None else None
     device = resolve_device(options.device)
-    if not asked and device.type == "cuda" and not options.resume:
-        budget_s = GPU_BUDGET_S
+    budget_s = default_budget(device.type, bool(asked), options.resume) if budget_s is None else budget_s
+    dtype = _dtype(options.dtype, device.type)
     env = environment(device)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(options.out) if options.out else Path("results") / f"quality-{host_label(env)}-{stamp}.csv"
@@ -224,8 +225,7 @@ def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Pla
     per_step = batch * task.seq_len
     steps = -(-tokens // per_step) if tokens is not None else options.steps or DEFAULT_STEPS
     cfg = TrainConfig(task, preset, steps, batch, options.lr, options.warmup, options.weight_decay,
-                      eval_every=eval_every, device=str(device),
-                      dtype="bf16" if device.type == "cuda" else "fp32")  # fmt: skip
+                      eval_every=eval_every, device=str(device), dtype=dtype)
     plan = Plan(cfg, specs, list(range(options.seeds)), path, baseline, options.equal.lower(),
                 checkpoint_every_s=60 * options.checkpoint_every)  # fmt: skip
     plan = replace(plan, steps=equal_steps(cfg, specs, baseline, plan.equal, plan.step_cost))
@@ -244,6 +244,21 @@ def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Pla
                               "another --out")  # fmt: skip
     prepare_output(path, resume=False, explicit=bool(options.out))
     return plan, env
+
+
+def default_budget(device_type: str, steps_given: bool, resume: bool) -> float | None:
+    """The budget when none of --steps, --tokens, --budget is given: a GPU's steps fit 10 minutes (a resumed run
+    keeps the steps its rows record); a CPU's are ``DEFAULT_STEPS``."""
+    return GPU_BUDGET_S if device_type == "cuda" and not steps_given and not resume else None
+
+
+def _dtype(asked: str | None, device_type: str) -> str:
+    if asked is None:
+        return "bf16" if device_type == "cuda" else "fp32"
+    if asked.lower() not in DTYPES:
+        raise ConfigError(f"--dtype {asked!r}: choose one of: {', '.join(DTYPES)} (fp16 training would need loss "
+                          "scaling, which sqabench quality does not do)")  # fmt: skip
+    return asked.lower()
 
 
 def _resume(plan: Plan) -> Plan:

@@ -370,12 +370,12 @@ def quality_table(summaries, baseline: str, seeds: int) -> Table:
     mqar = bool(summaries) and summaries[0].metric == "val_accuracy"
     what = "accuracy on held-out queries" if mqar else "val loss on held-out real tokens (nats a token)"
     caption = (f"{seeds} seed{'s' if seeds != 1 else ''}; {what}, mean "
-               + ("(one seed: no uncertainty can be stated)" if one else "[95% t interval]")
+               + ("(one seed: no uncertainty can be stated)" if one else "[95% t interval] and sd over seeds")
                + f"; diff: paired by seed against {baseline}; MDE: the smallest difference these seeds detect "
                "at 80% power")  # fmt: skip
     extras = list(dict.fromkeys(name for s in summaries for name in s.extras))
     table = Table(caption=caption, caption_justify="left")
-    columns = ["variant", "Hq/Hkv", "steps", "accuracy" if mqar else "val loss", *extras,
+    columns = ["variant", "Hq/Hkv", "steps", "accuracy" if mqar else "val loss", "sd", *extras,
                *(["solved", "steps to 90%"] if mqar else []), "step ms", f"diff vs {baseline}", "MDE", "verdict"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
@@ -385,12 +385,27 @@ def quality_table(summaries, baseline: str, seeds: int) -> Table:
 
     for s in summaries:
         cells = [Text(s.variant), Text(s.heads), str(s.steps), shown(s.value),
+                 "-" if s.value.sd is None else f"{s.value.sd:.3f}",
                  *(shown(s.extras[name]) if name in s.extras else "-" for name in extras)]  # fmt: skip
         if mqar:
             cells += [f"{s.solved}/{s.seeds}", ", ".join("-" if n is None else str(n) for n in s.steps_to_90)]
         cells += [f"{s.step_ms:.3g}", "-" if s.diff is None else s.diff.text(),
                   "-" if s.mde is None else f"{s.mde:.3f}", Text(s.verdict)]  # fmt: skip
         table.add_row(*cells)
+    return table
+
+
+def pairing_table(summaries, against: str) -> Table:
+    """Each variant's difference from a second reference (``gqa`` beside ``mha``), paired by seed, with its
+    interval, minimum detectable effect and verdict."""
+    what = "accuracy" if summaries and summaries[0].metric == "val_accuracy" else "val loss"
+    table = Table(caption=f"{what}: paired by seed against {against}", caption_justify="left")
+    for column in ("variant", "Hq/Hkv", f"diff vs {against}", "MDE", "verdict"):
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
+    for s in summaries:
+        if s.variant != against:
+            table.add_row(Text(s.variant), Text(s.heads), "-" if s.diff is None else s.diff.text(),
+                          "-" if s.mde is None else f"{s.mde:.3f}", Text(s.verdict))  # fmt: skip
     return table
 
 

@@ -65,3 +65,38 @@ def test_the_load_balancing_loss_is_one_when_balanced_and_grows_when_not():
     moe(torch.rand(10, 4) + 1.0)
     # shares 1/2, 1/2, 0, 0 and probabilities near 1/2, 1/2, 0, 0: aux near 4 * (1/4 + 1/4) = 2
     assert moe.aux.item() == pytest.approx(2.0, abs=0.01)
+
+
+def test_training_adds_the_routers_loss_and_only_for_a_mixture():
+    """Two runs that differ only in the load-balancing weight part after their first update (the loss
+    trained on includes it); the reported train loss stays the plain cross-entropy."""
+    from sqabench.mqar import MQARSize
+    from sqabench.tasks import MQARTask
+    from sqabench.training import TrainConfig, train
+
+    def run(weight: float):
+        preset = Preset("moe-train", d_model=16, n_layers=1, n_heads=4, d_ff=16, vocab_size=64, n_experts=4, top_k=2,
+                        router_aux=weight)  # fmt: skip
+        cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4), eval_examples=8), preset, steps=3, batch=4, eval_every=1)
+        return [row["train_loss"] for row in train(cfg, get_variant("sqa", 4), 0).curve]
+
+    plain, balanced = run(0.0), run(0.5)
+    assert plain[0] == balanced[0]  # the first step's loss is taken before any update: the same
+    assert plain[1:] != balanced[1:]
+
+
+def test_sqabench_run_times_the_mixture_too(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from sqabench.cli import app
+
+    out = tmp_path / "r.csv"
+    result = CliRunner().invoke(app, ["run", "--preset", "paper-moe", "--seq", "64", "--variants", "gqa,sqa",
+                                      "--device", "cpu", "--repeats", "2", "--warmup", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["variant"], r["status"]) for r in rows] == [("gqa", "ok"), ("sqa", "ok")]
+    spec, preset = get_variant("sqa", 8), get_preset("paper-moe")
+    assert int(rows[1]["flops"]) == step_cost(spec, preset, int(rows[1]["batch"]), 64).flops

@@ -224,3 +224,51 @@ def test_the_summary_over_seeds_on_hand_made_rows():
                                                                                    "the baseline")  # fmt: skip
     assert (sqa.step_ms, sqa.heads, sqa.steps_to_90) == (32.0, "4/2", [None, None])
     assert sqa.diff.mean == pytest.approx(-0.2) and sqa.verdict == "no detectable difference at this budget"
+
+
+def test_evaluation_scores_only_labelled_positions_per_example_for_mqar_and_pooled_for_text():
+    """A fake model with fixed logits: example 0 has 2 scored positions (1 right), example 1 has 4 (all right).
+    MQAR's accuracy is per example then the mean, (1/2 + 4/4) / 2 = 0.75; text's is pooled, 5/6. The loss is
+    the mean cross-entropy over the six scored positions, computed here by hand."""
+    import contextlib
+
+    from sqabench.tasks import HeldOut
+    from sqabench.training import evaluate
+
+    vocab, seq = 5, 6
+    logits = torch.randn(2, seq, vocab, generator=torch.Generator().manual_seed(0))
+    labels = torch.full((2, seq), IGNORE)
+    best = logits.argmax(-1)
+    labels[0, 1], labels[0, 4] = best[0, 1], (best[0, 4] + 1) % vocab  # one right, one wrong
+    labels[1, 0:4] = best[1, 0:4]  # four right
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, tokens):  # each row's first token says which example it is
+            return logits[tokens[:, 0]]
+
+    held = HeldOut(torch.arange(2).repeat_interleave(seq).view(2, seq), labels)
+    by_hand = [-(logits[i, t, labels[i, t]] - torch.logsumexp(logits[i, t], 0)).item()
+               for i in range(2) for t in range(seq) if labels[i, t] != IGNORE]  # fmt: skip
+
+    class Task:
+        per_example, byte_lengths = True, None
+
+    mqar_like = evaluate(Fixed(), Task, held, contextlib.nullcontext, rows_per_pass=1)
+    assert mqar_like["val_accuracy"] == pytest.approx(0.75)
+    assert mqar_like["val_loss"] == pytest.approx(sum(by_hand) / 6)
+    Task.per_example = False
+    pooled = evaluate(Fixed(), Task, held, contextlib.nullcontext, rows_per_pass=2)
+    assert pooled["val_accuracy"] == pytest.approx(5 / 6)
+
+
+def test_on_a_gpu_the_default_is_ten_minutes_of_steps_and_on_a_cpu_400_steps():
+    from sqabench.quality import DEFAULT_STEPS, default_budget
+
+    assert default_budget("cuda", steps_given=False, resume=False) == 600.0
+    assert default_budget("cuda", steps_given=True, resume=False) is None  # --steps, --tokens or --budget decide
+    assert default_budget("cuda", steps_given=False, resume=True) is None  # a resumed run keeps its steps
+    assert default_budget("cpu", steps_given=False, resume=False) is None and DEFAULT_STEPS == 400

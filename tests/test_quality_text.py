@@ -314,7 +314,8 @@ def _no_tokenizers(monkeypatch):
      ("tokens", ["--tokens", "lots", "--steps", None], "--tokens 'lots' is not a positive count"),
      ("budget", ["--budget", "soon", "--steps", None], "--budget 'soon' is not a duration"),
      ("preset", ["--preset", "paper"], "--preset paper sets the model; leave out --d-model"),
-     ("resume", ["--resume", ""], "--resume: nothing to continue")],
+     ("resume", ["--resume", ""], "--resume: nothing to continue"),
+     ("dtype", ["--dtype", "fp16"], "--dtype 'fp16': choose one of: fp32, bf16")],
 )  # fmt: skip
 def test_text_bad_input_is_one_line_exit_2_and_nothing_written(corpus, tmp_path, monkeypatch, case, args, message):
     (tmp_path / "empty.txt").write_text("\n\n  \n")
@@ -452,3 +453,35 @@ def test_on_text_a_lower_loss_is_better_and_the_extras_are_summarised():
     assert xsqa.verdict.startswith("better: val loss -0.205")  # lower loss: better, never "worse"
     assert xsqa.extras["bits/byte"].mean == pytest.approx(2.65) and "accuracy" in xsqa.extras
     assert sqa.solved is None  # MQAR's measure only
+
+
+def test_bf16_autocast_trains_and_differences_are_paired_against_gqa_too(tmp_path):
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*quick("--variants", "mha,gqa,sqa"), "--dtype", "bf16", "--seeds", "2", "--out",
+                                 str(out)], env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert {r["dtype"] for r in rows} == {"bf16"} and all(math.isfinite(float(r["val_loss"])) for r in rows)
+    assert "diff vs mha" in result.output and "diff vs gqa" in result.output
+
+
+def test_a_run_out_of_memory_is_a_row_of_its_own_and_the_next_goes_on(tmp_path, monkeypatch):
+    import sqabench.quality as quality
+
+    real = quality.train
+
+    def short_of_memory(cfg, spec, seed, **kw):
+        if spec.name == "mha":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(cfg, spec, seed, **kw)
+
+    monkeypatch.setattr(quality, "train", short_of_memory)
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*quick("--variants", "mha,sqa,gqa"), "--seeds", "2", "--out", str(out)],
+                           env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["variant"], r["status"]) for r in rows] == [("mha", "oom"), ("sqa", "ok"), ("gqa", "ok")] * 2
+    assert "out of memory" in rows[0]["error"] and rows[0]["val_loss"] == ""
+    assert "mha seed 0: oom" in " ".join(result.output.split())
+    assert "no baseline run to pair with" in result.output  # sqa has no mha run to be paired with
