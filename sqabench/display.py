@@ -169,7 +169,8 @@ class QualityDisplay:
                 self._describe(step)
 
     def evaluated(self, point: dict) -> None:
-        self.last = f" · loss {point['train_loss']:.3g} · held-out {point['val_accuracy']:.3f}"
+        self.last = (f" · loss {point['train_loss']:.3g} · held-out loss {point['val_loss']:.3g}, accuracy "
+                     f"{point['val_accuracy']:.3f}")  # fmt: skip
         if not self.live:
             self.console.print(Text(f"  {self.label}: step {point['step']}/{self.steps}, loss "
                                     f"{point['train_loss']:.3g}, held-out loss {point['val_loss']:.3g}, accuracy "
