@@ -289,13 +289,6 @@ def _resume(plan: Plan) -> Plan:
     curves = read_quality(plan.curves_path, CURVE_COLUMNS) if plan.curves_path.exists() else []
     kept = [c for c in curves if (c["variant"], int(c["seed"])) in done]
     run_id = (rows or curves or [{"run_id": uuid.uuid4().hex[:12]}])[0]["run_id"]
-    if len(kept) != len(curves):
-        scratch = plan.curves_path.with_name(plan.curves_path.name + ".tmp")
-        with scratch.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(scratch, plan.curves_path)
     if plan.checkpoints.is_dir():
         for file in sorted(plan.checkpoints.glob("*.pt")):
             match = re.fullmatch(r"(.+)-seed([0-9]+)\.pt", file.name)
@@ -304,6 +297,9 @@ def _resume(plan: Plan) -> Plan:
                 raise ConfigError(f"--resume: checkpoint {file} is of a run these options do not train; rerun with "
                                   "its --variants and --seeds")  # fmt: skip
             plan.checkpoint(spec, int(match.group(2))).load()  # refuses one of another configuration
+    # Only once every row and checkpoint is accepted are the files touched: a refused --resume changes nothing.
+    if len(kept) != len(curves):
+        _rewrite(plan.curves_path, CURVE_COLUMNS, kept)
     # failed rows are trained again: the file keeps only what is ok
     if any(row["status"] != "ok" for row in rows):
         _rewrite(plan.path, COLUMNS, [row for row in rows if row["status"] == "ok"])

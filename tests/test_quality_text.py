@@ -485,3 +485,19 @@ def test_a_run_out_of_memory_is_a_row_of_its_own_and_the_next_goes_on(tmp_path, 
     assert "out of memory" in rows[0]["error"] and rows[0]["val_loss"] == ""
     assert "mha seed 0: oom" in " ".join(result.output.split())
     assert "no baseline run to pair with" in result.output  # sqa has no mha run to be paired with
+
+
+def test_a_refused_resume_changes_no_file(corpus, tmp_path):
+    """An unfinished run's curve points are dropped by --resume only once every row and checkpoint is accepted:
+    a checkpoint of a run these options do not train refuses the resume and leaves the curves as they were."""
+    out = tmp_path / "q.csv"
+    assert runner.invoke(app, [*QUICK, "--data", str(corpus), "--seeds", "1", "--out", str(out)]).exit_code == 0
+    curves = out.with_name("q-curves.csv")
+    with curves.open("a") as handle:  # a point of a run that did not finish (seed 1's mha)
+        handle.write(curves.read_text().splitlines()[1].replace(",mha,0,", ",mha,1,") + "\n")
+    before = curves.read_text()
+    (tmp_path / "q-checkpoints").mkdir()
+    (tmp_path / "q-checkpoints" / "nope-seed0.pt").write_bytes(b"")
+    result = runner.invoke(app, [*QUICK, "--data", str(corpus), "--seeds", "2", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and "do not train" in result.output, result.output
+    assert curves.read_text() == before
