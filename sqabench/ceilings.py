@@ -14,7 +14,7 @@ best of several ways the cells may compute and of several repeats (load only eve
 - bandwidth: ``dst.copy_(src)`` of tensors far larger than the caches, 2 x bytes per copy.
 
 Results are cached per device, driver, software, thread count, dtype and method
-(``$SQABENCH_CACHE_DIR``, else ~/.cache/sqabench). A cached entry records when and how often it
+(``ceilings.json`` in sqabench's cache folder: ``sqabench.files.cache_dir``). A cached entry records when and how often it
 was measured and keeps the best of its measurements; it is measured again when it is older than
 ``MAX_AGE_DAYS``, or when a quick probe of matmul and bandwidth runs faster than the cache says
 (the cache was measured on a loaded machine).
@@ -23,7 +23,6 @@ was measured and keeps the best of its measurements; it is measured again when i
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from sqabench.device import best_time
 from sqabench.dtypes import get_dtype
 from sqabench.environment import Environment
+from sqabench.files import cache_dir, write_text
 from sqabench.flops import Rates
 
 EXP_CHAIN = 32
@@ -66,7 +66,6 @@ class DeviceLimits:
 
     measured: Rates | None = None
     peak: Rates | None = None
-    peak_name: str = ""
     link_bytes_per_s: float | None = None  # context parallelism: what a rank receives per second in an all-gather
 
 
@@ -188,8 +187,7 @@ def best_of(old: Ceilings, new: Ceilings) -> Ceilings:
 
 
 def cache_path() -> Path:
-    root = os.environ.get("SQABENCH_CACHE_DIR") or Path.home() / ".cache" / "sqabench"
-    return Path(root) / "ceilings.json"
+    return cache_dir() / "ceilings.json"
 
 
 def cache_key(env: Environment, dtype: str) -> str:
@@ -272,9 +270,7 @@ def get_ceilings(
                   "measurements": result.measurements}  # fmt: skip
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        tmp.replace(path)
+        write_text(path, json.dumps(cache, indent=1))
     except OSError:
         pass  # a read-only home: the ceilings still serve this run
     return Lookup(result, False, reason)

@@ -16,8 +16,8 @@ from functools import cached_property
 from sqabench.flops import (
     Cost, Floor, Rates, cache_slots, decode_cost, floor, kv_cache_bytes, split_cost, step_cost,
 )  # fmt: skip
-from sqabench.lengths import format_len
 from sqabench.presets import Preset
+from sqabench.units import format_len
 from sqabench.variants import VariantSpec
 
 NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
@@ -241,9 +241,10 @@ def plan(
     rule = f"batch={batch}" if batch is not None else f"tokens={tokens}"
     causal = causal or mode == "decode"
     return [
-        Cell(spec, preset, n, batch_for(n, tokens, batch), rule, dtype, mode, causal, kernel, device, warmup,
-             repeats, new_tokens if mode == "decode" else 0, cuda_graphs, scope, world_size, compile,
-             breakdown)  # fmt: skip
+        Cell(spec=spec, preset=preset, seq_len=n, batch=batch_for(n, tokens, batch), batch_rule=rule, dtype=dtype,
+             mode=mode, causal=causal, kernel_requested=kernel, device=device, warmup=warmup, repeats=repeats,
+             new_tokens=new_tokens if mode == "decode" else 0, cuda_graphs=cuda_graphs, scope=scope,
+             world_size=world_size, compile=compile, breakdown=breakdown)  # fmt: skip
         for n in seq_lens
         for spec in specs
     ]

@@ -8,7 +8,6 @@ import inspect
 import io
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +19,10 @@ from rich.console import Console
 from rich.text import Text
 
 from sqabench.errors import ConfigError
-from sqabench.options import PRESET_HELP, QualityOptions, RunOptions
+from sqabench.options import PRESET_HELP, RunOptions
+from sqabench.quality.options import QualityOptions
 from sqabench.version import __version__
+
 
 def repeated_option(command, args: list[str]) -> str | None:
     """The first option that ``args`` give twice (a flag and its --no- form count as one), or None: the parser
@@ -117,6 +118,15 @@ def usage_errors() -> Iterator[None]:
         yield
     except ConfigError as error:
         fail(str(error))
+
+
+@contextmanager
+def interrupted_exits(interrupted: type[Exception]) -> Iterator[None]:
+    """A library's ``interrupted`` (raised after it said what it kept) becomes its exit code."""
+    try:
+        yield
+    except interrupted as stop:
+        raise typer.Exit(stop.code) from None
 
 
 def _version(value: bool) -> None:
@@ -267,10 +277,10 @@ def floor(
     from sqabench.cells import plan
     from sqabench.dtypes import get_dtype
     from sqabench.flops import MODES
-    from sqabench.lengths import parse_lengths
     from sqabench.peaks import published_gpu
     from sqabench.presets import get_preset
     from sqabench.report import floor_table
+    from sqabench.units import parse_lengths
     from sqabench.variants import base_variant, parse_variants
 
     with usage_errors():
@@ -355,81 +365,30 @@ def reproduce(
 ) -> None:
     """Run the paper's Table 3 protocol (paper) or its quality protocol (quality: Table 1, --moe Table 2) and print
     our numbers beside the paper's, claim by claim."""
-    from sqabench import reproduce as protocol
-    from sqabench.device import resolve_device
-    from sqabench.report import reproduce_tables
-    from sqabench.request import resolve_run
-    from sqabench.results import load_results, read_rows
-    from sqabench.runner import execute
-
     quality_only = {"--data": data, "--moe": moe or None, "--seeds": seeds, "--steps": steps, "--tokenizer": tokenizer,
                     "--pad-like-paper": pad_like_paper or None}  # fmt: skip
     if target.lower() == "quality":
+        from sqabench.quality.flow import Interrupted
+        from sqabench.quality.reproduce import reproduce_quality
+
         if yes:
             fail("--yes is for reproduce paper; reproduce quality is sized by --budget (or --steps)")
-        return _reproduce_quality(moe, device, data=data, seeds=seeds, steps=steps, budget=budget, out=out_path,
-                                  resume=resume, dry_run=dry_run, tokenizer=tokenizer, seq=seq, plots=plots,
-                                  pad_like_paper=pad_like_paper or None)  # fmt: skip
-    given = [flag for flag, value in quality_only.items() if value is not None]
-    if given and target.lower() == "paper":
-        fail(f"{', '.join(given)}: for reproduce quality only")
-    with usage_errors():
-        on_gpu = resolve_device(device).type == "cuda"
-        options = protocol.options(target.lower(), on_gpu, seq=seq, device=device, out=out_path, resume=resume,
-                                   budget=budget, dry_run=dry_run, yes=yes)  # fmt: skip
-        plan = resolve_run(options)
-        code = execute(plan, out, err)
-    if dry_run or not plan.path.exists():
-        raise typer.Exit(code)
-    rows = read_rows(plan.path)
-    ours = protocol.our_times(rows)
-    for title, table in reproduce_tables(ours, protocol.paper_times(), protocol.verdicts(ours), on_gpu):
-        out.print(Text(title, style="bold"), highlight=False)
-        out.print(table)
-    for difference in protocol.differences(rows, on_gpu):
-        say(f"differs from the paper: {difference}")
-    from sqabench.plots import make_plots
-
-    folder = plots or plan.path.with_name(plan.path.stem + "-plots")
-    written, _ = make_plots(load_results(plan.path), folder, "mha")
-    for path in written:
-        if path.stem in ("paper", "speedup"):
-            out.print(Text(str(path)), highlight=False)
-    raise typer.Exit(code)
-
-
-def _reproduce_quality(moe: bool, device: str, seq: str | None, plots: Path | None, **given) -> None:
-    from sqabench import reproduce as protocol
-    from sqabench.device import resolve_device
-    from sqabench.lengths import parse_length
-    from sqabench.quality import paper_quality, summarise
-    from sqabench.report import paper_quality_table
-
-    with usage_errors():
-        if given["data"] is None:
-            raise ConfigError("reproduce quality needs --data PATH: a text corpus (the paper used English Wikipedia; "
-                              "TinyStories for --moe), as .txt, a folder of .txt, .jsonl or .parquet")  # fmt: skip
-        on_gpu = resolve_device(device).type == "cuda"
-        length = None if seq is None else parse_length(seq, "--seq")
-        options = protocol.quality_options(moe, on_gpu, device=device, seq=length, **given)
-    done = train_quality(options)
-    if done is None:
+        with usage_errors(), interrupted_exits(Interrupted):
+            reproduce_quality(out, err, moe, device, seq, plots, data=data, seeds=seeds, steps=steps, budget=budget,
+                              out=out_path, resume=resume, dry_run=dry_run, tokenizer=tokenizer,
+                              pad_like_paper=pad_like_paper or None)  # fmt: skip
         return
-    plan, rows = done
-    setting = "moe" if moe else "dense"
-    out.print(Text(f"ours beside the paper's Table {2 if moe else 1} ({setting})", style="bold"), highlight=False)
-    out.print(paper_quality_table(summarise(rows, plan.baseline), paper_quality(), setting))
-    for difference in protocol.quality_differences(rows, moe, len(plan.seeds)):
-        say(f"differs from the paper: {difference}")
-    from sqabench.plots import save_figures
-    from sqabench.quality_plots import load_quality, quality_figures
+    if target.lower() != "paper":
+        fail(f"unknown target {target!r}; choose one of: paper, quality")
+    given = [flag for flag, value in quality_only.items() if value is not None]
+    if given:
+        fail(f"{', '.join(given)}: for reproduce quality only")
+    from sqabench.reproduce import reproduce_paper
 
-    folder = plots or plan.path.with_name(plan.path.stem + "-plots")
-    rows, curves, _ = load_quality(plan.path)
-    figures, _ = quality_figures(rows, curves, plan.baseline)
-    for path in save_figures(figures, folder):
-        if path.suffix == ".png":
-            out.print(Text(str(path)), highlight=False)
+    with usage_errors():
+        code = reproduce_paper(out, err, device, plots, seq=seq, out=out_path, resume=resume, budget=budget,
+                               dry_run=dry_run, yes=yes)  # fmt: skip
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -449,7 +408,8 @@ def plot(
 ) -> None:
     """Draw time, speed-up, memory, throughput and paper-comparison figures from results CSVs."""
     from sqabench.plots import make_plots
-    from sqabench.quality_plots import is_quality_csv
+    from sqabench.quality.figures import plot_quality
+    from sqabench.quality.rows import is_quality_csv
     from sqabench.results import load_results, newest_results, resolve_baseline
 
     with usage_errors():
@@ -457,7 +417,8 @@ def plot(
             csvs = [newest_results()]
             say(f"plotting {csvs[0]}, the newest results file")
         if any(is_quality_csv(path) for path in csvs):
-            return _plot_quality(csvs, out_dir, baseline)
+            written, notes = plot_quality(csvs, out_dir, baseline)
+            return print_figures(written, notes)
         frame = load_results(csvs)
         baseline = resolve_baseline(frame, baseline)
         if out_dir.exists() and not out_dir.is_dir():
@@ -469,38 +430,14 @@ def plot(
         except KeyboardInterrupt:
             say("interrupted: the figures written so far are whole; none is half written", "yellow")
             raise typer.Exit(130) from None
+    print_figures(written, notes)
+
+
+def print_figures(written: list[Path], notes: list[str]) -> None:
     for note in notes:
         say(f"note: {note}")
     for path in written:
         out.print(Text(str(path)), highlight=False)
-
-
-def _plot_quality(csvs: list[Path], out_dir: Path, baseline: str | None) -> None:
-    """``sqabench plot`` on a quality CSV (told apart by its columns): the curves and the trade figure."""
-    import matplotlib
-
-    from sqabench.plots import save_figures
-    from sqabench.quality_plots import load_quality, quality_figures
-    from sqabench.results import pick_baseline
-
-    if len(csvs) != 1:
-        raise ConfigError("plot takes one quality CSV at a time (its curves file is found beside it); "
-                          f"got {len(csvs)} files")  # fmt: skip
-    rows, curves, path = load_quality(csvs[0])
-    names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
-    chosen = pick_baseline(baseline, names, f"is not among the variants of {path}") or names[0]
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file; give a directory")
-    matplotlib.use("Agg")
-    figures, notes = quality_figures(rows, curves, chosen)
-    try:
-        written = save_figures(figures, out_dir)
-    except OSError as error:
-        raise ConfigError(f"--out {out_dir}: cannot write figures there: {error.strerror or error}") from None
-    for note in notes:
-        say(f"note: {note}")
-    for written_path in written:
-        out.print(Text(str(written_path)), highlight=False)
 
 
 @app.command()
@@ -536,6 +473,8 @@ def check(
     with usage_errors():
         limits = Limits(max_slowdown, max_mem_growth, max_ratio_drop, max_geomean_slowdown, baseline, strict)
         if json_out is not None:
+            from sqabench.files import writable_file
+
             writable_file(json_out, "--json")
         report = compare(baseline_csv, current_csv, limits)
     for warning in report.warnings:
@@ -569,65 +508,10 @@ def check(
 
 def quality(options: "QualityOptions") -> None:
     """Train every variant from scratch on the same data and seeds: its quality, with the noise stated."""
-    train_quality(options)
+    from sqabench.quality.flow import Interrupted, run_quality
 
-
-SECOND_REFERENCES = ("mha", "gqa")  # quality's differences are also paired against these, when trained
-
-
-def train_quality(options: "QualityOptions"):
-    """``sqabench quality``'s flow: resolve, probe when asked, train with progress, print the table and the
-    claims; returns (plan, rows), or None after a dry run."""
-    from sqabench.display import QualityDisplay, format_duration
-    from sqabench.quality import claims, estimate_s, fit_budget, probe, resolve_quality, run_quality, summarise
-    from sqabench.report import pairing_table, quality_plan, quality_table
-
-    started = time.monotonic()
-    with usage_errors():
-        plan, env = resolve_quality(options, say)
-        probes = None
-        if plan.budget_s is not None or options.dry_run:
-            say(f"probing each variant's step and evaluation ({len(plan.specs)} variants, a few steps each) ...")
-            probes = probe(plan, on_variant=lambda name: say(f"  probing {name} ...", "dim"))
-            if plan.budget_s is not None:
-                plan = fit_budget(plan, probes, time.monotonic() - started)
-    runs = plan.runs()
-    say(f"sqabench quality on {env.gpu_name or 'CPU'}: {plan.cfg.task.title()}; model {plan.cfg.preset.name}; "
-        f"{len(plan.specs)} variants x {len(plan.seeds)} seeds, {len(runs)} runs to train, equal {plan.equal}"
-        + ("" if options.dry_run else f"; writing {plan.path}"))  # fmt: skip
-    out.print(quality_plan(plan, probes))
-    if probes is not None:
-        say(f"estimate: {format_duration(estimate_s(plan, probes))} for the runs" +
-            ("" if plan.budget_s is None else f" (budget {format_duration(plan.budget_s)})"))  # fmt: skip
-    if options.dry_run:
-        say("dry run: nothing trained, nothing written")
-        return None
-    done = []
-    display = QualityDisplay(err, sum(plan.config(spec).steps for spec, _ in runs))
-
-    def finished(row: dict) -> None:
-        done.append(row)
-        display.finished(row, len(done), len(runs))
-
-    try:
-        with display, usage_errors():
-            rows = run_quality(plan, env, on_start=display.start, on_eval=lambda label, point: display.evaluated(point),
-                               on_row=finished, on_step=display.step)  # fmt: skip
-    except KeyboardInterrupt:
-        kept = f"{len(done)} finished run{'' if len(done) == 1 else 's'} kept in {plan.path}" if done else \
-            "no run finished"
-        say(f"interrupted: {kept}; a running run keeps its last checkpoint (every {options.checkpoint_every:g} min) "
-            f"in {plan.checkpoints}; continue with --resume --out {plan.path}", "yellow")  # fmt: skip
-        raise typer.Exit(130) from None
-    out.print(quality_table(summarise(rows, plan.baseline), plan.baseline, len(plan.seeds)))
-    trained = {str(row["variant"]) for row in rows if row["status"] == "ok"}
-    for other in SECOND_REFERENCES:
-        if other != plan.baseline and other in trained and len(trained) > 1:
-            out.print(pairing_table(summarise(rows, other), other))
-    for claim, said in claims(rows):
-        out.print(Text(f"{claim}: {said}"), highlight=False)
-    out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
-    return plan, rows
+    with usage_errors(), interrupted_exits(Interrupted):
+        run_quality(options, out, err)
 
 
 app.command("quality")(command_of(QualityOptions, quality))
@@ -645,36 +529,14 @@ def tokenize(
 ) -> None:
     """Split and tokenize a corpus once, into a file that sqabench quality --data reads on a machine without the
     tokenizer (a GPU machine): the same documents held out, the same tokens."""
-    from sqabench.tasks import TOKENS_SUFFIX, save_tokens
-    from sqabench.tasks import tokenize as split_and_tokenize
+    from sqabench.quality.tokens import tokens_file
 
     with usage_errors():
-        if not 0 < held_out < 1:
-            raise ConfigError(f"--held-out {held_out} must be a fraction in (0, 1)")
-        name = f"{data.stem if data.is_file() else data.name}-{tokenizer}{vocab or ''}{TOKENS_SUFFIX}"
-        path = out_path or data.with_name(name)
-        if path.suffix != TOKENS_SUFFIX:
-            raise ConfigError(f"--out {path} must end in {TOKENS_SUFFIX} (sqabench quality --data knows it by that)")
-        writable_file(path, "--out")
-        if data.suffix == TOKENS_SUFFIX:
-            raise ConfigError(f"{data} is a tokens file already; give the corpus it was made from")
-        tokens = split_and_tokenize(data, tokenizer.lower(), vocab, held_out, say)
-    save_tokens(tokens, path)
+        path, tokens = tokens_file(data, tokenizer, vocab, held_out, out_path, say)
     count = sum(map(len, tokens.train)), sum(map(len, tokens.held))
     out.print(Text(f"{path}: {len(tokens.train)} training documents ({count[0]:,} tokens) and {len(tokens.held)} "
                    f"held-out ({count[1]:,} tokens), {tokens.tokenizer.name} of {tokens.tokenizer.vocab} tokens"),
               highlight=False)  # fmt: skip
-
-
-def writable_file(path: Path, option: str) -> None:
-    """Refuse, before any work, a file ``option`` could not write: a directory, or a missing or read-only folder."""
-    if path.is_dir():
-        raise ConfigError(f"{option} {path} is a directory; give a file path")
-    parent = path.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
-    if path.exists() and not os.access(path, os.W_OK) or not path.exists() and not os.access(parent, os.W_OK):
-        raise ConfigError(f"{option} {path} is not writable")
 
 
 def write_quietly(path: Path, text: str, what: str, mode: str) -> bool:

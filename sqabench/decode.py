@@ -24,9 +24,8 @@ from collections.abc import Callable
 import torch
 
 from sqabench.attention import Cursor, KVCache
-from sqabench.dtypes import by_torch
 from sqabench.encoder import Encoder
-from sqabench.flops import cache_slots, kv_cache_bytes
+from sqabench.flops import cache_slots
 from sqabench.kernels import build_kernel, decode_kernel
 
 
@@ -53,11 +52,6 @@ class Decoder:
     def position(self) -> int:
         return self.cursor.position
 
-    @property
-    def cache_bytes(self) -> int:
-        """K and V of every layer, as the cost model counts them (padding excluded)."""
-        m = self.model
-        return kv_cache_bytes(m.spec, m.preset, self.batch, self.slots, by_torch(self.k.dtype).name)
 
     def prefill(self, tokens: torch.Tensor) -> torch.Tensor:
         """Run the (B, N) context through the model, causal; fill the cache; return the last position's

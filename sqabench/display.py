@@ -11,14 +11,14 @@ import time
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
 )  # fmt: skip
 from rich.text import Text
 
 from sqabench.cells import Cell
 from sqabench.estimate import Pace
-from sqabench.lengths import format_len
 from sqabench.report import format_ms
+from sqabench.units import format_duration, format_len
 
 
 def row_line(row: dict) -> str:
@@ -93,88 +93,3 @@ class _EtaColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         return Text(self.display.eta_text())
-
-
-def format_seconds(seconds: float) -> str:
-    """A predicted part of a sweep: seconds to 3 digits below 1000 s, then minutes, hours, days."""
-    if seconds < 1000:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under a second"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def quality_line(row: dict) -> str:
-    """``sqa seed 1: loss 1.23, accuracy 0.456, 12.3 ms a step, 40 s``, or its status and error."""
-    head = f"{row['variant']} seed {row['seed']}"
-    if row["status"] != "ok":
-        return f"{head}: {row['status']} ({row['error']})"
-    said = f"{head}: loss {float(row['val_loss']):.4g}, accuracy {float(row['val_accuracy']):.3f}"
-    said += f", {float(row['val_bpb']):.4g} bits/byte" if row.get("val_bpb") not in ("", None) else ""
-    said += " (solved)" if row.get("solved") is True else ""
-    return said + f", {float(row['step_ms']):.3g} ms a step, {row['wall_s']} s"
-
-
-class QualityDisplay:
-    """``sqabench quality``'s progress: on a terminal one bar over every step of every run (the run, its step,
-    its last loss and the ETA); elsewhere a line per evaluation and per finished run."""
-
-    def __init__(self, console: Console, total_steps: int) -> None:
-        self.console = console
-        self.live = console.is_terminal
-        self.label, self.steps, self.last = "", 0, ""
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
-        )  # fmt: skip
-        self.total = total_steps
-        self.task = None
-
-    def __enter__(self) -> "QualityDisplay":
-        if self.live:
-            self.progress.__enter__()
-            self.task = self.progress.add_task("starting", total=max(1, self.total))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live:
-            self.progress.__exit__(*exc)
-
-    def start(self, label: str, steps: int) -> None:
-        self.label, self.steps, self.last = label, steps, ""
-        self._describe(0)
-        if not self.live:
-            self.console.print(Text(f"training {label} ({steps} steps) ..."), highlight=False)
-
-    def _describe(self, step: int) -> None:
-        if self.live:
-            self.progress.update(self.task, description=f"{self.label} · step {step}/{self.steps}{self.last}")
-
-    def step(self, step: int) -> None:
-        if self.live:
-            self.progress.update(self.task, advance=1)
-            if step % 10 == 0 or step == self.steps:
-                self._describe(step)
-
-    def evaluated(self, point: dict) -> None:
-        self.last = (f" · loss {point['train_loss']:.3g} · held-out loss {point['val_loss']:.3g}, accuracy "
-                     f"{point['val_accuracy']:.3f}")  # fmt: skip
-        if not self.live:
-            self.console.print(Text(f"  {self.label}: step {point['step']}/{self.steps}, loss "
-                                    f"{point['train_loss']:.3g}, held-out loss {point['val_loss']:.3g}, accuracy "
-                                    f"{point['val_accuracy']:.3f}", style="dim"), highlight=False)  # fmt: skip
-
-    def finished(self, row: dict, done: int, runs: int) -> None:
-        self.console.print(Text(f"[{done}/{runs}] {quality_line(row)}"), highlight=False)

@@ -6,19 +6,16 @@ first; ``published_gpu`` matches what a user typed, and only when exactly one GP
 
 from __future__ import annotations
 
-import csv
 import re
-from importlib import resources
 
 from sqabench.dtypes import get_dtype
 from sqabench.errors import ConfigError
 from sqabench.flops import Rates
+from sqabench.shipped import shipped_rows
 
 
 def _peak_rows() -> list[dict[str, str]]:
-    text = resources.files("sqabench").joinpath("data/gpu_peaks.csv").read_text()
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    return list(csv.DictReader(lines))
+    return shipped_rows("gpu_peaks.csv")
 
 
 def exp_rate(row: dict[str, str]) -> float | None:

@@ -1,4 +1,5 @@
-"""Results CSVs -> figures (PNG and SVG). Reads only the CSVs; headless (Agg); no torch.
+"""Results CSVs -> figures (PNG and SVG). Reads only the CSVs; headless (Agg); no torch. Colours and saving:
+``sqabench.drawing``.
 
 Rows are grouped into settings (``SETTING_KEY``: GPU, preset, layers, dtype, mode, mask, requested
 kernel, batch rule); each setting gets its own panel, so two settings never share a line. Every
@@ -10,35 +11,17 @@ the frame; legends sit outside the axes, where they hide nothing.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
+from sqabench.drawing import PANEL_SIZE, plain_log_axis, save_figures, styles
 from sqabench.flops import memory_ms
-from sqabench.lengths import format_len
 from sqabench.results import SETTING_KEY, duplicate_notes, latest, setting_title
+from sqabench.shipped import shipped_rows
+from sqabench.units import format_len
 
-FIGURES = ("time", "speedup", "memory", "attention_memory", "throughput", "efficiency", "breakdown", "paper",
-           "decode", "prefill_vs_decode")  # fmt: skip
 PART_COLORS = {"attention_ms": "#1f62c4", "matmul_ms": "#7f7f7f", "other_ms": "#fdae6b", "idle_ms": "#e0e0e0"}
-FAMILY_STYLE: dict[str, tuple[str, str]] = {  # colour, marker: hues and markers apart within a family
-    "mha": ("#1a1a1a", "o"),
-    "gqa": ("#666666", "s"),
-    "mqa": ("#a6a6a6", "D"),
-    "lsqa": ("#6baed6", "v"),
-    "ssqa": ("#17becf", "^"),
-    "sqa": ("#1f62c4", "o"),
-    "xsqa": ("#08306b", "s"),
-    "xsmqa": ("#7b4fc4", "D"),
-    "swa": ("#fdae6b", "o"),
-    "swa-ssqa": ("#f16913", "^"),
-    "swa-xsqa": ("#a63603", "s"),
-    "base": ("#c51b7d", "*"),  # a model's own attention
-}
-CUSTOM_COLORS = ("#2ca02c", "#bcbd22", "#8c564b", "#e377c2", "#7f7f00")
-CUSTOM_MARKERS = ("P", "X", "h", "p", "<")
-PANEL_SIZE = (7.0, 4.6)
 PAPER_SETTING = {
     "gpu": "NVIDIA A100 40GB", "dtype": "bf16", "causal": "causal", "mode": "fwd", "preset": "paper", "scope": "model",
     "layers": "8",
@@ -47,21 +30,8 @@ PAPER_SETTING = {
 
 def paper_table() -> pd.DataFrame:
     """The paper's Table 3 (A100 40GB, bf16, causal, forward step in seconds), indexed by seq_len."""
-    text = resources.files("sqabench").joinpath("data/paper_table3.csv")
-    with resources.as_file(text) as path:
-        return pd.read_csv(path, comment="#").set_index("seq_len")
-
-
-def styles(variants) -> dict[str, tuple[str, str]]:
-    """(colour, marker) of each variant: the family's own, custom heads from a qualitative set."""
-    result, custom = {}, 0
-    for variant in variants:
-        if variant in FAMILY_STYLE:
-            result[variant] = FAMILY_STYLE[variant]
-        else:
-            result[variant] = (CUSTOM_COLORS[custom % len(CUSTOM_COLORS)], CUSTOM_MARKERS[custom % len(CUSTOM_MARKERS)])
-            custom += 1
-    return result
+    frame = pd.DataFrame(shipped_rows("paper_table3.csv")).astype(float)
+    return frame.astype({"seq_len": int}).set_index("seq_len")
 
 
 def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
@@ -109,24 +79,6 @@ def _length_axis(ax, lengths) -> None:
         ax.set_xlim(lengths[0] / 1.25, lengths[-1] * 1.25)
     ax.set_xlabel("sequence length (tokens)")
     ax.grid(True, which="major", alpha=0.3)
-
-
-def _plain_log_axis(ax, axis: str = "y") -> None:
-    """Log scale with plain labels (0.5, 2, 300), never 6x10^3; denser ticks over a narrow range."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
-
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    ax.autoscale_view()
-    low, high = sorted(abs(v) for v in (ax.get_ylim() if axis == "y" else ax.get_xlim()))
-    span = high / low if low > 0 else 1e9
-    if span < 4:
-        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
-    else:
-        subs = (1.0, 2.0, 3.0, 5.0) if span < 30 else (1.0, 2.0, 5.0)
-    target.set_major_locator(LogLocator(base=10, subs=subs))
-    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
 def _legend(ax, title: str | None = None) -> None:
@@ -207,7 +159,7 @@ def _time_figure(frame, style):
                 any_noisy |= _mark_noisy(ax, good["seq_len"], median, good["is_noisy"], colour, marker)
             any_oom |= _mark_oom(ax, rows, colour, i)
         _legend_marks(ax, any_oom, any_noisy)
-        _plain_log_axis(ax)
+        plain_log_axis(ax)
         _finish(ax, group, f"time per step ({unit})")
     fig.tight_layout()
     return fig
@@ -273,7 +225,7 @@ def _speedup_figure(frame, baseline, style, notes):
         _legend_marks(ax, noisy=any_noisy)
         if any_crossed:
             ax.scatter([], [], s=120, facecolors="none", edgecolors="#d62728", label=CROSS_RUN_LABEL)
-        _plain_log_axis(ax)  # ratios: 2x up and 2x down are the same distance
+        plain_log_axis(ax)  # ratios: 2x up and 2x down are the same distance
         _finish(ax, group, f"speed-up over {baseline} (x, log scale)", 0.12)
     if crossed_total:
         notes.append(f"speed-up figure: {crossed_total} ratios pair rows of different runs (ringed in red): "
@@ -319,7 +271,7 @@ def _metric_figure(frame, style, column, unit, title, log_y=True, per_time=None)
         if any_oom:
             ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
         if log_y:
-            _plain_log_axis(ax)
+            plain_log_axis(ax)
         _finish(ax, group, label)
     fig.tight_layout()
     return fig
@@ -450,7 +402,7 @@ def _paper_figure(frame, style, notes):
                         capsize=3, label=variant)  # fmt: skip
         ax.plot([], [], ls="--", marker="o", mfc="white", color="grey", label="paper (A100)")
         ax.axhline(1.0, color="black", lw=0.8)
-        _plain_log_axis(ax)
+        plain_log_axis(ax)
         ax.margins(y=0.12)
         _length_axis(ax, list(paper.index) + list(median.index))
         ax.set_ylabel("speed-up over MHA (x, log scale)")
@@ -490,7 +442,7 @@ def _decode_figure(frame, style):
         ax.plot([], [], ls="--", color="black", label="memory-bound prediction")
         if any_oom:
             ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
-        _plain_log_axis(ax)
+        plain_log_axis(ax)
         _finish(ax, group, "time per decode step (ms)")
         ax.set_xlabel("context length (tokens)")
     fig.tight_layout()
@@ -527,8 +479,8 @@ def _prefill_decode_figure(frame, style, reference="gqa"):
                         xytext=(4, 2), textcoords="offset points")  # fmt: skip
         ax.axhline(1.0, color="black", lw=0.8)
         ax.axvline(1.0, color="black", lw=0.8)
-        _plain_log_axis(ax, "x")
-        _plain_log_axis(ax, "y")
+        plain_log_axis(ax, "x")
+        plain_log_axis(ax, "y")
         ax.margins(0.15)
         ax.set_xlabel(f"prefill: speed-up over {reference} (x, log scale)")
         ax.set_ylabel(f"decode: speed-up over {reference} (x, log scale)")
@@ -592,28 +544,3 @@ def make_plots(frame: pd.DataFrame, out_dir: Path, baseline: str | None = "mha")
     matplotlib.use("Agg")
     figures, notes = build_figures(frame, baseline)
     return save_figures(figures, out_dir), notes
-
-
-def save_figures(figures: dict, out_dir: Path) -> list[Path]:
-    """Each figure as ``<name>.png`` and ``.svg`` under ``out_dir``, drawn under temporary names and renamed
-    together: never half a figure."""
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, fig in figures.items():
-        drafts = []
-        try:
-            for ext in ("png", "svg"):
-                draft = out_dir / f".{name}.{ext}.part"
-                fig.savefig(draft, format=ext, dpi=120 if ext == "png" else None, bbox_inches="tight")
-                drafts.append(draft)
-            for draft in drafts:
-                final = out_dir / draft.name[1:].removesuffix(".part")
-                draft.replace(final)
-                written.append(final)
-        finally:
-            for draft in drafts:
-                draft.unlink(missing_ok=True)
-            plt.close(fig)
-    return written

@@ -12,10 +12,10 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from sqabench.errors import ConfigError
+from sqabench.shipped import shipped_names, shipped_text
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermed
 
 def shipped() -> dict[str, str]:
     """Names of the configs shipped in the package, with their file names."""
-    folder = resources.files("sqabench").joinpath("data/presets")
-    return {entry.name.removesuffix(".json"): entry.name for entry in folder.iterdir() if entry.name.endswith(".json")}
+    return {name.removesuffix(".json"): name for name in shipped_names("presets", ".json")}
 
 
 def from_config(config: dict, name: str, source: str) -> Preset:
@@ -176,7 +175,7 @@ def get_preset(name: str, n_layers: int | None = None) -> Preset:
     if key in PRESETS:
         preset = PRESETS[key]
     elif key in shipped():
-        text = resources.files("sqabench").joinpath(f"data/presets/{shipped()[key]}").read_text()
+        text = shipped_text(f"presets/{shipped()[key]}")
         preset = from_config(json.loads(text), key, f"sqabench/data/presets/{shipped()[key]}")
     elif name.endswith(".json") or Path(name).exists():
         path = Path(name)

@@ -5,16 +5,20 @@ The protocol: the paper preset (d_model 256, 8 layers, 16 heads of 16), causal (
 bf16, forward steps, the paper's variants (xsqa, sqa, ssqa, swa, mqa, gqa, mha) at 32k, 131k and 200k
 with the paper's batches (131,072 tokens a step: 32768x4, 131072x1, 200000x1). On a CPU the same
 protocol runs at lengths that fit (1k and 4k, fp32, 4,096 tokens a step) and every table says so;
-``--seq`` overrides the lengths. No torch here: the run goes through ``sqabench run``'s own flow.
+``--seq`` overrides the lengths. The run goes through ``sqabench run``'s own flow (torch is loaded only then).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
-from sqabench.lengths import format_len
+from rich.console import Console
+from rich.text import Text
+
 from sqabench.options import RunOptions
+from sqabench.shipped import shipped_rows
+from sqabench.units import format_len
 
 VARIANTS = ("xsqa", "sqa", "ssqa", "swa", "mqa", "gqa", "mha")  # Table 3's columns
 GPU = {"seq": "32k,131k,200k", "tokens": 131072, "dtype": "bf16"}
@@ -48,16 +52,9 @@ CLAIMS = (
 )
 
 
-TARGETS = ("paper", "quality")
-
-
-def options(target: str, on_gpu: bool, **given) -> RunOptions:
+def options(on_gpu: bool, **given) -> RunOptions:
     """The run behind ``paper``: the protocol's options, ``given`` (seq, out, device, resume, budget, dry_run,
     yes) on top."""
-    if target not in TARGETS:
-        from sqabench.errors import ConfigError
-
-        raise ConfigError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
     defaults = GPU if on_gpu else CPU
     given = {key: value for key, value in given.items() if value is not None}
     return RunOptions(
@@ -68,11 +65,7 @@ def options(target: str, on_gpu: bool, **given) -> RunOptions:
 
 def paper_times() -> dict[int, dict[str, float]]:
     """Table 3: seconds per forward step, by length and variant."""
-    import csv
-
-    text = resources.files("sqabench").joinpath("data/paper_table3.csv").read_text()
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    return {int(row["seq_len"]): {v: float(row[v]) for v in VARIANTS} for row in csv.DictReader(lines)}
+    return {int(row["seq_len"]): {v: float(row[v]) for v in VARIANTS} for row in shipped_rows("paper_table3.csv")}
 
 
 def our_times(rows: list[dict]) -> dict[int, dict[str, float]]:
@@ -129,52 +122,32 @@ def differences(rows: list[dict], on_gpu: bool) -> list[str]:
     return said
 
 
-# ``sqabench reproduce quality``: the paper's quality protocols (Tables 1 and 2), scaled to the device and budget.
-QUALITY = {
-    "dense": {"preset": "paper", "variants": "mha,gqa,mqa,sqa,ssqa,xsqa,xsmqa", "baseline": "mha", "vocab": 10_000,
-              "seq": 1024, "batch": 128, "lr": 5e-4, "warmup": 0.25, "weight_decay": 0.01,
-              "theirs": "English Wikipedia (a 50% subset), ~22k steps of 128 x 1024 tokens (~2.9G tokens), one L40S"},
-    "moe": {"preset": "paper-moe", "variants": "gqa,mqa,sqa,ssqa,xsqa", "baseline": "gqa", "vocab": 5_000,
-            "seq": 256, "batch": 256, "lr": 2e-3, "warmup": 0.0, "weight_decay": 0.01,
-            "theirs": "TinyStories, 5 epochs (~40k steps of 256 x 256 tokens, ~2.6G tokens), one L4"},
-}  # fmt: skip
-QUALITY_CPU = {"seq": 256, "batch": 8, "budget": "10m"}  # what a CPU can afford of either protocol
-QUALITY_GPU = {"budget": "10m"}
+def reproduce_paper(console: Console, err_console: Console, device: str, plots: Path | None, **given) -> int:
+    """``sqabench reproduce paper``: the protocol's sweep (``given``: seq, out, resume, budget, dry_run, yes), then
+    ours beside Table 3, claim by claim, what differs from the paper's set-up, and the paper figure. The exit
+    code of the sweep (``sqabench run``'s)."""
+    from sqabench.device import resolve_device
+    from sqabench.plots import make_plots
+    from sqabench.report import reproduce_tables
+    from sqabench.request import resolve_run
+    from sqabench.results import load_results, read_rows
+    from sqabench.runner import execute
 
-
-def quality_options(moe: bool, on_gpu: bool, **given):
-    """The ``sqabench quality`` run behind ``reproduce quality`` (``moe``: Table 2's; else Table 1's): the
-    protocol, scaled on a CPU, with ``given`` (data, seeds, steps, budget, out, resume, dry_run, device,
-    tokenizer, pad_like_paper) on top."""
-    from sqabench.options import QualityOptions
-
-    protocol = QUALITY["moe" if moe else "dense"]
-    scaled = {**{k: v for k, v in protocol.items() if k != "theirs"}, **(QUALITY_GPU if on_gpu else QUALITY_CPU)}
-    given = {key: value for key, value in given.items() if value is not None}
-    if "steps" in given:
-        scaled.pop("budget")
-    if str(given.get("tokenizer", "bpe")).lower() == "bytes":  # its own 258 tokens, not the paper's vocabulary
-        scaled.pop("vocab")
-    return QualityOptions(**{"task": "text", "tokenizer": "bpe", "eval_every": 100, **scaled, **given})
-
-
-def quality_differences(rows: list[dict], moe: bool, seeds: int) -> list[str]:
-    """What differs from the paper's quality set-up, in words."""
-    protocol = QUALITY["moe" if moe else "dense"]
-    first = next((r for r in rows if r["status"] == "ok"), rows[0] if rows else {})
-    device = first.get("gpu_name") or f"a CPU ({first.get('cpu_model', '')})"
-    steps = sorted({int(r["steps"]) for r in rows if r.get("steps")})
-    tokens = sorted({int(r["tokens"]) for r in rows if r.get("tokens")})
-    said = [f"device: ours {device}, {first.get('dtype', '?')}; theirs bf16 on "
-            + ("one L4" if moe else "one L40S"),
-            f"seeds: ours {seeds}, each variant paired by seed; theirs one run per variant, no error bars",
-            f"budget: ours {', '.join(map(str, steps))} steps of {first.get('batch', '?')} x "
-            f"{first.get('seq_len', '?')} tokens ({', '.join(f'{t:,}' for t in tokens)} tokens); "
-            f"theirs {protocol['theirs']}",
-            f"corpus: ours {first.get('data', '?')}, tokenizer {first.get('tokenizer', '?')} of "
-            f"{first.get('vocab', '?')} tokens trained on its training split",
-            "padding: " + ("ours padded like the paper's and the pads scored (--pad-like-paper), the real-token "
-                           "numbers beside them" if str(first.get("pad_like_paper")) == "True" else
-                           "ours packed with end-of-document tokens, real tokens only; theirs padded to the context "
-                           "and the pads scored (lower loss, higher accuracy than real tokens give)")]  # fmt: skip
-    return said
+    on_gpu = resolve_device(device).type == "cuda"
+    plan = resolve_run(options(on_gpu, device=device, **given))
+    code = execute(plan, console, err_console)
+    if plan.dry_run or not plan.path.exists():
+        return code
+    rows = read_rows(plan.path)
+    ours = our_times(rows)
+    for title, table in reproduce_tables(ours, paper_times(), verdicts(ours), on_gpu):
+        console.print(Text(title, style="bold"), highlight=False)
+        console.print(table)
+    for difference in differences(rows, on_gpu):
+        err_console.print(Text(f"differs from the paper: {difference}"), highlight=False)
+    folder = plots or plan.path.with_name(plan.path.stem + "-plots")
+    written, _ = make_plots(load_results(plan.path), folder, "mha")
+    for path in written:
+        if path.stem in ("paper", "speedup"):
+            console.print(Text(str(path)), highlight=False)
+    return code

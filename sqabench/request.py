@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +21,14 @@ from sqabench.device import resolve_device, validate_dtype
 from sqabench.dtypes import DTYPES, get_dtype
 from sqabench.environment import Environment, environment, host_label
 from sqabench.errors import ConfigError
+from sqabench.files import check_output, writable_folder
 from sqabench.flops import MODES, SCOPES
 from sqabench.kernels import CHOICES, resolve_kernel
-from sqabench.lengths import MAX_TOKENS, MAX_TOKENS_WHY, parse_lengths
 from sqabench.options import RunOptions
 from sqabench.presets import Preset, get_preset
-from sqabench.results import key_of, pick_baseline, read_rows
-from sqabench.variants import DEFAULT_WINDOW, VariantSpec, base_variant, parse_variants
+from sqabench.results import key_of, read_rows
+from sqabench.units import MAX_TOKENS, MAX_TOKENS_WHY, parse_duration, parse_lengths
+from sqabench.variants import DEFAULT_WINDOW, VariantSpec, base_variant, parse_variants, pick_baseline
 
 DEFAULT_NEW_TOKENS = 32
 GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
@@ -75,22 +75,6 @@ def _at_least(name: str, value: int | None, lowest: int) -> None:
 def _at_most(name: str, value: int | None, highest: int) -> None:
     if value is not None and value > highest:
         raise ConfigError(f"{name} {value} must be <= {highest:,}")
-
-
-def writable_folder(folder: Path, option: str) -> None:
-    """Refuse, before any work, a folder that files cannot be written to: a file, or one under a file, or in a
-    place where nothing can be created (a probe file is made and removed in the nearest folder that exists)."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{option} {folder}: {existing} is a file, not a directory")
-    probe = existing / f".sqabench-probe-{os.getpid()}"
-    try:
-        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"{option} {folder}: cannot write there: {err.strerror or err}") from None
 
 
 def resolve_run(options: RunOptions) -> RunPlan:
@@ -222,17 +206,6 @@ def with_traces(cells: list[Cell], folder: Path) -> list[Cell]:
     return [dataclasses.replace(cell, trace=trace(cell)) if longest[cell.spec.name] is cell else cell for cell in cells]
 
 
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(s|sec|m|min|h)?$")
-
-
-def parse_duration(text: str, option: str) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``10min``, ``1.5h``."""
-    match = _DURATION.match(text.strip().lower())
-    if match is None or float(match.group(1)) <= 0:
-        raise ConfigError(f"{option} {text!r} is not a duration; use seconds or e.g. 90s, 10m, 1.5h")
-    return float(match.group(1)) * {"h": 3600, "m": 60, "min": 60}.get(match.group(2) or "s", 1)
-
-
 def _world(cp: int | None) -> tuple[int, bool]:
     """(ranks, whether sqabench must start them): --cp outside a torchrun job launches, inside it joins."""
     running = job_size()
@@ -263,31 +236,9 @@ def prepare_output(path: Path, resume: bool, explicit: bool) -> list[dict] | Non
     """Check that ``path`` can be written (before any work); return the rows it holds, None if it is new."""
     if resume and not explicit:
         raise ConfigError("--resume needs --out FILE: the results file to continue")
-    if path.exists() and path.is_dir():
-        raise ConfigError(f"--out {path} is a directory; give a .csv file path")
-    parent = path.parent
-    if not explicit:  # results/ is made with the first row; what exists of it must be writable
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"--out {path}: directory {parent} does not exist")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"--out {path} is not a regular file; give a .csv file path")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(f"--out {path} is not writable")
-    if not path.exists() and parent == path.parent:
-        _try_create(path)
+    check_output(path, explicit)
     if path.exists() and path.stat().st_size > 0:
         if not resume:
             raise ConfigError(f"--out {path} exists; pass --resume to continue it, or choose another file")
         return read_rows(path)
     return None
-
-
-def _try_create(path: Path) -> None:
-    """Create ``path`` and remove it again: what access() cannot tell (/proc, /sys, a full disk's inode)."""
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except OSError as err:
-        raise ConfigError(f"--out {path} cannot be created: {err.strerror}") from None
-    path.unlink()

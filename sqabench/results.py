@@ -7,13 +7,13 @@ defined here once; ``--resume``, ``check``, ``plot`` and the tables all import i
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqabench.errors import ConfigError
+from sqabench.files import CsvWriter, read_csv
+from sqabench.variants import pick_baseline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,18 +164,8 @@ def shared_words(names: list[list[str]]) -> list[str]:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of a results file written by this version (same columns, same order), for --resume."""
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = tuple(reader.fieldnames or ())
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise ConfigError(f"cannot read results file {path}: {err}") from None
-    if header != COLUMNS:
-        missing = [c for c in COLUMNS if c not in header]
-        detail = f"missing {', '.join(missing[:5])}" if missing else "columns differ in order or extras"
-        raise ConfigError(f"{path} has another schema ({detail}); resume needs a file written by this sqabench")
+    """Rows of a results file written by this version (same columns, same order), each validated (--resume)."""
+    rows = read_csv(path, COLUMNS, "results CSV", exact=True)
     for line, row in enumerate(rows, start=2):
         validate_row(row, f"{path} line {line}")
     return rows
@@ -221,105 +211,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-class RunLock:
-    """One writer per results file: an exclusive lock on ``<file>.lock``, held for the whole run.
-
-    A second ``sqabench run`` on the same file (a ``--resume`` started while the first still writes)
-    is refused, naming the first. The lock file says who holds it and is removed on release.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + ".lock")
-        self.handle = None
-
-    def __enter__(self) -> "RunLock":
-        import fcntl
-        import socket
-        import sys
-        from datetime import datetime, timezone
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            handle = self.path.open("a+")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                handle.close()
-                target = self.path.name.removesuffix(".lock")
-                raise ConfigError(f"{target} is being written by another sqabench run ({holder}); wait for it to "
-                                  "finish, or choose another --out") from None  # fmt: skip
-            try:
-                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # not a lock file that its holder removed while we waited
-                break
-            handle.close()
-        handle.seek(0)
-        handle.truncate()
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: {' '.join(sys.argv[1:])[:200]}")
-        handle.flush()
-        self.handle = handle
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.handle is not None:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            self.handle.close()  # closing releases the lock
-            self.handle = None
-
-
-class CsvWriter:
-    """Appends one row at a time and flushes it, so that an interrupted run keeps every finished row.
-
-    The file is created by the first row, not before: an interrupted run that finished nothing
-    leaves no file behind. ``columns``: the schema (a results CSV's by default; ``quality`` writes its own).
-    """
-
-    def __init__(self, path: Path, columns: tuple[str, ...] = COLUMNS) -> None:
-        import threading
-
-        self.path = path
-        self.columns = columns
-        self.written = 0
-        self.closed = False
-        self._lock = threading.Lock()  # a sweep writes from its worker thread; Ctrl-C closes from the main one
-
-    def close(self) -> None:
-        """Write no more rows (a row being written is finished first)."""
-        with self._lock:
-            self.closed = True
-
-    def write(self, row: dict) -> None:
-        unknown = set(row) - set(self.columns)
-        if unknown:
-            raise ValueError(f"row has columns the schema lacks: {', '.join(sorted(unknown))}")
-        with self._lock:
-            if not self.closed:
-                self._write(row)
-
-    def _write(self, row: dict) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        if new:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
-            if new:
-                writer.writeheader()
-            writer.writerow({column: _cell(row.get(column)) for column in self.columns})
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.written += 1
-
-
-def _cell(value: object) -> object:
-    return "" if value is None else value
+def results_writer(path: Path) -> CsvWriter:
+    """The appending writer of a results CSV: this schema, a row flushed as it comes."""
+    return CsvWriter(path, COLUMNS)
 
 
 def newest_results(folder: Path = Path("results")) -> Path:
@@ -403,16 +297,3 @@ def resolve_baseline(frame: "pd.DataFrame", baseline: str | None) -> str | None:
         if recorded:
             baseline = "mha" if "mha" in recorded else recorded[0]
     return pick_baseline(baseline, present, "is not in the data; variants there")
-
-
-def pick_baseline(baseline: str | None, present: list[str], missing: str) -> str | None:
-    """``baseline`` as the data spells it (case aside), mha when not given and there, else None.
-
-    A given baseline that is not ``present`` is a usage error: ``--baseline X <missing>: <present>``.
-    """
-    if baseline is None:
-        return "mha" if "mha" in present else None
-    for name in present:
-        if name.lower() == baseline.lower():
-            return name
-    raise ConfigError(f"--baseline {baseline!r} {missing}: {', '.join(present)}")

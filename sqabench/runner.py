@@ -24,18 +24,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sqabench.cells import Cell
 from sqabench.ceilings import DeviceLimits, describe, get_ceilings
-from sqabench.display import SweepDisplay, format_duration, format_seconds
+from sqabench.cells import Cell
+from sqabench.display import SweepDisplay
 from sqabench.environment import process_age_s
 from sqabench.errors import ConfigError
 from sqabench.estimate import ASSUMED_EFFICIENCY, CONFIRM_S, PARTS, Estimate, Pace, by_value, estimate, flex_shape
-from sqabench.lengths import format_len
+from sqabench.files import CsvWriter, RunLock, cache_dir, write_text
 from sqabench.peaks import peaks_for
 from sqabench.report import format_rate, results_tables
 from sqabench.request import RunPlan
-from sqabench.results import CsvWriter, RunLock, key_of, read_rows
+from sqabench.results import key_of, read_rows, results_writer
 from sqabench.sweep import SweepAborted, run_sweep
+from sqabench.units import format_duration, format_len, format_seconds
 
 
 def plural(count: int, word: str) -> str:
@@ -90,25 +91,23 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     published = peaks_for(plan.env.gpu_name, plan.dtype)
     if published is None:
         return DeviceLimits(measured=rates)
-    return DeviceLimits(measured=rates, peak=published[1], peak_name=published[0])
+    return DeviceLimits(measured=rates, peak=published[1])
 
 
 class CompiledShapes:
-    """The flex shapes earlier runs compiled into this inductor cache (``$SQABENCH_CACHE_DIR/compiled.json``):
+    """The flex shapes earlier runs compiled into this inductor cache (``compiled.json`` in sqabench's cache folder):
     the estimate charges them a cache hit, not a compile. Keyed by the cache's folder and torch's version."""
 
     def __init__(self) -> None:
         import torch
 
-        from sqabench.ceilings import cache_path
-
         try:
-            from torch._inductor.runtime.cache_dir_utils import cache_dir
+            from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache
 
-            folder = Path(cache_dir())
+            folder = Path(inductor_cache())
         except ImportError:
             folder = None
-        self.path = cache_path().with_name("compiled.json")
+        self.path = cache_dir() / "compiled.json"
         self.key = f"{folder}|torch {torch.__version__}"
         self.alive = folder is not None and (folder / "fxgraph").is_dir()
 
@@ -140,7 +139,7 @@ class CompiledShapes:
         data[self.key] = sorted(shapes)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(data, indent=1))
+            write_text(self.path, json.dumps(data, indent=1))
         except OSError:
             pass  # a read-only cache: estimates stay conservative
 
@@ -264,7 +263,7 @@ def _sweep(plan, cells, predicted, limits, out, err) -> tuple[int, bool]:
         from sqabench.profile import start_profiler
 
         start_profiler(plan.device)
-    writer = CsvWriter(plan.path)
+    writer = results_writer(plan.path)
     new_rows: list[dict] = []
     remember = CompiledShapes().recorder(cells)
     pace = Pace(predicted.per_cell_s if predicted else None)
@@ -384,7 +383,7 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
                   highlight=False)  # fmt: skip
         path = Path(shared["path"])
         if group.is_main:
-            writer = CsvWriter(path)
+            writer = results_writer(path)
         predicted = predict(pending, limits)
         if predicted is not None:
             announce_estimate(predicted, plan, len(pending), err)

@@ -14,15 +14,15 @@ from datetime import datetime, timezone
 
 import torch
 
-from sqabench.cells import Cell, Outcome
 from sqabench.ceilings import DeviceLimits
+from sqabench.cells import Cell, Outcome
 from sqabench.device import free_memory
 from sqabench.environment import Environment
 from sqabench.failures import MEASURE_ERRORS, classify, is_sticky
+from sqabench.files import CsvWriter
 from sqabench.kernels import compile_settings
 from sqabench.measure import measure_cell
-from sqabench.results import FLOOR_WRONG, CsvWriter, format_samples, key_of, significant
-
+from sqabench.results import FLOOR_WRONG, format_samples, key_of, significant
 
 PROCESS_WARMUP = 3  # extra untimed calls of a sweep's first cell: it also warms the process up
 

@@ -63,8 +63,14 @@ class VariantSpec:
     @property
     def heads(self) -> str:
         """The spec in the command-line syntax, e.g. ``8/4`` or ``4/4@128``."""
-        suffix = f"@{self.window}" if self.window is not None else ""
-        return f"{self.n_q_heads}/{self.n_kv_heads}{suffix}"
+        return heads_label(self.n_q_heads, self.n_kv_heads, self.window)
+
+
+def heads_label(n_q_heads: object, n_kv_heads: object, window: object = None) -> str:
+    """``Hq/Hkv``, or ``Hq/Hkv@W`` when windowed: how every table and legend names a variant's heads. The
+    values may come from a CSV (strings; an empty window is none)."""
+    suffix = f"@{window}" if window not in (None, "", "None") else ""
+    return f"{n_q_heads}/{n_kv_heads}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -178,3 +184,15 @@ def parse_variants(
             specs.append(parse_variant(item, n_heads, window, base))
     return list(dict.fromkeys(specs))  # keep order, drop repeats
 
+
+def pick_baseline(baseline: str | None, present: list[str], missing: str) -> str | None:
+    """``baseline`` as the data spells it (case aside), mha when not given and there, else None.
+
+    A given baseline that is not ``present`` is a usage error: ``--baseline X <missing>: <present>``.
+    """
+    if baseline is None:
+        return "mha" if "mha" in present else None
+    for name in present:
+        if name.lower() == baseline.lower():
+            return name
+    raise ConfigError(f"--baseline {baseline!r} {missing}: {', '.join(present)}")

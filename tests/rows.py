@@ -7,7 +7,7 @@ import torch
 from sqabench.cells import Outcome, Timing, plan
 from sqabench.environment import Environment
 from sqabench.presets import PRESETS
-from sqabench.results import CsvWriter
+from sqabench.results import results_writer
 from sqabench.sweep import classify, to_row
 from sqabench.variants import parse_variants
 
@@ -38,7 +38,7 @@ def write_run(
         parse_variants(",".join(TIMES)), PRESETS["paper"], LENGTHS, tokens=131072, batch=None, dtype="bf16",
         mode=mode, causal=False, kernel="auto", device="cuda", warmup=2, repeats=10, new_tokens=32,
     )  # fmt: skip
-    writer = CsvWriter(path)
+    writer = results_writer(path)
     for cell in cells:
         at = (cell.spec.name, cell.seq_len)
         if at in drop:

@@ -86,7 +86,7 @@ def test_reproduce_paper_plans_exactly_the_papers_cells(tmp_path):
     """On a GPU: the paper preset, causal, bf16, Table 3's variants at 32k, 131k and 200k with its batches."""
     from sqabench import reproduce
 
-    options = reproduce.options("paper", True, device="cpu", out=str(tmp_path / "r.csv"), dry_run=True)
+    options = reproduce.options(True, device="cpu", out=str(tmp_path / "r.csv"), dry_run=True)
     plan = resolve_run(options)
     cells = [(c.spec.name, c.seq_len, c.batch, c.causal, c.dtype, c.mode, c.preset.name, c.spec.window)
              for c in plan.cells]  # fmt: skip

@@ -12,7 +12,7 @@ from sqabench.peaks import peaks_for
 from sqabench.cells import plan
 from sqabench.cli import app
 from sqabench.environment import environment
-from sqabench.results import FLOOR_WRONG, CsvWriter, read_rows
+from sqabench.results import FLOOR_WRONG, results_writer, read_rows
 from sqabench.sweep import run_sweep
 from sqabench.variants import parse_variants
 
@@ -88,7 +88,7 @@ def test_a_real_cpu_run_records_its_floor_bound_and_efficiency(tmp_path):
         parse_variants("mha,sqa,xsmqa,swa", window=WINDOW), TINY, [SEQ], tokens=2 * SEQ, batch=None,
         dtype="fp32", mode="fwd", causal=False, kernel="auto", device="cpu", warmup=1, repeats=5,
     )  # fmt: skip
-    writer = CsvWriter(tmp_path / "r.csv")
+    writer = results_writer(tmp_path / "r.csv")
     run_sweep(cells, writer, env, limits=DeviceLimits(measured=measured.rates))
     rows = read_rows(writer.path)
     assert [r["status"] for r in rows] == ["ok"] * 4, [r["error"] for r in rows]

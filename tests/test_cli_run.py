@@ -533,7 +533,7 @@ def test_the_csv_ends_lines_with_newlines_only(tmp_path, monkeypatch):
 
 def test_a_second_writer_of_one_file_is_refused_naming_the_first(tmp_path, monkeypatch):
     """A --resume started while another run writes the same CSV would duplicate cells."""
-    from sqabench.results import RunLock
+    from sqabench.files import RunLock
 
     monkeypatch.setattr(sweep, "measure_cell", fake_measure)
     out = tmp_path / "r.csv"

@@ -130,7 +130,7 @@ def test_cache_bytes_are_what_the_decoder_allocates():
         decoder = Decoder(model, 3, CONTEXT, NEW, "sdpa")
         allocated = decoder.k.nbytes + decoder.v.nbytes
         slots = cache_slots(CONTEXT, NEW, spec.window)
-        assert kv_cache_bytes(spec, TINY, 3, slots, "fp32") == allocated == decoder.cache_bytes
+        assert kv_cache_bytes(spec, TINY, 3, slots, "fp32") == allocated
         assert kv_cache_bytes_per_token(spec, TINY, "fp32") * 3 * slots == allocated  # what `variants` lists
 
 

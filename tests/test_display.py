@@ -8,6 +8,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import sqabench.display as display
+import sqabench.units as units
 import sqabench.runner as runner_module
 import sqabench.sweep as sweep
 from conftest import TINY
@@ -108,8 +109,8 @@ def test_eta_scales_the_prediction_by_how_finished_cells_compared(monkeypatch):
 
 
 def test_durations_read_plainly():
-    assert [display.format_duration(s) for s in (0.2, 12, 600, 7200)] == ["under a second", "12 s", "10 min", "2.0 h"]
-    assert [display.format_seconds(s) for s in (0.15, 54.5, 999, 1530, 37_300, 112_000, 400_000)] == [
+    assert [units.format_duration(s) for s in (0.2, 12, 600, 7200)] == ["under a second", "12 s", "10 min", "2.0 h"]
+    assert [units.format_seconds(s) for s in (0.15, 54.5, 999, 1530, 37_300, 112_000, 400_000)] == [
         "0.15 s", "54.5 s", "999 s", "26 min", "10.4 h", "31.1 h", "4.6 d"]  # never 1.12e+05 s
 
 
@@ -200,7 +201,7 @@ def test_a_bad_budget_is_refused(tmp_path, text, message):
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("45 sec", 45), ("10m", 600), ("10min", 600),
                                            ("1.5h", 5400), (" 2H ", 7200)])  # fmt: skip
 def test_a_budget_reads_its_unit(text, seconds):
-    from sqabench.request import parse_duration
+    from sqabench.units import parse_duration
 
     assert parse_duration(text, "--budget") == seconds
 

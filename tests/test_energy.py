@@ -14,7 +14,7 @@ from sqabench.energy import (
     MIN_ENERGY_WINDOW_S, SLOWDOWNS, GpuMonitor, Window, energy_of, energy_per_step, energy_steps,
 )
 from sqabench.environment import Environment
-from sqabench.results import CsvWriter, read_rows
+from sqabench.results import results_writer, read_rows
 from sqabench.sweep import run_cell, run_sweep
 from sqabench.variants import parse_variants
 
@@ -159,7 +159,7 @@ def test_a_real_cell_gets_energy_and_clocks(monkeypatch):
 
 def test_throttled_cells_reach_the_rows_and_the_table(monkeypatch, tmp_path):
     on_fake_gpu(monkeypatch, reasons=0x4)
-    writer = CsvWriter(tmp_path / "r.csv")
+    writer = results_writer(tmp_path / "r.csv")
     run_sweep(cells(), writer, Environment(device="cpu"))
     rows = read_rows(writer.path)
     assert [r["throttle"] for r in rows] == ["power-cap", "power-cap"]
@@ -171,7 +171,7 @@ def test_throttled_cells_reach_the_rows_and_the_table(monkeypatch, tmp_path):
 
 
 def test_without_a_gpu_the_columns_are_empty_not_zero(tmp_path):
-    writer = CsvWriter(tmp_path / "r.csv")
+    writer = results_writer(tmp_path / "r.csv")
     run_sweep(cells("mha"), writer, Environment(device="cpu"))
     (row,) = read_rows(writer.path)
     for column in ("energy_j", "tokens_per_j", "avg_power_w", "sm_clock_median_mhz", "throttle", "temperature_max_c"):

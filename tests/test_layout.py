@@ -1,4 +1,11 @@
-"""The house: modules in layers, imports pointing down only (function-level imports included), no circle."""
+"""The house: a shared base below two wings, imports pointing down only (function-level imports included), the
+wings apart, no circle.
+
+The shared layers (base, cost, model, measure) import neither wing. The speed wing (flat modules) and the
+quality wing (``sqabench/quality/``) each import downwards within themselves and the shared layers, never
+each other: in particular the quality wing never imports the speed wing's planning or flow (request, runner,
+sweep). Only the command line sees both. The README's Layout lists the same.
+"""
 
 import ast
 import subprocess
@@ -8,47 +15,93 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parent.parent / "sqabench"
-# Lowest first; a module may import from its own layer or any lower one. The README's Layout lists the same.
-LAYERS = {
-    "base": ["errors", "version", "variants", "presets", "dtypes", "lengths", "options", "stats"],
+SHARED = {
+    "base": ["errors", "version", "variants", "presets", "dtypes", "units", "options", "files", "shipped", "drawing"],
     "cost": ["flops", "cells", "peaks"],
-    "model": ["kernels", "attention", "encoder", "decode", "mqar", "tokenizer", "corpus", "tasks"],
+    "model": ["kernels", "attention", "encoder", "decode"],
     "measure": ["device", "environment", "energy", "verify", "failures", "ceilings", "measure", "profile", "cp",
-                "split", "doctor", "training"],  # fmt: skip
-    "results": ["results", "report"],
-    "run": ["sweep", "estimate", "request", "runner", "display", "reproduce", "quality"],
-    "figures and gate": ["plots", "quality_plots", "check"],
-    "command line": ["cli", "__main__", "__init__"],
+                "split", "doctor"],  # fmt: skip
 }
-RANK = {module: i for i, modules in enumerate(LAYERS.values()) for module in modules}
+SPEED = {
+    "speed results": ["results", "report"],
+    "speed run": ["sweep", "estimate", "request", "runner", "display"],
+    "speed figures and gate": ["plots", "check"],
+    "speed protocols": ["reproduce"],
+}
+QUALITY = {
+    "quality base": ["quality", "quality.options", "quality.stats", "quality.rows"],
+    "quality data": ["quality.mqar", "quality.corpus", "quality.tokenizer", "quality.tokens", "quality.tasks"],
+    "quality training": ["quality.train"],
+    "quality plan": ["quality.plan", "quality.resume", "quality.budget", "quality.summary"],
+    "quality output": ["quality.tables", "quality.progress", "quality.figures"],
+    "quality flow": ["quality.flow", "quality.reproduce"],
+}
+TOP = {"command line": ["cli", "__main__", "__init__"]}
+# Lowest first. The shared layers take ranks 0..3; each wing counts up from there on its own.
+RANK = {m: i for i, ms in enumerate(SHARED.values()) for m in ms}
+RANK |= {m: len(SHARED) + i for i, ms in enumerate(SPEED.values()) for m in ms}
+RANK |= {m: len(SHARED) + i for i, ms in enumerate(QUALITY.values()) for m in ms}
+RANK |= {m: 100 for ms in TOP.values() for m in ms}
+WING = {m: "speed" for ms in SPEED.values() for m in ms} | {m: "quality" for ms in QUALITY.values() for m in ms}
+LAYER = {m: name for layers in (SHARED, SPEED, QUALITY, TOP) for name, ms in layers.items() for m in ms}
 
 
-def imports_of(path: Path) -> set[str]:
-    """The sqabench modules ``path`` imports, anywhere in the file."""
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1]) if parts[-1] == "__init__" and len(parts) > 1 else ".".join(parts)
+
+
+def imports_of(source: str) -> set[str]:
+    """The sqabench modules ``source`` imports, anywhere in it (``quality.plan`` for sqabench.quality.plan)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sqabench"):
-            parts = node.module.split(".")
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:  # from sqabench import x
-                found.update(alias.name for alias in node.names)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sqabench":
+            module = node.module.removeprefix("sqabench").removeprefix(".")
+            for alias in node.names:  # `from sqabench.quality import tokenizer` names a module
+                candidate = f"{module}.{alias.name}" if module else alias.name
+                found.add(candidate if candidate in RANK else module)
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("sqabench."))
+            found.update(a.name.removeprefix("sqabench.") for a in node.names if a.name.startswith("sqabench."))
+    return found - {""}
+
+
+MODULES = {module_name(path): imports_of(path.read_text()) for path in PACKAGE.rglob("*.py")}
+
+
+def problems(module: str, imported: set[str]) -> list[str]:
+    """What breaks the house in ``module`` importing ``imported``: an import up a layer, or across the wings."""
+    found = []
+    for name in sorted(imported & set(RANK)):
+        if WING.get(name) and WING.get(module) and WING[name] != WING[module]:
+            found.append(f"{module} ({WING[module]} wing) imports {name} ({WING[name]} wing)")
+        elif RANK[name] > RANK[module]:
+            found.append(f"{module} ({LAYER[module]}) imports {name} ({LAYER[name]}), a higher layer")
     return found
-
-
-MODULES = {path.stem: imports_of(path) for path in PACKAGE.glob("*.py")}
 
 
 def test_every_module_has_a_layer():
     assert set(MODULES) <= set(RANK), f"modules without a layer: {sorted(set(MODULES) - set(RANK))}"
+    assert set(RANK) - {"__main__", "__init__"} <= set(MODULES), "a layer names a module that is gone"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
-def test_imports_point_down(module):
-    upward = [name for name in MODULES[module] if name in RANK and RANK[name] > RANK[module]]
-    assert not upward, f"{module} ({list(LAYERS)[RANK[module]]}) imports higher layers: {upward}"
+def test_imports_point_down_and_the_wings_stay_apart(module):
+    assert not problems(module, MODULES[module])
+
+
+@pytest.mark.parametrize(
+    "module, source, says",
+    [("quality.flow", "def f():\n    from sqabench.runner import execute\n", "quality wing) imports runner (speed"),
+     ("quality.plan", "from sqabench.request import parse_duration\n", "imports request (speed wing)"),
+     ("quality.summary", "import sqabench.sweep\n", "imports sweep (speed wing)"),
+     ("runner", "from sqabench.quality import flow\n", "imports quality.flow (quality wing)"),
+     ("measure", "from sqabench.quality.train import train\n", "imports quality.train (quality training), a higher"),
+     ("variants", "def f():\n    from sqabench.results import COLUMNS\n", "imports results (speed results), a higher"),
+     ("quality.rows", "from sqabench.quality.flow import run_quality\n", "imports quality.flow (quality flow)")],
+)  # fmt: skip
+def test_a_deliberate_break_of_the_rule_is_caught(module, source, says):
+    (found,) = problems(module, imports_of(source))
+    assert says in found
 
 
 def test_no_import_circle():
@@ -68,9 +121,12 @@ def test_no_import_circle():
             visit(module, [module])
 
 
-def test_the_cost_model_estimate_plots_and_check_load_no_torch():
+def test_what_needs_no_torch_loads_none():
+    """The cost model, the estimate, plots, the gate, the command line's import and the quality wing's rows,
+    statistics and summary (what ``sqabench report`` reads) never load torch."""
     code = (
         "import sys, sqabench.estimate, sqabench.check, sqabench.plots, sqabench.flops, sqabench.cells, "
-        "sqabench.lengths, sqabench.peaks, sqabench.cli; print('torch' in sys.modules)"
+        "sqabench.units, sqabench.peaks, sqabench.files, sqabench.shipped, sqabench.drawing, sqabench.cli, "
+        "sqabench.quality.rows, sqabench.quality.summary, sqabench.quality.tables; print('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

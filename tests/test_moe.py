@@ -70,9 +70,9 @@ def test_the_load_balancing_loss_is_one_when_balanced_and_grows_when_not():
 def test_training_adds_the_routers_loss_and_only_for_a_mixture():
     """Two runs that differ only in the load-balancing weight part after their first update (the loss
     trained on includes it); the reported train loss stays the plain cross-entropy."""
-    from sqabench.mqar import MQARSize
-    from sqabench.tasks import MQARTask
-    from sqabench.training import TrainConfig, train
+    from sqabench.quality.mqar import MQARSize
+    from sqabench.quality.tasks import MQARTask
+    from sqabench.quality.train import TrainConfig, train
 
     def run(weight: float):
         preset = Preset("moe-train", d_model=16, n_layers=1, n_heads=4, d_ff=16, vocab_size=64, n_experts=4, top_k=2,

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from rows import write_run
 from sqabench.cli import app
-from sqabench.plots import FAMILY_STYLE, build_figures, paper_table
-from sqabench.results import COLUMNS, CsvWriter, load_results, resolve_baseline
+from sqabench.drawing import FAMILY_STYLE, styles
+from sqabench.plots import build_figures, paper_table
+from sqabench.results import COLUMNS, results_writer, load_results, resolve_baseline
 
 matplotlib.use("Agg")
 runner = CliRunner()
@@ -224,7 +225,7 @@ def test_the_efficiency_axis_fits_the_data_and_marks_a_wrong_floor(tmp_path):
 
     rows = rows_for("mha,sqa", rates=Rates(1e15, 1e13, 5e13))  # efficiencies of a few percent
     path = tmp_path / "r.csv"
-    writer = CsvWriter(path)
+    writer = results_writer(path)
     for row in rows:
         writer.write(row)
     figures, _ = build_figures(load_results(path), "mha")
@@ -234,7 +235,7 @@ def test_the_efficiency_axis_fits_the_data_and_marks_a_wrong_floor(tmp_path):
     (unrated,) = rows_for("mha")
     wrong = rows_for("mha", rates=Rates(1e15, int(unrated["exps"]) / 0.012, 1e15))  # efficiency 1.2: a bug
     path = tmp_path / "wrong.csv"
-    CsvWriter(path).write(wrong[0])
+    results_writer(path).write(wrong[0])
     figures, notes = build_figures(load_results(path), "mha")
     assert "above 1: the floor is wrong (a bug, not a result)" in labels(figures["efficiency"])
     assert any("1 cells above 1, marked as errors" in note for note in notes)
@@ -257,7 +258,7 @@ def test_the_paper_figure_has_error_bars_and_names_a_layer_difference(tmp_path):
     from test_report import rows_for
 
     path = tmp_path / "p.csv"
-    writer = CsvWriter(path)
+    writer = results_writer(path)
     for row in rows_for("mha,sqa,xsqa"):
         writer.write({**row, "n_layers": 2})
     figures, _ = build_figures(load_results(path), "mha")
@@ -269,7 +270,6 @@ def test_the_paper_figure_has_error_bars_and_names_a_layer_difference(tmp_path):
 def test_colours_within_a_family_and_custom_heads_are_far_apart():
     from itertools import combinations
 
-    from sqabench.plots import styles
 
     style = styles([*FAMILY_STYLE, "6/2", "4/4@256", "12/3"])
     for a, b in combinations(style, 2):
@@ -305,7 +305,7 @@ def test_plot_reuses_the_runs_baseline(tmp_path):
 
     rows = read_rows(path)
     rewritten = tmp_path / "gqa-baseline.csv"
-    writer = CsvWriter(rewritten)
+    writer = results_writer(rewritten)
     for row in rows:
         writer.write({**row, "baseline": "gqa"})  # as `sqabench run --mode decode --baseline gqa` records it
     figures, _ = build_figures(load_results(rewritten), resolve_baseline(load_results(rewritten), None))

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from sqabench.cli import app
 from sqabench.errors import ConfigError
-from sqabench.mqar import IGNORE, MQARSize, gap_weights, mqar
+from sqabench.quality.mqar import IGNORE, MQARSize, gap_weights, mqar
 from sqabench.presets import Preset
-from sqabench.stats import T_80, T_975, interval, minimum_detectable, paired, verdict
-from sqabench.tasks import MQARTask
-from sqabench.training import TrainConfig, train
+from sqabench.quality.stats import T_80, T_975, interval, minimum_detectable, paired, verdict
+from sqabench.quality.tasks import MQARTask
+from sqabench.quality.train import TrainConfig, train
 from sqabench.variants import get_variant
 
 runner = CliRunner()
@@ -166,7 +166,7 @@ def test_quality_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args
 
 def test_no_held_out_example_reaches_training(monkeypatch):
     """The held-out set is its own data stream of each seed; no training step of a run draws from it."""
-    import sqabench.tasks as tasks
+    import sqabench.quality.tasks as tasks
 
     streams = []
     real = tasks.mqar
@@ -192,9 +192,9 @@ def test_an_existing_out_is_refused_and_resume_is_offered(tmp_path):
 def test_the_papers_quality_tables_are_shipped_and_consistent():
     """Tables 1 and 2 as transcribed: every perplexity is exp(loss) to the tables' rounding, the heads are the
     family's (checked against the registry), and the dense table has every variant once."""
-    from sqabench.quality import paper_quality
+    from sqabench.shipped import shipped_rows
 
-    rows = paper_quality()
+    rows = shipped_rows("paper_quality.csv")
     assert [r["variant"] for r in rows if r["setting"] == "dense"] == ["mha", "gqa", "mqa", "sqa", "ssqa", "xsqa",
                                                                         "xsmqa"]  # fmt: skip
     assert [r["variant"] for r in rows if r["setting"] == "moe"] == ["gqa", "mqa", "sqa", "ssqa", "xsqa"]
@@ -209,7 +209,7 @@ def test_the_papers_quality_tables_are_shipped_and_consistent():
 def test_the_summary_over_seeds_on_hand_made_rows():
     """Two seeds of mha and sqa: the median step time (of two: their mean), solved runs, the heads and the
     paired difference (0.10 and 0.30 below mha: mean -0.2, inside the noise at one degree of freedom)."""
-    from sqabench.quality import summarise
+    from sqabench.quality.summary import summarise
 
     def row(variant, seed, accuracy, ms, solved=False, steps=None):
         heads = {"mha": (8, 8), "sqa": (4, 2)}[variant]
@@ -232,8 +232,8 @@ def test_evaluation_scores_only_labelled_positions_per_example_for_mqar_and_pool
     the mean cross-entropy over the six scored positions, computed here by hand."""
     import contextlib
 
-    from sqabench.tasks import HeldOut
-    from sqabench.training import evaluate
+    from sqabench.quality.tasks import HeldOut
+    from sqabench.quality.train import evaluate
 
     vocab, seq = 5, 6
     logits = torch.randn(2, seq, vocab, generator=torch.Generator().manual_seed(0))
@@ -266,7 +266,8 @@ def test_evaluation_scores_only_labelled_positions_per_example_for_mqar_and_pool
 
 
 def test_on_a_gpu_the_default_is_ten_minutes_of_steps_and_on_a_cpu_400_steps():
-    from sqabench.quality import DEFAULT_STEPS, default_budget
+    from sqabench.quality.options import DEFAULT_STEPS
+    from sqabench.quality.plan import default_budget
 
     assert default_budget("cuda", steps_given=False, resume=False) == 600.0
     assert default_budget("cuda", steps_given=True, resume=False) is None  # --steps, --tokens or --budget decide

@@ -16,11 +16,11 @@ import torch
 from typer.testing import CliRunner
 
 from sqabench.cli import app
-from sqabench.corpus import read_documents, split
+from sqabench.quality.corpus import read_documents, split
 from sqabench.errors import ConfigError
 from sqabench.presets import Preset
-from sqabench.tasks import text_task
-from sqabench.training import Checkpoint, TrainConfig, train
+from sqabench.quality.tasks import text_task
+from sqabench.quality.train import Checkpoint, TrainConfig, train
 from sqabench.variants import get_variant
 
 runner = CliRunner()
@@ -37,7 +37,7 @@ def documents(n: int = 120, seed: int = 0) -> list[str]:
 
 @pytest.fixture
 def corpus(tmp_path, monkeypatch):
-    monkeypatch.setenv("SQABENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "corpus.txt"
     path.write_text("\n\n".join(documents()) + "\n")
     return path
@@ -106,7 +106,7 @@ def test_every_held_out_token_is_predicted_once_and_nothing_else_is_scored(corpu
 def test_bits_per_byte_count_the_texts_bytes_whatever_the_tokenizer(corpus):
     """bytes: bits per byte is the loss over ln 2. bpe: the bytes counted are the held-out text's UTF-8 bytes
     plus one per EOD, less the first token's (never predicted)."""
-    from sqabench.training import evaluate
+    from sqabench.quality.train import evaluate
 
     pytest.importorskip("tokenizers")
     _, held_docs = split(read_documents(corpus), 0.1)
@@ -204,7 +204,7 @@ def test_resume_keeps_finished_runs_and_refuses_other_options(corpus, tmp_path, 
     out = tmp_path / "q.csv"
     first = runner.invoke(app, [*QUICK, "--data", str(corpus), "--seeds", "1", "--out", str(out)])
     assert first.exit_code == 0, first.output
-    import sqabench.quality as quality
+    import sqabench.quality.train as quality
 
     trained = []
     real = quality.train
@@ -237,9 +237,10 @@ def test_equal_flops_gives_cheaper_variants_more_steps_for_the_same_flops(corpus
 
 def test_a_budget_sizes_the_steps_to_fit_from_the_probe():
     """Hand-made probes: the fitted steps fit the budget and one more baseline step would not."""
-    from sqabench.mqar import MQARSize
-    from sqabench.quality import Plan, Probe, estimate_s, fit_budget
-    from sqabench.tasks import MQARTask
+    from sqabench.quality.mqar import MQARSize
+    from sqabench.quality.budget import Probe, estimate_s, fit_budget
+    from sqabench.quality.plan import Plan
+    from sqabench.quality.tasks import MQARTask
 
     cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4)), TINY, steps=1, batch=8, eval_every=10)
     specs = [get_variant("mha", 4), get_variant("sqa", 4)]
@@ -251,7 +252,7 @@ def test_a_budget_sizes_the_steps_to_fit_from_the_probe():
         return 4 * 1.0 + 2 * n * 0.08 + 2 * math.ceil(n / 10) * (0.2 + 0.1)  # every 10 steps and at the end
 
     best = max(n for n in range(1, 1000) if by_hand(n) <= 96.0)
-    assert fitted.cfg.steps == best == 417 and fitted.steps == {"mha": 417, "sqa": 417}
+    assert fitted.cfg.steps == best == 417 and fitted.steps_by_variant == {"mha": 417, "sqa": 417}
     assert estimate_s(fitted, probes) == pytest.approx(by_hand(417))
     with pytest.raises(ConfigError, match="--budget 5 s is too short"):
         fit_budget(Plan(cfg, specs, [0, 1], None, "mha", budget_s=5.0), probes, spent_s=4.0)
@@ -268,11 +269,12 @@ def test_a_dry_run_estimates_and_writes_nothing(corpus, tmp_path):
 
 def test_a_bpe_is_trained_once_and_cached(corpus, monkeypatch):
     pytest.importorskip("tokenizers")
-    from sqabench import tokenizer
+    from sqabench.files import cache_dir
+    from sqabench.quality import tokenizer
 
     first = tokenizer.get_tokenizer("bpe", documents(50), 300)
     assert first.vocab == 300 and sum(first.byte_lengths) > 256
-    (cached,) = (tokenizer.cache_dir() / "tokenizers").glob("bpe-*-300.json")
+    (cached,) = (cache_dir() / "tokenizers").glob("bpe-*-300.json")
     stamp = cached.stat().st_mtime_ns
     again = tokenizer.get_tokenizer("bpe", documents(50), 300)
     assert cached.stat().st_mtime_ns == stamp and again.encode(["the cat"]) == first.encode(["the cat"])
@@ -311,7 +313,7 @@ def _no_tokenizers(monkeypatch):
      ("held out", ["--data", "{tmp}/corpus.txt", "--held-out", "1.5"], "--held-out 1.5 must be a fraction"),
      ("equal", ["--equal", "time"], "--equal 'time': choose one of: tokens, flops"),
      ("two budgets", ["--tokens", "1M"], "--steps and --tokens each set the steps"),
-     ("tokens", ["--tokens", "lots", "--steps", None], "--tokens 'lots' is not a positive count"),
+     ("tokens", ["--tokens", "lots", "--steps", None], "--tokens: 'lots' is not a count"),
      ("budget", ["--budget", "soon", "--steps", None], "--budget 'soon' is not a duration"),
      ("preset", ["--preset", "paper"], "--preset paper sets the model; leave out --d-model"),
      ("resume", ["--resume", ""], "--resume: nothing to continue"),
@@ -371,7 +373,7 @@ def test_plot_tells_a_quality_csv_by_its_columns_and_draws_curves_and_trade(corp
 
 
 def test_the_trade_figure_rings_only_variants_no_other_beats_on_both_axes():
-    from sqabench.quality_plots import _front
+    from sqabench.quality.figures import _front
 
     # (step ms, loss): b is faster and better than c; a is slowest and best; d is fastest and worst
     points = [(10.0, 1.0), (5.0, 1.2), (6.0, 1.3), (2.0, 2.0)]
@@ -400,7 +402,7 @@ def test_reproduce_quality_prints_ours_beside_the_papers_table_and_what_differs(
 
 
 def test_ctrl_c_keeps_the_finished_runs_and_the_checkpoint_and_says_how_to_go_on(corpus, tmp_path, monkeypatch):
-    import sqabench.quality as quality
+    import sqabench.quality.train as quality
 
     out = tmp_path / "q.csv"
     real, calls = quality.train, []
@@ -436,7 +438,7 @@ def test_ctrl_c_keeps_the_finished_runs_and_the_checkpoint_and_says_how_to_go_on
 def test_on_text_a_lower_loss_is_better_and_the_extras_are_summarised():
     """Hand-made text rows: sqa's loss is above mha's by 0.10 and 0.12 (mean 0.11, sd 0.0141, t(0.975, 1) = 12.706:
     the interval is +0.11 +- 0.127, which holds 0) and xsqa's below by 0.20 and 0.21 (the interval excludes 0)."""
-    from sqabench.quality import summarise
+    from sqabench.quality.summary import summarise
 
     def row(variant, seed, loss, bpb):
         return {"task": "text", "variant": variant, "seed": seed, "val_loss": loss, "val_bpb": bpb,
@@ -466,7 +468,7 @@ def test_bf16_autocast_trains_and_differences_are_paired_against_gqa_too(tmp_pat
 
 
 def test_a_run_out_of_memory_is_a_row_of_its_own_and_the_next_goes_on(tmp_path, monkeypatch):
-    import sqabench.quality as quality
+    import sqabench.quality.train as quality
 
     real = quality.train
 

@@ -8,7 +8,7 @@ from sqabench.errors import ConfigError
 from sqabench.results import (
     CELL_KEY,
     COLUMNS,
-    CsvWriter,
+    results_writer,
     key_of,
     latest,
     load_results,
@@ -53,7 +53,7 @@ def test_latest_keeps_the_last_row_of_a_cell(tmp_path):
 
 
 def test_writer_creates_the_file_with_its_first_row(tmp_path):
-    writer = CsvWriter(tmp_path / "sub" / "r.csv")
+    writer = results_writer(tmp_path / "sub" / "r.csv")
     assert not writer.path.exists()
     with pytest.raises(ValueError, match="columns the schema lacks: bogus"):
         writer.write({"bogus": 1})
@@ -81,14 +81,6 @@ def test_baseline_must_be_in_the_data(tmp_path):
     assert resolve_baseline(frame, "GQA") == "gqa"
     with pytest.raises(ConfigError, match="variants there: mha, gqa, sqa, xsqa"):
         resolve_baseline(frame, "ssqa")
-
-
-def test_plot_check_and_cost_model_do_not_load_torch():
-    import subprocess
-    import sys
-
-    code = "import sys, sqabench.check, sqabench.plots, sqabench.flops, sqabench.lengths; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_the_results_page_documents_the_columns_in_file_order():

@@ -8,7 +8,7 @@ from torch._inductor.exc import InductorError, LoweringException
 from conftest import TINY
 from sqabench.cells import Outcome, Timing, plan
 from sqabench.environment import Environment
-from sqabench.results import CsvWriter, read_rows
+from sqabench.results import results_writer, read_rows
 from sqabench.sweep import SweepAborted, classify, run_cell, run_sweep
 from sqabench.variants import parse_variants
 from sqabench.verify import KernelVerifyFailed
@@ -84,7 +84,7 @@ def test_sticky_cuda_error_stops_the_sweep_after_its_row(tmp_path):
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return Outcome(kernel="fake", timing=Timing(1.0, (1.0, 1.0)))
 
-    writer = CsvWriter(tmp_path / "r.csv")
+    writer = results_writer(tmp_path / "r.csv")
     with pytest.raises(SweepAborted, match="illegal memory access"):
         run_sweep(cells(), writer, Environment(device="cpu"), measure=measure)
     assert seen == ["mha", "sqa"]
@@ -119,7 +119,7 @@ def test_the_first_cell_also_warms_the_process_up(tmp_path):
         seen.append((cell.spec.name, cell.warmup))
         return Outcome(kernel="fake", timing=Timing(1.0, (1.0, 1.0)))
 
-    writer = CsvWriter(tmp_path / "r.csv")
+    writer = results_writer(tmp_path / "r.csv")
     run_sweep(cells("mha,sqa,xsqa"), writer, Environment(device="cpu"), measure=measure)
     assert seen == [("mha", PROCESS_WARMUP), ("sqa", 0), ("xsqa", 0)]
     assert [r["warmup"] for r in read_rows(writer.path)] == [str(PROCESS_WARMUP), "0", "0"]

@@ -1,4 +1,5 @@
-"""What ``sqabench quality`` trains on: MQAR (``sqabench.mqar``) or a text corpus (``sqabench.corpus``).
+"""What ``sqabench quality`` trains on: MQAR (``quality.mqar``) or a text corpus (``quality.corpus``, read and
+tokenized by ``quality.tokens``).
 
 A task gives every variant the same data: ``batch(seed, step, n)`` is training step ``step``'s batch under
 ``seed`` (drawn from the stream ``(seed, step)``, steps from 1), and ``held_out(seed)`` the set every
@@ -15,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sqabench.corpus import padded, read_documents, split, stream, windows
 from sqabench.errors import ConfigError
-from sqabench.mqar import MQARSize, mqar
-from sqabench.tokenizer import Tokenizer, check_tokenizer, corpus_hash, get_tokenizer
+from sqabench.quality.corpus import padded, stream, windows
+from sqabench.quality.mqar import MQARSize, mqar
+from sqabench.quality.options import MQAR_EVAL_EXAMPLES
+from sqabench.quality.tokenizer import Tokenizer
+from sqabench.quality.tokens import tokenize
 
-LARGE = 20 << 20  # bytes of text past which reading it is announced
 HELD_OUT_STREAM = 0  # MQAR's held-out set under a seed is the stream (seed, 0); training step t draws (seed, t)
 
 
@@ -41,7 +43,7 @@ def batch_seed(seed: int, step: int) -> tuple[int, int]:
 @dataclass(frozen=True, eq=False)
 class MQARTask:
     size: MQARSize
-    eval_examples: int = 256
+    eval_examples: int = MQAR_EVAL_EXAMPLES
     name = "mqar"
     per_example = True  # accuracy per example, then the mean (Zoology's)
     byte_lengths = None
@@ -119,85 +121,6 @@ class TextTask:
         return (f"text {self.data} ({self.train_docs} training and {self.held_docs} held-out documents, "
                 f"{self.tokenizer.name} tokens, vocab {self.vocab}, length {self.seq_len}, {layout}; "
                 f"{self.scored:,} held-out tokens scored at each evaluation)")  # fmt: skip
-
-
-TOKENS_FORMAT = "sqabench-tokens/1"
-TOKENS_SUFFIX = ".tokens"
-
-
-@dataclass(frozen=True)
-class Tokenized:
-    """A corpus split and tokenized: what ``sqabench tokenize`` saves, so that a machine without the
-    tokenizer (a GPU machine) trains on exactly the tokens this one made."""
-
-    source: str
-    tokenizer: Tokenizer
-    held_out: float
-    corpus: str  # the training documents' hash
-    train: list[list[int]]
-    held: list[list[int]]
-
-
-DEFAULT_TOKENIZER, DEFAULT_HELD_OUT = "bytes", 0.05
-
-
-def tokenize(data: Path, tokenizer: str | None, vocab: int | None, held_out: float | None,
-             say=lambda text: None) -> Tokenized:  # fmt: skip
-    """Read ``data``, split it into whole training and held-out documents (``held_out`` of them; None: 5%), and
-    tokenize both (``tokenizer`` None: bytes; a BPE is trained on the training documents only); a ``.tokens``
-    file of ``sqabench tokenize`` is loaded instead. One-line ``ConfigError`` for a corpus that cannot be used."""
-    if data.suffix == TOKENS_SUFFIX:
-        return load_tokens(data, tokenizer, vocab, held_out)
-    tokenizer = tokenizer or DEFAULT_TOKENIZER
-    held_out = DEFAULT_HELD_OUT if held_out is None else held_out
-    check_tokenizer(tokenizer, vocab)
-    if data.is_dir() or data.is_file() and data.stat().st_size > LARGE:
-        say(f"reading {data} ...")
-    train_docs, held_docs = split(read_documents(data), held_out)
-    tok = get_tokenizer(tokenizer, train_docs, vocab, say)
-    return Tokenized(str(data), tok, held_out, corpus_hash(train_docs), tok.encode(train_docs), tok.encode(held_docs))
-
-
-def _flat(docs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.tensor([t for d in docs for t in d], dtype=torch.int32),
-            torch.tensor([len(d) for d in docs], dtype=torch.int64))  # fmt: skip
-
-
-def save_tokens(tokens: Tokenized, path: Path) -> None:
-    """``tokens`` as one file (tensors and plain values only: ``torch.load(weights_only=True)`` reads it)."""
-    train, train_lengths = _flat(tokens.train)
-    held, held_lengths = _flat(tokens.held)
-    tok = tokens.tokenizer
-    state = {"format": TOKENS_FORMAT, "source": tokens.source, "tokenizer": tok.name, "vocab": tok.vocab,
-             "eod": tok.eod, "pad": tok.pad, "byte_lengths": list(tok.byte_lengths), "held_out": tokens.held_out,
-             "corpus": tokens.corpus, "train": train, "train_lengths": train_lengths, "held": held,
-             "held_lengths": held_lengths}  # fmt: skip
-    scratch = path.with_name(path.name + ".tmp")
-    torch.save(state, scratch)
-    scratch.replace(path)
-
-
-def load_tokens(path: Path, tokenizer: str | None, vocab: int | None, held_out: float | None) -> Tokenized:
-    if not path.is_file():
-        raise ConfigError(f"--data {path} does not exist; make it with sqabench tokenize")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ConfigError(f"--data {path} is not a tokens file of sqabench tokenize ({type(error).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != TOKENS_FORMAT:
-        raise ConfigError(f"--data {path} is not a {TOKENS_FORMAT} file; make it with sqabench tokenize")
-    for option, asked, stored in (("--tokenizer", tokenizer, state["tokenizer"]), ("--vocab", vocab, state["vocab"]),
-                                  ("--held-out", held_out, state["held_out"])):  # fmt: skip
-        if asked is not None and asked != stored:
-            raise ConfigError(f"{option} {asked}: {path} was tokenized with {option} {stored}; leave it out or "
-                              "tokenize again")  # fmt: skip
-
-    def docs(flat: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-        return [piece.tolist() for piece in torch.split(flat, lengths.tolist())]
-
-    tok = Tokenizer(state["tokenizer"], state["vocab"], state["eod"], state["pad"], tuple(state["byte_lengths"]))
-    return Tokenized(state["source"], tok, state["held_out"], state["corpus"],
-                     docs(state["train"], state["train_lengths"]), docs(state["held"], state["held_lengths"]))
 
 
 def text_task(data: Path, tokenizer: str | None, vocab: int | None, seq: int, held_out: float | None,

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from sqabench.errors import ConfigError
-from sqabench.mqar import IGNORE
+from sqabench.quality.mqar import IGNORE
 
 FORMATS = (".txt (documents split at blank lines), a folder of .txt files, .jsonl or .parquet with a 'text' column "
            "(.txt and .jsonl may be gzipped)")

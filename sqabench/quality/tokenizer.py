@@ -7,23 +7,23 @@ byte 1, a BPE token its bytes, EOD 1 as the separator it replaces, PAD 0), so th
 same text whichever tokenizer read it.
 
 A BPE is trained on the training documents only, to the asked vocabulary, and cached on disk under
-``$SQABENCH_CACHE`` (default ``~/.cache/sqabench``) by the hash of those documents and the vocabulary.
+sqabench's cache folder (``sqabench.files.cache_dir``: ``$SQABENCH_CACHE_DIR``, else ``~/.cache/sqabench``), by
+the hash of those documents and the vocabulary.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqabench.errors import ConfigError
+from sqabench.files import cache_dir, replacing
+from sqabench.quality.options import DEFAULT_BPE_VOCAB
 
 TOKENIZERS = ("bytes", "bpe")
 SPECIALS = ("<eod>", "<pad>")  # ids vocab-2 and vocab-1 for bytes; 0 and 1 for a BPE (trained with them first)
 BYTE_VOCAB = 256 + len(SPECIALS)
 MIN_BPE_VOCAB = 256 + len(SPECIALS)  # byte-level BPE starts from every byte
-DEFAULT_BPE_VOCAB = 4096
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,11 +40,6 @@ class Tokenizer:
         if self._bpe is None:
             return [list(doc.encode("utf-8")) for doc in documents]
         return [e.ids for e in self._bpe.encode_batch(documents)]
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("SQABENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(root) / ("" if os.environ.get("SQABENCH_CACHE") else "sqabench")
 
 
 def byte_tokenizer() -> Tokenizer:
@@ -84,9 +79,8 @@ def bpe_tokenizer(documents: list[str], vocab: int, say=lambda text: None) -> To
                                           initial_alphabet=lib.pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
         tok.train_from_iterator(documents, trainer=trainer)
         path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tok.save(str(scratch))
-        os.replace(scratch, path)
+        with replacing(path) as scratch:
+            tok.save(str(scratch))
     eod, pad = (tok.token_to_id(s) for s in SPECIALS)
     size = tok.get_vocab_size()
     # Byte-level BPE spells every byte as one character of its alphabet: a token's length is its bytes.

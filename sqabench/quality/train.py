@@ -11,7 +11,6 @@ them), plus the routers' load-balancing loss for a mixture of experts (reported 
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -24,18 +23,19 @@ import torch.nn.functional as F
 from sqabench.device import synchronize, time_repeats
 from sqabench.encoder import build_encoder
 from sqabench.errors import ConfigError
-from sqabench.mqar import IGNORE
+from sqabench.files import replacing
 from sqabench.presets import Preset
+from sqabench.quality.mqar import IGNORE
+from sqabench.quality.rows import MILESTONES
 from sqabench.variants import VariantSpec
 
 SOLVED = 0.99  # MQAR accuracy at which a run counts as having solved the task
-MILESTONES = (0.5, 0.9)  # steps to these accuracies are reported
 LN2 = math.log(2)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    task: object  # a task of sqabench.tasks: MQARTask or TextTask
+    task: object  # a task of sqabench.quality.tasks: MQARTask or TextTask
     preset: Preset
     steps: int
     batch: int
@@ -153,9 +153,8 @@ class Checkpoint:
 
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self.path.with_name(self.path.name + ".tmp")
-        torch.save({**state, "key": self.key}, scratch)
-        os.replace(scratch, self.path)
+        with replacing(self.path) as scratch:
+            torch.save({**state, "key": self.key}, scratch)
 
 
 def train(

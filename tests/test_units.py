@@ -1,7 +1,7 @@
 import pytest
 
 from sqabench.errors import ConfigError
-from sqabench.lengths import format_len, parse_length, parse_lengths
+from sqabench.units import format_len, parse_length, parse_lengths
 
 
 @pytest.mark.parametrize(

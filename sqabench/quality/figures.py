@@ -10,41 +10,16 @@ seed, pads scored, an L40S) is drawn in a panel of its own: its axes are not our
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from sqabench.drawing import PANEL_SIZE, plain_log_axis, save_figures, styles
 from sqabench.errors import ConfigError
-from sqabench.plots import PANEL_SIZE, _plain_log_axis, styles
-from sqabench.quality import COLUMNS, CURVE_COLUMNS, paper_quality, read_quality, summarise
+from sqabench.quality.rows import read_run
+from sqabench.quality.summary import summarise
+from sqabench.shipped import shipped_rows
+from sqabench.variants import pick_baseline
 
 LABELS = {"val_loss": "val loss (nats a token, real tokens only)", "val_accuracy": "held-out accuracy"}
-
-
-def is_quality_csv(path: Path) -> bool:
-    """A quality CSV or its curves, told from a timing CSV by its columns."""
-    try:
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
-    return {"config", "val_loss", "seed"} <= set(header) or set(CURVE_COLUMNS) <= set(header)
-
-
-def load_quality(path: Path) -> tuple[list[dict], list[dict], Path]:
-    """(rows, curve points, the rows' path) of a quality CSV, given it or its curves file."""
-    if path.stem.endswith("-curves") and not {"config"} & set(_header(path)):
-        path = path.with_name(path.stem.removesuffix("-curves") + path.suffix)
-    rows = read_quality(path, COLUMNS)
-    curves_path = path.with_name(path.stem + "-curves.csv")
-    curves = read_quality(curves_path, CURVE_COLUMNS) if curves_path.is_file() else []
-    if not [r for r in rows if r["status"] == "ok"]:
-        raise ConfigError(f"{path} has no finished run (status ok) to draw")
-    return rows, curves, path
-
-
-def _header(path: Path) -> list[str]:
-    with path.open(newline="") as handle:
-        return next(csv.reader(handle), [])
 
 
 def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tuple[dict, list[str]]:
@@ -77,7 +52,7 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
                      "the seeds' range", fontsize=10)  # fmt: skip
         if not higher:
             ax.set_yscale("log")
-            _plain_log_axis(ax, "y")
+            plain_log_axis(ax, "y")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         figures["quality-curves"] = fig
@@ -105,7 +80,7 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if text:
         ax = axes[2]
-        for row in (r for r in paper_quality() if r["setting"] == "dense"):
+        for row in (r for r in shipped_rows("paper_quality.csv") if r["setting"] == "dense"):
             colour, marker = styles([row["variant"]])[row["variant"]]
             ax.scatter([float(row["s_per_batch"])], [float(row["val_loss"])], color=colour, marker=marker)
             ax.annotate(row["variant"], (float(row["s_per_batch"]), float(row["val_loss"])), fontsize=7,
@@ -127,3 +102,25 @@ def _front(points: list[tuple[float, float]], higher: bool) -> list[bool]:
         return a[0] <= b[0] and better_y and a != b
 
     return [not any(beats(other, p) for other in points) for p in points]
+
+
+def plot_quality(csvs: list[Path], out_dir: Path, baseline: str | None) -> tuple[list[Path], list[str]]:
+    """``sqabench plot`` on a quality CSV (or its curves file): the curves and the trade figure under
+    ``out_dir``; (the files written, notes on what was left out)."""
+    import matplotlib
+
+    if len(csvs) != 1:
+        raise ConfigError("plot takes one quality CSV at a time (its curves file is found beside it); "
+                          f"got {len(csvs)} files")  # fmt: skip
+    rows, curves, path = read_run(csvs[0])
+    names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
+    chosen = pick_baseline(baseline, names, f"is not among the variants of {path}") or names[0]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a directory")
+    matplotlib.use("Agg")
+    figures, notes = quality_figures(rows, curves, chosen)
+    try:
+        written = save_figures(figures, out_dir)
+    except OSError as error:
+        raise ConfigError(f"--out {out_dir}: cannot write figures there: {error.strerror or error}") from None
+    return written, notes

@@ -1,0 +1,67 @@
+"""``--budget`` and ``--dry-run``: each variant's costs probed on its real model and data, the time the plan
+will take at those costs, and the steps that fit a budget. Torch is loaded only to probe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqabench.errors import ConfigError
+
+PROBE_STEPS = 3
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One variant's costs, measured on a short run of its real model and data: seconds."""
+
+    build_s: float  # the model, the held-out set, the first step's warm-up beyond a steady one
+    step_s: float
+    eval_s: float
+
+
+def probe(plan, on_variant: Callable[[str], None] = lambda name: None) -> dict[str, Probe]:
+    """Each variant's build, step and evaluation times, from ``PROBE_STEPS`` steps and one evaluation at seed 0."""
+    from sqabench.quality.train import train
+
+    found = {}
+    for spec in plan.specs:
+        on_variant(spec.name)
+        cfg = replace(plan.cfg, steps=PROBE_STEPS, eval_every=PROBE_STEPS)
+        started = time.perf_counter()
+        result = train(cfg, spec, 0)
+        wall = time.perf_counter() - started
+        step = result.step_ms / 1e3
+        found[spec.name] = Probe(max(0.0, wall - PROBE_STEPS * step - result.eval_s), step, result.eval_s)
+    return found
+
+
+def run_s(probe: Probe, steps: int, eval_every: int) -> float:
+    """One run's seconds at the probed costs: its build, its steps, and its evaluations (every ``eval_every``
+    steps and at the end)."""
+    return probe.build_s + steps * probe.step_s + -(-steps // eval_every) * probe.eval_s
+
+
+def estimate_s(plan, probes: dict[str, Probe]) -> float:
+    """Seconds the plan's runs still to train will take at the probed costs."""
+    return sum(run_s(probes[spec.name], plan.config(spec).steps, plan.cfg.eval_every) for spec, _ in plan.runs())
+
+
+def fit_budget(plan, probes: dict[str, Probe], spent_s: float):
+    """The plan with the baseline's steps set so that every run fits ``plan.budget_s`` less ``spent_s``; the
+    variants' steps follow from it as ``--equal`` says."""
+    left = plan.budget_s - spent_s
+    per_thousand = plan.with_steps(1000).steps_by_variant  # each variant's steps per 1000 of the baseline's
+    fixed = sum(probes[spec.name].build_s for spec, _ in plan.runs())
+    per_base_step = sum(per_thousand[spec.name] / 1000 * (probes[spec.name].step_s + probes[spec.name].eval_s
+                                                          / plan.cfg.eval_every) for spec, _ in plan.runs())  # fmt: skip
+    steps = int((left - fixed) // per_base_step) if per_base_step > 0 else 0
+    while steps >= 1 and estimate_s(plan.with_steps(steps), probes) > left:  # evaluations come whole
+        steps -= 1
+    if steps < 1:
+        need = fixed + per_base_step + spent_s
+        raise ConfigError(f"--budget {plan.budget_s:.0f} s is too short: one step of every run needs about "
+                          f"{need:.0f} s here; give a longer --budget or fewer --variants or --seeds")  # fmt: skip
+    return plan.with_steps(steps)

@@ -1,0 +1,209 @@
+"""``sqabench quality``'s plan: every option checked and turned into what will be trained, before any file is
+touched. Every variant from scratch, the same seeds, for each seed the same data order and held-out set, the
+same schedule and optimizer; the steps equal in tokens, or in training FLOPs with ``--equal flops``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from sqabench.environment import Environment, environment, host_label
+from sqabench.errors import ConfigError
+from sqabench.files import check_output
+from sqabench.flops import step_cost
+from sqabench.presets import Preset
+from sqabench.quality.mqar import MQARSize
+from sqabench.quality.options import (
+    DEFAULT_STEPS, DTYPES, EQUAL, EVAL_TOKENS, GPU_BUDGET_S, TASK_DEFAULTS, TASKS, TINY, QualityOptions,
+)  # fmt: skip
+from sqabench.quality.rows import curves_path
+from sqabench.quality.train import Checkpoint, TrainConfig
+from sqabench.units import parse_duration, parse_size
+from sqabench.variants import VariantSpec, parse_variants, pick_baseline
+
+
+@dataclass(frozen=True)
+class Plan:
+    cfg: TrainConfig  # the baseline's steps; each variant's own are in ``steps_by_variant``
+    specs: list[VariantSpec]
+    seeds: list[int]
+    path: Path
+    baseline: str
+    equal: str = "tokens"
+    steps_by_variant: dict[str, int] = field(default_factory=dict)
+    checkpoint_every_s: float = 300.0
+    kept: dict[tuple[str, int], dict] = field(default_factory=dict)  # (variant, seed) -> its row kept by --resume
+    run_id: str = ""
+    budget_s: float | None = None  # --budget: the steps are sized to it by a probe (``quality.budget``)
+
+    @property
+    def curves_path(self) -> Path:
+        return curves_path(self.path)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path.with_name(self.path.stem + "-checkpoints")
+
+    def config(self, spec: VariantSpec) -> TrainConfig:
+        return replace(self.cfg, steps=self.steps_by_variant.get(spec.name, self.cfg.steps))
+
+    def checkpoint(self, spec: VariantSpec, seed: int) -> Checkpoint:
+        return Checkpoint(self.checkpoints / f"{spec.name}-seed{seed}.pt", self.config(spec).key(spec, seed),
+                          self.checkpoint_every_s)  # fmt: skip
+
+    def runs(self) -> list[tuple[VariantSpec, int]]:
+        """Every (variant, seed) still to train, seed-major (every variant of a seed, then the next seed)."""
+        return [(spec, seed) for seed in self.seeds for spec in self.specs if (spec.name, seed) not in self.kept]
+
+    def step_cost(self, spec: VariantSpec):
+        cfg = self.cfg
+        return step_cost(spec, cfg.preset, cfg.batch, cfg.task.seq_len, True, "train", cfg.dtype)
+
+    def with_steps(self, steps: int) -> "Plan":
+        """This plan with the baseline's steps set to ``steps``, every variant's following from it."""
+        cfg = replace(self.cfg, steps=steps)
+        return replace(self, cfg=cfg, steps_by_variant=equal_steps(cfg, self.specs, self.baseline, self.equal,
+                                                                   self.step_cost))  # fmt: skip
+
+
+def equal_steps(cfg: TrainConfig, specs: list[VariantSpec], baseline: str, equal: str, cost) -> dict[str, int]:
+    """Each variant's steps: the baseline's under ``tokens``; under ``flops`` as many as the baseline's training
+    FLOPs buy at the variant's own cost per step (the cost model's), rounded down."""
+    if equal == "tokens":
+        return {spec.name: cfg.steps for spec in specs}
+    (base,) = [spec for spec in specs if spec.name == baseline]
+    budget = cost(base).flops * cfg.steps
+    return {spec.name: max(1, int(budget // cost(spec).flops)) for spec in specs}
+
+
+def _model(options: QualityOptions, vocab: int) -> Preset:
+    from sqabench.presets import get_preset
+
+    given = [f"--{name.replace('_', '-')}" for name in TINY if getattr(options, name) is not None]
+    if options.preset is not None:
+        if given:
+            raise ConfigError(f"--preset {options.preset} sets the model; leave out {', '.join(given)}")
+        return replace(get_preset(options.preset), vocab_size=vocab)
+    d_model, layers, heads = (getattr(options, name) if getattr(options, name) is not None else TINY[name]
+                              for name in TINY)  # fmt: skip
+    for name, value, lowest in (("--d-model", d_model, 2), ("--layers", layers, 1), ("--heads", heads, 1)):
+        if value < lowest:
+            raise ConfigError(f"{name} {value} must be >= {lowest}")
+    if d_model % heads or (d_model // heads) % 2:
+        raise ConfigError(f"--d-model {d_model} must be a multiple of --heads {heads} with an even head size (RoPE "
+                          "rotates pairs)")  # fmt: skip
+    return Preset(f"tiny-d{d_model}", d_model=d_model, n_layers=layers, n_heads=heads, d_ff=2 * d_model,
+                  vocab_size=vocab, source="sqabench quality")  # fmt: skip
+
+
+def _task(options: QualityOptions, device_type: str, say):
+    from sqabench.quality.tasks import MQARTask, text_task
+
+    name = "text" if options.data is not None and options.task.lower() == "mqar" else options.task.lower()
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {options.task!r}; choose one of: {', '.join(TASKS)}")
+    seq = options.seq if options.seq is not None else TASK_DEFAULTS[name]["seq"]
+    if seq < 2:
+        raise ConfigError(f"--seq {seq} must be >= 2")
+    if name == "mqar":
+        for flag, used in (("--tokenizer", options.tokenizer is not None), ("--held-out", options.held_out is not None),
+                           ("--pad-like-paper", options.pad_like_paper)):  # fmt: skip
+            if used:
+                raise ConfigError(f"{flag} is for --task text (with --data); MQAR has its own tokens")
+        if options.eval_tokens is not None:
+            raise ConfigError("--eval-tokens is for --task text; MQAR scores its 256 held-out examples")
+        vocab = options.vocab if options.vocab is not None else TASK_DEFAULTS["mqar"]["vocab"]
+        return MQARTask(MQARSize(vocab, seq, options.pairs))
+    if options.data is None:
+        raise ConfigError("--task text needs --data PATH: a UTF-8 .txt, a folder of .txt, or .jsonl/.parquet")
+    if options.held_out is not None and not 0 < options.held_out < 1:
+        raise ConfigError(f"--held-out {options.held_out} must be a fraction in (0, 1)")
+    eval_tokens = options.eval_tokens if options.eval_tokens is not None else EVAL_TOKENS.get(device_type, 8_192)
+    if eval_tokens < 1:
+        raise ConfigError(f"--eval-tokens {eval_tokens} must be >= 1")
+    return text_task(Path(options.data), options.tokenizer and options.tokenizer.lower(), options.vocab, seq,
+                     options.held_out, options.pad_like_paper, eval_tokens, say)  # fmt: skip
+
+
+def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Plan, Environment]:
+    """Check every option and build the plan; raises ``ConfigError`` on the first bad one, before any file.
+    With ``--resume`` the plan leaves out the runs its file already holds (``quality.resume``)."""
+    from sqabench.device import resolve_device
+    from sqabench.quality.resume import resume
+
+    for name, value, lowest in (("--seeds", options.seeds, 1), ("--steps", options.steps, 1),
+                                ("--batch", options.batch, 1), ("--eval-every", options.eval_every, 1)):  # fmt: skip
+        if value is not None and value < lowest:
+            raise ConfigError(f"{name} {value} must be >= {lowest}")
+    if not 0 < options.lr < 1:  # NaN too
+        raise ConfigError(f"--lr {options.lr} must be in (0, 1)")
+    if not 0 <= options.warmup < 1:
+        raise ConfigError(f"--warmup {options.warmup} must be a fraction in [0, 1)")
+    if not 0 <= options.weight_decay < 1:
+        raise ConfigError(f"--weight-decay {options.weight_decay} must be in [0, 1)")
+    if options.equal.lower() not in EQUAL:
+        raise ConfigError(f"--equal {options.equal!r}: choose one of: {', '.join(EQUAL)}")
+    if not options.checkpoint_every > 0:
+        raise ConfigError(f"--checkpoint-every {options.checkpoint_every} must be > 0 minutes")
+    asked = [flag for flag, value in (("--steps", options.steps), ("--tokens", options.tokens),
+                                      ("--budget", options.budget)) if value is not None]  # fmt: skip
+    if len(asked) > 1:
+        raise ConfigError(f"{' and '.join(asked)} each set the steps; give one of them")
+    budget_s = parse_duration(options.budget, "--budget") if options.budget is not None else None
+    tokens = parse_size(options.tokens, "--tokens", "count", "2000000, 500k, 2M, 1.5G") if options.tokens else None
+    device = resolve_device(options.device)
+    budget_s = default_budget(device.type, bool(asked), options.resume) if budget_s is None else budget_s
+    dtype = _dtype(options.dtype, device.type)
+    env = environment(device)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(options.out) if options.out else Path("results") / f"quality-{host_label(env)}-{stamp}.csv"
+    if options.resume and not options.out:
+        raise ConfigError("--resume needs --out FILE: the quality CSV to continue")
+    task = _task(options, device.type, say)
+    preset = _model(options, task.vocab)
+    window = options.window if options.window is not None else max(1, task.seq_len // 4)
+    specs = parse_variants(options.variants, preset.n_heads, window)
+    names = [spec.name for spec in specs]
+    baseline = pick_baseline(options.baseline, names, "is not among the variants trained")
+    if baseline is None:
+        raise ConfigError(f"no baseline: pass --baseline, one of {', '.join(names)}")
+    batch = options.batch if options.batch is not None else TASK_DEFAULTS[task.name]["batch"]
+    eval_every = options.eval_every if options.eval_every is not None else TASK_DEFAULTS[task.name]["eval_every"]
+    per_step = batch * task.seq_len
+    steps = -(-tokens // per_step) if tokens is not None else options.steps or DEFAULT_STEPS
+    cfg = TrainConfig(task, preset, steps, batch, options.lr, options.warmup, options.weight_decay,
+                      eval_every=eval_every, device=str(device), dtype=dtype)
+    plan = Plan(cfg, specs, list(range(options.seeds)), path, baseline, options.equal.lower(),
+                checkpoint_every_s=60 * options.checkpoint_every).with_steps(steps)  # fmt: skip
+    if budget_s is not None:
+        if options.resume:
+            raise ConfigError("--resume continues with the steps its rows recorded: leave out --budget and pass "
+                              "the --steps (or --tokens) of the run being continued")  # fmt: skip
+        plan = replace(plan, budget_s=budget_s)
+    if options.dry_run:
+        return plan, env
+    if options.resume:
+        return resume(plan), env
+    for existing in (plan.path, plan.curves_path, plan.checkpoints):
+        if existing.exists():
+            raise ConfigError(f"{existing} exists: continue that run with --resume --out {plan.path}, or choose "
+                              "another --out")  # fmt: skip
+    check_output(path, explicit=bool(options.out))
+    return plan, env
+
+
+def default_budget(device_type: str, steps_given: bool, resume: bool) -> float | None:
+    """The budget when none of --steps, --tokens, --budget is given: a GPU's steps fit 10 minutes (a resumed run
+    keeps the steps its rows record); a CPU's are ``DEFAULT_STEPS``."""
+    return GPU_BUDGET_S if device_type == "cuda" and not steps_given and not resume else None
+
+
+def _dtype(asked: str | None, device_type: str) -> str:
+    if asked is None:
+        return "bf16" if device_type == "cuda" else "fp32"
+    if asked.lower() not in DTYPES:
+        raise ConfigError(f"--dtype {asked!r}: choose one of: {', '.join(DTYPES)} (fp16 training would need loss "
+                          "scaling, which sqabench quality does not do)")  # fmt: skip
+    return asked.lower()

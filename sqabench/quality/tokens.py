@@ -1,0 +1,111 @@
+"""A corpus split and tokenized once: what ``sqabench tokenize`` saves (a ``.tokens`` file) and what
+``sqabench quality --data`` reads, so that a machine without the tokenizer (a GPU machine) trains on exactly
+the tokens another one made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sqabench.errors import ConfigError
+from sqabench.files import replacing, writable_file
+from sqabench.quality.corpus import read_documents, split
+from sqabench.quality.options import DEFAULT_HELD_OUT, DEFAULT_TOKENIZER
+from sqabench.quality.tokenizer import Tokenizer, check_tokenizer, corpus_hash, get_tokenizer
+
+LARGE = 20 << 20  # bytes of text past which reading it is announced
+TOKENS_FORMAT = "sqabench-tokens/1"
+TOKENS_SUFFIX = ".tokens"
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """A corpus split and tokenized: what ``sqabench tokenize`` saves, so that a machine without the
+    tokenizer (a GPU machine) trains on exactly the tokens this one made."""
+
+    source: str
+    tokenizer: Tokenizer
+    held_out: float
+    corpus: str  # the training documents' hash
+    train: list[list[int]]
+    held: list[list[int]]
+
+
+def tokenize(data: Path, tokenizer: str | None, vocab: int | None, held_out: float | None,
+             say=lambda text: None) -> Tokenized:  # fmt: skip
+    """Read ``data``, split it into whole training and held-out documents (``held_out`` of them; None: 5%), and
+    tokenize both (``tokenizer`` None: bytes; a BPE is trained on the training documents only); a ``.tokens``
+    file of ``sqabench tokenize`` is loaded instead. One-line ``ConfigError`` for a corpus that cannot be used."""
+    if data.suffix == TOKENS_SUFFIX:
+        return load_tokens(data, tokenizer, vocab, held_out)
+    tokenizer = tokenizer or DEFAULT_TOKENIZER
+    held_out = DEFAULT_HELD_OUT if held_out is None else held_out
+    check_tokenizer(tokenizer, vocab)
+    if data.is_dir() or data.is_file() and data.stat().st_size > LARGE:
+        say(f"reading {data} ...")
+    train_docs, held_docs = split(read_documents(data), held_out)
+    tok = get_tokenizer(tokenizer, train_docs, vocab, say)
+    return Tokenized(str(data), tok, held_out, corpus_hash(train_docs), tok.encode(train_docs), tok.encode(held_docs))
+
+
+def _flat(docs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor([t for d in docs for t in d], dtype=torch.int32),
+            torch.tensor([len(d) for d in docs], dtype=torch.int64))  # fmt: skip
+
+
+def save_tokens(tokens: Tokenized, path: Path) -> None:
+    """``tokens`` as one file (tensors and plain values only: ``torch.load(weights_only=True)`` reads it)."""
+    train, train_lengths = _flat(tokens.train)
+    held, held_lengths = _flat(tokens.held)
+    tok = tokens.tokenizer
+    state = {"format": TOKENS_FORMAT, "source": tokens.source, "tokenizer": tok.name, "vocab": tok.vocab,
+             "eod": tok.eod, "pad": tok.pad, "byte_lengths": list(tok.byte_lengths), "held_out": tokens.held_out,
+             "corpus": tokens.corpus, "train": train, "train_lengths": train_lengths, "held": held,
+             "held_lengths": held_lengths}  # fmt: skip
+    with replacing(path) as scratch:
+        torch.save(state, scratch)
+
+
+def load_tokens(path: Path, tokenizer: str | None, vocab: int | None, held_out: float | None) -> Tokenized:
+    if not path.is_file():
+        raise ConfigError(f"--data {path} does not exist; make it with sqabench tokenize")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConfigError(f"--data {path} is not a tokens file of sqabench tokenize ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != TOKENS_FORMAT:
+        raise ConfigError(f"--data {path} is not a {TOKENS_FORMAT} file; make it with sqabench tokenize")
+    for option, asked, stored in (("--tokenizer", tokenizer, state["tokenizer"]), ("--vocab", vocab, state["vocab"]),
+                                  ("--held-out", held_out, state["held_out"])):  # fmt: skip
+        if asked is not None and asked != stored:
+            raise ConfigError(f"{option} {asked}: {path} was tokenized with {option} {stored}; leave it out or "
+                              "tokenize again")  # fmt: skip
+
+    def docs(flat: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        return [piece.tolist() for piece in torch.split(flat, lengths.tolist())]
+
+    tok = Tokenizer(state["tokenizer"], state["vocab"], state["eod"], state["pad"], tuple(state["byte_lengths"]))
+    return Tokenized(state["source"], tok, state["held_out"], state["corpus"],
+                     docs(state["train"], state["train_lengths"]), docs(state["held"], state["held_lengths"]))
+
+
+def tokens_file(data: Path, tokenizer: str, vocab: int | None, held_out: float, out: Path | None,
+                say=lambda text: None) -> tuple[Path, Tokenized]:  # fmt: skip
+    """``sqabench tokenize``: split and tokenize ``data`` into a ``.tokens`` file (``out``, or beside ``data``
+    named by its tokenizer). Every option is checked before any text is read; the file is written in one step."""
+    if not 0 < held_out < 1:
+        raise ConfigError(f"--held-out {held_out} must be a fraction in (0, 1)")
+    tokenizer = tokenizer.lower()
+    path = out or data.with_name(f"{data.stem if data.is_file() else data.name}-{tokenizer}{vocab or ''}"
+                                 f"{TOKENS_SUFFIX}")  # fmt: skip
+    if path.suffix != TOKENS_SUFFIX:
+        raise ConfigError(f"--out {path} must end in {TOKENS_SUFFIX} (sqabench quality --data knows it by that)")
+    writable_file(path, "--out")
+    if data.suffix == TOKENS_SUFFIX:
+        raise ConfigError(f"{data} is a tokens file already; give the corpus it was made from")
+    tokens = tokenize(data, tokenizer, vocab, held_out, say)
+    save_tokens(tokens, path)
+    return path, tokens
