@@ -157,12 +157,43 @@ def children(pid: int) -> list[int]:
 LAUNCHED = "SQABENCH_CP_LAUNCHED"  # set for the ranks that ``launch`` starts
 
 
+_interrupted = False  # a rank's SIGINT, remembered: Python drops a KeyboardInterrupt raised inside a finalizer
+
+
+def _on_sigint(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _unraisable(hook):
+    """``sys.unraisablehook`` less the KeyboardInterrupt a finalizer swallowed (``_interrupted`` keeps it)."""
+
+    def heard(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    return heard
+
+
 def interruptible() -> bool:
-    """In a rank started by ``launch``: take SIGINT back (the launcher passed it on ignored). True there."""
+    """In a rank started by ``launch``: take SIGINT back (the launcher passed it on ignored). True there.
+
+    A SIGINT that lands while the interpreter runs a finalizer (a weakref callback of the compiler's, say)
+    raises there, and Python drops it with a traceback on stderr; the rank would go on. So the handler also
+    remembers it, that traceback is not printed, and ``stop_if_interrupted`` raises it again at the next
+    phase of a cell."""
     if os.environ.get(LAUNCHED) != "1":
         return False
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable(sys.unraisablehook)
     return True
+
+
+def stop_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a SIGINT this rank heard but Python dropped (``interruptible``)."""
+    if _interrupted:
+        raise KeyboardInterrupt
 
 
 @dataclass

@@ -352,7 +352,7 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
     Every rank plans the same cells; rank 0's output file and finished cells are what count, passed
     to the others through the job's store.
     """
-    from sqabench.cp import interruptible, join, leave, link_rate
+    from sqabench.cp import interruptible, join, leave, link_rate, stop_if_interrupted
     from sqabench.split import measure_split
 
     launched = interruptible()
@@ -391,7 +391,12 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
         counter = iter(range(len(pending)))
 
         def measure(cell, phase):
-            return measure_split(cell, phase, group, f"{shared['run']}/cell{next(counter)}")
+            def heard(name: str) -> None:  # each phase of a cell: where a dropped Ctrl-C takes effect
+                stop_if_interrupted()
+                phase(name)
+
+            stop_if_interrupted()
+            return measure_split(cell, heard, group, f"{shared['run']}/cell{next(counter)}")
 
         new_rows: list[dict] = []
         remember = CompiledShapes().recorder(pending) if group.is_main else (lambda row: None)  # rank 0 records

@@ -99,7 +99,8 @@ def test_reproduce_paper_dry_run_on_a_cpu_lists_its_cells_and_runs_nothing(tmp_p
     out = tmp_path / "r.csv"
     result = runner.invoke(app, ["reproduce", "paper", "--device", "cpu", "--dry-run", "--out", str(out)],
                            env={"COLUMNS": "200"})  # fmt: skip
-    assert result.exit_code == 0, result.output and not out.exists()
+    assert result.exit_code == 0, result.output
+    assert not out.exists()
     listed = re.findall(r"│ (\w[\w-]*) · (\w+) x(\d+)", result.output)
     assert listed == [(v, n, b) for n, b in (("1k", "4"), ("4k", "1")) for v in
                       ("xsqa", "sqa", "ssqa", "swa", "mqa", "gqa", "mha")]  # fmt: skip

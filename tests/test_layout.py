@@ -130,3 +130,13 @@ def test_what_needs_no_torch_loads_none():
         "sqabench.quality.rows, sqabench.quality.summary, sqabench.quality.tables; print('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_no_assert_holds_its_condition_in_its_message():
+    """``assert a, b and c`` checks a alone: b and c are its message. No test may be written so."""
+    found = []
+    for path in Path(__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assert) and isinstance(node.msg, (ast.BoolOp, ast.Compare, ast.UnaryOp)):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:100]}")
+    assert not found, found

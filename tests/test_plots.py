@@ -137,16 +137,12 @@ def test_plain_tick_labels_on_log_axes(gpu_figures):
     assert formatter(6000, 0) == "6000" and formatter(0.5, 0) == "0.5"
 
 
-@pytest.mark.slow
-def test_plot_from_a_real_cpu_run(tmp_path):
-    run = tmp_path / "run.csv"
-    args = ["run", "--device", "cpu", "--seq", "64,128", "--batch", "1", "--warmup", "0", "--repeats", "2"]
-    result = runner.invoke(app, [*args, "--variants", "mha,sqa,xsqa", "--out", str(run)])
-    assert result.exit_code == 0, result.output
+def test_plot_from_a_real_cpu_run(real_run, tmp_path):
+    run, _ = real_run
     figures, notes = build_figures(load_results(run), "mha")
     assert "memory" not in figures and any("memory figure not drawn" in n for n in notes)
     assert figures["throughput"].axes[0].get_ylabel() == "achieved GFLOP/s"
-    assert "efficiency" in figures
+    assert "efficiency" in figures and "breakdown" in figures
     result = runner.invoke(app, ["plot", str(run), "--out", str(tmp_path / "plots")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "memory figure not drawn: no GPU memory recorded (a CPU run)" in result.output
