@@ -13,8 +13,8 @@ best of several ways the cells may compute and of several repeats (load only eve
   ``ex2``); the plain compiled ``exp`` too, the better kept;
 - bandwidth: ``dst.copy_(src)`` of tensors far larger than the caches, 2 x bytes per copy.
 
-Results are cached per device, driver, software, thread count, dtype and method
-(``ceilings.json`` in sqabench's cache folder: ``sqabench.files.cache_dir``). A cached entry records when and how often it
+Results are cached per device, driver, software, thread count, dtype and method (``ceilings.json`` in
+sqabench's cache folder: ``sqabench.files.cache_dir``). A cached entry records when and how often it
 was measured and keeps the best of its measurements; it is measured again when it is older than
 ``MAX_AGE_DAYS``, or when a quick probe of matmul and bandwidth runs faster than the cache says
 (the cache was measured on a loaded machine).

@@ -356,7 +356,7 @@ def reproduce(
         "--data", metavar="PATH", help="quality: the text corpus (as sqabench quality --data).")] = None,
     moe: Annotated[bool, typer.Option("--moe", help="quality: Table 2's MoE protocol (paper-moe) instead of Table 1's.")
                    ] = False,  # fmt: skip
-    seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 2).")] = None,
+    seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 3).")] = None,
     steps: Annotated[int | None, typer.Option(metavar="N", help="quality: steps instead of --budget.")] = None,
     tokenizer: Annotated[str | None, typer.Option(metavar="NAME", help="quality: bpe (default) or bytes.")] = None,
     pad_like_paper: Annotated[bool, typer.Option(
@@ -438,6 +438,30 @@ def print_figures(written: list[Path], notes: list[str]) -> None:
         say(f"note: {note}")
     for path in written:
         out.print(Text(str(path)), highlight=False)
+
+
+@app.command()
+def report(
+    files: Annotated[list[Path], typer.Argument(
+        metavar="FILE", help="Results CSVs of sqabench run or sqabench quality (any version), re-read as they are.",
+        show_default=False)],
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", metavar="VARIANT",
+        help="Variant to pair against (speed-ups, quality differences). Default: the run's, else mha.")] = None,
+) -> None:
+    """Print the tables a finished run printed, from its file alone: no training, no GPU, no torch."""
+    from sqabench.quality.report import report_quality
+    from sqabench.quality.rows import is_quality_csv
+    from sqabench.report import report_results
+
+    for path in files:
+        with usage_errors():
+            if not path.is_file():
+                raise ConfigError(f"no such results file: {path}")
+            out.print(Text(f"{path}", style="bold"), highlight=False)
+            notes = (report_quality if is_quality_csv(path) else report_results)(path, baseline, out)
+        for note in notes:
+            say(f"note: {note}")
 
 
 @app.command()

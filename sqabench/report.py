@@ -357,3 +357,23 @@ def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dic
         }
         for s in specs
     ]
+
+
+def report_results(path, baseline: str | None, console) -> list[str]:
+    """``sqabench report`` on a results CSV (of any sqabench version): its tables, one per setting, as its run
+    printed them; returns notes (the columns an older file lacks, shown as -, never invented)."""
+    from sqabench.results import COLUMNS, header_of, load_results, resolve_baseline
+
+    frame = load_results(path)
+    missing = [column for column in COLUMNS if column not in header_of(path)]
+    chosen = resolve_baseline(frame, baseline)
+    rows = [{k: v for k, v in row.items()} for row in frame.to_dict("records")]
+    for title, table in results_tables(rows, chosen):
+        console.print(Text(title, style="bold"), soft_wrap=True, highlight=False)
+        console.print(table)
+    notes = [f"{path} was written by an older sqabench: it lacks {', '.join(missing[:8])}"
+             f"{' and more' if len(missing) > 8 else ''} (shown as -)"] if missing else []  # fmt: skip
+    failed = [r for r in rows if normal(r.get("status")) not in ("ok", "")]
+    notes += [f"{normal(r['variant'])} @ {normal(r['seq_len'])}: {normal(r['status'])} ({normal(r.get('error'))})"
+              for r in failed]  # fmt: skip
+    return notes

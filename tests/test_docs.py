@@ -17,7 +17,7 @@ README = ROOT / "README.md"
 PAGES = {
     "run": "run.md", "reproduce": "reproduce.md", "plot": "plot.md", "check": "ci.md", "floor": "method.md",
     "ceilings": "method.md", "variants": "models.md", "doctor": "gpu.md", "env": "gpu.md", "quality": "quality.md",
-    "tokenize": "quality.md",
+    "tokenize": "quality.md", "report": "results.md",
 }  # fmt: skip
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

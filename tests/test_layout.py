@@ -33,7 +33,7 @@ QUALITY = {
     "quality data": ["quality.mqar", "quality.corpus", "quality.tokenizer", "quality.tokens", "quality.tasks"],
     "quality training": ["quality.train"],
     "quality plan": ["quality.plan", "quality.resume", "quality.budget", "quality.summary"],
-    "quality output": ["quality.tables", "quality.progress", "quality.figures"],
+    "quality output": ["quality.tables", "quality.progress", "quality.figures", "quality.report"],
     "quality flow": ["quality.flow", "quality.reproduce"],
 }
 TOP = {"command line": ["cli", "__main__", "__init__"]}
@@ -127,7 +127,8 @@ def test_what_needs_no_torch_loads_none():
     code = (
         "import sys, sqabench.estimate, sqabench.check, sqabench.plots, sqabench.flops, sqabench.cells, "
         "sqabench.units, sqabench.peaks, sqabench.files, sqabench.shipped, sqabench.drawing, sqabench.cli, "
-        "sqabench.quality.rows, sqabench.quality.summary, sqabench.quality.tables; print('torch' in sys.modules)"
+        "sqabench.quality.rows, sqabench.quality.summary, sqabench.quality.tables, sqabench.quality.report, "
+        "sqabench.report; print('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 

@@ -14,7 +14,6 @@ from sqabench.cli import app
 from sqabench.errors import ConfigError
 from sqabench.quality.mqar import IGNORE, MQARSize, gap_weights, mqar
 from sqabench.presets import Preset
-from sqabench.quality.stats import T_80, T_975, interval, minimum_detectable, paired, verdict
 from sqabench.quality.tasks import MQARTask
 from sqabench.quality.train import TrainConfig, train
 from sqabench.variants import get_variant
@@ -99,38 +98,6 @@ def test_the_task_separates_full_attention_from_a_window_too_short_to_see_the_ke
     short = train(replace(cfg, steps=50, eval_every=50), get_variant("swa", 8, window=2), seed=0)
     assert full.val_accuracy >= 0.9, full.curve
     assert short.val_accuracy < 0.1, short.curve
-
-
-def test_intervals_and_verdicts_on_hand_computed_examples():
-    # diffs 0.10, 0.12, 0.11, 0.13, 0.09: mean 0.11, sd 0.0158114, t(0.975, 4) = 2.776
-    diff = paired([0.60, 0.62, 0.61, 0.63, 0.59], [0.5] * 5)
-    assert diff.mean == pytest.approx(0.11) and diff.sd == pytest.approx(0.0158114, rel=1e-5)
-    half = 2.776 * 0.0158114 / math.sqrt(5)
-    assert (diff.low, diff.high) == pytest.approx((0.11 - half, 0.11 + half))
-    assert verdict(diff, True, "accuracy").startswith("better: accuracy +0.110 [+0.090, +0.130]")
-    assert verdict(diff, False, "loss").startswith("worse")
-    assert minimum_detectable(diff.sd, 5) == pytest.approx((2.776 + 0.941) * 0.0158114 / math.sqrt(5))
-    wide = paired([0.6, 0.8], [0.5, 0.5])  # diffs 0.1, 0.3: sd 0.1414, t(0.975, 1) = 12.706
-    assert (wide.low, wide.high) == pytest.approx((0.2 - 12.706 * 0.1, 0.2 + 12.706 * 0.1), rel=1e-4)
-    assert verdict(wide, True, "accuracy") == "no detectable difference at this budget"
-    assert verdict(interval([0.3]), True, "accuracy").startswith("one seed: no uncertainty can be stated")
-    with pytest.raises(ValueError, match="the same seeds"):
-        paired([0.1, 0.2], [0.1])
-
-
-def _t_cdf(x: float, df: int, steps: int = 20_000) -> float:
-    """Student's t CDF by Simpson's rule on its density: a reference that shares nothing with the tables."""
-    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
-    h = x / steps
-    total = sum((1 if i in (0, steps) else 4 if i % 2 else 2) * c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2)
-                for i in range(steps + 1))  # fmt: skip
-    return 0.5 + total * h / 3
-
-
-@pytest.mark.parametrize("df", [1, 2, 4, 9, 30])
-def test_the_t_tables_are_the_distributions_quantiles(df):
-    assert _t_cdf(T_975[df - 1], df) == pytest.approx(0.975, abs=2e-4)
-    assert _t_cdf(T_80[df - 1], df) == pytest.approx(0.80, abs=2e-4)
 
 
 QUICK = ["quality", "--device", "cpu", "--steps", "4", "--batch", "4", "--eval-every", "2", "--d-model", "16",

@@ -56,7 +56,8 @@ def fit_budget(plan, probes: dict[str, Probe], spent_s: float):
     per_thousand = plan.with_steps(1000).steps_by_variant  # each variant's steps per 1000 of the baseline's
     fixed = sum(probes[spec.name].build_s for spec, _ in plan.runs())
     per_base_step = sum(per_thousand[spec.name] / 1000 * (probes[spec.name].step_s + probes[spec.name].eval_s
-                                                          / plan.cfg.eval_every) for spec, _ in plan.runs())  # fmt: skip
+                                                          / plan.cfg.eval_every)
+                        for spec, _ in plan.runs())  # fmt: skip
     steps = int((left - fixed) // per_base_step) if per_base_step > 0 else 0
     while steps >= 1 and estimate_s(plan.with_steps(steps), probes) > left:  # evaluations come whole
         steps -= 1

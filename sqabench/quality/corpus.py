@@ -7,11 +7,12 @@ is whole documents, chosen by the hash of their text (the same on every machine,
 two copies of one text always on the same side): the ``share`` of documents whose hashes sort first.
 
 Packing (the honest pipeline): every document's tokens then EOD, one stream, no padding; a training
-sequence is any window of ``seq + 1`` tokens of the training stream; the held-out stream is cut into
-consecutive windows that overlap by one token, so every held-out token is predicted exactly once, and
-the last, shorter window is filled out with labels that are never scored. ``--pad-like-paper`` lays each
-document out the paper's way instead (RxNN's ``AutoregressiveLMDataset``): truncated to ``seq + 1``,
-padded with PAD, and the pads scored.
+sequence is any window of ``seq + 1`` tokens of the training stream. An evaluation scores the same share
+of every held-out document, from its start (``evaluation_windows``: the whole held-out set when the budget
+holds it), cut into windows that overlap by one token, so that every scored token is predicted exactly
+once. ``--pad-like-paper`` lays each document out the paper's way instead (``padded``: RxNN's tokenizer
+template ``[BOS] $A [EOS]`` and its ``AutoregressiveLMDataset``): a row of ``--seq`` tokens, BOS, the text
+truncated to fit, EOS, then PAD, and the pads scored.
 """
 
 from __future__ import annotations
@@ -156,22 +157,74 @@ def windows(tokens: torch.Tensor, seq: int, pad: int) -> tuple[torch.Tensor, tor
     return inputs, labels
 
 
+def evaluation_windows(token_lists: list[list[int]], seq: int, eod: int, pad: int, byte_lengths: tuple[int, ...],
+                       budget: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:  # fmt: skip
+    """What every evaluation scores, the same each time: the same share of every held-out document's text, from
+    its start, so that every document is represented in proportion to its length and two tokenizers of one
+    corpus score the same text (to within a token a document).
+
+    The share is ``budget`` bytes of text over the held-out set's bytes (EOD counted as one), at most all of it:
+    a document's scored piece is its longest run of leading tokens within that share of its own bytes. The
+    pieces form one stream, each after an EOD (the context a packed document starts from), cut into windows
+    that overlap by one token; a document's closing EOD is scored only when the whole set is (it ends no cut
+    piece). (inputs, labels, how many documents have a scored token)."""
+    sizes = [sum(byte_lengths[t] for t in doc) for doc in token_lists]
+    total = sum(sizes) + len(token_lists)
+    whole = budget is None or budget >= total
+    share = 1.0 if whole else budget / total
+    stream, scored, documents = [eod], [False], 0
+    for doc, size in zip(token_lists, sizes):
+        taken, used = 0, 0
+        for token in doc if not whole else ():
+            if used + byte_lengths[token] > share * size:
+                break
+            used, taken = used + byte_lengths[token], taken + 1
+        piece = doc if whole else doc[:taken]
+        if not piece and not whole:
+            continue
+        stream += [*piece, eod]
+        scored += [True] * len(piece) + [whole]
+        documents += bool(piece)
+    inputs, labels = windows(torch.tensor(stream, dtype=torch.int64), seq, pad)
+    flags, _ = windows(torch.tensor(scored[1:] + [False], dtype=torch.int64), seq, 0)  # flag i: label i's
+    labels[flags == 0] = IGNORE
+    return inputs, labels, documents
+
+
 @dataclass(frozen=True)
 class Padded:
-    """The paper's layout: one row per document, truncated to ``seq + 1`` tokens and padded with PAD."""
+    """The paper's layout: one row of ``seq`` tokens per document (BOS, the text truncated to fit, EOS, PAD)."""
 
-    inputs: torch.Tensor  # (docs, seq)
-    labels: torch.Tensor  # (docs, seq): real targets; IGNORE where the target is a pad
-    padded_labels: torch.Tensor  # (docs, seq): every target, pads included (what the paper scores)
+    inputs: torch.Tensor  # (docs, seq): the whole row, as RxNN feeds it
+    labels: torch.Tensor  # (docs, seq): the next token where it is real (the text, EOS); IGNORE at pads and the end
+    padded_labels: torch.Tensor  # (docs, seq): every next token, pads included (what the paper scores)
 
 
-def padded(token_lists: list[list[int]], seq: int, eod: int, pad: int) -> Padded:
-    rows = torch.full((len(token_lists), seq + 1), pad, dtype=torch.int64)
-    real = torch.zeros((len(token_lists), seq + 1), dtype=torch.bool)
+def padded(token_lists: list[list[int]], seq: int, bos: int, eos: int, pad: int) -> Padded:
+    """RxNN's rows: its tokenizer's template ``[BOS] $A [EOS]`` with ``max_length=seq``, ``truncation=True``
+    (the text cut to ``seq - 2`` tokens, BOS and EOS kept) and ``padding='max_length'``; its trainer scores
+    ``logits[:, :-1]`` against ``targets[:, 1:]``, the targets the input ids themselves, pads included. So the
+    first token is predicted from BOS and a forced EOS is scored in every truncated row."""
+    rows = torch.full((len(token_lists), seq), pad, dtype=torch.int64)
+    real = torch.zeros((len(token_lists), seq), dtype=torch.bool)
     for i, tokens in enumerate(token_lists):
-        doc = [*tokens, eod][: seq + 1]
+        doc = [bos, *tokens[: seq - 2], eos]
         rows[i, : len(doc)] = torch.tensor(doc, dtype=torch.int64)
         real[i, : len(doc)] = True
-    labels = rows[:, 1:].clone()
-    labels[~real[:, 1:]] = IGNORE
-    return Padded(rows[:, :-1].clone(), labels, rows[:, 1:].clone())
+    every = torch.full_like(rows, IGNORE)
+    every[:, :-1] = rows[:, 1:]  # position t predicts token t + 1; the last position predicts nothing
+    labels = every.clone()
+    labels[:, :-1][~real[:, 1:]] = IGNORE
+    return Padded(rows, labels, every)
+
+
+def evaluation_rows(rows: Padded, budget: int | None) -> tuple[Padded, int]:
+    """``--pad-like-paper``'s evaluation: rows spread evenly over the held-out documents until their real
+    labels (never the pads) reach ``budget``; every row when they hold fewer. (the rows, how many)."""
+    real = (rows.labels != IGNORE).sum(1)
+    total = int(real.sum())
+    if budget is None or budget >= total:
+        return rows, len(real)
+    keep = min(len(real), max(1, -(-len(real) * budget // total)))
+    picked = torch.tensor([i * len(real) // keep for i in range(keep)])
+    return Padded(rows.inputs[picked], rows.labels[picked], rows.padded_labels[picked]), keep

@@ -7,19 +7,20 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 from rich.console import Console
 from rich.text import Text
 
 from sqabench.environment import Environment
-from sqabench.files import CsvWriter
+from sqabench.errors import ConfigError
+from sqabench.files import CsvWriter, RunLock
 from sqabench.quality.options import QualityOptions
 from sqabench.quality.plan import Plan, resolve_quality
 from sqabench.quality.rows import COLUMNS, CURVE_COLUMNS, run_row
 from sqabench.units import format_duration
 
-SECOND_REFERENCES = ("mha", "gqa")  # the differences are also paired against these, when trained
 INTERRUPTED = 130
 
 
@@ -28,8 +29,9 @@ def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None
                on_row: Callable[[dict], None] = lambda row: None,
                on_step: Callable[[int], None] = lambda step: None) -> list[dict]:  # fmt: skip
     """Train every (variant, seed) still to train, seed-major, and write each row as it finishes; an out-of-memory
-    or failed run is a row of its own (``oom`` / ``error``) and the next goes on. Returns every row, kept ones too."""
-    from sqabench.failures import MEASURE_ERRORS, classify
+    or failed run is a row of its own (``oom`` / ``error``) and the next goes on, but for a CUDA error that leaves
+    the GPU unusable: its row is written, then ``Stopped``. Returns every row, kept ones too."""
+    from sqabench.failures import MEASURE_ERRORS, classify, is_sticky
     from sqabench.quality.train import train
 
     plan = plan if plan.run_id else replace(plan, run_id=uuid.uuid4().hex[:12])
@@ -50,6 +52,10 @@ def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None
         except MEASURE_ERRORS as error:
             outcome = classify(error)
             row = run_row(plan, env, spec, seed, cfg, None, outcome.error, outcome.status)
+            if is_sticky(outcome):
+                rows_out.write(row)
+                on_row(row)
+                raise Stopped(f"{label}: {outcome.error}; a sticky CUDA error fails every later run") from None
         rows_out.write(row)
         checkpoint.path.unlink(missing_ok=True)
         rows.append(row)
@@ -57,6 +63,10 @@ def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None
     if plan.checkpoints.is_dir() and not any(plan.checkpoints.iterdir()):
         plan.checkpoints.rmdir()
     return rows
+
+
+class Stopped(RuntimeError):
+    """A run left the GPU unusable (a sticky CUDA error): its row is written; the rest need a new process."""
 
 
 @dataclass(frozen=True)
@@ -68,42 +78,76 @@ class Trained:
 
 
 class Interrupted(Exception):
-    """Ctrl-C during training: what is kept has been said; the command exits with ``code``."""
+    """Training ended early, and what is kept has been said: Ctrl-C (``code`` 130) or a sticky CUDA error (1)."""
 
-    code = INTERRUPTED
+    def __init__(self, code: int = INTERRUPTED) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained | None:
     """``sqabench quality``: resolve, probe when asked, train with progress, print the tables and the claims.
     Returns what was trained, or None after a dry run. ``ConfigError`` on bad input (nothing written);
     ``Interrupted`` on Ctrl-C, after saying what was kept."""
-    from sqabench.quality.budget import estimate_s, fit_budget, probe
-    from sqabench.quality.progress import QualityDisplay
-    from sqabench.quality.summary import claims, summarise
-    from sqabench.quality.tables import pairing_table, quality_plan, quality_table
+    from sqabench.quality.budget import fit_budget
+    from sqabench.quality.report import print_tables
+    from sqabench.quality.resume import resume
 
     def say(message: str, style: str = "") -> None:
         err.print(Text(message, style=style), highlight=False)
 
     started = time.monotonic()
     plan, env = resolve_quality(options, say)
-    probes = None
-    if plan.budget_s is not None or options.dry_run:
-        say(f"probing each variant's step and evaluation ({len(plan.specs)} variants, a few steps each) ...")
-        probes = probe(plan, on_variant=lambda name: say(f"  probing {name} ...", "dim"))
+    # One writer per file: a second run on it is refused before it touches anything. A dry run writes nothing.
+    with nullcontext() if options.dry_run else RunLock(plan.path):
+        if options.resume:
+            plan = resume(plan, rewrite=not options.dry_run)
+        planning = plan.budget_s is not None or options.dry_run
+        if options.pilot is not None and not planning:
+            raise ConfigError("--pilot applies with --dry-run or --budget (which state what the seeds can detect)")
+        detectable = detectable_line(plan, options.pilot) if planning else None  # a bad --pilot: before the probe
+        probes = _probe(plan, say) if planning else None
         if plan.budget_s is not None:
             plan = fit_budget(plan, probes, time.monotonic() - started)
+        _announce(plan, env, say, out, options.dry_run, probes)
+        if detectable is not None:
+            say(detectable)
+        if options.dry_run:
+            say("dry run: nothing trained, nothing written")
+            return None
+        rows = _train(plan, env, err, say, options.checkpoint_every)
+    print_tables(rows, plan.baseline, len(plan.seeds), out)
+    out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
+    return Trained(plan, rows)
+
+
+def _probe(plan: Plan, say):
+    from sqabench.quality.budget import probe
+
+    say(f"probing each variant's step and evaluation ({len(plan.specs)} variants, a few steps each) ...")
+    return probe(plan, on_variant=lambda name: say(f"  probing {name} ...", "dim"))
+
+
+def _announce(plan: Plan, env: Environment, say, out: Console, dry_run: bool, probes) -> None:
+    """What is about to be trained: the setting, the plan's table, and with a probe the estimate."""
+    from sqabench.quality.budget import estimate_s
+    from sqabench.quality.tables import quality_plan
+
     runs = plan.runs()
     say(f"sqabench quality on {env.gpu_name or 'CPU'}: {plan.cfg.task.title()}; model {plan.cfg.preset.name}; "
         f"{len(plan.specs)} variants x {len(plan.seeds)} seeds, {len(runs)} runs to train, equal {plan.equal}"
-        + ("" if options.dry_run else f"; writing {plan.path}"))  # fmt: skip
+        + ("" if dry_run else f"; writing {plan.path}"))  # fmt: skip
     out.print(quality_plan(plan, probes))
     if probes is not None:
         say(f"estimate: {format_duration(estimate_s(plan, probes))} for the runs" +
             ("" if plan.budget_s is None else f" (budget {format_duration(plan.budget_s)})"))  # fmt: skip
-    if options.dry_run:
-        say("dry run: nothing trained, nothing written")
-        return None
+
+
+def _train(plan: Plan, env: Environment, err: Console, say, checkpoint_every: float) -> list[dict]:
+    """Every run still to train, with progress; ``Interrupted`` after saying what is kept."""
+    from sqabench.quality.progress import QualityDisplay
+
+    runs = plan.runs()
     finished: list[dict] = []
     display = QualityDisplay(err, sum(plan.config(spec).steps for spec, _ in runs))
 
@@ -111,22 +155,50 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
         finished.append(row)
         display.finished(row, len(finished), len(runs))
 
+    def kept() -> str:
+        ok = [row for row in finished if row["status"] == "ok"]
+        return f"{len(ok)} finished run{'' if len(ok) == 1 else 's'} kept in {plan.path}" if ok else "no run finished"
+
     try:
         with display:
-            rows = train_runs(plan, env, on_start=display.start, on_eval=lambda label, point: display.evaluated(point),
+            return train_runs(plan, env, on_start=display.start, on_eval=lambda label, point: display.evaluated(point),
                               on_row=heard, on_step=display.step)  # fmt: skip
     except KeyboardInterrupt:
-        kept = f"{len(finished)} finished run{'' if len(finished) == 1 else 's'} kept in {plan.path}" if finished \
-            else "no run finished"
-        say(f"interrupted: {kept}; a running run keeps its last checkpoint (every {options.checkpoint_every:g} min) "
-            f"in {plan.checkpoints}; continue with --resume --out {plan.path}", "yellow")  # fmt: skip
-        raise Interrupted from None
-    out.print(quality_table(summarise(rows, plan.baseline), plan.baseline, len(plan.seeds)))
-    trained = {str(row["variant"]) for row in rows if row["status"] == "ok"}
-    for other in SECOND_REFERENCES:
-        if other != plan.baseline and other in trained and len(trained) > 1:
-            out.print(pairing_table(summarise(rows, other), other))
-    for claim, said in claims(rows):
-        out.print(Text(f"{claim}: {said}"), highlight=False)
-    out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
-    return Trained(plan, rows)
+        say(f"interrupted: {kept()}; a running run keeps its last checkpoint (every {checkpoint_every:g} min) in "
+            f"{plan.checkpoints}; continue with --resume --out {plan.path}", "yellow")  # fmt: skip
+        raise Interrupted(INTERRUPTED) from None
+    except Stopped as stop:
+        say(f"stopped after {stop}; {kept()}; continue in a new process with --resume --out {plan.path}", "bold red")
+        raise Interrupted(1) from None
+
+
+def detectable_line(plan: Plan, pilot: str | None) -> str:
+    """The difference the planned seeds can detect against the baseline (Dunnett over the other variants, 80%
+    power): in units of the noise, and with a pilot CSV of this setting in the metric's own units."""
+    from pathlib import Path
+
+    from sqabench.quality.rows import read_any
+    from sqabench.quality.stats import planned_mde, pooled_noise
+    from sqabench.quality.summary import METRICS, metric_of
+
+    variants, seeds = len(plan.specs), len(plan.seeds)
+    factor = planned_mde(variants, seeds)
+    if factor is None:
+        return (f"detectable: nothing, with {seeds} seed{'s' if seeds != 1 else ''} and {variants} variant(s): no "
+                "noise can be estimated")
+    metric, _, what = METRICS[plan.cfg.task.name]
+    said = (f"detectable at 80% power against {plan.baseline} with {seeds} seeds x {variants} variants (Dunnett, df "
+            f"{(variants - 1) * (seeds - 1)}): {factor:.2f} x the sd of one seed's paired difference")  # fmt: skip
+    if pilot is None:
+        return said + "; --pilot FILE (a finished run of this setting) says it in " + what
+    rows = [row for row in read_any(Path(pilot))[0] if row["status"] == "ok"]
+    if not rows or metric_of(rows)[0] != metric:
+        raise ConfigError(f"--pilot {pilot}: no finished {plan.cfg.task.name} runs to take the noise from")
+    table: dict[str, dict[int, float]] = {}
+    for row in rows:
+        table.setdefault(row["variant"], {})[int(row["seed"])] = float(row[metric])
+    noise = pooled_noise(table)
+    if noise is None:
+        raise ConfigError(f"--pilot {pilot}: its noise needs two variants with the same two seeds or more")
+    return (said + f"; from --pilot {pilot} (sd {noise.sd:.3g}, {noise.source}, df {noise.df}): "
+            f"{factor * noise.sd:.3g} in {what}")  # fmt: skip

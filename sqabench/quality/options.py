@@ -22,7 +22,7 @@ EVAL_TOKENS = {"cpu": 8_192, "cuda": 262_144}  # text: held-out tokens an evalua
 GPU_BUDGET_S = 600.0  # on a GPU with no --steps, --tokens or --budget: the steps that fit 10 minutes
 TINY = {"d_model": 64, "layers": 2, "heads": 8}  # the model when no --preset is given
 DEFAULT_STEPS = 400  # on a CPU with no --steps, --tokens or --budget
-DEFAULT_SEEDS = 2
+DEFAULT_SEEDS = 3  # fewer: the tables warn that the noise rests on too little
 DEFAULT_PAIRS = 4
 DEFAULT_HELD_OUT = 0.05
 DEFAULT_TOKENIZER = "bytes"
@@ -42,8 +42,9 @@ class QualityOptions:
         "TASK", "mqar (multi-query associative recall; needs no data) or text (a corpus: --data).", "--task",
     )] = "mqar"  # fmt: skip
     data: Annotated[str | None, option(
-        "PATH", "Text corpus: a UTF-8 .txt (documents split at blank lines), a folder of .txt, or .jsonl/.parquet "
-        "with a 'text' column. Implies --task text.", "--data",
+        "PATH", "Text corpus: a UTF-8 .txt (documents split at blank lines), a folder of .txt, .jsonl or .parquet "
+        "with a 'text' column (.txt.gz and .jsonl.gz read as their contents), or a .tokens file of sqabench "
+        "tokenize. Implies --task text.", "--data",
     )] = None  # fmt: skip
     tokenizer: Annotated[str | None, option(
         "NAME", f"{DEFAULT_TOKENIZER} (the default; no dependency) or bpe (trained on the training split; pip "
@@ -53,8 +54,8 @@ class QualityOptions:
         "FRACTION", f"Share of the documents held out, whole documents (default {DEFAULT_HELD_OUT}).",
     )] = None  # fmt: skip
     pad_like_paper: Annotated[bool, option(
-        None, "Lay each document out as the paper did (truncated, padded to --seq, the pads scored): the padded "
-        "numbers beside the real-token ones.", "--pad-like-paper",
+        None, "Lay each document out as the paper did (a row of --seq tokens: BOS, the text cut to fit, EOS, then "
+        "pads, and the pads scored): the padded numbers beside the real-token ones.", "--pad-like-paper",
     )] = False  # fmt: skip
     variants: Annotated[str, option("VARIANTS", "Registry names or Hq/Hkv[@W], comma-separated.")] = QUALITY_VARIANTS
     preset: Annotated[str | None, option(
@@ -80,13 +81,20 @@ class QualityOptions:
         "--budget",
     )] = None  # fmt: skip
     dry_run: Annotated[bool, option(
-        None, "Probe each variant, print the plan and its estimate; train nothing.", "--dry-run",
+        None, "Probe each variant, print the plan, its estimate and the difference its seeds can detect; train "
+        "nothing.", "--dry-run",
     )] = False  # fmt: skip
-    seq: Annotated[int | None, option("N", f"Sequence length. Default: {_by_task('seq')}.")] = None
+    pilot: Annotated[str | None, option(
+        "FILE", "A finished quality CSV of this setting: --dry-run and --budget state the minimum detectable effect "
+        "in the metric's units from its noise (without it: in units of that noise).", "--pilot",
+    )] = None  # fmt: skip
+    seq: Annotated[str | None, option(
+        "LENGTH", f"Sequence length (a size, as run's --seq: 512, 1k). Default: {_by_task('seq')}.",
+    )] = None  # fmt: skip
     pairs: Annotated[int, option("N", "MQAR key-value pairs per example.")] = DEFAULT_PAIRS
     vocab: Annotated[int | None, option(
         "N", f"Vocabulary: MQAR's (default {TASK_DEFAULTS['mqar']['vocab']}; keys from its lower half, values "
-        f"from its upper), or the BPE's (default {DEFAULT_BPE_VOCAB}). bytes has 258.",
+        f"from its upper), or the BPE's (default {DEFAULT_BPE_VOCAB}). bytes has 259.",
     )] = None  # fmt: skip
     batch: Annotated[int | None, option("N", f"Sequences per step. Default: {_by_task('batch')}.")] = None
     lr: Annotated[float, option("LR", "AdamW's peak learning rate (linear warm-up, then cosine to 0).")] = 3e-3
@@ -95,9 +103,10 @@ class QualityOptions:
     eval_every: Annotated[int | None, option(
         "N", f"Evaluate the held-out set every N steps and at the end. Default: {_by_task('eval_every')}.",
     )] = None  # fmt: skip
-    eval_tokens: Annotated[int | None, option(
-        "N", "Text: held-out tokens each evaluation scores, the same ones every time. Default: "
-        f"{EVAL_TOKENS['cpu']} on a CPU, {EVAL_TOKENS['cuda']} on a GPU.",
+    eval_tokens: Annotated[str | None, option(
+        "BYTES", "Text: the held-out text each evaluation scores, the same every time: this many bytes, the same "
+        "share of every document (the whole set when it holds less; tokens with --tokenizer bytes, fewer with a "
+        f"BPE: the same text). Default: {EVAL_TOKENS['cpu']} on a CPU, {EVAL_TOKENS['cuda']} on a GPU.",
     )] = None  # fmt: skip
     d_model: Annotated[int | None, option("N", f"Model width (default {TINY['d_model']}; not with --preset).")] = None
     layers: Annotated[int | None, option("N", f"Layers (default {TINY['layers']}; not with --preset).")] = None

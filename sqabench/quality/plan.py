@@ -20,7 +20,7 @@ from sqabench.quality.options import (
 )  # fmt: skip
 from sqabench.quality.rows import curves_path
 from sqabench.quality.train import Checkpoint, TrainConfig
-from sqabench.units import parse_duration, parse_size
+from sqabench.units import parse_duration, parse_length, parse_size
 from sqabench.variants import VariantSpec, parse_variants, pick_baseline
 
 
@@ -57,9 +57,17 @@ class Plan:
         """Every (variant, seed) still to train, seed-major (every variant of a seed, then the next seed)."""
         return [(spec, seed) for seed in self.seeds for spec in self.specs if (spec.name, seed) not in self.kept]
 
+    @property
+    def flops_counted(self) -> str:
+        """What a windowed variant's step is charged: ``dense`` when the training kernel takes the window as a
+        mask (sdpa: it computes the full square, then masks it), ``window`` when it skips what lies outside."""
+        return "window" if self.cfg.kernel == "flex" else "dense"
+
     def step_cost(self, spec: VariantSpec):
+        """A training step's cost by the cost model, as the kernel computes it (``flops_counted``)."""
         cfg = self.cfg
-        return step_cost(spec, cfg.preset, cfg.batch, cfg.task.seq_len, True, "train", cfg.dtype)
+        counted = spec if self.flops_counted == "window" else replace(spec, window=None)
+        return step_cost(counted, cfg.preset, cfg.batch, cfg.task.seq_len, True, "train", cfg.dtype)
 
     def with_steps(self, steps: int) -> "Plan":
         """This plan with the baseline's steps set to ``steps``, every variant's following from it."""
@@ -104,7 +112,7 @@ def _task(options: QualityOptions, device_type: str, say):
     name = "text" if options.data is not None and options.task.lower() == "mqar" else options.task.lower()
     if name not in TASKS:
         raise ConfigError(f"unknown task {options.task!r}; choose one of: {', '.join(TASKS)}")
-    seq = options.seq if options.seq is not None else TASK_DEFAULTS[name]["seq"]
+    seq = parse_length(options.seq, "--seq") if options.seq is not None else TASK_DEFAULTS[name]["seq"]
     if seq < 2:
         raise ConfigError(f"--seq {seq} must be >= 2")
     if name == "mqar":
@@ -120,18 +128,16 @@ def _task(options: QualityOptions, device_type: str, say):
         raise ConfigError("--task text needs --data PATH: a UTF-8 .txt, a folder of .txt, or .jsonl/.parquet")
     if options.held_out is not None and not 0 < options.held_out < 1:
         raise ConfigError(f"--held-out {options.held_out} must be a fraction in (0, 1)")
-    eval_tokens = options.eval_tokens if options.eval_tokens is not None else EVAL_TOKENS.get(device_type, 8_192)
-    if eval_tokens < 1:
-        raise ConfigError(f"--eval-tokens {eval_tokens} must be >= 1")
+    eval_tokens = (parse_size(options.eval_tokens, "--eval-tokens", "size", "8192, 8k, 256k")
+                   if options.eval_tokens is not None else EVAL_TOKENS[device_type])  # fmt: skip
     return text_task(Path(options.data), options.tokenizer and options.tokenizer.lower(), options.vocab, seq,
                      options.held_out, options.pad_like_paper, eval_tokens, say)  # fmt: skip
 
 
 def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Plan, Environment]:
     """Check every option and build the plan; raises ``ConfigError`` on the first bad one, before any file.
-    With ``--resume`` the plan leaves out the runs its file already holds (``quality.resume``)."""
+    With ``--resume`` the flow then leaves out the runs the file holds (``quality.resume``), under its lock."""
     from sqabench.device import resolve_device
-    from sqabench.quality.resume import resume
 
     for name, value, lowest in (("--seeds", options.seeds, 1), ("--steps", options.steps, 1),
                                 ("--batch", options.batch, 1), ("--eval-every", options.eval_every, 1)):  # fmt: skip
@@ -182,10 +188,8 @@ def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Pla
             raise ConfigError("--resume continues with the steps its rows recorded: leave out --budget and pass "
                               "the --steps (or --tokens) of the run being continued")  # fmt: skip
         plan = replace(plan, budget_s=budget_s)
-    if options.dry_run:
+    if options.dry_run or options.resume:
         return plan, env
-    if options.resume:
-        return resume(plan), env
     for existing in (plan.path, plan.curves_path, plan.checkpoints):
         if existing.exists():
             raise ConfigError(f"{existing} exists: continue that run with --resume --out {plan.path}, or choose "

@@ -36,7 +36,7 @@ def quality_options(moe: bool, on_gpu: bool, **given):
     given = {key: value for key, value in given.items() if value is not None}
     if "steps" in given:
         scaled.pop("budget")
-    if str(given.get("tokenizer", "bpe")).lower() == "bytes":  # its own 258 tokens, not the paper's vocabulary
+    if str(given.get("tokenizer", "bpe")).lower() == "bytes":  # its own 259 tokens, not the paper's vocabulary
         scaled.pop("vocab")
     return QualityOptions(**{"task": "text", "tokenizer": "bpe", "eval_every": 100, **scaled, **given})
 

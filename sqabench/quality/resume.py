@@ -14,10 +14,11 @@ from sqabench.files import write_csv
 from sqabench.quality.rows import COLUMNS, CURVE_COLUMNS, config_hash, read_rows
 
 
-def resume(plan):
+def resume(plan, rewrite: bool = True):
     """``plan`` (a ``quality.plan.Plan``) less the runs ``plan.path`` already holds as ok; the curves file keeps
     only those runs' points (a checkpointed run writes its own again), and failed rows are dropped to be trained
-    again. Files are rewritten only once every row and checkpoint is accepted."""
+    again. Files are rewritten (``rewrite``; a dry run does not) only once every row and checkpoint is
+    accepted."""
     for path in (plan.path, plan.curves_path):
         if path.exists() and not (path.is_file() and os.access(path, os.W_OK)):
             raise ConfigError(f"--resume: {path} is not a writable file")
@@ -52,8 +53,8 @@ def resume(plan):
                                   "its --variants and --seeds")  # fmt: skip
             plan.checkpoint(spec, int(match.group(2))).load()  # refuses one of another configuration
     # Only once every row and checkpoint is accepted are the files touched: a refused --resume changes nothing.
-    if len(kept_points) != len(curves):
+    if rewrite and len(kept_points) != len(curves):
         write_csv(plan.curves_path, CURVE_COLUMNS, kept_points)
-    if any(row["status"] != "ok" for row in rows):  # failed rows are trained again: the file keeps what is ok
+    if rewrite and any(row["status"] != "ok" for row in rows):  # failed rows are trained again: ok ones are kept
         write_csv(plan.path, COLUMNS, [row for row in rows if row["status"] == "ok"])
     return replace(plan, kept=kept, run_id=run_id)

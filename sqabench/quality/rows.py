@@ -21,12 +21,12 @@ from sqabench.files import read_csv
 
 COLUMNS = (
     "run_id", "timestamp", "task", "variant", "n_heads", "n_q_heads", "n_kv_heads", "window", "preset", "d_model",
-    "n_layers", "vocab", "seq_len", "pairs", "data", "tokenizer", "pad_like_paper", "eval_tokens", "batch", "equal",
-    "steps",
+    "n_layers", "vocab", "seq_len", "pairs", "data", "tokenizer", "pad_like_paper", "eval_tokens", "eval_docs",
+    "batch", "equal", "steps",
     "tokens", "lr", "warmup", "seed", "device", "dtype", "kernel", "val_loss", "perplexity", "val_accuracy",
     "val_bpb", "val_loss_padded", "val_accuracy_padded", "solved", "steps_to_50", "steps_to_90", "params",
-    "train_flops", "step_ms", "tokens_per_s", "wall_s", "eval_s", "config", "gpu_name", "torch_version",
-    "sqabench_version", "git_sha", "cpu_model", "status", "error",
+    "train_flops", "flops_counted", "step_ms", "tokens_per_s", "wall_s", "eval_s", "config", "gpu_name",
+    "torch_version", "sqabench_version", "git_sha", "cpu_model", "status", "error",
 )  # fmt: skip
 CURVE_COLUMNS = ("run_id", "variant", "seed", "step", "tokens", "train_loss", "val_loss", "val_accuracy", "val_bpb",
                  "val_loss_padded", "val_accuracy_padded", "lr")  # fmt: skip
@@ -67,6 +67,7 @@ def run_row(plan, env, spec, seed: int, cfg, result, error: str = "", status: st
         "steps_to_50": result.steps_to[MILESTONES[0]] if result else "",
         "steps_to_90": result.steps_to[MILESTONES[1]] if result else "",
         "params": result.params if result else "", "train_flops": cost.flops * cfg.steps,
+        "flops_counted": plan.flops_counted, "eval_docs": described.get("eval_docs", ""),
         "step_ms": f"{result.step_ms:.6g}" if result else "",
         "tokens_per_s": f"{cfg.batch * cfg.task.seq_len / (result.step_ms / 1e3):.6g}" if result else "",
         "wall_s": f"{result.wall_s:.4g}" if result else "", "eval_s": f"{result.eval_s:.4g}" if result else "",
@@ -76,9 +77,55 @@ def run_row(plan, env, spec, seed: int, cfg, result, error: str = "", status: st
     }  # fmt: skip
 
 
+# What any sqabench's quality CSV holds, enough to summarise it (an older file may lack the rest).
+REQUIRED = ("run_id", "task", "variant", "n_heads", "n_q_heads", "n_kv_heads", "window", "seed", "steps",
+            "val_loss", "val_accuracy", "step_ms", "train_flops", "status", "error")  # fmt: skip
+STATUSES = ("ok", "oom", "error", "skipped")
+# Columns checked on every row: (column, kind) where kind is "count" (a whole number >= 0), or "number" (finite;
+# required of an ok row, empty allowed otherwise).
+CHECKED = (("seed", "count"), ("n_heads", "count"), ("n_q_heads", "count"), ("n_kv_heads", "count"),
+           ("steps", "count"), ("val_loss", "number"), ("val_accuracy", "number"), ("step_ms", "number"))  # fmt: skip
+CURVE_CHECKED = (("seed", "count"), ("step", "count"), ("val_loss", "number"), ("val_accuracy", "number"),
+                 ("train_loss", "number"))  # fmt: skip
+
+
 def read_rows(path: Path, columns: tuple[str, ...] = COLUMNS) -> list[dict]:
-    """A quality CSV's rows (or its curves', with ``CURVE_COLUMNS``); one-line ``ConfigError`` when it is not one."""
-    return read_csv(path, columns, "quality CSV" if columns == COLUMNS else "quality curves CSV")
+    """A quality CSV's rows (or its curves', with ``CURVE_COLUMNS``), each checked (``check_row``); a one-line
+    ``ConfigError`` when it is not one, naming the line and the value."""
+    curves = columns == CURVE_COLUMNS
+    rows = read_csv(path, columns, "quality curves CSV" if curves else "quality CSV")
+    for line, row in enumerate(rows, start=2):
+        check_row(row, f"{path} line {line}", CURVE_CHECKED if curves else CHECKED, curves)
+    return rows
+
+
+def read_any(path: Path) -> tuple[list[dict], list[str]]:
+    """A quality CSV of any sqabench version: (its rows, checked, and the columns of this version it lacks)."""
+    rows = read_rows(path, REQUIRED)
+    header = set(rows[0]) if rows else _header(path)
+    return rows, [column for column in COLUMNS if column not in header]
+
+
+def check_row(row: dict, where: str, checked=CHECKED, curve: bool = False) -> None:
+    """Refuse a row no run writes: an unknown status, a count that is not a whole number, a number that is
+    not one, or that is missing, NaN or infinite in a finished run."""
+    status = "ok" if curve else row.get("status", "")
+    if status not in STATUSES:
+        raise ConfigError(f"{where}: unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    for column, kind in checked:
+        value = str(row.get(column, "") or "").strip()
+        if kind == "count":
+            if not value.isdigit():
+                raise ConfigError(f"{where}: {column}={value or 'empty'} is not a whole number")
+            continue
+        if not value and status != "ok":
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {column}={value or 'empty'} is not a number") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: {column}={value} in a finished run; it must be a finite number")
 
 
 def is_quality_csv(path: Path) -> bool:
@@ -88,13 +135,19 @@ def is_quality_csv(path: Path) -> bool:
 
 
 def read_run(path: Path) -> tuple[list[dict], list[dict], Path]:
-    """(rows, curve points, the rows' path) of a quality CSV, given it or its curves file."""
+    """(rows, curve points, the rows' path) of a quality CSV of any version, given it or its curves file; the
+    curve points are those of the rows' runs (a curve of a run the file does not hold is refused)."""
     if path.stem.endswith("-curves") and "config" not in _header(path):
         path = path.with_name(path.stem.removesuffix("-curves") + path.suffix)
-    rows = read_rows(path, COLUMNS)
+    rows, _ = read_any(path)
     curves = read_rows(curves_path(path), CURVE_COLUMNS) if curves_path(path).is_file() else []
     if not [r for r in rows if r["status"] == "ok"]:
         raise ConfigError(f"{path} has no finished run (status ok) to draw")
+    runs = {(r["variant"], r["seed"]) for r in rows}
+    stray = next((c for c in curves if (c["variant"], c["seed"]) not in runs), None)
+    if stray is not None:
+        raise ConfigError(f"{curves_path(path)} holds {stray['variant']} seed {stray['seed']}, a run {path} does "
+                          "not hold: not the curves of this file")  # fmt: skip
     return rows, curves, path
 
 

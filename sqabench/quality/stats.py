@@ -1,40 +1,39 @@
-"""Statistics over seeds for ``sqabench quality``: means, paired differences with a t interval, the minimum
-detectable effect, and verdicts that never rank inside the noise. No torch, no scipy.
+"""Statistics over seeds for ``sqabench quality``, from ``scipy.stats``: each variant's mean with its interval,
+paired differences against a reference variant with intervals that hold for the whole table at once, the
+minimum detectable effect, and verdicts that never rank inside the noise. No torch.
 
-Seeds are the unit of replication: each seed fixes a model's initialisation and its data order, and is the
-same for every variant, so two variants' runs at one seed are a pair. Their difference, over seeds, gets a
-two-sided 95% Student t interval: mean +- t(0.975, n-1) sd / sqrt(n). A difference whose interval holds 0
-is no detectable difference at this budget. The minimum detectable effect at 80% power is
-(t(0.975, n-1) + t(0.80, n-1)) sd / sqrt(n): the smallest true difference these seeds would find four
-times in five.
+The design decides the analysis. Seeds are the unit of replication: each seed fixes a model's
+initialisation and its data order and is the same for every variant, so the runs of one seed form a block.
+The metric of variant v at seed s is modelled as mu + a_v + b_s + e (a randomized block design): the
+seed's effect b_s cancels in every paired difference, and the noise e is estimated once from every variant
+that finished every seed, as the residual of that two-way table, with (V - 1)(n - 1) degrees of freedom for
+V variants and n seeds (``pooled_noise``). A variant that misses a seed (an out-of-memory run) cannot join
+that table: its comparison uses its own paired differences, with n - 1 degrees of freedom.
+
+One table's comparisons are one family. Against one reference with the pooled noise (equal seeds: the
+comparisons correlate by 1/2) the intervals are Dunnett's many-to-one, from the multivariate t; when any
+comparison has its own noise, every interval of the table is Bonferroni's (conservative, still
+family-wise). Either way the chance that any interval of the table misses its true difference is at most
+5%. The minimum detectable effect is the true difference that the same test finds with 80% probability,
+solved on the noncentral t (exact, not the sum of two quantiles).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
-# Student t quantiles by degrees of freedom 1..30 (standard tables); past 30 the normal's.
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)  # fmt: skip
-T_80 = (1.376, 1.061, 0.978, 0.941, 0.920, 0.906, 0.896, 0.889, 0.883, 0.879, 0.876, 0.873, 0.870, 0.868,
-        0.866, 0.865, 0.863, 0.862, 0.861, 0.860, 0.859, 0.858, 0.858, 0.857, 0.856, 0.856, 0.855, 0.855,
-        0.854, 0.854)  # fmt: skip
-Z_975, Z_80 = 1.960, 0.842
-
-
-def t_quantile(table: tuple[float, ...], normal: float, df: int) -> float:
-    if df < 1:
-        raise ValueError("a t quantile needs at least one degree of freedom (two seeds)")
-    return table[df - 1] if df <= len(table) else normal
+ALPHA = 0.05  # family-wise
+POWER = 0.80
+FEW_SEEDS = 3  # fewer seeds than this: the noise rests on too little, and the tables say so
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over n seeds with its two-sided 95% interval (None for one seed: no uncertainty can be stated)."""
+    """A mean over n values with its two-sided interval (None for one value: no uncertainty can be stated)."""
 
     mean: float
     n: int
@@ -52,30 +51,171 @@ class Interval:
         return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
 
-def interval(values: Sequence[float]) -> Interval:
-    """The mean of ``values`` with its t interval."""
+def _clip(value: float, bounds: tuple[float, float] | None) -> float:
+    return value if bounds is None else min(max(value, bounds[0]), bounds[1])
+
+
+def interval(values: Sequence[float], bounds: tuple[float, float] | None = None, level: float = 0.95) -> Interval:
+    """The mean of ``values`` with its Student t interval (its own sd, n - 1 degrees of freedom), kept within
+    ``bounds`` (an accuracy's [0, 1]): a description of one variant, not a comparison."""
+    from scipy import stats
+
     n = len(values)
     mean = statistics.fmean(values)
     if n < 2:
         return Interval(mean, n)
     sd = statistics.stdev(values)
-    half = t_quantile(T_975, Z_975, n - 1) * sd / math.sqrt(n)
-    return Interval(mean, n, mean - half, mean + half, sd)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(mean, n, _clip(mean - half, bounds), _clip(mean + half, bounds), sd)
 
 
-def paired(variant: Sequence[float], baseline: Sequence[float]) -> Interval:
-    """The variant's difference from the baseline, seed by seed (the i-th of each is one seed), with its interval."""
-    if len(variant) != len(baseline):
-        raise ValueError(f"{len(variant)} seeds against {len(baseline)}: a paired difference needs the same seeds")
-    return interval([v - b for v, b in zip(variant, baseline)])
+@dataclass(frozen=True)
+class Noise:
+    """The noise of one seed's paired difference between two variants: its sd and degrees of freedom."""
+
+    sd: float
+    df: int
+    variants: int  # how many variants it was pooled over (2: a pair's own differences)
+    seeds: int
+
+    @property
+    def source(self) -> str:
+        if self.variants > 2:
+            return f"pooled over {self.variants} variants x {self.seeds} seeds"
+        return f"from this pair's own {self.seeds} seeds"
 
 
-def minimum_detectable(sd: float | None, n: int) -> float | None:
-    """The smallest true difference n paired seeds with this spread of differences detect at 80% power, alpha 5%."""
-    if sd is None or n < 2:
+def pooled_noise(table: Mapping[str, Mapping[int, float]]) -> Noise | None:
+    """The residual noise of the variant x seed table, over the variants that have every seed any variant has
+    (the complete blocks); None when fewer than two such variants or seeds. ``table[variant][seed]``."""
+    seeds = sorted({s for runs in table.values() for s in runs})
+    complete = [v for v, runs in table.items() if all(s in runs for s in seeds)]
+    if len(complete) < 2 or len(seeds) < 2:
         return None
-    df = n - 1
-    return (t_quantile(T_975, Z_975, df) + t_quantile(T_80, Z_80, df)) * sd / math.sqrt(n)
+    y = [[float(table[v][s]) for s in seeds] for v in complete]
+    grand = statistics.fmean(x for row in y for x in row)
+    by_variant = [statistics.fmean(row) for row in y]
+    by_seed = [statistics.fmean(row[j] for row in y) for j in range(len(seeds))]
+    sse = sum((y[i][j] - by_variant[i] - by_seed[j] + grand) ** 2 for i in range(len(y)) for j in range(len(seeds)))
+    df = (len(complete) - 1) * (len(seeds) - 1)
+    return Noise(math.sqrt(2 * sse / df), df, len(complete), len(seeds))
+
+
+def own_noise(differences: Sequence[float]) -> Noise | None:
+    """The noise of one pair from its own paired differences (n - 1 degrees of freedom); None for one seed."""
+    if len(differences) < 2:
+        return None
+    return Noise(statistics.stdev(differences), len(differences) - 1, 2, len(differences))
+
+
+@lru_cache(maxsize=256)
+def dunnett_critical(comparisons: int, df: int, alpha: float = ALPHA) -> float:
+    """Dunnett's two-sided many-to-one critical value: P(max |T_i| <= c) = 1 - alpha for ``comparisons`` t
+    statistics on ``df`` degrees of freedom, correlated by 1/2 (equal seeds against one reference)."""
+    import numpy as np
+    from scipy import optimize, stats
+
+    if comparisons == 1:
+        return float(stats.t.ppf(1 - alpha / 2, df))
+    shape = np.full((comparisons, comparisons), 0.5)
+    np.fill_diagonal(shape, 1.0)
+    law = stats.multivariate_t(loc=np.zeros(comparisons), shape=shape, df=df)
+
+    def covered(c: float) -> float:
+        box = np.full(comparisons, c)
+        return float(law.cdf(box, lower_limit=-box, random_state=20251001)) - (1 - alpha)
+
+    single = float(stats.t.ppf(1 - alpha / 2, df))
+    bonferroni = float(stats.t.ppf(1 - alpha / (2 * comparisons), df))
+    return float(optimize.brentq(covered, single, bonferroni + 1.0, xtol=1e-4))
+
+
+def bonferroni_critical(comparisons: int, df: int, alpha: float = ALPHA) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(1 - alpha / (2 * comparisons), df))
+
+
+@lru_cache(maxsize=4096)
+def detectable(se: float, df: int, critical: float, power: float = POWER) -> float:
+    """The smallest true difference that a test rejecting when |mean / se| > ``critical`` (t on ``df`` degrees
+    of freedom) finds with probability ``power``: solved on the noncentral t."""
+    from scipy import optimize, stats
+
+    if se <= 0:  # no noise at all in the table (identical differences): any difference is found
+        return 0.0
+
+    def found(delta: float) -> float:  # P(|T'| > critical) - power, T' noncentral t (its lower tail as an sf)
+        shift = delta / se
+        return float(stats.nct.sf(critical, df, shift) + stats.nct.sf(critical, df, -shift)) - power
+
+    high = se * (critical + 10.0)
+    while found(high) < 0:
+        high *= 2
+    return float(optimize.brentq(found, 0.0, high, xtol=se * 1e-6))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A variant against a reference, paired by seed: the mean difference with its family-wise interval."""
+
+    variant: str
+    against: str
+    diff: Interval  # low/high: the family's simultaneous interval
+    noise: Noise | None  # None: one seed, no interval
+    method: str  # "Dunnett" or "Bonferroni"
+    family: int  # comparisons in the family
+    critical: float | None = None  # the family's critical t: the interval is the mean +- critical x se
+
+    @property
+    def df(self) -> int | None:
+        return self.noise.df if self.noise else None
+
+    @property
+    def se(self) -> float | None:
+        return self.noise.sd / math.sqrt(self.diff.n) if self.noise else None
+
+    @property
+    def mde(self) -> float | None:
+        """The true difference this comparison's test finds with 80% probability (``detectable``)."""
+        return detectable(self.se, self.noise.df, self.critical) if self.noise else None
+
+
+def compare(table: Mapping[str, Mapping[int, float]], against: str, bounds: tuple[float, float] | None = None,
+            pairs: Sequence[tuple[str, str]] | None = None) -> list[Comparison]:  # fmt: skip
+    """Every variant of ``table`` against ``against`` (or the given ``pairs`` of (variant, reference)), paired
+    by seed: one family, at a family-wise 5%. The pooled noise serves every pair whose two variants have every
+    seed; a pair with a variant that misses one uses its own differences, and then the family's intervals are
+    Bonferroni's. ``bounds``: the range of a difference (an accuracy's: [-1, 1])."""
+    pairs = list(pairs) if pairs is not None else [(v, against) for v in table if v != against]
+    pooled = pooled_noise(table)
+    complete = {v for v, runs in table.items() if pooled and len(runs) == pooled.seeds}
+    found = []
+    for variant, reference in pairs:
+        if variant not in table or reference not in table:
+            continue
+        common = sorted(set(table[variant]) & set(table[reference]))
+        if not common:
+            continue
+        differences = [float(table[variant][s]) - float(table[reference][s]) for s in common]
+        noise = pooled if pooled and {variant, reference} <= complete else own_noise(differences)
+        found.append((variant, reference, differences, noise))
+    family = len(found)
+    one_reference = len({reference for _, reference, _, _ in found}) == 1
+    dunnett = pooled is not None and one_reference and all(noise is pooled for *_, noise in found)
+    method = "Dunnett" if dunnett else "Bonferroni"
+    out = []
+    for variant, reference, differences, noise in found:
+        mean = statistics.fmean(differences)
+        if noise is None:
+            out.append(Comparison(variant, reference, Interval(mean, len(differences)), None, method, family))
+            continue
+        se = noise.sd / math.sqrt(len(differences))
+        critical = dunnett_critical(family, noise.df) if dunnett else bonferroni_critical(family, noise.df)
+        low, high = _clip(mean - critical * se, bounds), _clip(mean + critical * se, bounds)
+        out.append(Comparison(variant, reference, Interval(mean, len(differences), low, high, noise.sd), noise,
+                              method, family, critical))  # fmt: skip
+    return out
 
 
 def verdict(diff: Interval, higher_is_better: bool, what: str) -> str:
@@ -86,3 +226,14 @@ def verdict(diff: Interval, higher_is_better: bool, what: str) -> str:
         return "no detectable difference at this budget"
     better = (diff.mean > 0) == higher_is_better
     return f"{'better' if better else 'worse'}: {what} {diff.text()}"
+
+
+def planned_mde(variants: int, seeds: int, sd: float = 1.0) -> float | None:
+    """The minimum detectable effect a planned run can reach against one reference: ``variants`` trained on
+    ``seeds`` seeds, Dunnett over the variants - 1 comparisons, the pooled noise of a paired difference ``sd``
+    (1: the answer in units of it)."""
+    if variants < 2 or seeds < 2:
+        return None
+    df = (variants - 1) * (seeds - 1)
+    critical = dunnett_critical(variants - 1, df)
+    return detectable(sd / math.sqrt(seeds), df, critical)

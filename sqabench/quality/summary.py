@@ -9,7 +9,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from sqabench.errors import ConfigError
-from sqabench.quality.stats import Interval, interval, minimum_detectable, paired, verdict
+from sqabench.quality.stats import Comparison, Interval, compare, interval, verdict
 from sqabench.variants import heads_label
 
 # The paper's quality claims, as pairs (variant, against): judged on held-out accuracy (MQAR) or loss (text).
@@ -28,17 +28,24 @@ class Summary:
     variant: str
     heads: str  # Hq/Hkv[@W]
     metric: str  # the column judged: val_accuracy (MQAR) or val_loss (text)
-    value: Interval
+    value: Interval  # over seeds: its own 95% t interval (a description of the variant, not a comparison)
     solved: int | None  # MQAR only
     seeds: int
     steps_to_90: list[int | None]
     step_ms: float
-    diff: Interval | None  # against the baseline, paired by seed
-    mde: float | None
+    comparison: Comparison | None  # against the reference, paired by seed, one of the table's family
     verdict: str
     extras: dict[str, Interval] = field(default_factory=dict)  # text: bits/byte, accuracy, the padded numbers
     steps: int = 0
     train_flops: float = 0.0
+
+    @property
+    def diff(self) -> Interval | None:
+        return self.comparison.diff if self.comparison else None
+
+    @property
+    def mde(self) -> float | None:
+        return self.comparison.mde if self.comparison else None
 
 
 def metric_of(rows: list[dict]) -> tuple[str, bool, str]:
@@ -48,46 +55,66 @@ def metric_of(rows: list[dict]) -> tuple[str, bool, str]:
     return METRICS[tasks.pop()]
 
 
-def summarise(rows: list[dict], baseline: str) -> list[Summary]:
-    """Per variant, over seeds: the task's metric with its interval, and its paired difference from ``baseline``
-    (by seed). Rows that did not finish (``oom``, ``error``) are left out."""
-    rows = [row for row in rows if row.get("status", "ok") == "ok"]
-    if not rows:
-        return []
-    metric, higher, what = metric_of(rows)
+def _bounds(metric: str) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """(a value's bounds, a difference's bounds): an accuracy lives in [0, 1]; a loss has no upper bound."""
+    return ((0.0, 1.0), (-1.0, 1.0)) if "accuracy" in metric else (None, None)
+
+
+def _finished(rows: list[dict]) -> dict[str, dict[int, dict]]:
     by_variant: dict[str, dict[int, dict]] = {}
     for row in rows:
-        by_variant.setdefault(str(row["variant"]), {})[int(row["seed"])] = row
-    base = by_variant.get(baseline, {})
+        if row.get("status", "ok") == "ok":
+            by_variant.setdefault(str(row["variant"]), {})[int(row["seed"])] = row
+    return by_variant
+
+
+def summarise(rows: list[dict], baseline: str) -> list[Summary]:
+    """Per variant, over seeds: the task's metric with its interval, and its paired difference from ``baseline``
+    (by seed), every comparison of the table one family (``stats.compare``). Rows that did not finish
+    (``oom``, ``error``) are left out."""
+    by_variant = _finished(rows)
+    if not by_variant:
+        return []
+    metric, higher, what = metric_of([row for runs in by_variant.values() for row in runs.values()])
+    value_bounds, diff_bounds = _bounds(metric)
+    table = {v: {s: float(row[metric]) for s, row in runs.items()} for v, runs in by_variant.items()}
+    compared = {c.variant: c for c in compare(table, baseline, diff_bounds)} if baseline in table else {}
     out = []
     for variant, runs in by_variant.items():
         seeds = sorted(runs)
-        diff = mde = None
+        comparison = compared.get(variant)
         said = "the baseline" if variant == baseline else "no baseline run to pair with"
-        common = [s for s in seeds if s in base]
-        if variant != baseline and common:
-            diff = paired([float(runs[s][metric]) for s in common], [float(base[s][metric]) for s in common])
-            mde = minimum_detectable(diff.sd, diff.n)
-            said = verdict(diff, higher_is_better=higher, what=what)
+        if comparison is not None:
+            said = verdict(comparison.diff, higher_is_better=higher, what=what)
         steps = [int(runs[s]["steps_to_90"]) if str(runs[s]["steps_to_90"]) not in ("", "None") else None
                  for s in seeds]  # fmt: skip
         first = runs[seeds[0]]
-        heads = heads_label(first["n_q_heads"], first["n_kv_heads"], first["window"])
-        extras = {name: interval([float(runs[s][column]) for s in seeds]) for column, name in EXTRAS.items()
+        extras = {name: interval([float(runs[s][column]) for s in seeds], _bounds(column)[0])
+                  for column, name in EXTRAS.items()
                   if column != metric and all(str(runs[s].get(column, "")) not in ("", "None") for s in seeds)
                   and (column != "val_accuracy" or metric != "val_accuracy")}  # fmt: skip
         solved = sum(str(runs[s]["solved"]) == "True" for s in seeds) if metric == "val_accuracy" else None
-        out.append(Summary(variant, heads, metric, interval([float(runs[s][metric]) for s in seeds]), solved,
-                           len(seeds), steps, statistics.median(float(runs[s]["step_ms"]) for s in seeds),
-                           diff, mde, said, extras, int(first.get("steps") or 0), float(first.get("train_flops") or 0)))
+        out.append(Summary(variant, heads_label(first["n_q_heads"], first["n_kv_heads"], first["window"]), metric,
+                           interval([table[variant][s] for s in seeds], value_bounds), solved, len(seeds), steps,
+                           statistics.median(float(runs[s]["step_ms"]) for s in seeds), comparison, said, extras,
+                           int(first.get("steps") or 0), float(first.get("train_flops") or 0)))  # fmt: skip
     return out
 
 
-def claims(rows: list[dict]) -> list[tuple[str, str]]:
-    """Each of the paper's quality claims that this run can judge, with its verdict on the paired metric."""
-    summaries, present = {}, {str(r["variant"]) for r in rows if r.get("status", "ok") == "ok"}
-    for variant, against, text in CLAIMS:
-        if {variant, against} <= present:
-            (s,) = [x for x in summarise(rows, against) if x.variant == variant]
-            summaries[text] = s.verdict if s.diff is not None else "not paired"
-    return list(summaries.items())
+def claims(rows: list[dict]) -> list[tuple[str, Comparison | None, str]]:
+    """Each of the paper's quality claims this run can judge: (the claim, its comparison, the verdict). The
+    claims are one family (Bonferroni over the claims judged), on the same pooled noise as the tables."""
+    by_variant = _finished(rows)
+    if not by_variant:
+        return []
+    metric, higher, what = metric_of([row for runs in by_variant.values() for row in runs.values()])
+    table = {v: {s: float(row[metric]) for s, row in runs.items()} for v, runs in by_variant.items()}
+    judged = [(variant, against, text) for variant, against, text in CLAIMS if {variant, against} <= set(table)]
+    found = {(c.variant, c.against): c for c in compare(table, "", _bounds(metric)[1],
+                                                          pairs=[(v, a) for v, a, _ in judged])}  # fmt: skip
+    out = []
+    for variant, against, text in judged:
+        comparison = found.get((variant, against))
+        said = "not paired" if comparison is None else verdict(comparison.diff, higher_is_better=higher, what=what)
+        out.append((text, comparison, said))
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sqabench.errors import ConfigError
-from sqabench.quality.corpus import padded, stream, windows
+from sqabench.quality.corpus import evaluation_rows, evaluation_windows, padded, stream
 from sqabench.quality.mqar import MQARSize, mqar
 from sqabench.quality.options import MQAR_EVAL_EXAMPLES
 from sqabench.quality.tokenizer import Tokenizer
@@ -64,7 +64,7 @@ class MQARTask:
 
     def describe(self) -> dict:
         return {"task": "mqar", "vocab": self.vocab, "seq_len": self.seq_len, "pairs": self.size.pairs,
-                "data": "", "tokenizer": "", "pad_like_paper": False, "eval_tokens": ""}  # fmt: skip
+                "data": "", "tokenizer": "", "pad_like_paper": False, "eval_tokens": "", "eval_docs": ""}  # fmt: skip
 
     def title(self) -> str:
         return f"MQAR (vocab {self.vocab}, length {self.seq_len}, {self.size.pairs} pairs)"
@@ -82,7 +82,8 @@ class TextTask:
     train_tokens: torch.Tensor = field(repr=False)  # packed stream, or (docs, seq + 1) rows when padded
     held: HeldOut = field(repr=False)
     train_padded: object = field(default=None, repr=False)
-    eval_tokens: int | None = None
+    eval_tokens: int | None = None  # the budget asked for (bytes of held-out text)
+    eval_docs: int = 0  # held-out documents with a scored token
     name = "text"
     per_example = False  # next-token accuracy pooled over every scored position
 
@@ -109,7 +110,7 @@ class TextTask:
     def describe(self) -> dict:
         return {"task": "text", "vocab": self.vocab, "seq_len": self.seq_len, "pairs": "", "data": str(self.data),
                 "tokenizer": self.tokenizer.name, "pad_like_paper": self.pad_like_paper,
-                "corpus": self.corpus, "eval_tokens": self.scored}  # fmt: skip
+                "corpus": self.corpus, "eval_tokens": self.scored, "eval_docs": self.eval_docs}  # fmt: skip
 
     @property
     def scored(self) -> int:
@@ -119,30 +120,32 @@ class TextTask:
     def title(self) -> str:
         layout = "padded like the paper, pads scored" if self.pad_like_paper else "packed, no padding"
         return (f"text {self.data} ({self.train_docs} training and {self.held_docs} held-out documents, "
-                f"{self.tokenizer.name} tokens, vocab {self.vocab}, length {self.seq_len}, {layout}; "
-                f"{self.scored:,} held-out tokens scored at each evaluation)")  # fmt: skip
+                f"{self.tokenizer.name} tokens, vocab {self.vocab}, length {self.seq_len}, {layout}; each evaluation "
+                f"scores {self.scored:,} held-out tokens of {self.eval_docs} documents)")  # fmt: skip
 
 
 def text_task(data: Path, tokenizer: str | None, vocab: int | None, seq: int, held_out: float | None,
               pad_like_paper: bool, eval_tokens: int | None = None,
               say=lambda text: None) -> TextTask:  # fmt: skip
     """Read, split, tokenize and pack ``data`` (or load a ``.tokens`` file of ``sqabench tokenize``); one-line
-    ``ConfigError`` for a corpus that cannot be used. ``eval_tokens``: every evaluation scores the first this many
-    held-out positions (whole windows, the same ones each time); None: all of them."""
+    ``ConfigError`` for a corpus that cannot be used. ``eval_tokens``: the held-out text every evaluation scores,
+    in bytes (the same share of every document: ``corpus.evaluation_windows``; with ``pad_like_paper`` rows
+    spread over the documents, counted in real tokens); None: all of it."""
     tokens = tokenize(data, tokenizer, vocab, held_out, say)
     tok, train_ids, held_ids = tokens.tokenizer, tokens.train, tokens.held
     if pad_like_paper:
-        rows, held_rows = padded(train_ids, seq, tok.eod, tok.pad), padded(held_ids, seq, tok.eod, tok.pad)
+        if tok.bos is None:
+            raise ConfigError(f"--data {data} was tokenized by an older sqabench, without the BOS token that "
+                              "--pad-like-paper puts first in every row; tokenize it again")  # fmt: skip
+        rows = padded(train_ids, seq, tok.bos, tok.eod, tok.pad)
+        held_rows, documents = evaluation_rows(padded(held_ids, seq, tok.bos, tok.eod, tok.pad), eval_tokens)
         train, held = rows.inputs, HeldOut(held_rows.inputs, held_rows.labels, held_rows.padded_labels)
     else:
         rows, train = None, stream(train_ids, tok.eod)
         if len(train) < seq + 1:
             raise ConfigError(f"--data {data}: its training documents hold {len(train)} tokens, fewer than one "
                               f"training sequence (--seq {seq} + 1); give more text or a shorter --seq")  # fmt: skip
-        held = HeldOut(*windows(stream(held_ids, tok.eod), seq, tok.pad))
-    if eval_tokens is not None:
-        keep = max(1, -(-eval_tokens // seq))
-        held = HeldOut(held.inputs[:keep], held.labels[:keep],
-                       None if held.padded_labels is None else held.padded_labels[:keep])  # fmt: skip
+        inputs, labels, documents = evaluation_windows(held_ids, seq, tok.eod, tok.pad, tok.byte_lengths, eval_tokens)
+        held = HeldOut(inputs, labels)
     return TextTask(data, tok, seq, pad_like_paper, len(train_ids), len(held_ids), tokens.corpus, train, held, rows,
-                    eval_tokens)
+                    eval_tokens, documents)

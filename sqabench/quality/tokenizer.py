@@ -1,10 +1,11 @@
 """Tokenizers for ``sqabench quality --task text``: ``bytes`` (no dependency) or ``bpe`` (byte-level BPE trained
 with Hugging Face's ``tokenizers``, the optional extra ``sqabench[bpe]``).
 
-Both end every document with an end-of-document token (EOD) and have a padding token (PAD) that only
-``--pad-like-paper`` uses. Each token also knows how many bytes of text it stands for (``byte_lengths``: a
-byte 1, a BPE token its bytes, EOD 1 as the separator it replaces, PAD 0), so that bits per byte count the
-same text whichever tokenizer read it.
+Both end every document with an end-of-document token (EOD), and have a padding token (PAD) and a
+beginning-of-sequence token (BOS) that only ``--pad-like-paper`` uses (the paper's rows: BOS, the text, EOS).
+Each token also knows how many bytes of text it stands for (``byte_lengths``: a byte 1, a BPE token its
+bytes, EOD 1 as the separator it replaces, PAD and BOS 0), so that bits per byte count the same text
+whichever tokenizer read it.
 
 A BPE is trained on the training documents only, to the asked vocabulary, and cached on disk under
 sqabench's cache folder (``sqabench.files.cache_dir``: ``$SQABENCH_CACHE_DIR``, else ``~/.cache/sqabench``), by
@@ -21,7 +22,7 @@ from sqabench.files import cache_dir, replacing
 from sqabench.quality.options import DEFAULT_BPE_VOCAB
 
 TOKENIZERS = ("bytes", "bpe")
-SPECIALS = ("<eod>", "<pad>")  # ids vocab-2 and vocab-1 for bytes; 0 and 1 for a BPE (trained with them first)
+SPECIALS = ("<eod>", "<pad>", "<bos>")  # ids 256, 257, 258 for bytes; 0, 1, 2 for a BPE (trained with them first)
 BYTE_VOCAB = 256 + len(SPECIALS)
 MIN_BPE_VOCAB = 256 + len(SPECIALS)  # byte-level BPE starts from every byte
 
@@ -33,7 +34,8 @@ class Tokenizer:
     eod: int
     pad: int
     byte_lengths: tuple[int, ...]  # per token id
-    _bpe: object = field(default=None, repr=False)
+    bos: int | None = None  # None: a .tokens file of an older sqabench (no BOS)
+    _bpe: object = field(default=None, repr=False, kw_only=True)
 
     def encode(self, documents: list[str]) -> list[list[int]]:
         """Each document's token ids, without its EOD."""
@@ -43,7 +45,7 @@ class Tokenizer:
 
 
 def byte_tokenizer() -> Tokenizer:
-    return Tokenizer("bytes", BYTE_VOCAB, 256, 257, (1,) * 256 + (1, 0))
+    return Tokenizer("bytes", BYTE_VOCAB, 256, 257, (1,) * 256 + (1, 0, 0), bos=258)
 
 
 def corpus_hash(documents: list[str]) -> str:
@@ -67,7 +69,7 @@ def bpe_tokenizer(documents: list[str], vocab: int, say=lambda text: None) -> To
     """A byte-level BPE of ``vocab`` tokens trained on ``documents`` (cached by their hash and ``vocab``)."""
     check_tokenizer("bpe", vocab)
     lib = _bpe_library()
-    path = cache_dir() / "tokenizers" / f"bpe-{corpus_hash(documents)}-{vocab}.json"
+    path = cache_dir() / "tokenizers" / f"bpe2-{corpus_hash(documents)}-{vocab}.json"  # 2: with <bos>
     if path.is_file():
         tok = lib.Tokenizer.from_file(str(path))
     else:
@@ -81,12 +83,12 @@ def bpe_tokenizer(documents: list[str], vocab: int, say=lambda text: None) -> To
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as scratch:
             tok.save(str(scratch))
-    eod, pad = (tok.token_to_id(s) for s in SPECIALS)
+    eod, pad, bos = (tok.token_to_id(s) for s in SPECIALS)
     size = tok.get_vocab_size()
     # Byte-level BPE spells every byte as one character of its alphabet: a token's length is its bytes.
     lengths = [len(tok.id_to_token(i) or "") for i in range(size)]
-    lengths[eod], lengths[pad] = 1, 0
-    return Tokenizer("bpe", size, eod, pad, tuple(lengths), tok)
+    lengths[eod], lengths[pad], lengths[bos] = 1, 0, 0
+    return Tokenizer("bpe", size, eod, pad, tuple(lengths), bos, _bpe=tok)
 
 
 def check_tokenizer(name: str, vocab: int | None) -> None:
@@ -94,7 +96,7 @@ def check_tokenizer(name: str, vocab: int | None) -> None:
     if name not in TOKENIZERS:
         raise ConfigError(f"unknown tokenizer {name!r}; choose one of: {', '.join(TOKENIZERS)}")
     if name == "bytes" and vocab not in (None, BYTE_VOCAB):
-        raise ConfigError(f"--vocab {vocab}: the bytes tokenizer has {BYTE_VOCAB} tokens (256 bytes, EOD, PAD); "
+        raise ConfigError(f"--vocab {vocab}: the bytes tokenizer has {BYTE_VOCAB} tokens (256 bytes, EOD, PAD, BOS); "
                           "leave --vocab out or use --tokenizer bpe")  # fmt: skip
     if name == "bpe":
         if vocab is not None and vocab < MIN_BPE_VOCAB:

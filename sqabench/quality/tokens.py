@@ -17,7 +17,8 @@ from sqabench.quality.options import DEFAULT_HELD_OUT, DEFAULT_TOKENIZER
 from sqabench.quality.tokenizer import Tokenizer, check_tokenizer, corpus_hash, get_tokenizer
 
 LARGE = 20 << 20  # bytes of text past which reading it is announced
-TOKENS_FORMAT = "sqabench-tokens/1"
+TOKENS_FORMAT = "sqabench-tokens/2"  # 2: the tokenizer's BOS (a /1 file reads, without it)
+FORMATS = (TOKENS_FORMAT, "sqabench-tokens/1")
 TOKENS_SUFFIX = ".tokens"
 
 
@@ -62,34 +63,51 @@ def save_tokens(tokens: Tokenized, path: Path) -> None:
     held, held_lengths = _flat(tokens.held)
     tok = tokens.tokenizer
     state = {"format": TOKENS_FORMAT, "source": tokens.source, "tokenizer": tok.name, "vocab": tok.vocab,
-             "eod": tok.eod, "pad": tok.pad, "byte_lengths": list(tok.byte_lengths), "held_out": tokens.held_out,
-             "corpus": tokens.corpus, "train": train, "train_lengths": train_lengths, "held": held,
-             "held_lengths": held_lengths}  # fmt: skip
+             "eod": tok.eod, "pad": tok.pad, "bos": tok.bos, "byte_lengths": list(tok.byte_lengths),
+             "held_out": tokens.held_out, "corpus": tokens.corpus, "train": train, "train_lengths": train_lengths,
+             "held": held, "held_lengths": held_lengths}  # fmt: skip
     with replacing(path) as scratch:
         torch.save(state, scratch)
 
 
 def load_tokens(path: Path, tokenizer: str | None, vocab: int | None, held_out: float | None) -> Tokenized:
+    """A ``.tokens`` file of ``sqabench tokenize``; a one-line ``ConfigError`` for anything else (a torn file,
+    a checkpoint, a file of another format), or for options that contradict how it was made."""
     if not path.is_file():
         raise ConfigError(f"--data {path} does not exist; make it with sqabench tokenize")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # torch.load raises many kinds on a file that is not its own
         raise ConfigError(f"--data {path} is not a tokens file of sqabench tokenize ({type(error).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != TOKENS_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in FORMATS:
         raise ConfigError(f"--data {path} is not a {TOKENS_FORMAT} file; make it with sqabench tokenize")
-    for option, asked, stored in (("--tokenizer", tokenizer, state["tokenizer"]), ("--vocab", vocab, state["vocab"]),
-                                  ("--held-out", held_out, state["held_out"])):  # fmt: skip
+    try:
+        tok = Tokenizer(str(state["tokenizer"]), int(state["vocab"]), int(state["eod"]), int(state["pad"]),
+                        tuple(int(n) for n in state["byte_lengths"]),
+                        None if state.get("bos") is None else int(state["bos"]))  # fmt: skip
+        train = _docs(state["train"], state["train_lengths"], tok.vocab)
+        held = _docs(state["held"], state["held_lengths"], tok.vocab)
+        made = (str(state["source"]), float(state["held_out"]), str(state["corpus"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(f"--data {path} is a damaged tokens file ({type(error).__name__}: {error}); make it again "
+                          "with sqabench tokenize") from None  # fmt: skip
+    for option, asked, stored in (("--tokenizer", tokenizer, tok.name), ("--vocab", vocab, tok.vocab),
+                                  ("--held-out", held_out, made[1])):  # fmt: skip
         if asked is not None and asked != stored:
             raise ConfigError(f"{option} {asked}: {path} was tokenized with {option} {stored}; leave it out or "
                               "tokenize again")  # fmt: skip
+    return Tokenized(made[0], tok, made[1], made[2], train, held)
 
-    def docs(flat: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-        return [piece.tolist() for piece in torch.split(flat, lengths.tolist())]
 
-    tok = Tokenizer(state["tokenizer"], state["vocab"], state["eod"], state["pad"], tuple(state["byte_lengths"]))
-    return Tokenized(state["source"], tok, state["held_out"], state["corpus"],
-                     docs(state["train"], state["train_lengths"]), docs(state["held"], state["held_lengths"]))
+def _docs(flat: torch.Tensor, lengths: torch.Tensor, vocab: int) -> list[list[int]]:
+    """The documents of a flat tensor and their lengths, every id checked to be within the vocabulary."""
+    if not isinstance(flat, torch.Tensor) or not isinstance(lengths, torch.Tensor):
+        raise TypeError("documents are not tensors")
+    if int(lengths.sum()) != flat.numel() or (lengths < 0).any():
+        raise ValueError("document lengths do not add up to the tokens")
+    if flat.numel() and not (0 <= int(flat.min()) and int(flat.max()) < vocab):
+        raise ValueError(f"token ids outside the vocabulary of {vocab}")
+    return [piece.tolist() for piece in torch.split(flat, lengths.tolist())]
 
 
 def tokens_file(data: Path, tokenizer: str, vocab: int | None, held_out: float, out: Path | None,

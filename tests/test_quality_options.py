@@ -1,0 +1,71 @@
+"""What `sqabench quality --help` says each default is, against what the code uses when the option is left out:
+every option whose default is None (the task's or the device's) states its default in its help, read here and
+compared with the plan the code builds. A new such option must be added below, or this test fails."""
+
+import dataclasses
+import re
+from typing import get_type_hints
+
+import pytest
+
+from sqabench.quality.options import QualityOptions
+from sqabench.quality.plan import _dtype, _task, default_budget, resolve_quality
+
+
+def help_of(name: str) -> str:
+    return get_type_hints(QualityOptions, include_extras=True)[name].__metadata__[0].help
+
+
+def numbers(name: str, pattern: str) -> list[float]:
+    match = re.search(pattern, help_of(name))
+    assert match, f"--{name.replace('_', '-')}'s help no longer states its default: {help_of(name)!r}"
+    return [float(g) for g in match.groups()]
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "c.txt"
+    path.write_text("\n\n".join(f"document {i}: " + "the cat sat on the mat. " * (5 + i % 7) for i in range(200)))
+    return path
+
+
+def plans(corpus):
+    mqar, _ = resolve_quality(QualityOptions(device="cpu", dry_run=True))
+    text, _ = resolve_quality(QualityOptions(device="cpu", dry_run=True, data=str(corpus)))
+    return mqar, text
+
+
+def test_every_stated_default_is_the_one_used(corpus):
+    mqar, text = plans(corpus)
+    seq = numbers("seq", r"Default: (\d+) for MQAR, (\d+) for text")
+    assert seq == [mqar.cfg.task.seq_len, text.cfg.task.seq_len]
+    assert numbers("batch", r"Default: (\d+) for MQAR, (\d+) for text") == [mqar.cfg.batch, text.cfg.batch]
+    assert numbers("eval_every", r"Default: (\d+) for MQAR, (\d+) for text") == [mqar.cfg.eval_every,
+                                                                                 text.cfg.eval_every]  # fmt: skip
+    cpu, gpu = numbers("eval_tokens", r"Default: (\d+) on a CPU, (\d+) on a GPU")
+    options = QualityOptions(data=str(corpus))
+    assert (text.cfg.task.eval_tokens, _task(options, "cuda", lambda s: None).eval_tokens) == (cpu, gpu)
+    assert numbers("vocab", r"MQAR's \(default (\d+);")[0] == mqar.cfg.task.vocab
+    assert "bytes (the default" in help_of("tokenizer") and text.cfg.task.tokenizer.name == "bytes"
+    (share,) = numbers("held_out", r"\(default ([0-9.]+)\)")
+    assert text.cfg.task.held_docs == round(share * 200)
+    for name, field in (("d_model", "d_model"), ("layers", "n_layers"), ("heads", "n_heads")):
+        assert numbers(name, r"\(default (\d+);")[0] == getattr(mqar.cfg.preset, field), name
+    cpu_steps, gpu_minutes = numbers("steps", r"Default: (\d+) on a CPU; on a GPU the steps that fit (\d+) minutes")
+    assert mqar.cfg.steps == cpu_steps and default_budget("cuda", False, False) == 60 * gpu_minutes
+    assert "Default: --seq / 4" in help_of("window")
+    assert {s.window for s in mqar.specs if s.window} == {mqar.cfg.task.seq_len // 4}
+    assert "Default: bf16 on a GPU, fp32 on a CPU" in help_of("dtype")
+    assert (_dtype(None, "cuda"), _dtype(None, "cpu"), mqar.cfg.dtype) == ("bf16", "fp32", "fp32")
+    assert "Default: mha" in help_of("baseline") and mqar.baseline == "mha"
+    assert "Default: results/quality-<device>-<time>.csv" in help_of("out")
+    assert re.fullmatch(r"results/quality-cpu-.+-\d{8}-\d{6}\.csv", str(mqar.path))
+
+
+def test_no_option_defaults_to_none_without_its_stated_default_checked():
+    checked = {"seq", "batch", "eval_every", "eval_tokens", "vocab", "tokenizer", "held_out", "d_model", "layers",
+               "heads", "steps", "window", "dtype", "baseline", "out"}  # fmt: skip
+    left = {"data", "preset", "tokens", "budget", "pilot"}  # no default: absent unless given
+    none = {f.name for f in dataclasses.fields(QualityOptions) if f.default is None}
+    assert none == checked | left, f"state and check the default of: {sorted(none - checked - left)}"
