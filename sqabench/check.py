@@ -52,6 +52,7 @@ class Limits:
     max_geomean_slowdown: float = 0.03
     baseline_variant: str | None = None  # None: the one the runs recorded (``run --baseline``), else mha
     strict: bool = False
+    allow_unjudged: bool = False  # pass although some cells' noise left them unjudged (fails by default)
 
     def __post_init__(self) -> None:
         for name in ("max_slowdown", "max_mem_growth", "max_ratio_drop", "max_geomean_slowdown"):
@@ -71,6 +72,7 @@ class CellVerdict:
     ratio_high: float | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unjudged: list[str] = field(default_factory=list)  # what the noise left undecided: neither passed nor failed
 
     @property
     def ratio(self) -> float | None:
@@ -94,13 +96,33 @@ class Report:
     baseline_variant: str | None
     baseline_source: str = ""  # where the speed-ups' variant came from, said beside the verdicts
 
+    allow_unjudged: bool = False
+
     @property
     def failing(self) -> list[CellVerdict]:
         return [c for c in self.cells if not c.ok]
 
     @property
+    def unjudged(self) -> list[CellVerdict]:
+        return [c for c in self.cells if c.ok and c.unjudged]
+
+    @property
     def ok(self) -> bool:
-        return not self.failing and not self.problems
+        """No regression, and no cell left unjudged (unless that was allowed): a gate never passes open."""
+        return not self.failing and not self.problems and (self.allow_unjudged or not self.unjudged)
+
+    def verdict(self) -> str:
+        """The one line that says what the gate decided, the unjudged cells counted."""
+        if self.failing or self.problems:
+            said = f"regression: {len(self.failing)} cell{'s' if len(self.failing) != 1 else ''} failed"
+        else:
+            said = "no regression"
+        if self.unjudged:
+            count = f"{len(self.unjudged)} cell{'s' if len(self.unjudged) != 1 else ''}"
+            said += (f"; {count} not judged (their noise decides nothing): "
+                     + ("accepted (--allow-unjudged)" if self.allow_unjudged else
+                        "the gate fails: rerun with more --repeats, or pass --allow-unjudged"))  # fmt: skip
+        return said
 
 
 class Bootstrap:
@@ -159,6 +181,12 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
         warnings.append(f"GPUs differ ({names}): {scope}")
     if variant is None:
         warnings.append(f"{source}: the speed-up ratio gate is off (name a variant with --baseline)")
+    for path, rows in ((baseline_path, base), (current_path, cur)):
+        for row in rows.values():
+            if row["status"] == "ok" and len(parse_samples(row.get("samples_ms"))) < 2:
+                raise ConfigError(f"{path}: {cell_name(row)} has {len(parse_samples(row.get('samples_ms')))} "
+                                  "recorded repeats (samples_ms): its noise cannot be judged, and a gate that "
+                                  "assumed none would fail or pass it wrongly; rerun it with --repeats 2 or more")
     boot = Bootstrap()
     base_refs, cur_refs = _baseline_rows(base, variant), _baseline_rows(cur, variant)
 
@@ -195,6 +223,9 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
         if not ratio_only:
             if verdict.ratio_low > 1 + limits.max_slowdown:
                 verdict.problems.append(f"{verdict.ratio - 1:+.0%} time (at least {verdict.ratio_low - 1:+.0%})")
+            elif verdict.ratio > 1 + limits.max_slowdown:
+                verdict.unjudged.append(f"{verdict.ratio - 1:+.0%} time, though its noise allows "
+                                        f"{verdict.ratio_low - 1:+.0%}")
             for column, what in (("peak_mem_bytes", "memory"), ("attn_mem_bytes", "attention memory")):
                 if pd.notna(b[column]) and pd.notna(c[column]) and float(b[column]) > 0:
                     growth = float(c[column]) / float(b[column]) - 1
@@ -217,7 +248,8 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
                 f"geometric-mean slowdown {geomean - 1:+.1%} is within the runs' own spread (at least "
                 f"{geomean_low - 1:+.1%}): not a regression"
             )
-    return Report(verdicts, geomean, geomean_low, warnings, problems, latest(current_frame), variant, source)
+    return Report(verdicts, geomean, geomean_low, warnings, problems, latest(current_frame), variant, source,
+                  limits.allow_unjudged)
 
 
 def speedup_baseline(
@@ -267,8 +299,8 @@ def _ratio_gate(verdict, b, c, base_refs, cur_refs, boot: Bootstrap, variant, li
     if drop_low > limits.max_ratio_drop and noisy:
         # A speed-up is a ratio of two cells, so it carries both cells' noise; a noisy cell's median is not
         # worth quoting (spread > 10%), and a handful of repeats cannot bound it. A drop resting on one is
-        # reported with its reason, not failed: the time gate still judges each cell on its own.
-        verdict.notes.append(f"{note}, not judged: {'; '.join(noisy)}")
+        # neither passed nor failed: it is unjudged, which fails the gate unless --allow-unjudged.
+        verdict.unjudged.append(f"{note}, not judged: {'; '.join(noisy)}")
         return
     (verdict.problems if drop_low > limits.max_ratio_drop else verdict.notes).append(note)
 
@@ -276,7 +308,8 @@ def _ratio_gate(verdict, b, c, base_refs, cur_refs, boot: Bootstrap, variant, li
 def markdown(report: Report, baseline_path: Path, current_path: Path) -> str:
     """The report as a GitHub step summary."""
     lines = [f"## sqabench check: {baseline_path} (baseline) vs {current_path}: "
-             + ("passed" if report.ok else "**regression**"), ""]  # fmt: skip
+             + ("passed" if report.ok else "**regression**" if report.failing or report.problems else
+                "**not judged**"), "", report.verdict(), ""]  # fmt: skip
     lines += [f"> {w}" for w in report.warnings]
     lines += [f"{baseline_line(report)}", ""] if report.baseline_variant else []
     shared = shared_words([v.words for v in report.cells])

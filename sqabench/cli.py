@@ -68,8 +68,23 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # plain help: flags shown as flags, [brackets] as typed
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+OFF_TERMINAL_WIDTH = 400  # a file, a pipe or a CI log has no width: what is printed there is never squeezed
+
+
+class Screen(Console):
+    """A console as wide as its terminal; off one (``> file``, ``| tee``, a CI log) as wide as what it prints, so
+    that a table is never cut or squeezed to 80 columns. ``COLUMNS``, when set, wins."""
+
+    @property
+    def size(self):
+        dimensions = super().size
+        if not self.is_terminal and "COLUMNS" not in self._environ:
+            return dimensions._replace(width=OFF_TERMINAL_WIDTH)
+        return dimensions
+
+
+out = Screen()
+err = Screen(stderr=True, soft_wrap=True)
 
 # Options shared by several commands, declared once (sqabench run's own live on RunOptions).
 PresetOption = Annotated[str, typer.Option("--preset", metavar="NAME|CONFIG", help=PRESET_HELP)]
@@ -340,9 +355,9 @@ app.command("run")(command_of(RunOptions, run))
 def reproduce(
     target: Annotated[str, typer.Argument(
         metavar="TARGET", help="paper (its Table 3: speed) or quality (its Tables 1 and 2).")],
-    seq: Annotated[
-        str | None, typer.Option(metavar="LENGTHS", help="Lengths. Default: GPU 32k,131k,200k; CPU 1k,4k.")
-    ] = None,
+    seq: Annotated[str | None, typer.Option(
+        metavar="LENGTHS", help="paper: the lengths (default GPU 32k,131k,200k; CPU 1k,4k). quality: the context, "
+        "one length (default on a GPU 1024, with --moe 256; on a CPU 256).")] = None,  # fmt: skip
     device: DeviceOption = "auto",
     out_path: Annotated[str | None, typer.Option("--out", metavar="FILE", help="CSV to write.")] = None,
     plots: Annotated[
@@ -483,6 +498,9 @@ def check(
     ] = 0.03,
     baseline: BaselineOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Apply every gate even when the GPUs differ.")] = False,
+    allow_unjudged: Annotated[bool, typer.Option(
+        "--allow-unjudged", help="Pass although some cells' noise left a gate undecided (by default that fails).")
+    ] = False,  # fmt: skip
     json_out: Annotated[
         Path | None,
         typer.Option(
@@ -495,7 +513,8 @@ def check(
     from sqabench.report import check_table
 
     with usage_errors():
-        limits = Limits(max_slowdown, max_mem_growth, max_ratio_drop, max_geomean_slowdown, baseline, strict)
+        limits = Limits(max_slowdown, max_mem_growth, max_ratio_drop, max_geomean_slowdown, baseline, strict,
+                        allow_unjudged)
         if json_out is not None:
             from sqabench.files import writable_file
 
@@ -508,13 +527,13 @@ def check(
         out.print(Text(baseline_line(report)), highlight=False)
     if report.geomean_ratio is not None:
         out.print(f"geometric-mean time ratio: {report.geomean_ratio:.3f} (at least {report.geomean_low:.3f})")
-    if not report.ok:
-        for v in report.failing:
-            say(f"regression: {v.cell}: {'; '.join(v.problems)}", "bold red")
-        for problem in report.problems:
-            say(f"regression: {problem}", "bold red")
-    else:
-        out.print(Text("no regression", style="green"))
+    for v in report.failing:
+        say(f"regression: {v.cell}: {'; '.join(v.problems)}", "bold red")
+    for problem in report.problems:
+        say(f"regression: {problem}", "bold red")
+    for v in report.unjudged:
+        say(f"not judged: {v.cell}: {'; '.join(v.unjudged)}", "yellow")
+    out.print(Text(report.verdict(), style="green" if report.ok else "bold red"), highlight=False)
     # The verdict is said first: a file that cannot be written is an error of its own, never one that masks it.
     written = []
     summary = os.environ.get("GITHUB_STEP_SUMMARY")

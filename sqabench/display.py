@@ -17,8 +17,7 @@ from rich.text import Text
 
 from sqabench.cells import Cell
 from sqabench.estimate import Pace
-from sqabench.report import format_ms
-from sqabench.units import format_duration, format_len
+from sqabench.units import format_duration, format_len, format_ms
 
 
 def row_line(row: dict) -> str:

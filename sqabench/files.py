@@ -68,11 +68,11 @@ def read_csv(path: Path, columns: tuple[str, ...], what: str, exact: bool = Fals
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise ConfigError(f"{path} cannot be read as a {what} ({error})") from None
     if not header:
-        raise ConfigError(f"{path} is empty: not a {what}")
+        raise ConfigError(f"cannot read {path} as a {what}: it is empty")
     missing = [c for c in columns if c not in header]
     if missing:
-        raise ConfigError(f"{path} is not a {what} of this sqabench: another schema (missing: {', '.join(missing[:5])}"
-                          f"{' ...' if len(missing) > 5 else ''})")  # fmt: skip
+        raise ConfigError(f"{path} is not a {what} of this sqabench: another schema, missing columns "
+                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")  # fmt: skip
     if exact and header != columns:
         raise ConfigError(f"{path} has another schema (columns differ in order or extras); a file written by this "
                           "sqabench is needed")  # fmt: skip

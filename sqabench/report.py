@@ -13,7 +13,7 @@ from rich.text import Text
 
 from sqabench.flops import amdahl, memory_ms
 from sqabench.results import SETTING_KEY, key_of, normal, setting_title, shared_words
-from sqabench.units import format_len
+from sqabench.units import format_len, format_ms
 from sqabench.variants import heads_label
 
 if TYPE_CHECKING:
@@ -43,10 +43,6 @@ def format_bytes(value: object) -> str:
             return f"{number:.0f} {unit}" if unit == "B" else f"{number:.1f} {unit}"
         number /= 1024
     raise AssertionError("unreachable")
-
-
-def format_ms(ms: float) -> str:
-    return f"{ms / 1e3:.2f} s" if ms >= 1e4 else f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
 def format_rate(flops_per_s: float) -> str:
@@ -178,6 +174,8 @@ def ratio_text(verdict) -> str:
 def verdict_text(verdict) -> str:
     if verdict.problems:
         return "FAIL: " + "; ".join(verdict.problems)
+    if verdict.unjudged:
+        return "NOT JUDGED: " + "; ".join(verdict.unjudged + verdict.notes)
     return "ok" + (f" ({'; '.join(verdict.notes)})" if verdict.notes else "")
 
 
@@ -197,7 +195,7 @@ def check_table(report, baseline_path, current_path) -> Table:
     for v in report.cells:
         table.add_row(
             Text(short_name(v, shared)), format_time(v.baseline_ms), format_time(v.current_ms), ratio_text(v),
-            Text(verdict_text(v)), style="" if v.ok else "bold red",
+            Text(verdict_text(v)), style="bold red" if not v.ok else "yellow" if v.unjudged else "",
         )  # fmt: skip
     return table
 

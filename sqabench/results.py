@@ -8,6 +8,7 @@ defined here once; ``--resume``, ``check``, ``plot`` and the tables all import i
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,10 +176,19 @@ POSITIVE_INTEGERS = ("seq_len", "batch", "n_heads", "n_q_heads", "n_kv_heads")
 TIMES = ("time_ms", "time_ms_min", "time_ms_max")  # an ok row's: finite and > 0
 
 
+def _raw(row, column: str) -> str:
+    """What the file holds in ``column``, as written: '' when missing or empty, ``nan`` when it says nan."""
+    if column not in row:
+        return ""
+    value = row[column]
+    return str(value).strip() if isinstance(value, str) else normal(value)
+
+
 def validate_row(row, where: str) -> None:
     """Refuse a row that no run writes: an unknown status, a size that is not a positive integer, an ok row
-    whose times are missing, not finite or not positive, or whose ``samples_ms`` do not parse. One check for
-    every reader (``--resume``, ``plot``, ``check``); ``row`` is a dict or a pandas Series."""
+    whose times are missing, not finite or not positive, whose ``samples_ms`` do not parse, or whose median,
+    minimum and maximum are not its samples' (one source drives both a figure and a verdict). One check for
+    every reader (``--resume``, ``plot``, ``report``, ``check``); ``row`` is a dict or a pandas Series."""
     value = {column: normal(row[column]) if column in row else "" for column in (*COLUMNS, "status")}
     if value["status"] not in STATUSES:
         raise ConfigError(f"{where}: unknown status {value['status']!r}; expected one of {', '.join(STATUSES)}")
@@ -187,12 +197,12 @@ def validate_row(row, where: str) -> None:
         if text and not (_is_number(text) and float(text).is_integer() and float(text) >= 1):
             raise ConfigError(f"{where}: {column}={text!r} is not a positive integer")
     for column in ("flops", "spread", *TIMES):
-        if value[column] and not _is_number(value[column]):
-            raise ConfigError(f"{where}: {column}={value[column]!r} is not a number")
+        if _raw(row, column) and not _is_number(_raw(row, column)):
+            raise ConfigError(f"{where}: {column}={_raw(row, column)!r} is not a number")
     if value["status"] != "ok":
         return
     for column in TIMES:
-        text = value[column]
+        text = _raw(row, column)
         if not text or not math.isfinite(float(text)) or float(text) <= 0:
             raise ConfigError(f"{where}: {column}={text or 'empty'} in an ok row; times must be finite and > 0 ms")
     try:
@@ -201,6 +211,12 @@ def validate_row(row, where: str) -> None:
         raise ConfigError(f"{where}: samples_ms={value['samples_ms']!r} is not ';'-separated times in ms") from None
     if any(not math.isfinite(s) or s <= 0 for s in samples):
         raise ConfigError(f"{where}: samples_ms={value['samples_ms']!r}: times must be finite and > 0 ms")
+    if samples:
+        expected = {"time_ms": statistics.median(samples), "time_ms_min": min(samples), "time_ms_max": max(samples)}
+        for column, of_samples in expected.items():
+            if not math.isclose(float(value[column]), of_samples, rel_tol=2e-5):
+                raise ConfigError(f"{where}: {column}={value[column]} but its samples_ms say {of_samples:.6g}: a "
+                                  "row whose times disagree with its samples is not one a run writes")  # fmt: skip
 
 
 def _is_number(text: str) -> bool:
@@ -246,19 +262,17 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
     for path in [paths] if isinstance(paths, Path) else paths:
         if not path.is_file():
             raise ConfigError(f"no such results file: {path}")
+        rows = read_csv(path, REQUIRED_COLUMNS, "results CSV")  # the file as written: each row checked first
+        if not rows:
+            raise ConfigError(f"{path} has no rows")
+        for line, row in enumerate(rows, start=2):
+            validate_row(row, f"{path} line {line}")
         try:
             frame = pd.read_csv(
                 path, keep_default_na=False, na_values=[""], dtype={"samples_ms": str, "token_samples_ms": str}
             )
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise ConfigError(f"cannot read {path} as a results CSV: {str(err).splitlines()[0]}") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ConfigError(f"{path} is not a sqabench results CSV: missing columns {', '.join(missing[:6])}")
-        if frame.empty:
-            raise ConfigError(f"{path} has no rows")
-        for index, row in frame.iterrows():  # first: a row's own message names its line and value
-            validate_row(row, f"{path} line {index + 2}")
         for column in ("seq_len", "batch", "time_ms", "n_heads", "n_q_heads"):
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 raise ConfigError(f"{path}: column {column} is not numeric")

@@ -36,11 +36,7 @@ from sqabench.report import format_rate, results_tables
 from sqabench.request import RunPlan
 from sqabench.results import key_of, read_rows, results_writer
 from sqabench.sweep import SweepAborted, run_sweep
-from sqabench.units import format_duration, format_len, format_seconds
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+from sqabench.units import format_duration, format_len, format_seconds, plural
 
 
 def announce(plan: RunPlan, err: Console) -> None:

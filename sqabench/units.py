@@ -83,14 +83,19 @@ def parse_duration(text: str, option: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A wall time as a person reads it: under a second, 12 s, 10 min, 2.0 h."""
+    """A wall time as a person reads it: under a second, 12 s, 10 min, 2.0 h, 3.5 days, 12 years."""
     if seconds < 1:
         return "under a second"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    if seconds < 2 * 365.25 * 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    years = seconds / (365.25 * 86_400)
+    return f"{years:,.0f} years" if years >= 10 else f"{years:.1f} years"
 
 
 def format_seconds(seconds: float) -> str:
@@ -102,3 +107,13 @@ def format_seconds(seconds: float) -> str:
     if seconds < 172_800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86_400:.1f} d"
+
+
+def format_ms(ms: float) -> str:
+    """A time in milliseconds to 3 digits, whole from 100 ms, in seconds from 10 s: 7.48 ms, 111 ms, 12.34 s."""
+    return f"{ms / 1e3:.2f} s" if ms >= 1e4 else f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def plural(count: int, word: str) -> str:
+    """``1 seed``, ``3 seeds``: a count with its noun."""
+    return f"{count} {word}{'' if count == 1 else 's'}"

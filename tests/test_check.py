@@ -86,14 +86,17 @@ def test_one_noisy_repeat_never_fails(base, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_a_slowdown_within_the_noise_is_not_a_regression(base, tmp_path):
+def test_a_slowdown_within_the_noise_is_not_judged_and_fails_unless_allowed(base, tmp_path):
+    """12% slower at 60% spread: not a regression, not a pass either; the gate fails closed by default."""
     wide = [0.7, 1.3, 0.8, 1.2, 1.0, 0.75, 1.25, 0.9, 1.1, 1.0]  # 60% spread
     cur = write_run(tmp_path / "cur.csv", scale={("xsqa", 1024): 1.12}, samples={("xsqa", 1024): wide})
     report = compare(base, cur, Limits())
-    assert report.ok
+    assert not report.ok and not report.failing and len(report.unjudged) == 1
     (verdict,) = [v for v in report.cells if v.cell.startswith("xsqa paper n=1024")]
     assert verdict.ratio_low < 1.10 < verdict.ratio
     assert any("noisy in the current run" in note for note in verdict.notes)
+    assert report.verdict().startswith("no regression; 1 cell not judged")
+    assert compare(base, cur, Limits(allow_unjudged=True)).ok
 
 
 def test_geomean_slowdown_fails(base, tmp_path):
@@ -240,15 +243,22 @@ def test_attention_memory_growth_fails_where_the_peak_cannot_see_it(base, tmp_pa
     assert failing.cell.startswith("sqa paper n=32768") and failing.problems == ["+20% attention memory"]
 
 
-def test_a_ratio_resting_on_a_noisy_baseline_cell_is_noted_not_failed(base, tmp_path):
+def test_a_ratio_resting_on_a_noisy_baseline_cell_is_not_judged_and_the_gate_fails_closed(base, tmp_path):
     """Two runs of one sweep: mha's cell in the second was noisy (spread 82%), its median far from the
-    first run's. xsqa's speed-up over mha seems to collapse; the gate says why it does not judge it."""
+    first run's. xsqa's speed-up over mha seems to collapse; the gate says why it does not judge it, counts
+    it, and fails unless --allow-unjudged, whatever the other limits (or the GPUs) are."""
     noisy = [0.4, 0.41, 0.75]  # three repeats (the CPU default), spread 85%: every one far from the first run
     cur = write_run(tmp_path / "cur.csv", samples={("mha", 1024): noisy})
     report = compare(base, cur, Limits())
-    assert report.ok, [v.problems for v in report.failing]
+    assert not report.failing and not report.ok
     (verdict,) = [v for v in report.cells if v.cell.startswith("xsqa paper n=1024")]
-    assert any("not judged: mha is noisy in the current run (spread 8" in note for note in verdict.notes)
+    assert any("not judged: mha is noisy in the current run (spread 8" in u for u in verdict.unjudged)
+    result = invoke(base, cur, "--max-slowdown", "10", "--max-geomean-slowdown", "10")
+    assert result.exit_code == 1 and "not judged" in result.output and "no regression" in result.output
+    other_gpu = write_run(tmp_path / "a100.csv", gpu="NVIDIA A100", samples={("mha", 1024): noisy})
+    assert invoke(base, other_gpu).exit_code == 1  # only the ratio gate applies: it still cannot pass open
+    allowed = invoke(base, cur, "--allow-unjudged")
+    assert allowed.exit_code == 0 and "accepted (--allow-unjudged)" in " ".join(allowed.output.split())
     quiet = write_run(tmp_path / "quiet.csv", scale={("mha", 1024): 0.41})  # the same drop, measured cleanly
     assert not compare(base, quiet, Limits(max_slowdown=1, max_geomean_slowdown=1)).ok
 
@@ -376,3 +386,46 @@ def test_a_value_no_run_writes_is_refused_by_check_plot_and_resume(base, tmp_pat
         assert result.exit_code == 2, (args[0], result.output)
         assert said in one_line(result) and "line 2" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("column, factor", [("time_ms", 1.3), ("samples_ms", 1.3)])
+def test_a_row_whose_median_and_samples_disagree_is_refused(base, tmp_path, column, factor):
+    """mha's time_ms 1.3x its samples' median (or the samples 1.3x the time): one source must drive both the
+    figure and the verdict, so the row is malformed: exit 2, naming the file, the line and the column."""
+    import csv
+
+    cur = write_run(tmp_path / "cur.csv")
+    rows = list(csv.DictReader(cur.open()))
+    for row in rows:
+        if row["variant"] == "mha" and row["seq_len"] == "1024":
+            if column == "time_ms":
+                row["time_ms"] = f"{float(row['time_ms']) * factor:.6g}"
+            else:
+                row["samples_ms"] = ";".join(f"{float(s) * factor:.6g}" for s in row["samples_ms"].split(";"))
+    with cur.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = invoke(base, cur)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{cur} line 2: time_ms=" in " ".join(result.output.split()) and "disagree with its samples" in " ".join(
+        result.output.split())  # fmt: skip
+
+
+@pytest.mark.parametrize("samples", ["", None])
+def test_a_file_without_repeats_cannot_be_judged_exit_2(base, tmp_path, samples):
+    """An empty samples_ms, or no such column: no noise can be stated, so no verdict (docs/ci.md)."""
+    import csv
+
+    cur = write_run(tmp_path / "cur.csv")
+    rows = list(csv.DictReader(cur.open()))
+    columns = [c for c in rows[0] if samples is not None or c != "samples_ms"]
+    for row in rows:
+        row["samples_ms"] = samples or ""
+    with cur.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    result = invoke(base, cur)
+    assert result.exit_code == 2 and "0 recorded repeats (samples_ms): its noise cannot be judged" in " ".join(
+        result.output.split())  # fmt: skip

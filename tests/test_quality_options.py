@@ -47,6 +47,7 @@ def test_every_stated_default_is_the_one_used(corpus):
     options = QualityOptions(data=str(corpus))
     assert (text.cfg.task.eval_tokens, _task(options, "cuda", lambda s: None).eval_tokens) == (cpu, gpu)
     assert numbers("vocab", r"MQAR's \(default (\d+);")[0] == mqar.cfg.task.vocab
+    assert numbers("pairs", r"\(default (\d+)\)")[0] == mqar.cfg.task.size.pairs
     assert "bytes (the default" in help_of("tokenizer") and text.cfg.task.tokenizer.name == "bytes"
     (share,) = numbers("held_out", r"\(default ([0-9.]+)\)")
     assert text.cfg.task.held_docs == round(share * 200)
@@ -64,7 +65,7 @@ def test_every_stated_default_is_the_one_used(corpus):
 
 
 def test_no_option_defaults_to_none_without_its_stated_default_checked():
-    checked = {"seq", "batch", "eval_every", "eval_tokens", "vocab", "tokenizer", "held_out", "d_model", "layers",
+    checked = {"seq", "batch", "eval_every", "eval_tokens", "vocab", "pairs", "tokenizer", "held_out", "d_model", "layers",
                "heads", "steps", "window", "dtype", "baseline", "out"}  # fmt: skip
     left = {"data", "preset", "tokens", "budget", "pilot"}  # no default: absent unless given
     none = {f.name for f in dataclasses.fields(QualityOptions) if f.default is None}

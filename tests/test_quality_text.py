@@ -349,7 +349,12 @@ def _no_tokenizers(monkeypatch):
      ("tokens", ["--tokens", "lots", "--steps", None], "--tokens: 'lots' is not a count"),
      ("budget", ["--budget", "soon", "--steps", None], "--budget 'soon' is not a duration"),
      ("preset", ["--preset", "paper"], "--preset paper sets the model; leave out --d-model"),
-     ("resume", ["--resume", ""], "--resume: nothing to continue"),
+     ("csv", ["--data", "{tmp}/small.csv"], "unsupported format '.csv'"),
+     ("identical", ["--data", "{tmp}/same.txt"], "its 50 documents are all identical"),
+     ("pairs", ["--data", "{tmp}/corpus.txt", "--pairs", "8"], "--pairs is for --task mqar"),
+     ("window", ["--window", "8", "--variants", "mha,sqa"], "--window 8 applies to windowed variants"),
+     ("whole tokens", ["--tokens", "1.5", "--steps", None], "--tokens: '1.5' is not a whole number"),
+     ("seq", ["--seq", "1x"], "--seq: '1x' is not a length"),
      ("dtype", ["--dtype", "fp16"], "--dtype 'fp16': choose one of: fp32, bf16")],
 )  # fmt: skip
 def test_text_bad_input_is_one_line_exit_2_and_nothing_written(corpus, tmp_path, monkeypatch, case, args, message):
@@ -359,6 +364,8 @@ def test_text_bad_input_is_one_line_exit_2_and_nothing_written(corpus, tmp_path,
     (tmp_path / "one.txt").write_text("a single document with no blank line in it\n")
     (tmp_path / "short.txt").write_text("one\n\ntwo\n\nthree\n")
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"body": "no text"}\n')
+    (tmp_path / "small.csv").write_text("text\none\ntwo\n")
+    (tmp_path / "same.txt").write_text("\n\n".join(["the very same document"] * 50))
     if case == "no extra":
         _no_tokenizers(monkeypatch)
     out = tmp_path / "q.csv"
@@ -598,3 +605,56 @@ def test_equal_flops_charges_a_masked_window_the_full_square_it_computes(tmp_pat
     assert (gqa["steps"], swa["steps"]) == ("6", "6") and gqa["train_flops"] == swa["train_flops"]
     assert {gqa["flops_counted"], swa["flops_counted"]} == {"dense"}
     assert "the full square its masked kernel computes" in " ".join(result.output.split())
+
+
+def test_resume_on_a_missing_file_starts_it_as_run_does(tmp_path):
+    """One rule for --resume on a file that does not exist yet, in `run` and `quality`: start it afresh, saying
+    so (a CI loop that always passes --resume works from its first call)."""
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*quick("--variants", "mha,sqa"), "--seeds", "1", "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert f"--resume: {out} does not exist yet; starting it afresh" in " ".join(result.output.split())
+    assert [r["variant"] for r in csv.DictReader(out.open())] == ["mha", "sqa"]
+
+
+def test_resume_after_the_curves_were_deleted_says_which_runs_lost_them(corpus, tmp_path):
+    out = tmp_path / "q.csv"
+    first = runner.invoke(app, [*quick("--variants", "mha,sqa"), "--seeds", "1", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    (tmp_path / "q-curves.csv").unlink()
+    again = runner.invoke(app, [*quick("--variants", "mha,sqa"), "--seeds", "2", "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "holds no curve of mha seed 0, sqa seed 0" in " ".join(again.output.split())
+
+
+def test_tokenize_refuses_to_overwrite_and_an_out_it_cannot_create(corpus, tmp_path):
+    out = tmp_path / "c.tokens"
+    made = runner.invoke(app, ["tokenize", str(corpus), "--tokenizer", "bytes", "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    before = out.read_bytes()
+    again = runner.invoke(app, ["tokenize", str(corpus), "--tokenizer", "bytes", "--out", str(out)])
+    assert again.exit_code == 2 and "exists; remove it first" in again.output and out.read_bytes() == before
+    proc = runner.invoke(app, ["tokenize", str(corpus), "--tokenizer", "bytes", "--out", "/proc/nope.tokens"])
+    assert proc.exit_code == 2 and "/proc/nope.tokens" in proc.output and "Traceback" not in proc.output
+    named = runner.invoke(app, ["tokenize", str(corpus), "--tokenizer", "BYTES"])
+    assert named.exit_code == 0 and (corpus.parent / "corpus-bytes.tokens").is_file()  # never "-BYTES"
+
+
+def test_tables_print_whole_off_a_terminal_and_fold_on_a_narrow_one(tmp_path):
+    """Off a terminal (a file, | tee, a CI log: no COLUMNS) the tables take the width they need; on an
+    80-column terminal every cell folds onto more lines, and nothing is ever cut to an ellipsis."""
+    from rich.console import Console
+
+    from sqabench.quality.report import print_tables
+    from sqabench.quality.rows import read_rows
+
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*quick("--variants", "mha,sqa,swa"), "--seeds", "2", "--out", str(out)],
+                           env={"COLUMNS": None})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and "no detectable difference at this budget" in result.output
+    assert "diff vs mha" in result.output and "verdict" in result.output
+    narrow = Console(width=80, force_terminal=True, record=True)
+    print_tables(read_rows(out), "mha", 2, narrow)
+    text = narrow.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from sqabench.errors import ConfigError
 
-PROBE_STEPS = 3
+PROBE_STEPS = 6  # the first is the run's own warm-up; the other five are timed
 
 
 @dataclass(frozen=True)
@@ -18,14 +18,25 @@ class Probe:
     """One variant's costs, measured on a short run of its real model and data: seconds."""
 
     build_s: float  # the model, the held-out set, the first step's warm-up beyond a steady one
-    step_s: float
+    step_s: float  # the median of the steps after the first
     eval_s: float
+    step_low_s: float = 0.0  # the fastest and slowest of those steps: the probe's own spread
+    step_high_s: float = 0.0
+
+    @property
+    def spread(self) -> float:
+        return (self.step_high_s - self.step_low_s) / self.step_s if self.step_s > 0 else 0.0
 
 
 def probe(plan, on_variant: Callable[[str], None] = lambda name: None) -> dict[str, Probe]:
-    """Each variant's build, step and evaluation times, from ``PROBE_STEPS`` steps and one evaluation at seed 0."""
+    """Each variant's build, step and evaluation times from ``PROBE_STEPS`` steps and one evaluation at seed 0,
+    after one untimed step of the first variant has warmed the process up (allocator, thread pools): the
+    variant probed first would otherwise pay for it. The first step of each is left out of its step time."""
+    import statistics
+
     from sqabench.quality.train import train
 
+    train(replace(plan.cfg, steps=1, eval_every=1), plan.specs[0], 0)  # the process's warm-up, not timed
     found = {}
     for spec in plan.specs:
         on_variant(spec.name)
@@ -33,8 +44,10 @@ def probe(plan, on_variant: Callable[[str], None] = lambda name: None) -> dict[s
         started = time.perf_counter()
         result = train(cfg, spec, 0)
         wall = time.perf_counter() - started
-        step = result.step_ms / 1e3
-        found[spec.name] = Probe(max(0.0, wall - PROBE_STEPS * step - result.eval_s), step, result.eval_s)
+        steady = [ms / 1e3 for ms in result.steps_ms[1:]]
+        step = statistics.median(steady)
+        build = wall - len(result.steps_ms) * step - result.eval_s  # the first step's excess lands here
+        found[spec.name] = Probe(max(0.0, build), step, result.eval_s, min(steady), max(steady))
     return found
 
 
@@ -44,9 +57,12 @@ def run_s(probe: Probe, steps: int, eval_every: int) -> float:
     return probe.build_s + steps * probe.step_s + -(-steps // eval_every) * probe.eval_s
 
 
-def estimate_s(plan, probes: dict[str, Probe]) -> float:
-    """Seconds the plan's runs still to train will take at the probed costs."""
-    return sum(run_s(probes[spec.name], plan.config(spec).steps, plan.cfg.eval_every) for spec, _ in plan.runs())
+def estimate_s(plan, probes: dict[str, Probe], step: str = "median") -> float:
+    """Seconds the plan's runs still to train will take at the probed costs (``step``: the median step, or the
+    probe's fastest, ``low``, or slowest, ``high``)."""
+    chosen = {name: p if step == "median" else replace(p, step_s=p.step_low_s if step == "low" else p.step_high_s)
+              for name, p in probes.items()}  # fmt: skip
+    return sum(run_s(chosen[spec.name], plan.config(spec).steps, plan.cfg.eval_every) for spec, _ in plan.runs())
 
 
 def fit_budget(plan, probes: dict[str, Probe], spent_s: float):

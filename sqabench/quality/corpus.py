@@ -31,7 +31,8 @@ from sqabench.errors import ConfigError
 from sqabench.quality.mqar import IGNORE
 
 FORMATS = (".txt (documents split at blank lines), a folder of .txt files, .jsonl or .parquet with a 'text' column "
-           "(.txt and .jsonl may be gzipped)")
+           "(.txt and .jsonl may be gzipped), or a .tokens file of sqabench tokenize")
+TEXT_SUFFIXES = ("", ".txt", ".text", ".md")  # read as plain text (no suffix: a file named like `corpus`)
 
 
 def _decode(data: bytes, where: str) -> str:
@@ -102,8 +103,10 @@ def read_documents(path: Path) -> list[str]:
         docs = _jsonl(path)
     elif path.suffix == ".parquet":
         docs = _parquet(path)
-    else:
+    elif path.suffix in TEXT_SUFFIXES or path.suffixes[-2:] in ([".txt", ".gz"], [".text", ".gz"]):
         docs = _paragraphs(_decode(_bytes(path), str(path)))
+    else:
+        raise ConfigError(f"--data {path}: unsupported format {''.join(path.suffixes[-2:])!r}; give {FORMATS}")
     docs = [doc for doc in docs if doc.strip()]
     if not docs:
         raise ConfigError(f"--data {path} is empty: it holds no text")
@@ -120,6 +123,9 @@ def held_out_hashes(hashes: list[str], share: float) -> set[str]:
     if len(hashes) < 2:
         raise ConfigError(f"--data has {len(hashes)} document: too few for a held-out split of whole documents "
                           "(a .txt file's documents are separated by blank lines)")  # fmt: skip
+    if len(set(hashes)) == 1:
+        raise ConfigError(f"--data: its {len(hashes)} documents are all identical, and copies of one text stay on "
+                          "one side of the split: no held-out set can be made of them")  # fmt: skip
     want, held, taken, copies = max(1, round(share * len(hashes))), set(), 0, Counter(hashes)
     for h in sorted(copies):
         if taken >= want:

@@ -19,9 +19,10 @@ from sqabench.files import CsvWriter, RunLock
 from sqabench.quality.options import QualityOptions
 from sqabench.quality.plan import Plan, resolve_quality
 from sqabench.quality.rows import COLUMNS, CURVE_COLUMNS, run_row
-from sqabench.units import format_duration
+from sqabench.units import format_duration, plural
 
 INTERRUPTED = 130
+NO_MACHINE_S = 30 * 86_400  # a plan estimated past this is refused: nothing would finish it
 
 
 def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None] = lambda label, steps: None,
@@ -89,7 +90,7 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
     """``sqabench quality``: resolve, probe when asked, train with progress, print the tables and the claims.
     Returns what was trained, or None after a dry run. ``ConfigError`` on bad input (nothing written);
     ``Interrupted`` on Ctrl-C, after saying what was kept."""
-    from sqabench.quality.budget import fit_budget
+    from sqabench.quality.budget import estimate_s, fit_budget
     from sqabench.quality.report import print_tables
     from sqabench.quality.resume import resume
 
@@ -101,7 +102,7 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
     # One writer per file: a second run on it is refused before it touches anything. A dry run writes nothing.
     with nullcontext() if options.dry_run else RunLock(plan.path):
         if options.resume:
-            plan = resume(plan, rewrite=not options.dry_run)
+            plan = resume(plan, rewrite=not options.dry_run, say=say)
         planning = plan.budget_s is not None or options.dry_run
         if options.pilot is not None and not planning:
             raise ConfigError("--pilot applies with --dry-run or --budget (which state what the seeds can detect)")
@@ -109,6 +110,10 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
         probes = _probe(plan, say) if planning else None
         if plan.budget_s is not None:
             plan = fit_budget(plan, probes, time.monotonic() - started)
+        if probes is not None and estimate_s(plan, probes) > NO_MACHINE_S:
+            raise ConfigError(f"this plan is estimated at {format_duration(estimate_s(plan, probes))} here: no machine "
+                              "would finish it; give fewer --steps (or --tokens), --seeds or --variants, or a "
+                              "--budget")  # fmt: skip
         _announce(plan, env, say, out, options.dry_run, probes)
         if detectable is not None:
             say(detectable)
@@ -135,12 +140,15 @@ def _announce(plan: Plan, env: Environment, say, out: Console, dry_run: bool, pr
 
     runs = plan.runs()
     say(f"sqabench quality on {env.gpu_name or 'CPU'}: {plan.cfg.task.title()}; model {plan.cfg.preset.name}; "
-        f"{len(plan.specs)} variants x {len(plan.seeds)} seeds, {len(runs)} runs to train, equal {plan.equal}"
+        f"{plural(len(plan.specs), 'variant')} x {plural(len(plan.seeds), 'seed')}, {plural(len(runs), 'run')} to "
+        f"train, equal {plan.equal}"
         + ("" if dry_run else f"; writing {plan.path}"))  # fmt: skip
     out.print(quality_plan(plan, probes))
     if probes is not None:
-        say(f"estimate: {format_duration(estimate_s(plan, probes))} for the runs" +
-            ("" if plan.budget_s is None else f" (budget {format_duration(plan.budget_s)})"))  # fmt: skip
+        low, high = estimate_s(plan, probes, "low"), estimate_s(plan, probes, "high")
+        say(f"estimate: {format_duration(estimate_s(plan, probes))} for the runs ({format_duration(low)} to "
+            f"{format_duration(high)} at the probe's fastest and slowest steps)"
+            + ("" if plan.budget_s is None else f"; budget {format_duration(plan.budget_s)}"))  # fmt: skip
 
 
 def _train(plan: Plan, env: Environment, err: Console, say, checkpoint_every: float) -> list[dict]:
@@ -149,7 +157,8 @@ def _train(plan: Plan, env: Environment, err: Console, say, checkpoint_every: fl
 
     runs = plan.runs()
     finished: list[dict] = []
-    display = QualityDisplay(err, sum(plan.config(spec).steps for spec, _ in runs))
+    display = QualityDisplay(err, sum(plan.config(spec).steps for spec, _ in runs),
+                             pads_scored=bool(getattr(plan.cfg.task, "pad_like_paper", False)))
 
     def heard(row: dict) -> None:
         finished.append(row)

@@ -91,7 +91,7 @@ class QualityOptions:
     seq: Annotated[str | None, option(
         "LENGTH", f"Sequence length (a size, as run's --seq: 512, 1k). Default: {_by_task('seq')}.",
     )] = None  # fmt: skip
-    pairs: Annotated[int, option("N", "MQAR key-value pairs per example.")] = DEFAULT_PAIRS
+    pairs: Annotated[int | None, option("N", f"MQAR key-value pairs per example (default {DEFAULT_PAIRS}).")] = None
     vocab: Annotated[int | None, option(
         "N", f"Vocabulary: MQAR's (default {TASK_DEFAULTS['mqar']['vocab']}; keys from its lower half, values "
         f"from its upper), or the BPE's (default {DEFAULT_BPE_VOCAB}). bytes has 259.",

@@ -16,7 +16,8 @@ from sqabench.flops import step_cost
 from sqabench.presets import Preset
 from sqabench.quality.mqar import MQARSize
 from sqabench.quality.options import (
-    DEFAULT_STEPS, DTYPES, EQUAL, EVAL_TOKENS, GPU_BUDGET_S, TASK_DEFAULTS, TASKS, TINY, QualityOptions,
+    DEFAULT_PAIRS, DEFAULT_STEPS, DTYPES, EQUAL, EVAL_TOKENS, GPU_BUDGET_S, TASK_DEFAULTS, TASKS, TINY,
+    QualityOptions,
 )  # fmt: skip
 from sqabench.quality.rows import curves_path
 from sqabench.quality.train import Checkpoint, TrainConfig
@@ -123,7 +124,9 @@ def _task(options: QualityOptions, device_type: str, say):
         if options.eval_tokens is not None:
             raise ConfigError("--eval-tokens is for --task text; MQAR scores its 256 held-out examples")
         vocab = options.vocab if options.vocab is not None else TASK_DEFAULTS["mqar"]["vocab"]
-        return MQARTask(MQARSize(vocab, seq, options.pairs))
+        return MQARTask(MQARSize(vocab, seq, DEFAULT_PAIRS if options.pairs is None else options.pairs))
+    if options.pairs is not None:
+        raise ConfigError("--pairs is for --task mqar (its key-value pairs); a text corpus has none")
     if options.data is None:
         raise ConfigError("--task text needs --data PATH: a UTF-8 .txt, a folder of .txt, or .jsonl/.parquet")
     if options.held_out is not None and not 0 < options.held_out < 1:
@@ -169,8 +172,13 @@ def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Pla
         raise ConfigError("--resume needs --out FILE: the quality CSV to continue")
     task = _task(options, device.type, say)
     preset = _model(options, task.vocab)
+    if options.window is not None and options.window < 1:
+        raise ConfigError(f"--window {options.window} must be >= 1")
     window = options.window if options.window is not None else max(1, task.seq_len // 4)
     specs = parse_variants(options.variants, preset.n_heads, window)
+    if options.window is not None and all(spec.window is None for spec in specs):
+        raise ConfigError(f"--window {options.window} applies to windowed variants (swa, swa-ssqa, swa-xsqa, or "
+                          f"Hq/Hkv@W); none of {options.variants!r} has a window")  # fmt: skip
     names = [spec.name for spec in specs]
     baseline = pick_baseline(options.baseline, names, "is not among the variants trained")
     if baseline is None:

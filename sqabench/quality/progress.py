@@ -8,23 +8,25 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from sqabench.units import format_duration, format_ms, plural
+
 
 def quality_line(row: dict) -> str:
-    """``sqa seed 1: loss 1.23, accuracy 0.456, 12.3 ms a step, 40 s``, or its status and error."""
+    """``sqa seed 1: held-out loss 1.23, accuracy 0.456, 12.3 ms a step, 40 s``, or its status and error."""
     head = f"{row['variant']} seed {row['seed']}"
     if row["status"] != "ok":
         return f"{head}: {row['status']} ({row['error']})"
-    said = f"{head}: loss {float(row['val_loss']):.4g}, accuracy {float(row['val_accuracy']):.3f}"
+    said = f"{head}: held-out loss {float(row['val_loss']):.4g}, accuracy {float(row['val_accuracy']):.3f}"
     said += f", {float(row['val_bpb']):.4g} bits/byte" if row.get("val_bpb") not in ("", None) else ""
     said += " (solved)" if row.get("solved") is True else ""
-    return said + f", {float(row['step_ms']):.3g} ms a step, {row['wall_s']} s"
+    return said + f", {format_ms(float(row['step_ms']))} a step, {format_duration(float(row['wall_s']))} in all"
 
 
 class QualityDisplay:
     """``sqabench quality``'s progress: on a terminal one bar over every step of every run (the run, its step,
     its last loss and the ETA); elsewhere a line per evaluation and per finished run."""
 
-    def __init__(self, console: Console, total_steps: int) -> None:
+    def __init__(self, console: Console, total_steps: int, pads_scored: bool = False) -> None:
         self.console = console
         self.live = console.is_terminal
         self.label, self.steps, self.last = "", 0, ""
@@ -34,6 +36,9 @@ class QualityDisplay:
         )  # fmt: skip
         self.total = total_steps
         self.task = None
+        # --pad-like-paper trains with the pads scored; its held-out numbers score real tokens only: say which
+        self.train_loss = "train loss (pads scored)" if pads_scored else "train loss"
+        self.held_out = " (real tokens)" if pads_scored else ""
 
     def __enter__(self) -> "QualityDisplay":
         if self.live:
@@ -49,7 +54,7 @@ class QualityDisplay:
         self.label, self.steps, self.last = label, steps, ""
         self._describe(0)
         if not self.live:
-            self.console.print(Text(f"training {label} ({steps} steps) ..."), highlight=False)
+            self.console.print(Text(f"training {label} ({plural(steps, 'step')}) ..."), highlight=False)
 
     def _describe(self, step: int) -> None:
         if self.live:
@@ -62,12 +67,12 @@ class QualityDisplay:
                 self._describe(step)
 
     def evaluated(self, point: dict) -> None:
-        self.last = (f" · loss {point['train_loss']:.3g} · held-out loss {point['val_loss']:.3g}, accuracy "
-                     f"{point['val_accuracy']:.3f}")  # fmt: skip
+        said = (f"{self.train_loss} {point['train_loss']:.3g}, held-out loss {point['val_loss']:.3g}, accuracy "
+                f"{point['val_accuracy']:.3f}{self.held_out}")  # fmt: skip
+        self.last = f" · {said}"
         if not self.live:
-            self.console.print(Text(f"  {self.label}: step {point['step']}/{self.steps}, loss "
-                                    f"{point['train_loss']:.3g}, held-out loss {point['val_loss']:.3g}, accuracy "
-                                    f"{point['val_accuracy']:.3f}", style="dim"), highlight=False)  # fmt: skip
+            self.console.print(Text(f"  {self.label}: step {point['step']}/{self.steps}, {said}", style="dim"),
+                               highlight=False)  # fmt: skip
 
     def finished(self, row: dict, done: int, runs: int) -> None:
         self.console.print(Text(f"[{done}/{runs}] {quality_line(row)}"), highlight=False)

@@ -12,7 +12,7 @@ from rich.text import Text
 from sqabench.errors import ConfigError
 from sqabench.quality.options import QualityOptions
 from sqabench.shipped import shipped_rows
-from sqabench.units import parse_length
+from sqabench.units import parse_length, plural
 
 # The paper's quality protocols (Tables 1 and 2), and what of them a device's budget affords.
 QUALITY = {
@@ -23,6 +23,7 @@ QUALITY = {
             "seq": 256, "batch": 256, "lr": 2e-3, "warmup": 0.0, "weight_decay": 0.01,
             "theirs": "TinyStories, 5 epochs (~40k steps of 256 x 256 tokens, ~2.6G tokens), one L4"},
 }  # fmt: skip
+MEANINGFUL_STEPS = 200  # fewer: the table beside the paper's is said to mean nothing
 QUALITY_CPU = {"seq": 256, "batch": 8, "budget": "10m"}  # what a CPU can afford of either protocol
 QUALITY_GPU = {"budget": "10m"}
 
@@ -86,6 +87,11 @@ def reproduce_quality(console: Console, err_console: Console, moe: bool, device:
         return
     plan, rows = trained.plan, trained.rows
     setting = "moe" if moe else "dense"
+    if plan.cfg.steps < MEANINGFUL_STEPS:
+        tokens = plan.cfg.steps * plan.cfg.batch * plan.cfg.task.seq_len
+        err_console.print(Text(f"warning: {plural(plan.cfg.steps, 'step')} ({tokens:,} tokens) is too short to mean "
+                               f"anything beside the paper's {QUALITY[setting]['theirs']}: these are the losses of a "
+                               "barely trained model", style="yellow"), highlight=False)  # fmt: skip
     console.print(Text(f"ours beside the paper's Table {2 if moe else 1} ({setting})", style="bold"), highlight=False)
     console.print(paper_quality_table(summarise(rows, plan.baseline), shipped_rows("paper_quality.csv"), setting))
     for difference in quality_differences(rows, moe, len(plan.seeds)):

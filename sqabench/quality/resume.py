@@ -10,11 +10,11 @@ import uuid
 from dataclasses import replace
 
 from sqabench.errors import ConfigError
-from sqabench.files import write_csv
+from sqabench.files import check_output, write_csv
 from sqabench.quality.rows import COLUMNS, CURVE_COLUMNS, config_hash, read_rows
 
 
-def resume(plan, rewrite: bool = True):
+def resume(plan, rewrite: bool = True, say=lambda text: None):
     """``plan`` (a ``quality.plan.Plan``) less the runs ``plan.path`` already holds as ok; the curves file keeps
     only those runs' points (a checkpointed run writes its own again), and failed rows are dropped to be trained
     again. Files are rewritten (``rewrite``; a dry run does not) only once every row and checkpoint is
@@ -22,10 +22,12 @@ def resume(plan, rewrite: bool = True):
     for path in (plan.path, plan.curves_path):
         if path.exists() and not (path.is_file() and os.access(path, os.W_OK)):
             raise ConfigError(f"--resume: {path} is not a writable file")
-    rows = read_rows(plan.path) if plan.path.exists() else []
-    if not rows and not plan.checkpoints.exists():
-        raise ConfigError(f"--resume: nothing to continue at {plan.path} (no rows, no checkpoints); leave out "
-                          "--resume to start it")  # fmt: skip
+    rows = read_rows(plan.path) if plan.path.exists() and plan.path.stat().st_size else []
+    if not rows and not plan.checkpoints.exists() and not plan.curves_path.exists():
+        check_output(plan.path, explicit=True)  # as a new run's: before any work
+        said = "does not exist yet" if not plan.path.exists() else "is empty"
+        say(f"--resume: {plan.path} {said}; starting it afresh")  # as `run --resume` does
+        return replace(plan, run_id=uuid.uuid4().hex[:12])
     by_name = {spec.name: spec for spec in plan.specs}
     kept = {}
     for row in rows:
@@ -42,6 +44,10 @@ def resume(plan, rewrite: bool = True):
         if row["status"] == "ok":
             kept[(row["variant"], seed)] = row
     curves = read_rows(plan.curves_path, CURVE_COLUMNS) if plan.curves_path.exists() else []
+    lost = sorted({f"{v} seed {s}" for v, s in kept} - {f"{c['variant']} seed {int(c['seed'])}" for c in curves})
+    if lost:
+        say(f"note: {plan.curves_path} holds no curve of {', '.join(lost[:6])}{' ...' if len(lost) > 6 else ''}: "
+            "their rows are kept, but their curves are gone (the curves figure will lack them)")
     kept_points = [c for c in curves if (c["variant"], int(c["seed"])) in kept]
     run_id = (rows or curves or [{"run_id": uuid.uuid4().hex[:12]}])[0]["run_id"]
     if plan.checkpoints.is_dir():

@@ -1,5 +1,6 @@
 """``sqabench quality``'s tables: the plan before training, the summary over seeds with its pairings, and ours
-beside the paper's Tables 1 and 2. Every text that comes from data goes in as plain ``Text``, never markup.
+beside the paper's Tables 1 and 2. Every text that comes from data goes in as plain ``Text``, never markup; every
+column folds rather than cuts (on a narrow terminal a cell takes more lines, never an ellipsis).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from rich.text import Text
 
 from sqabench.quality.budget import run_s
 from sqabench.quality.stats import FEW_SEEDS
+from sqabench.units import format_seconds
 
 
 def family_caption(summaries, against: str, seeds: int) -> str:
@@ -61,7 +63,7 @@ def quality_table(summaries, baseline: str, seeds: int) -> Table:
                *(["solved", "steps to 90%"] if mqar else []), "step ms", f"diff vs {baseline}", "df", "MDE",
                "verdict"]  # fmt: skip
     for column in columns:
-        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right", overflow="fold")
 
     def shown(i) -> str:
         return f"{i.mean:.3f}" + ("" if i.low is None else f" [{i.low:.3f}, {i.high:.3f}]")
@@ -83,7 +85,7 @@ def pairing_table(summaries, against: str, seeds: int) -> Table:
     what = "accuracy" if summaries and summaries[0].metric == "val_accuracy" else "val loss"
     table = Table(caption=Text(f"{what}: {family_caption(summaries, against, seeds)}"), caption_justify="left")
     for column in ("variant", "Hq/Hkv", f"diff vs {against}", "df", "MDE", "verdict"):
-        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right", overflow="fold")
     for s in summaries:
         if s.variant != against:
             table.add_row(Text(s.variant), Text(s.heads), *_diff_cells(s), Text(s.verdict))
@@ -97,7 +99,7 @@ def claims_table(judged) -> Table:
     table = Table(caption=Text(f"the paper's claims, one family: Bonferroni's family-wise 95% intervals over the "
                                f"{family} claims judged, on the table's pooled noise"), caption_justify="left")
     for column in ("claim", "diff", "df", "verdict"):
-        table.add_column(column, justify="right" if column in ("diff", "df") else "left")
+        table.add_column(column, justify="right" if column in ("diff", "df") else "left", overflow="fold")
     for text, c, said in judged:
         table.add_row(Text(text), "-" if c is None else c.diff.text(), "-" if c is None or c.df is None else
                       str(c.df), Text(said))  # fmt: skip
@@ -113,7 +115,7 @@ def paper_quality_table(summaries, paper_rows: list[dict], setting: str) -> Tabl
                   caption_justify="left")
     for column in ("variant", "Hq/Hkv", "ours val loss", "ours ppl", "ours acc %", "ours step ms", "paper val loss",
                    "paper ppl", "paper acc %", "paper " + ("s/batch" if setting == "dense" else "params")):
-        table.add_column(column, justify="left" if column == "variant" else "right")
+        table.add_column(column, justify="left" if column == "variant" else "right", overflow="fold")
     for s in summaries:
         loss = s.value
         row = theirs.get(s.variant, {})
@@ -140,14 +142,15 @@ def quality_plan(plan, probes=None) -> Table:
                                f"{plan.cfg.task.seq_len} tokens; equal {plan.equal}{counted}"),
                   caption_justify="left")  # fmt: skip
     for column in ("variant", "Hq/Hkv", "steps", "tokens", "train FLOPs", *(
-            ("step ms", "eval ms", "est. per seed") if probes else ())):  # fmt: skip
-        table.add_column(column, justify="left" if column == "variant" else "right")
+            ("step ms", "probe spread", "eval ms", "est. per seed") if probes else ())):  # fmt: skip
+        table.add_column(column, justify="left" if column == "variant" else "right", overflow="fold")
     for spec in plan.specs:
         cfg = plan.config(spec)
         cells = [spec.name, spec.heads, str(cfg.steps), f"{cfg.steps * cfg.batch * cfg.task.seq_len:,}",
                  f"{plan.step_cost(spec).flops * cfg.steps:.3g}"]  # fmt: skip
         if probes:
             p = probes[spec.name]
-            cells += [f"{p.step_s * 1e3:.3g}", f"{p.eval_s * 1e3:.3g}", f"{run_s(p, cfg.steps, cfg.eval_every):.3g} s"]
+            cells += [f"{p.step_s * 1e3:.3g}", f"±{p.spread:.0%}", f"{p.eval_s * 1e3:.3g}",
+                      format_seconds(run_s(p, cfg.steps, cfg.eval_every))]
         table.add_row(*cells)
     return table

@@ -121,6 +121,9 @@ def tokens_file(data: Path, tokenizer: str, vocab: int | None, held_out: float, 
                                  f"{TOKENS_SUFFIX}")  # fmt: skip
     if path.suffix != TOKENS_SUFFIX:
         raise ConfigError(f"--out {path} must end in {TOKENS_SUFFIX} (sqabench quality --data knows it by that)")
+    if path.exists():
+        raise ConfigError(f"{path} exists; remove it first, or give another --out (a .tokens file is never "
+                          "overwritten: a run may be training on it)")  # fmt: skip
     writable_file(path, "--out")
     if data.suffix == TOKENS_SUFFIX:
         raise ConfigError(f"{data} is a tokens file already; give the corpus it was made from")

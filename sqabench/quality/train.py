@@ -75,6 +75,7 @@ class RunResult:
     eval_s: float  # of wall_s, the time spent evaluating and reporting
     params: int
     curve: list[dict] = field(default_factory=list)  # one row per evaluation
+    steps_ms: list[float] = field(default_factory=list)  # every timed step, in order
 
     @property
     def val_loss(self) -> float:
@@ -128,6 +129,9 @@ def evaluate(model, task, held, autocast, rows_per_pass: int) -> dict:
     return metrics
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "steps_to", "curve", "step_ms", "eval_s", "wall_s", "key")
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Where a run keeps its state, and what it must agree with to be resumed from there."""
@@ -144,6 +148,13 @@ class Checkpoint:
         except Exception as error:  # a torn or foreign file: never resumed from
             raise ConfigError(f"checkpoint {self.path} cannot be read ({type(error).__name__}); delete it to start "
                               "that run over") from None  # fmt: skip
+        if not isinstance(state, dict):
+            raise ConfigError(f"checkpoint {self.path} is not a checkpoint of sqabench quality; delete it to start "
+                              "that run over")  # fmt: skip
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise ConfigError(f"checkpoint {self.path} is damaged (it lacks {', '.join(missing)}); delete it to start "
+                              "that run over")  # fmt: skip
         if state.get("key") != self.key:
             theirs = state.get("key") or {}
             differ = sorted(k for k in set(theirs) | set(self.key) if theirs.get(k) != self.key.get(k))
@@ -225,4 +236,4 @@ def train(
     synchronize(device)
     metrics = {k: v for k, v in curve[-1].items() if k.startswith("val_")}
     return RunResult(metrics, steps_to, statistics.median(step_ms), spent + time.perf_counter() - started, eval_s,
-                     params, curve)  # fmt: skip
+                     params, curve, list(step_ms))  # fmt: skip
