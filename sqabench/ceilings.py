@@ -236,6 +236,13 @@ def announcement(device: torch.device, dtype: str, reason: str) -> str:
     return text
 
 
+def cached_ceilings(env: Environment, dtype: str) -> Ceilings | None:
+    """What the cache holds for this device and dtype, as it is: nothing measured, nothing written (a dry run's)."""
+    key = cache_key(env, dtype)
+    cache = _load_cache(cache_path())
+    return _entry(key, cache[key]) if key in cache else None
+
+
 def get_ceilings(
     device: torch.device, env: Environment, dtype: str, refresh: bool = False,
     before: Callable[[str], object] = lambda text: None,

@@ -45,7 +45,7 @@ def styles(variants) -> dict[str, tuple[str, str]]:
 
 def plain_log_axis(ax, axis: str = "y") -> None:
     """Log scale with plain labels (0.5, 2, 300), never 6x10^3; denser ticks over a narrow range."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
     target = ax.yaxis if axis == "y" else ax.xaxis
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
@@ -56,7 +56,10 @@ def plain_log_axis(ax, axis: str = "y") -> None:
         subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
     else:
         subs = (1.0, 2.0, 3.0, 5.0) if span < 30 else (1.0, 2.0, 5.0)
-    target.set_major_locator(LogLocator(base=10, subs=subs))
+    if span < 2:  # a range this narrow holds one log tick at best: evenly spaced plain ones instead
+        target.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    else:
+        target.set_major_locator(LogLocator(base=10, subs=subs, numticks=60))  # never thinned to the decades
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 

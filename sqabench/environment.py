@@ -95,8 +95,9 @@ def process_age_s() -> float:
 
 
 def host_label(env: Environment) -> str:
-    """A file-name-safe device label: the GPU's name, or ``cpu-<machine>``."""
-    name = env.gpu_name or f"cpu-{platform.machine()}"
+    """A file-name-safe device label: the GPU's name, or ``cpu-<model>`` (the CPU the tables name, e.g.
+    ``cpu-amd-epyc``; the machine's architecture when the model is unknown)."""
+    name = env.gpu_name or f"cpu-{env.cpu_model or platform.machine()}"
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
 
 

@@ -97,6 +97,15 @@ def _finish(ax, group: pd.DataFrame, ylabel: str, margin: float | None = 0.15) -
     _legend(ax)
 
 
+DODGE = 1.035  # neighbouring variants at one length sit this factor apart on the (log) length axis
+
+
+def _dodge(x, i: int, count: int):
+    """``x`` moved a little for the ``i``-th of ``count`` variants, so that error bars at one length never stack
+    on one another; the tick stays at the length itself."""
+    return pd.Series(x).to_numpy() * DODGE ** (i - (count - 1) / 2)
+
+
 def _err(median: pd.Series, low: pd.Series, high: pd.Series):
     """Asymmetric error bars (below, above) from min and max; never negative."""
     return [(median - low).clip(lower=0).to_numpy(), (high - median).clip(lower=0).to_numpy()]
@@ -148,15 +157,17 @@ def _time_figure(frame, style):
     scale, unit = _time_unit(ok_times)  # one unit for every panel
     for ax, group in zip(axes, groups):
         any_oom = any_noisy = False
+        count = group["variant"].nunique()
         for i, (variant, rows) in enumerate(group.groupby("variant", sort=False)):
             colour, marker = style[variant]
             good = rows[rows["status"] == "ok"].sort_values("seq_len")
             if not good.empty:
                 median = good["time_ms"] * scale
                 spread = _err(median, good["time_ms_min"] * scale, good["time_ms_max"] * scale)
-                ax.errorbar(good["seq_len"], median, yerr=spread, color=colour, marker=marker, ms=5, lw=1.8,
-                            capsize=3, label=variant)  # fmt: skip
-                any_noisy |= _mark_noisy(ax, good["seq_len"], median, good["is_noisy"], colour, marker)
+                x = _dodge(good["seq_len"], i, count)
+                ax.errorbar(x, median, yerr=spread, color=colour, marker=marker, ms=5, lw=1.8, capsize=3,
+                            label=variant)  # fmt: skip
+                any_noisy |= _mark_noisy(ax, x, median, good["is_noisy"], colour, marker)
             any_oom |= _mark_oom(ax, rows, colour, i)
         _legend_marks(ax, any_oom, any_noisy)
         plain_log_axis(ax)
@@ -186,7 +197,8 @@ def _speedup_figure(frame, baseline, style, notes):
         base = ok[ok["variant"] == baseline].set_index("seq_len")
         if base.empty:
             ax.text(0.5, 0.5, f"no ok {baseline} rows in this setting", transform=ax.transAxes, ha="center")
-        any_noisy = any_crossed = False
+        any_noisy = any_crossed = any_ratio = False
+        drawn = [v for v in ok["variant"].unique() if v != baseline]
         for variant, rows in ok.groupby("variant", sort=False):
             rows = rows[rows["seq_len"].isin(base.index)].sort_values("seq_len")
             if rows.empty or variant == baseline:
@@ -196,19 +208,21 @@ def _speedup_figure(frame, baseline, style, notes):
             speedup = b["time_ms"].to_numpy() / rows["time_ms"].to_numpy()
             low = b["time_ms_min"].to_numpy() / rows["time_ms_max"].to_numpy()
             high = b["time_ms_max"].to_numpy() / rows["time_ms_min"].to_numpy()
-            ax.errorbar(rows["seq_len"], speedup, yerr=[(speedup - low).clip(0), (high - speedup).clip(0)],
+            x = _dodge(rows["seq_len"], drawn.index(variant), len(drawn))
+            ax.errorbar(x, speedup, yerr=[(speedup - low).clip(0), (high - speedup).clip(0)],
                         color=colour, marker=marker, ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
             noisy = pd.Series(b["is_noisy"].to_numpy() | rows["is_noisy"].to_numpy())
-            any_noisy |= _mark_noisy(ax, rows["seq_len"], speedup, noisy, colour, marker)
+            any_noisy |= _mark_noisy(ax, x, speedup, noisy, colour, marker)
             crossed = b["run_id"].astype(str).to_numpy() != rows["run_id"].astype(str).to_numpy()
             if crossed.any():
                 any_crossed = True
                 crossed_total += int(crossed.sum())
-                ax.scatter(rows["seq_len"].to_numpy()[crossed], speedup[crossed], s=180, facecolors="none",
-                           edgecolors="#d62728", linewidths=1.5, zorder=7)  # fmt: skip
+                ax.scatter(x[crossed], speedup[crossed], s=180, facecolors="none", edgecolors="#d62728",
+                           linewidths=1.5, zorder=7)  # fmt: skip
             work = "min_bytes" if decode else "flops"  # decode is bound by what it reads
-            ax.plot(rows["seq_len"], b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour,
-                    marker="_", markersize=14)  # a dash marks the ratio where one length draws no line
+            ax.plot(x, b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour, marker="_",
+                    markersize=14)  # a dash marks the ratio where one length draws no line
+            any_ratio = True
         theory = ok[(ok["variant"] != baseline) & ok["window"].isna()].groupby("theory")["variant"].unique()
         if decode:
             theory = theory.iloc[0:0]  # H/Hq speaks of FLOPs: not of a step bound by the cache it reads
@@ -218,10 +232,11 @@ def _speedup_figure(frame, baseline, style, notes):
             ax.axhline(value, ls="--", lw=1.0, color="#888888", zorder=0)
             ax.annotate(f"H/Hq = {_fraction(value)} ({', '.join(names)}): attention only", xy=(0.99, value),
                         xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7, color="#444444",
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
+                        zorder=10, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})  # above the lines
         ax.axhline(1.0, color="black", lw=0.8)
-        ax.plot([], [], ls=":", marker="_", markersize=14, color="black",
-                label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
+        if any_ratio:  # the legend names only what the panel draws
+            ax.plot([], [], ls=":", marker="_", markersize=14, color="black",
+                    label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
         _legend_marks(ax, noisy=any_noisy)
         if any_crossed:
             ax.scatter([], [], s=120, facecolors="none", edgecolors="#d62728", label=CROSS_RUN_LABEL)
@@ -253,7 +268,8 @@ def _metric_figure(frame, style, column, unit, title, log_y=True, per_time=None)
     for ax, group in zip(axes, groups):
         ok = group[group["status"] == "ok"]
         unit_scale, label = unit(ok) if callable(unit) else unit
-        any_oom = False
+        any_oom = any_noisy = False
+        count = group["variant"].nunique()
         for i, (variant, rows) in enumerate(group.groupby("variant", sort=False)):
             colour, marker = style[variant]
             any_oom |= _mark_oom(ax, rows, colour, i)
@@ -266,10 +282,11 @@ def _metric_figure(frame, style, column, unit, title, log_y=True, per_time=None)
                 value = work / (rows["time_ms"] / 1e3) * unit_scale
                 low = work / (rows["time_ms_max"] / 1e3) * unit_scale
                 high = work / (rows["time_ms_min"] / 1e3) * unit_scale
-                ax.errorbar(rows["seq_len"], value, yerr=_err(value, low, high), color=colour, marker=marker,
-                            ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
-        if any_oom:
-            ax.plot([], [], marker="x", color="black", ls="none", label="out of memory")
+                x = _dodge(rows["seq_len"], i, count)
+                ax.errorbar(x, value, yerr=_err(value, low, high), color=colour, marker=marker, ms=5, lw=1.8,
+                            capsize=3, label=variant)  # fmt: skip
+                any_noisy |= _mark_noisy(ax, x, value, rows["is_noisy"], colour, marker)
+        _legend_marks(ax, any_oom, any_noisy)
         if log_y:
             plain_log_axis(ax)
         _finish(ax, group, label)
@@ -298,19 +315,25 @@ def _efficiency_figure(frame, style, notes):
     wrong_total = 0
     for ax, group in zip(axes, groups):
         ok = group[(group["status"] == "ok") & group["efficiency"].notna()]
-        for variant, rows in ok.groupby("variant", sort=False):
+        any_noisy = False
+        count = ok["variant"].nunique()
+        for i, (variant, rows) in enumerate(ok.groupby("variant", sort=False)):
             rows = rows.sort_values("seq_len")
             colour, _ = style[variant]
             floor = rows["floor_ms"]
             eff, low, high = floor / rows["time_ms"], floor / rows["time_ms_max"], floor / rows["time_ms_min"]
-            ax.errorbar(rows["seq_len"], eff, yerr=_err(eff, low, high), color=colour, lw=1.5, capsize=3,
-                        label=variant)  # fmt: skip
+            x = pd.Series(_dodge(rows["seq_len"], i, count), index=rows.index)
+            ax.errorbar(x, eff, yerr=_err(eff, low, high), color=colour, lw=1.5, capsize=3, label=variant)
             for bound, points in rows.groupby("bound"):
-                ax.scatter(points["seq_len"], floor[points.index] / points["time_ms"], color=colour,
+                quiet = ~points["is_noisy"].astype(bool)
+                ax.scatter(x[points.index][quiet], (floor[points.index] / points["time_ms"])[quiet], color=colour,
                            marker=BOUND_MARKERS.get(bound, "o"), s=40, zorder=4, edgecolor="white")  # fmt: skip
+                any_noisy |= _mark_noisy(ax, x[points.index], floor[points.index] / points["time_ms"],
+                                         points["is_noisy"], colour, BOUND_MARKERS.get(bound, "o"))  # fmt: skip
         for bound, marker in BOUND_MARKERS.items():
             if (ok["bound"] == bound).any():
                 ax.scatter([], [], marker=marker, color="grey", label=f"{bound}-bound")
+        _legend_marks(ax, noisy=any_noisy)
         wrong = ok[ok["efficiency"] > 1]
         top = float(ok["efficiency"].max()) if not ok.empty else 1.0
         if not wrong.empty:
@@ -428,14 +451,16 @@ def _decode_figure(frame, style):
     )
     for ax, group in zip(axes, groups):
         any_oom = False
+        count = group["variant"].nunique()
         for i, (variant, rows) in enumerate(group.groupby("variant", sort=False)):
             colour, marker = style[variant]
             any_oom |= _mark_oom(ax, rows, colour, i)
             ok = rows[rows["status"] == "ok"].sort_values("seq_len")
             if ok.empty:
                 continue
-            ax.errorbar(ok["seq_len"], ok["time_ms"], yerr=_err(ok["time_ms"], ok["time_ms_min"], ok["time_ms_max"]),
-                        color=colour, marker=marker, ms=5, lw=1.8, capsize=3, label=variant)  # fmt: skip
+            ax.errorbar(_dodge(ok["seq_len"], i, count), ok["time_ms"], color=colour, marker=marker, ms=5,
+                        yerr=_err(ok["time_ms"], ok["time_ms_min"], ok["time_ms_max"]), lw=1.8, capsize=3,
+                        label=variant)  # fmt: skip
             predicted = memory_ms(ok["min_bytes"], ok["ceiling_bytes_per_s"])
             if predicted.notna().any():
                 ax.plot(ok["seq_len"], predicted, ls="--", lw=1.2, color=colour)

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sqabench.ceilings import DeviceLimits, describe, get_ceilings
+from sqabench.ceilings import DeviceLimits, cached_ceilings, describe, get_ceilings
 from sqabench.cells import Cell
 from sqabench.display import SweepDisplay
 from sqabench.environment import process_age_s
@@ -74,6 +74,14 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     """This device's measured ceilings (cached, or measured now) and its published peaks, announced."""
     if not plan.pending:
         return DeviceLimits()
+    if plan.dry_run:  # a dry run measures nothing and writes nothing: the cache's ceilings, or no estimate
+        cached = cached_ceilings(plan.env, plan.dtype)
+        if cached is None:
+            err.print(Text(f"no {plan.dtype} ceilings cached for this device: no estimate (the dry run measures "
+                           f"nothing; `sqabench ceilings --dtype {plan.dtype}` measures them)"), highlight=False)
+            return DeviceLimits()
+        err.print(Text(f"ceilings: the cached ones (measured {cached.measured_at})"), highlight=False)
+        return DeviceLimits(measured=cached.rates)
     lookup = get_ceilings(plan.device, plan.env, plan.dtype, before=lambda text: err.print(Text(text), highlight=False))
     rates = lookup.ceilings.rates
     err.print(

@@ -546,3 +546,24 @@ def test_a_cp_job_starts_its_ranks_unshadowed(monkeypatch):
     assert cp.launch(2, ["run", "--seq", "256"]) == 0
     assert seen["env"]["PYTHONSAFEPATH"] == "1"
     assert seen["command"][-5:] == ["-m", "sqabench", "run", "--seq", "256"]
+
+
+def test_a_dry_run_measures_no_ceilings_and_writes_no_cache(tmp_path, monkeypatch):
+    """`run --dry-run --dtype fp16` once measured fp16 ceilings for two minutes and cached them: a dry run runs
+    nothing and writes nothing, so it reads the cache as it is, and without one gives no estimate."""
+    import sqabench.ceilings as ceilings
+
+    monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(ceilings, "measure_ceilings", lambda *a, **k: pytest.fail("a dry run measured ceilings"))
+    monkeypatch.setattr(ceilings, "probe", lambda *a, **k: pytest.fail("a dry run probed the device"))
+    result = invoke(["run", "--device", "cpu", "--dtype", "fp16", "--seq", "64", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "no fp16 ceilings cached for this device: no estimate" in " ".join(result.output.split())
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_default_file_names_the_cpu_the_tables_name(monkeypatch):
+    from sqabench.environment import Environment, host_label
+
+    assert host_label(Environment(device="cpu", cpu_model="Intel Xeon")) == "cpu-intel-xeon"
+    assert host_label(Environment(device="cuda", gpu_name="NVIDIA H100 80GB HBM3")) == "nvidia-h100-80gb-hbm3"

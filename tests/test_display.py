@@ -110,6 +110,8 @@ def test_eta_scales_the_prediction_by_how_finished_cells_compared(monkeypatch):
 
 def test_durations_read_plainly():
     assert [units.format_duration(s) for s in (0.2, 12, 600, 7200)] == ["under a second", "12 s", "10 min", "2.0 h"]
+    assert [units.format_duration(s) for s in (3 * 86400, 5 * 365.25 * 86400, 7.3e4 * 365.25 * 86400)] == [
+        "3.0 days", "5.0 years", "73,000 years"]  # fmt: skip
     assert [units.format_seconds(s) for s in (0.15, 54.5, 999, 1530, 37_300, 112_000, 400_000)] == [
         "0.15 s", "54.5 s", "999 s", "26 min", "10.4 h", "31.1 h", "4.6 d"]  # never 1.12e+05 s
 

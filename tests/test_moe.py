@@ -100,3 +100,25 @@ def test_sqabench_run_times_the_mixture_too(tmp_path):
     assert [(r["variant"], r["status"]) for r in rows] == [("gqa", "ok"), ("sqa", "ok")]
     spec, preset = get_variant("sqa", 8), get_preset("paper-moe")
     assert int(rows[1]["flops"]) == step_cost(spec, preset, int(rows[1]["batch"]), 64).flops
+
+
+def test_the_models_load_balancing_loss_is_the_sum_over_its_layers():
+    """Each MoE layer's aux is E x sum(share routed x mean probability); the model's is their sum (the Switch
+    Transformer's, summed over layers as RxNN's router loss is), recomputed here from each layer's router."""
+    preset = Preset("moe-test", d_model=16, n_layers=3, n_heads=4, d_ff=24, vocab_size=50, n_experts=4, top_k=2)
+    model = build_encoder(get_variant("mha", 4), preset, "sdpa", True)
+    captured = []
+    hooks = [block.ffn.register_forward_pre_hook(lambda module, args: captured.append((module, args[0].detach())))
+             for block in model.blocks]  # fmt: skip
+    model(torch.randint(0, 50, (2, 9)))
+    for hook in hooks:
+        hook.remove()
+    by_hand = []
+    for moe, x in captured:
+        tokens = x.reshape(-1, x.shape[-1])
+        probs = torch.softmax(tokens @ moe.router.weight.T, dim=-1)
+        chosen = probs.topk(2, dim=-1).indices
+        share = torch.zeros(4).scatter_add_(0, chosen.flatten(), torch.ones(chosen.numel())) / chosen.numel()
+        by_hand.append(4 * (share * probs.mean(0)).sum())
+    assert len(by_hand) == 3
+    assert float(model.aux_loss()) == pytest.approx(float(sum(by_hand)), rel=1e-5)

@@ -244,3 +244,12 @@ def test_on_a_gpu_the_default_is_ten_minutes_of_steps_and_on_a_cpu_400_steps():
     assert default_budget("cuda", steps_given=True, resume=False) is None  # --steps, --tokens or --budget decide
     assert default_budget("cuda", steps_given=False, resume=True) is None  # a resumed run keeps its steps
     assert default_budget("cpu", steps_given=False, resume=False) is None and DEFAULT_STEPS == 400
+
+
+def test_every_value_of_the_upper_half_is_drawn_the_top_one_too():
+    """Values come from V/2 .. V-1, each possible: over many examples every one appears, V-1 among them."""
+    size = MQARSize(vocab=20, seq_len=16, pairs=3)
+    inputs, _ = mqar(size, 2000, seed=1)
+    values = set(inputs[:, 1:6:2].flatten().tolist())
+    keys = set(inputs[:, 0:6:2].flatten().tolist())
+    assert values == set(range(10, 20)) and keys == set(range(1, 10))

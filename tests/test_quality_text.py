@@ -431,6 +431,7 @@ def test_reproduce_quality_prints_ours_beside_the_papers_table_and_what_differs(
     text = " ".join(result.output.split())
     assert "ours beside the paper's Table 2 (moe)" in text and "paper val loss" in text
     assert "differs from the paper: padding: ours packed" in text and "theirs TinyStories" in text
+    assert "warning: 2 steps (1,024 tokens) is too short to mean anything beside the paper's" in text  # 8 x 64 x 2
     rows = list(csv.DictReader(out.open()))
     assert [r["variant"] for r in rows] == ["gqa", "mqa", "sqa", "ssqa", "xsqa"]
     assert {r["preset"] for r in rows} == {"paper-moe"} and {r["lr"] for r in rows} == {"0.002"}
@@ -658,3 +659,125 @@ def test_tables_print_whole_off_a_terminal_and_fold_on_a_narrow_one(tmp_path):
     print_tables(read_rows(out), "mha", 2, narrow)
     text = narrow.export_text()
     assert "…" not in text and max(map(len, text.splitlines())) <= 80
+
+
+def test_a_bpe_learns_only_from_the_training_documents(tmp_path, monkeypatch):
+    """Every document repeats a word of its own; a BPE trained on the held-out documents too would learn their
+    words as tokens. Every token of ours that spells more than a byte occurs in the training text."""
+    pytest.importorskip("tokenizers")
+    from sqabench.quality.tokens import tokenize
+
+    monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path / "cache"))
+    docs = [" ".join([f"w{i:03d}qz"] * 40 + ["the cat sat on the mat"]) for i in range(100)]
+    path = tmp_path / "c.txt"
+    path.write_text("\n\n".join(docs))
+    tokens = tokenize(path, "bpe", 600, 0.1)
+    train_text = " ".join(
+        doc for doc in docs if not any(doc.startswith(h.split()[0]) for h in _held_texts(path, 0.1)))  # fmt: skip
+    bpe = tokens.tokenizer._bpe
+    learned = [bpe.decode([i]) for i in range(bpe.get_vocab_size())]
+    words = [t.strip() for t in learned if "\ufffd" not in t and len(t.strip().encode()) > 1]  # whole characters
+    strangers = [w for w in words if w not in train_text]
+    assert not strangers, strangers[:10]
+    assert len(tokens.held) == 10 and any("qz" in t for t in learned)  # the training documents' words were learned
+
+
+def _held_texts(path, share):
+    from sqabench.quality.corpus import read_documents, split
+
+    return split(read_documents(path), share)[1]
+
+
+def test_reproduce_quality_on_a_cpu_takes_the_cpu_scaling_and_on_a_gpu_the_papers():
+    from sqabench.quality.reproduce import quality_options
+
+    cpu, gpu = quality_options(False, on_gpu=False, data="x"), quality_options(False, on_gpu=True, data="x")
+    assert (cpu.seq, cpu.batch, cpu.budget) == (256, 8, "10m")  # what a CPU affords of Table 1's protocol
+    assert (gpu.seq, gpu.batch, gpu.budget) == (1024, 128, "10m")  # Table 1's context and batch
+    moe = quality_options(True, on_gpu=True, data="x")
+    assert (moe.seq, moe.batch, moe.preset, moe.baseline) == (256, 256, "paper-moe", "gqa")
+    assert quality_options(False, on_gpu=False, data="x", steps=5).budget is None  # --steps instead of a budget
+
+
+def test_the_trade_figure_rings_the_variant_that_is_faster_and_better_never_the_one_beaten(tmp_path):
+    """Hand-made text rows: b is faster and lower in loss than c; the figure rings b (and a, the slowest but
+    best; and d, the fastest), never c, on the step-time panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sqabench.quality.figures import quality_figures
+
+    points = {"a": (10.0, 1.0), "b": (5.0, 1.2), "c": (6.0, 1.3), "d": (2.0, 2.0)}
+    rows = [{"task": "text", "variant": v, "seed": s, "val_loss": loss + 0.01 * s, "val_accuracy": 0.5, "step_ms": ms,
+             "solved": "", "steps_to_90": "", "n_q_heads": 4, "n_kv_heads": 4, "window": "", "status": "ok",
+             "steps": 10, "train_flops": 1e9 * ms} for v, (ms, loss) in points.items() for s in range(3)]  # fmt: skip
+    figures, _ = quality_figures(rows, [], "a")
+    panel = figures["quality-trade"].axes[0]
+    from matplotlib.collections import PathCollection
+
+    ringed = {tuple(map(float, xy)) for c in panel.collections if isinstance(c, PathCollection)
+              for xy in c.get_offsets()}  # the rings: the only scatter of the panel  # fmt: skip
+    assert {round(x, 1) for x, _ in ringed} == {10.0, 5.0, 2.0}
+
+
+def test_a_parquet_corpus_without_text_is_named_plainly(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    from sqabench.quality.corpus import read_documents
+
+    pd.DataFrame({"text": [1, 2, 3]}).to_parquet(tmp_path / "int.parquet")
+    pd.DataFrame({"body": ["a", "b"]}).to_parquet(tmp_path / "body.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    for name, said in (("int", "its 'text' column holds int64, not text"), ("body", "has no 'text' column (its "
+                       "columns: body)"), ("junk", "is not a readable parquet file (ArrowInvalid)")):  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            read_documents(tmp_path / f"{name}.parquet")
+        assert said in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_directory_as_out_is_named_and_never_offered_a_resume(tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    result = runner.invoke(app, [*quick(), "--out", str(folder)])
+    assert result.exit_code == 2 and "is a directory; give a .csv file path" in result.output
+    assert "--resume" not in result.output
+
+
+def test_the_papers_layout_labels_its_training_loss_as_scoring_the_pads():
+    from rich.console import Console
+
+    from sqabench.quality.progress import QualityDisplay
+
+    console = Console(record=True, width=200)
+    display = QualityDisplay(console, 10, pads_scored=True)
+    display.start("mha seed 0", 10)
+    display.evaluated({"step": 5, "train_loss": 0.5, "val_loss": 2.0, "val_accuracy": 0.4})
+    text = console.export_text()
+    assert "train loss (pads scored) 0.5, held-out loss 2, accuracy 0.400 (real tokens)" in text
+    assert "(10 steps)" in text
+
+
+def test_the_probe_warms_the_process_up_and_leaves_each_variants_first_step_out(monkeypatch):
+    """A scripted train: the warm-up call comes first (one step of the first variant), then each variant's
+    probe, whose first step (300 ms) is left out of its median (10 ms) and whose spread is (12 - 8) / 10."""
+    import sqabench.quality.train as training
+    from sqabench.quality.budget import PROBE_STEPS, probe
+    from sqabench.quality.mqar import MQARSize
+    from sqabench.quality.plan import Plan
+    from sqabench.quality.tasks import MQARTask
+    from sqabench.quality.train import RunResult
+
+    calls = []
+
+    def scripted(cfg, spec, seed, **kw):
+        calls.append((spec.name, cfg.steps))
+        steps = [300.0, 8.0, 10.0, 12.0, 10.0, 10.0][: cfg.steps]
+        return RunResult({"val_loss": 1.0, "val_accuracy": 0.5}, {}, 10.0, 1.0, 0.05, 1, [], steps)
+
+    monkeypatch.setattr(training, "train", scripted)
+    cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4)), TINY, steps=100, batch=8, eval_every=10)
+    plan = Plan(cfg, [get_variant("mha", 4), get_variant("sqa", 4)], [0], None, "mha")
+    found = probe(plan)
+    assert calls == [("mha", 1), ("mha", PROBE_STEPS), ("sqa", PROBE_STEPS)]
+    assert found["sqa"].step_s == pytest.approx(0.010) and found["sqa"].spread == pytest.approx(0.4)

@@ -80,14 +80,29 @@ def _parquet(path: Path) -> list[str]:
     import pandas as pd
 
     try:
-        frame = pd.read_parquet(path, columns=["text"])
+        import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("--data .parquet needs pyarrow: pip install 'sqabench[parquet]' (or convert it to .jsonl)")
-    except (KeyError, ValueError) as error:
-        raise ConfigError(f"--data {path}: no readable 'text' column ({error})") from None
-    except OSError as error:
-        raise ConfigError(f"--data {path} is not a readable parquet file ({error})") from None
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:  # pyarrow raises its own kinds on a file that is not parquet
+        raise ConfigError(f"--data {path} is not a readable parquet file ({type(error).__name__})") from None
+    if "text" not in schema.names:
+        raise ConfigError(f"--data {path} has no 'text' column (its columns: {', '.join(schema.names[:8])})")
+    kind = schema.field("text").type
+    if not (_is_text(kind)):
+        raise ConfigError(f"--data {path}: its 'text' column holds {kind}, not text")
+    try:
+        frame = pd.read_parquet(path, columns=["text"])
+    except Exception as error:
+        raise ConfigError(f"--data {path}: its 'text' column cannot be read ({type(error).__name__})") from None
     return [t for t in frame["text"].tolist() if isinstance(t, str)]
+
+
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or str(kind) == "string_view"
 
 
 def read_documents(path: Path) -> list[str]:

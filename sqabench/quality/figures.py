@@ -10,6 +10,7 @@ seed, pads scored, an L40S) is drawn in a panel of its own: its axes are not our
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from sqabench.drawing import PANEL_SIZE, plain_log_axis, save_figures, styles
@@ -20,10 +21,12 @@ from sqabench.shipped import shipped_rows
 from sqabench.variants import pick_baseline
 
 LABELS = {"val_loss": "val loss (nats a token, real tokens only)", "val_accuracy": "held-out accuracy"}
+NAMES = {"val_loss": "val loss", "val_accuracy": "accuracy"}  # the measure, in a title that says "held-out"
 
 
 def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tuple[dict, list[str]]:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     notes = []
     summaries = summarise(rows, baseline)
@@ -47,9 +50,11 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
             ax.fill_between(steps, [min(by_step[t]) for t in steps], [max(by_step[t]) for t in steps], color=colour,
                             alpha=0.15, linewidth=0)  # fmt: skip
         ax.set_xlabel("training step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole, even with one evaluation
         ax.set_ylabel(LABELS[metric])
-        ax.set_title(f"held-out {LABELS[metric].split(' (')[0]}: mean over {summaries[0].seeds} seed(s), band = "
-                     "the seeds' range", fontsize=10)  # fmt: skip
+        seeds = summaries[0].seeds
+        ax.set_title(f"held-out {NAMES[metric]}: mean over {seeds} seed{'s' if seeds != 1 else ''}, band = the "
+                     "seeds' range", fontsize=10)  # fmt: skip
         if not higher:
             ax.set_yscale("log")
             plain_log_axis(ax, "y")
@@ -60,23 +65,41 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
         notes.append("quality-curves not drawn: no curves file beside the CSV")
     text = metric == "val_loss"
     panels = 3 if text else 2
-    fig, axes = plt.subplots(1, panels, figsize=(PANEL_SIZE[0] * panels * 0.62, PANEL_SIZE[1]))
-    for ax, (x_of, xlabel) in zip(axes, ((lambda s: s.step_ms, "median training step (ms)"),
-                                          (lambda s: s.train_flops, "training FLOPs (cost model)"))):  # fmt: skip
+    step_range = {}  # each variant's step time over its seeds: min, max
+    for r in rows:
+        if r["status"] == "ok":
+            low, high = step_range.get(r["variant"], (float("inf"), 0.0))
+            step_range[r["variant"]] = (min(low, float(r["step_ms"])), max(high, float(r["step_ms"])))
+    fig, axes = plt.subplots(1, panels, figsize=(PANEL_SIZE[0] * panels * 0.62, PANEL_SIZE[1] + 0.6))
+    for ax, (x_of, xlabel, ranged) in zip(axes, ((lambda s: s.step_ms, "median training step (ms)", True),
+                                                  (lambda s: s.train_flops, "training FLOPs (cost model)", False))):
         front = _front([(x_of(s), s.value.mean) for s in summaries], higher)
         for s, best in zip(summaries, front):
             colour, marker = style[s.variant]
             low = s.value.mean - s.value.low if s.value.low is not None else 0
             high = s.value.high - s.value.mean if s.value.high is not None else 0
-            ax.errorbar([x_of(s)], [s.value.mean], yerr=[[low], [high]], color=colour, marker=marker, capsize=3,
-                        linestyle="none", label=f"{s.variant} ({s.heads})")  # fmt: skip
+            x = x_of(s)
+            xerr = [[x - step_range[s.variant][0]], [step_range[s.variant][1] - x]] if ranged else None
+            ax.errorbar([x], [s.value.mean], yerr=[[low], [high]], xerr=xerr, color=colour, marker=marker,
+                        capsize=3, linestyle="none", label=f"{s.variant} ({s.heads})")  # fmt: skip
             if best:
-                ax.scatter([x_of(s)], [s.value.mean], s=180, facecolors="none", edgecolors="#d62728", linewidths=1.2)
-        ax.set_xlabel(xlabel)
+                ax.scatter([x], [s.value.mean], s=180, facecolors="none", edgecolors="#d62728", linewidths=1.2)
+        if ranged:
+            ax.set_xlabel(xlabel)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        else:  # FLOPs: the power of ten said once, in the label, never as an offset over it
+            power = int(math.floor(math.log10(max(x_of(s) for s in summaries))))
+            ax.set_xlabel(f"{xlabel}, x 10^{power}")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _, power=power: f"{v / 10**power:.3g}"))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.set_ylabel(LABELS[metric])
         ax.grid(alpha=0.3)
-    axes[0].set_title("ours: mean and 95% interval over seeds; ringed: no variant is both faster and better "
-                      "(means; overlapping intervals are no ranking)", fontsize=8, loc="left")  # fmt: skip
+    axes[0].set_title("mean and 95% interval over seeds (x bars: the seeds' step times); ringed: no variant is "
+                      "both faster and better\n(by the means: overlapping intervals are no ranking)", fontsize=8,
+                      loc="left")  # fmt: skip
+    seeds = summaries[0].seeds
+    fig.suptitle(f"Quality against cost: held-out {NAMES[metric]} after training, {seeds} seed"
+                 f"{'s' if seeds != 1 else ''} a variant", fontsize=11, fontweight="bold")  # fmt: skip
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if text:
         ax = axes[2]

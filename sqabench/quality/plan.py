@@ -198,6 +198,8 @@ def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Pla
         plan = replace(plan, budget_s=budget_s)
     if options.dry_run or options.resume:
         return plan, env
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a directory; give a .csv file path (its curves go beside it)")
     for existing in (plan.path, plan.curves_path, plan.checkpoints):
         if existing.exists():
             raise ConfigError(f"{existing} exists: continue that run with --resume --out {plan.path}, or choose "

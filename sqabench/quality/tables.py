@@ -15,6 +15,11 @@ from sqabench.quality.stats import FEW_SEEDS
 from sqabench.units import format_seconds
 
 
+def _ms(ms: float) -> str:
+    """Milliseconds in a column of them: 3 digits, whole from 100 (7450, never 7.45e+03)."""
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
 def family_caption(summaries, against: str, seeds: int) -> str:
     """What a table's differences are: paired by seed against ``against``, the family's method, the noise they
     rest on (its sd, where it was pooled, its degrees of freedom), the MDE's meaning; a warning under 3 seeds."""
@@ -74,7 +79,7 @@ def quality_table(summaries, baseline: str, seeds: int) -> Table:
                  *(shown(s.extras[name]) if name in s.extras else "-" for name in extras)]  # fmt: skip
         if mqar:
             cells += [f"{s.solved}/{s.seeds}", ", ".join("-" if n is None else str(n) for n in s.steps_to_90)]
-        cells += [f"{s.step_ms:.3g}", *_diff_cells(s), Text(s.verdict)]
+        cells += [_ms(s.step_ms), *_diff_cells(s), Text(s.verdict)]
         table.add_row(*cells)
     return table
 
@@ -123,7 +128,7 @@ def paper_quality_table(summaries, paper_rows: list[dict], setting: str) -> Tabl
         table.add_row(
             Text(s.variant), Text(s.heads),
             f"{loss.mean:.4f}" + ("" if loss.low is None else f" [{loss.low:.4f}, {loss.high:.4f}]"),
-            f"{math.exp(loss.mean):.4g}", "-" if acc is None else f"{100 * acc.mean:.2f}", f"{s.step_ms:.3g}",
+            f"{math.exp(loss.mean):.4g}", "-" if acc is None else f"{100 * acc.mean:.2f}", _ms(s.step_ms),
             row.get("val_loss", "-"), row.get("perplexity", "-"), row.get("accuracy_pct", "-"),
             row.get("s_per_batch" if setting == "dense" else "params", "-") or "-",
         )  # fmt: skip
@@ -150,7 +155,7 @@ def quality_plan(plan, probes=None) -> Table:
                  f"{plan.step_cost(spec).flops * cfg.steps:.3g}"]  # fmt: skip
         if probes:
             p = probes[spec.name]
-            cells += [f"{p.step_s * 1e3:.3g}", f"±{p.spread:.0%}", f"{p.eval_s * 1e3:.3g}",
+            cells += [_ms(p.step_s * 1e3), f"±{p.spread:.0%}", _ms(p.eval_s * 1e3),
                       format_seconds(run_s(p, cfg.steps, cfg.eval_every))]
         table.add_row(*cells)
     return table
