@@ -38,7 +38,8 @@ def test_every_command_has_its_page():
         assert f"(docs/{page}" in README.read_text(), f"the README links no page for `sqabench {name}`"
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [*pages(), ROOT / "results" / "README.md", ROOT / "plots" / "README.md"],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_relative_link_resolves(page):
     for target in LINK.findall(page.read_text()):
         if re.match(r"^[a-z]+:", target) or target.startswith("#"):

@@ -313,3 +313,73 @@ def test_plot_into_a_place_that_cannot_be_written_is_one_line(tmp_path, out):
     result = runner.invoke(app, ["plot", str(write_run(tmp_path / "r.csv")), "--out", out])
     assert result.exit_code == 2 and "cannot write figures there" in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def _one_length(tmp_path, noisy: bool = False):
+    """A run at one length (1k: the 32k cells dropped), every variant's cell noisy when asked (60% spread)."""
+    wide = [0.7, 1.3, 0.8, 1.2, 1.0, 0.75, 1.25, 0.9, 1.1, 1.0]
+    samples = {(v, 1024): wide for v in ("mha", "gqa", "sqa", "xsqa")} if noisy else None
+    drop = [(v, 32768) for v in ("mha", "gqa", "sqa", "xsqa")]
+    return load_results(write_run(tmp_path / "one.csv", drop=drop, samples=samples))
+
+
+def test_error_bars_at_one_length_sit_apart_and_the_tick_stays_at_the_length(tmp_path):
+    figures, _ = build_figures(_one_length(tmp_path), "mha")
+    for name in ("time", "speedup", "throughput"):
+        ax = figures[name].axes[0]
+        xs = sorted({round(float(x), 3) for line in ax.get_lines() for x in line.get_xdata() if float(x) > 10})
+        assert len(xs) >= 3 and all(0.94 * 1024 < x < 1.06 * 1024 for x in xs), (name, xs)  # apart, near 1k
+        assert [float(t) for t in ax.get_xticks()] == [1024.0]
+
+
+def test_noisy_cells_are_hollow_in_the_throughput_and_efficiency_figures_too(tmp_path):
+    from matplotlib.collections import PathCollection
+
+    from sqabench.flops import Rates
+    from test_report import rows_for
+
+    figures, _ = build_figures(_one_length(tmp_path, noisy=True), "mha")
+    path = tmp_path / "floors.csv"  # rows with a floor (efficiency), one repeat far from the others: noisy
+    writer = results_writer(path)
+    for row in rows_for("mha,sqa", times=(10.0, 13.0, 7.0), rates=Rates(1e15, 1e13, 5e13)):
+        writer.write(row)
+    figures["efficiency"] = build_figures(load_results(path), "mha")[0]["efficiency"]
+    for name in ("time", "throughput", "efficiency"):
+        ax = figures[name].axes[0]
+        hollow = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())
+                  and tuple(c.get_facecolors()[0][:3]) == (1.0, 1.0, 1.0)]  # fmt: skip
+        assert hollow, name
+        assert "hollow: noisy (spread > 10%)" in [t.get_text() for t in ax.get_legend().get_texts()], name
+
+
+def test_a_legend_names_only_what_its_panel_draws(tmp_path):
+    """A decode panel without the baseline draws no ratio: its legend must not list one."""
+    frame = load_results([write_run(tmp_path / "f.csv"), write_run(tmp_path / "d.csv", mode="decode",
+                                                                   drop=[("mha", 1024), ("mha", 32768)])])
+    figures, _ = build_figures(frame, "mha")
+    for ax in figures["speedup"].axes:
+        labels = [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+        drew_ratio = any(line.get_linestyle() == ":" and len(line.get_xdata()) for line in ax.get_lines())
+        assert any("ratio (cost model)" in label for label in labels) == drew_ratio
+
+
+def test_a_narrow_log_range_still_has_several_labelled_ticks():
+    import matplotlib.pyplot as plt
+
+    from sqabench.drawing import plain_log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([0.97, 1.0, 1.08], [1, 2, 3], "o")
+    plain_log_axis(ax, "x")
+    fig.canvas.draw()
+    low, high = ax.get_xlim()
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+    assert len(shown) >= 3, shown
+
+
+def test_the_h_over_hq_labels_sit_above_the_lines(gpu_figures):
+    figures, _ = gpu_figures
+    ax = figures["speedup"].axes[0]
+    labels = [t for t in ax.texts if t.get_text().startswith("H/Hq")]
+    assert labels and all(t.get_zorder() > max(line.get_zorder() for line in ax.get_lines()) for t in labels)
+    assert all(t.get_bbox_patch().get_alpha() in (None, 1) for t in labels)  # opaque: no line shows through

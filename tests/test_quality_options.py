@@ -70,3 +70,14 @@ def test_no_option_defaults_to_none_without_its_stated_default_checked():
     left = {"data", "preset", "tokens", "budget", "pilot"}  # no default: absent unless given
     none = {f.name for f in dataclasses.fields(QualityOptions) if f.default is None}
     assert none == checked | left, f"state and check the default of: {sorted(none - checked - left)}"
+
+
+def test_seq_takes_a_size_as_run_does_and_reproduce_says_what_its_seq_is():
+    from typer.testing import CliRunner
+
+    from sqabench.cli import app
+
+    plan, _ = resolve_quality(QualityOptions(device="cpu", dry_run=True, seq="0.25k", vocab=300))
+    assert plan.cfg.task.seq_len == 256  # 250, the power of two within 3%: the rule of run's --seq
+    text = " ".join(CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "paper: the lengths" in text and "quality: the context, one length" in text

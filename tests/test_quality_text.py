@@ -10,6 +10,7 @@ import json
 import math
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,9 +109,8 @@ def test_every_held_out_token_is_predicted_once_and_nothing_else_is_scored(corpu
 
 def test_an_evaluation_scores_the_same_share_of_every_held_out_document(tmp_path):
     """60 held-out documents of different lengths, a budget of a tenth of their text: each document's scored
-    piece is its first tenth (to the byte with bytes; to within a token with a BPE), the same text for both."""
-    import random
-
+    piece is the middle tenth of its bytes (to the byte with bytes; to within a token at each end with a BPE:
+    the same text), each read after the document's text before it (context, not scored)."""
     rng = random.Random(4)
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa"]
     docs = [" ".join(rng.choice(words) for _ in range(rng.randint(20, 400))) for _ in range(1200)]
@@ -122,19 +122,24 @@ def test_an_evaluation_scores_the_same_share_of_every_held_out_document(tmp_path
     budget = total // 10
     task = text_task(path, "bytes", None, 64, 0.05, False, eval_tokens=budget)
     held = task.held_out(0)
-    eod = task.tokenizer.eod
-    # reference: each document's first floor(share x bytes) bytes, in order, written out from the texts
     share = budget / total
-    expected = [b for d in held_docs for b in d.encode()[: int(share * len(d.encode()))]]
+    expected = []  # reference: the bytes i of each document with middle_start <= i and i + 1 <= middle_end
+    for d in held_docs:
+        data = d.encode()
+        start = (len(data) - share * len(data)) / 2
+        expected += [b for i, b in enumerate(data) if i >= start and i + 1 <= start + share * len(data)]
     scored = held.labels[held.labels != -100].tolist()
-    assert eod not in scored and scored == expected
-    assert task.eval_docs == 60 and task.describe()["eval_docs"] == 60
-    assert task.scored == len(expected) <= budget
+    assert task.tokenizer.eod not in scored and scored == expected
+    assert task.eval_docs == 60 and task.describe()["eval_docs"] == 60 and task.scored == len(expected) <= budget
+    for row_in, row_out in zip(held.inputs, held.labels):  # each scored byte is read after the bytes before it
+        first = int((row_out != -100).nonzero()[0])
+        assert first == 0 or (row_in[: first + 1] != task.tokenizer.pad).all()  # context, not padding
+        assert all(row_in[j + 1] == row_out[j] for j in range(first, 63) if row_out[j + 1] != -100)
     if pytest.importorskip("tokenizers"):
         bpe = text_task(path, "bpe", 300, 64, 0.05, False, eval_tokens=budget)
         pieces = bpe.held_out(0).labels
         text_bytes = sum(bpe.tokenizer.byte_lengths[t] for t in pieces[pieces != -100].tolist())
-        assert len(expected) - 60 * 8 <= text_bytes <= len(expected)  # within a BPE token (here < 8 bytes) each
+        assert len(expected) - 60 * 16 <= text_bytes <= len(expected)  # within a BPE token (here < 8 bytes) an end
 
 
 def test_bits_per_byte_count_the_texts_bytes_whatever_the_tokenizer(corpus):
@@ -781,3 +786,82 @@ def test_the_probe_warms_the_process_up_and_leaves_each_variants_first_step_out(
     found = probe(plan)
     assert calls == [("mha", 1), ("mha", PROBE_STEPS), ("sqa", PROBE_STEPS)]
     assert found["sqa"].step_s == pytest.approx(0.010) and found["sqa"].spread == pytest.approx(0.4)
+
+
+def test_the_quality_figures_titles_ticks_and_bars(tmp_path):
+    """The curves' title names the measure once; one evaluation point gives whole step ticks; the trade figure has
+    a title, the seeds' step-time range as x bars, and its FLOPs axis says its power of ten in the label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sqabench.quality.figures import quality_figures
+
+    rows = [{"task": "mqar", "variant": v, "seed": s, "val_loss": 1.0, "val_accuracy": acc + 0.01 * s,
+             "step_ms": ms * (1 + 0.5 * s), "solved": "", "steps_to_90": "", "n_q_heads": 4, "n_kv_heads": 4,
+             "window": "", "status": "ok", "steps": 3, "train_flops": 3.1e11 * ms / 10}
+            for v, acc, ms in (("mha", 0.5, 10.0), ("sqa", 0.4, 6.0)) for s in range(2)]  # fmt: skip
+    curves = [{"variant": r["variant"], "seed": r["seed"], "step": "3", "val_accuracy": r["val_accuracy"],
+               "val_loss": 1.0} for r in rows]  # fmt: skip
+    figures, _ = quality_figures(rows, curves, "mha")
+    ax = figures["quality-curves"].axes[0]
+    assert ax.get_title().startswith("held-out accuracy: mean over 2 seeds")
+    figures["quality-curves"].canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    trade = figures["quality-trade"]
+    assert trade._suptitle.get_text().startswith("Quality against cost: held-out accuracy")
+    steps_panel, flops_panel = trade.axes[:2]
+    bars = [c for c in steps_panel.collections if c.__class__.__name__ == "LineCollection"]
+    widths = sorted(round(float(abs(seg[1][0] - seg[0][0])), 3) for c in bars for seg in c.get_segments()
+                    if abs(seg[1][1] - seg[0][1]) < 1e-12)  # horizontal segments: the x bars  # fmt: skip
+    assert widths == [3.0, 5.0]  # sqa's seeds 6 and 9 ms, mha's 10 and 15 ms
+    assert flops_panel.get_xlabel() == "training FLOPs (cost model), x 10^11"
+
+
+def _a_run(tmp_path, seeds="2") -> Path:
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*quick("--variants", "mha,sqa"), "--seeds", seeds, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _edit(path: Path, line: int, column: str, value: str) -> None:
+    rows = list(csv.DictReader(path.open()))
+    rows[line - 2][column] = value
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.parametrize(
+    "command, file, line, column, value, says",
+    [("resume", "q.csv", 3, "val_loss", "abc", "line 3: val_loss=abc is not a number"),
+     ("resume", "q.csv", 2, "val_loss", "nan", "line 2: val_loss=nan in a finished run; it must be a finite number"),
+     ("plot", "q.csv", 4, "val_accuracy", "nan", "line 4: val_accuracy=nan in a finished run"),
+     ("plot", "q.csv", 2, "status", "bogus", "line 2: unknown status 'bogus'; expected one of ok, oom"),
+     ("plot", "q-curves.csv", 3, "step", "three", "line 3: step=three is not a whole number"),
+     ("report", "q.csv", 5, "seed", "x", "line 5: seed=x is not a whole number")],
+)  # fmt: skip
+def test_a_quality_file_no_run_writes_is_one_line_exit_2(tmp_path, command, file, line, column, value, says):
+    out = _a_run(tmp_path)
+    _edit(tmp_path / file, line, column, value)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    args = {"resume": [*quick("--variants", "mha,sqa"), "--seeds", "3", "--out", str(out), "--resume"],
+            "plot": ["plot", str(out), "--out", str(tmp_path / "p")], "report": ["report", str(out)]}[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_cut_short_quality_file_names_its_line(tmp_path):
+    out = _a_run(tmp_path)
+    text = out.read_text()
+    out.write_text(text[: len(text) - len(text.splitlines()[-1]) // 2 - 1])  # the last row cut in half
+    result = runner.invoke(app, [*quick("--variants", "mha,sqa"), "--seeds", "3", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and "line 5 is cut short" in result.output and "Traceback" not in result.output
+
+
+def test_a_plan_no_machine_would_finish_is_refused(tmp_path):
+    result = runner.invoke(app, [*quick("--steps", "1000000000"), "--seeds", "1000", "--dry-run"])
+    assert result.exit_code == 2 and "years here: no machine would finish it" in " ".join(result.output.split())

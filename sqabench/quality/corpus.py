@@ -7,10 +7,10 @@ is whole documents, chosen by the hash of their text (the same on every machine,
 two copies of one text always on the same side): the ``share`` of documents whose hashes sort first.
 
 Packing (the honest pipeline): every document's tokens then EOD, one stream, no padding; a training
-sequence is any window of ``seq + 1`` tokens of the training stream. An evaluation scores the same share
-of every held-out document, from its start (``evaluation_windows``: the whole held-out set when the budget
-holds it), cut into windows that overlap by one token, so that every scored token is predicted exactly
-once. ``--pad-like-paper`` lays each document out the paper's way instead (``padded``: RxNN's tokenizer
+sequence is any window of ``seq + 1`` tokens of the training stream. An evaluation scores the whole held-out
+set when its budget holds it, else the same share of every held-out document, the middle of its text, each
+after as much of the document as a window holds (``evaluation_windows``); every scored token is predicted
+exactly once. ``--pad-like-paper`` lays each document out the paper's way instead (``padded``: RxNN's tokenizer
 template ``[BOS] $A [EOS]`` and its ``AutoregressiveLMDataset``): a row of ``--seq`` tokens, BOS, the text
 truncated to fit, EOS, then PAD, and the pads scored.
 """
@@ -180,36 +180,51 @@ def windows(tokens: torch.Tensor, seq: int, pad: int) -> tuple[torch.Tensor, tor
 
 def evaluation_windows(token_lists: list[list[int]], seq: int, eod: int, pad: int, byte_lengths: tuple[int, ...],
                        budget: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:  # fmt: skip
-    """What every evaluation scores, the same each time: the same share of every held-out document's text, from
-    its start, so that every document is represented in proportion to its length and two tokenizers of one
-    corpus score the same text (to within a token a document).
+    """What every evaluation scores, the same each time: the whole held-out set when ``budget`` (bytes of text)
+    holds it, else the same share of every held-out document, so that every document is represented in
+    proportion to its length and two tokenizers of one corpus score the same text (to within a token at each
+    end of a piece). (inputs, labels, how many documents have a scored token.)
 
-    The share is ``budget`` bytes of text over the held-out set's bytes (EOD counted as one), at most all of it:
-    a document's scored piece is its longest run of leading tokens within that share of its own bytes. The
-    pieces form one stream, each after an EOD (the context a packed document starts from), cut into windows
-    that overlap by one token; a document's closing EOD is scored only when the whole set is (it ends no cut
-    piece). (inputs, labels, how many documents have a scored token)."""
+    Whole: the packed stream (each document after an EOD, its closing EOD scored too), cut into windows that
+    overlap by one token, so every token is predicted once from all that precedes it in its window.
+    A share: each document's piece is the middle of its text, that share of its bytes (the tokens that lie
+    wholly inside), read after as much of the document before it as a window holds, which is context, never
+    scored; a piece longer than a window takes several, each after the one before."""
     sizes = [sum(byte_lengths[t] for t in doc) for doc in token_lists]
-    total = sum(sizes) + len(token_lists)
-    whole = budget is None or budget >= total
-    share = 1.0 if whole else budget / total
-    stream, scored, documents = [eod], [False], 0
+    total = sum(sizes) + len(token_lists)  # each EOD stands for one byte
+    if budget is None or budget >= total:
+        whole = torch.cat([torch.tensor([eod], dtype=torch.int64), stream(token_lists, eod)])  # EOD, doc, EOD, ...
+        inputs, labels = windows(whole, seq, pad)
+        return inputs, labels, len(token_lists)
+    share = budget / total
+    rows_in, rows_out, documents = [], [], 0
     for doc, size in zip(token_lists, sizes):
-        taken, used = 0, 0
-        for token in doc if not whole else ():
-            if used + byte_lengths[token] > share * size:
-                break
-            used, taken = used + byte_lengths[token], taken + 1
-        piece = doc if whole else doc[:taken]
-        if not piece and not whole:
-            continue
-        stream += [*piece, eod]
-        scored += [True] * len(piece) + [whole]
-        documents += bool(piece)
-    inputs, labels = windows(torch.tensor(stream, dtype=torch.int64), seq, pad)
-    flags, _ = windows(torch.tensor(scored[1:] + [False], dtype=torch.int64), seq, 0)  # flag i: label i's
-    labels[flags == 0] = IGNORE
-    return inputs, labels, documents
+        start = (size - share * size) / 2  # the middle share of the document's bytes: [start, end)
+        end = start + share * size
+        at, first, last = 0, None, None
+        for i, token in enumerate(doc):
+            if at >= start and at + byte_lengths[token] <= end:
+                first = i if first is None else first
+                last = i
+            at += byte_lengths[token]
+        if first is None:
+            continue  # a document too short for one whole token of its share
+        documents += 1
+        text = [eod, *doc]  # document token i sits at position i + 1, predicted from everything before it
+        for chunk in range(first, last + 1, seq):
+            targets = range(chunk + 1, min(last, chunk + seq - 1) + 2)  # positions scored in this window
+            begin = max(0, targets[-1] - seq)
+            window = text[begin : begin + seq + 1]
+            row_in = torch.full((seq,), pad, dtype=torch.int64)
+            row_out = torch.full((seq,), IGNORE, dtype=torch.int64)
+            row_in[: len(window) - 1] = torch.tensor(window[:-1], dtype=torch.int64)
+            for position in targets:
+                row_out[position - begin - 1] = text[position]
+            rows_in.append(row_in)
+            rows_out.append(row_out)
+    if not rows_in:
+        return torch.full((1, seq), pad, dtype=torch.int64), torch.full((1, seq), IGNORE, dtype=torch.int64), 0
+    return torch.stack(rows_in), torch.stack(rows_out), documents
 
 
 @dataclass(frozen=True)

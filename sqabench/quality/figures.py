@@ -50,7 +50,11 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
             ax.fill_between(steps, [min(by_step[t]) for t in steps], [max(by_step[t]) for t in steps], color=colour,
                             alpha=0.15, linewidth=0)  # fmt: skip
         ax.set_xlabel("training step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole, even with one evaluation
+        evaluated = sorted({int(c["step"]) for c in points})
+        if len(evaluated) <= 8:  # few evaluations (one, say): a tick at each, never a fraction of a step
+            ax.set_xticks(evaluated)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(LABELS[metric])
         seeds = summaries[0].seeds
         ax.set_title(f"held-out {NAMES[metric]}: mean over {seeds} seed{'s' if seeds != 1 else ''}, band = the "
