@@ -86,6 +86,15 @@ def read_csv(path: Path, columns: tuple[str, ...], what: str, exact: bool = Fals
     return rows
 
 
+def header_of(path: Path) -> set[str]:
+    """The columns a CSV's first line names (none when it cannot be read)."""
+    try:
+        with path.open(newline="") as handle:
+            return set(next(csv.reader(handle), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+
+
 class CsvWriter:
     """Appends one row at a time and flushes it, so that an interrupted run keeps every finished row.
 

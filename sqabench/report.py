@@ -360,7 +360,8 @@ def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dic
 def report_results(path, baseline: str | None, console) -> list[str]:
     """``sqabench report`` on a results CSV (of any sqabench version): its tables, one per setting, as its run
     printed them; returns notes (the columns an older file lacks, shown as -, never invented)."""
-    from sqabench.results import COLUMNS, header_of, load_results, resolve_baseline
+    from sqabench.files import header_of
+    from sqabench.results import COLUMNS, load_results, resolve_baseline
 
     frame = load_results(path)
     missing = [column for column in COLUMNS if column not in header_of(path)]

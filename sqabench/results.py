@@ -232,17 +232,6 @@ def results_writer(path: Path) -> CsvWriter:
     return CsvWriter(path, COLUMNS)
 
 
-def header_of(path: Path) -> set[str]:
-    """The columns a CSV's first line names (none when it cannot be read)."""
-    import csv
-
-    try:
-        with path.open(newline="") as handle:
-            return set(next(csv.reader(handle), []))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return set()
-
-
 def newest_results(folder: Path = Path("results")) -> Path:
     """The results CSV written last in ``folder`` (what ``sqabench plot`` draws when given none)."""
     found = sorted(folder.glob("*.csv"), key=lambda p: (p.stat().st_mtime, p.name)) if folder.is_dir() else []

@@ -5,16 +5,12 @@ import torch
 from typer.testing import CliRunner
 
 import sqabench.ceilings as ceilings
-from conftest import SEQ, TINY, WINDOW
-from sqabench.ceilings import DeviceLimits, get_ceilings
+from sqabench.ceilings import get_ceilings
 from sqabench.flops import Rates, floor
 from sqabench.peaks import peaks_for
-from sqabench.cells import plan
 from sqabench.cli import app
 from sqabench.environment import environment
-from sqabench.results import FLOOR_WRONG, results_writer, read_rows
-from sqabench.sweep import run_sweep
-from sqabench.variants import parse_variants
+from sqabench.results import FLOOR_WRONG, read_rows
 
 pytestmark = pytest.mark.real_ceilings  # this file measures ceilings; every other reads stubbed ones
 

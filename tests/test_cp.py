@@ -49,8 +49,9 @@ def test_a_split_sweep_writes_one_row_per_cell_from_rank_0_and_ctrl_c_keeps_them
     args = ["run", "--cp", "2", "--device", "cpu", "--seq", "256,4k", "--batch", "1", "--variants", "sqa,swa-xsqa",
             "--warmup", "0", "--repeats", "2", "--out", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(HERE.parent), "COLUMNS": "200"}
-    child = subprocess.Popen([sys.executable, "-m", "sqabench", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True, env=env, cwd=HERE)  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-m", "sqabench", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+                             cwd=HERE)  # fmt: skip
     seen = []
     for line in child.stdout:
         seen.append(line)
@@ -67,7 +68,8 @@ def test_a_split_sweep_writes_one_row_per_cell_from_rank_0_and_ctrl_c_keeps_them
     assert not (tmp_path / "cp.csv.lock").exists()
     with out.open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["variant"], r["seq_len"], r["status"]) for r in rows] == [("sqa", "256", "ok"), ("swa-xsqa", "256", "ok")]
+    cells = [(r["variant"], r["seq_len"], r["status"]) for r in rows]
+    assert cells == [("sqa", "256", "ok"), ("swa-xsqa", "256", "ok")]
     for row in rows:
         assert (row["world_size"], row["cp_backend"], row["cp_path"], row["local_len"]) == ("2", "gloo", "flex", "128")
         assert float(row["verify_rel_err"]) < 1e-4 and len(row["samples_ms"].split(";")) == 2

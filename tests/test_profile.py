@@ -10,11 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import sqabench.encoder as encoder
 from conftest import TINY
-from sqabench.cli import app
 from sqabench.encoder import build_encoder
 from sqabench.kernels import ATTENTION_RANGE
 import sqabench.profile as profile

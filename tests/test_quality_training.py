@@ -38,7 +38,8 @@ class Spy:
         def step(opt, *args, **kwargs):
             self.groups.append([(g["lr"], g["weight_decay"], [p.dim() for p in g["params"]]) for g in opt.param_groups])
             grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            self.norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+            norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
+            self.norms.append(float(torch.linalg.vector_norm(norms)))
             return real_step(opt, *args, **kwargs)
 
         def build(*args, **kwargs):

@@ -9,7 +9,6 @@ never mixes runs of two configurations.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -17,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqabench.errors import ConfigError
-from sqabench.files import read_csv
+from sqabench.files import header_of, read_csv
 
 COLUMNS = (
     "run_id", "timestamp", "task", "variant", "n_heads", "n_q_heads", "n_kv_heads", "window", "preset", "d_model",
@@ -102,7 +101,7 @@ def read_rows(path: Path, columns: tuple[str, ...] = COLUMNS) -> list[dict]:
 def read_any(path: Path) -> tuple[list[dict], list[str]]:
     """A quality CSV of any sqabench version: (its rows, checked, and the columns of this version it lacks)."""
     rows = read_rows(path, REQUIRED)
-    header = set(rows[0]) if rows else _header(path)
+    header = set(rows[0]) if rows else header_of(path)
     return rows, [column for column in COLUMNS if column not in header]
 
 
@@ -130,14 +129,14 @@ def check_row(row: dict, where: str, checked=CHECKED, curve: bool = False) -> No
 
 def is_quality_csv(path: Path) -> bool:
     """A quality CSV or its curves, told from a timing CSV by its columns."""
-    header = _header(path)
+    header = header_of(path)
     return {"config", "val_loss", "seed"} <= header or set(CURVE_COLUMNS) <= header
 
 
 def read_run(path: Path) -> tuple[list[dict], list[dict], Path]:
     """(rows, curve points, the rows' path) of a quality CSV of any version, given it or its curves file; the
     curve points are those of the rows' runs (a curve of a run the file does not hold is refused)."""
-    if path.stem.endswith("-curves") and "config" not in _header(path):
+    if path.stem.endswith("-curves") and "config" not in header_of(path):
         path = path.with_name(path.stem.removesuffix("-curves") + path.suffix)
     rows, _ = read_any(path)
     curves = read_rows(curves_path(path), CURVE_COLUMNS) if curves_path(path).is_file() else []
@@ -149,12 +148,3 @@ def read_run(path: Path) -> tuple[list[dict], list[dict], Path]:
         raise ConfigError(f"{curves_path(path)} holds {stray['variant']} seed {stray['seed']}, a run {path} does "
                           "not hold: not the curves of this file")  # fmt: skip
     return rows, curves, path
-
-
-def _header(path: Path) -> set[str]:
-    """The columns of a CSV's first line; none when it cannot be read."""
-    try:
-        with path.open(newline="") as handle:
-            return set(next(csv.reader(handle), []))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return set()
