@@ -55,6 +55,7 @@ def test_csv_schema_and_values(real_run):
         assert float(row["verify_rel_err"]) < 1e-4 and row["verify_grad_rel_err"] == ""
         assert row["torch_version"] == torch.__version__ and row["peak_mem_bytes"] == ""
         assert row["cpu_model"] and int(row["torch_threads"]) == torch.get_num_threads()
+        assert row["baseline"] == "mha"  # docs/results.md: a plain run records mha when it has it, never empty
     assert rows[3]["n_q_heads"] == "6" and rows[3]["n_kv_heads"] == "2"
     assert "results:" in output and "mha" in output
 

@@ -116,6 +116,13 @@ def test_durations_read_plainly():
         "0.15 s", "54.5 s", "999 s", "26 min", "10.4 h", "31.1 h", "4.6 d"]  # never 1.12e+05 s
 
 
+def test_milliseconds_never_read_in_e_notation_and_counts_take_their_plural():
+    """A step of 1,800 ms reads as 1800 ms (never 1.8e+03 ms), from 10 s in seconds; one seed is one seed."""
+    assert [units.format_ms(ms) for ms in (0.0123, 7.481, 99.94, 111.2, 1800, 7450.4, 9999, 12_340, 763_000)] == [
+        "0.0123 ms", "7.48 ms", "99.9 ms", "111 ms", "1800 ms", "7450 ms", "9999 ms", "12.34 s", "763.00 s"]
+    assert [units.plural(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
+
+
 def fake(cell, phase):
     return Outcome(kernel="fake", timing=Timing(1.0, (1.0, 1.0)))
 

@@ -75,3 +75,19 @@ def test_every_option_of_a_command_is_named_on_some_page(name):
 
 def test_the_front_page_is_short():
     assert len(README.read_text().splitlines()) <= 250
+
+
+def test_the_quality_pages_example_tables_are_what_report_prints_from_their_files():
+    """docs/quality.md's example tables are the tool's own output: every row of each block is a row that
+    `sqabench report` prints today from the results file the block names just above it (the sd column too)."""
+    text = (DOCS / "quality.md").read_text()
+    blocks = [m for m in re.finditer(r"```\n(┃ variant.*?)```", text, flags=re.S)]
+    assert len(blocks) == 2  # MQAR and the King James Bible
+    runner = CliRunner()
+    for block in blocks:
+        csv = re.findall(r"\(\.\./(results/[^)]*quality[^)]*(?<!-curves)\.csv)\)", text[: block.start()])[-1]
+        printed = runner.invoke(app, ["report", str(ROOT / csv)], env={"COLUMNS": "400"})
+        assert printed.exit_code == 0, printed.output
+        shown = {line.rstrip() for line in printed.output.splitlines()}
+        for line in block.group(1).splitlines():
+            assert line.rstrip() in shown, (csv, line)

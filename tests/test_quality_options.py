@@ -81,3 +81,27 @@ def test_seq_takes_a_size_as_run_does_and_reproduce_says_what_its_seq_is():
     assert plan.cfg.task.seq_len == 256  # 250, the power of two within 3%: the rule of run's --seq
     text = " ".join(CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "200"}).output.split())
     assert "paper: the lengths" in text and "quality: the context, one length" in text
+
+
+def test_the_data_help_names_every_format_the_reader_takes(tmp_path):
+    """Each form --data's help names reads (one document each way); and the help names the compressed and
+    tokenized forms, which a user would otherwise not guess."""
+    import gzip
+    import json
+
+    from sqabench.quality.corpus import read_documents
+
+    said = help_of("data")
+    for form in (".txt", "folder", ".jsonl", ".parquet", ".txt.gz", ".jsonl.gz", ".tokens"):
+        assert form in said, form
+    docs = [f"document {i} about a cat." for i in range(4)]
+    (tmp_path / "a.txt").write_text("\n\n".join(docs))
+    (tmp_path / "folder").mkdir()
+    for i, doc in enumerate(docs):
+        (tmp_path / "folder" / f"{i}.txt").write_text(doc)
+    lines = "".join(json.dumps({"text": doc}) + "\n" for doc in docs)
+    (tmp_path / "a.jsonl").write_text(lines)
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress("\n\n".join(docs).encode()))
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    for name in ("a.txt", "folder", "a.jsonl", "b.txt.gz", "b.jsonl.gz"):
+        assert read_documents(tmp_path / name) == docs, name

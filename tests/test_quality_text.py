@@ -305,6 +305,13 @@ def test_a_dry_run_estimates_and_writes_nothing(corpus, tmp_path):
     assert not any(tmp_path.glob("q*"))
 
 
+def test_a_plan_of_one_says_one_variant_one_seed_one_run(corpus, tmp_path):
+    result = runner.invoke(app, [*quick("--variants", "mha"), "--seeds", "1", "--data", str(corpus), "--dry-run"],
+                           env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 variant x 1 seed, 1 run to train" in " ".join(result.output.split())
+
+
 def test_a_bpe_is_trained_once_and_cached(corpus, monkeypatch):
     pytest.importorskip("tokenizers")
     from sqabench.files import cache_dir
@@ -598,6 +605,10 @@ def test_the_papers_rows_are_bos_text_eos_then_pads_of_seq_tokens_as_rxnns_token
     kept, count = evaluation_rows(rows, 4)
     assert count == 1 and int((kept.labels != IGNORE).sum()) == 3
     assert evaluation_rows(rows, 8)[1] == 2
+    # ten short documents, 2 real labels in a row of 8: 10 real tokens take five rows (counting the pads, two)
+    short = padded([[7]] * 10, seq=8, bos=bos, eos=eos, pad=pad)
+    kept, count = evaluation_rows(short, 10)
+    assert count == 5 and int((kept.labels != IGNORE).sum()) == 10
 
 
 def test_equal_flops_charges_a_masked_window_the_full_square_it_computes(tmp_path):
@@ -865,3 +876,9 @@ def test_a_cut_short_quality_file_names_its_line(tmp_path):
 def test_a_plan_no_machine_would_finish_is_refused(tmp_path):
     result = runner.invoke(app, [*quick("--steps", "1000000000"), "--seeds", "1000", "--dry-run"])
     assert result.exit_code == 2 and "years here: no machine would finish it" in " ".join(result.output.split())
+
+
+def test_a_ms_column_reads_whole_from_100_never_in_e_notation():
+    from sqabench.quality.tables import _ms
+
+    assert [_ms(ms) for ms in (7.481, 99.94, 111.2, 7450.4, 12_340)] == ["7.48", "99.9", "111", "7450", "12340"]
