@@ -882,3 +882,29 @@ def test_a_ms_column_reads_whole_from_100_never_in_e_notation():
     from sqabench.quality.tables import _ms
 
     assert [_ms(ms) for ms in (7.481, 99.94, 111.2, 7450.4, 12_340)] == ["7.48", "99.9", "111", "7450", "12340"]
+
+
+def test_a_dry_run_states_what_its_seeds_can_detect_and_in_the_pilots_units(corpus):
+    """The planned MDE in units of the noise, and with --pilot in the metric's: the pilot's noise recomputed here
+    from its rows as the residual of a variant + seed fit (sqrt 2 x a cell's residual sd: one paired difference)."""
+    import numpy as np
+
+    from sqabench.quality.stats import planned_mde
+
+    pilot = Path(__file__).parent.parent / "results" / "cpu-amd-epyc-quality-kjv-bytes.csv"
+    rows = [r for r in csv.DictReader(pilot.open()) if r["status"] == "ok"]
+    variants, seeds = sorted({r["variant"] for r in rows}), sorted({int(r["seed"]) for r in rows})
+    y = np.array([[next(float(r["val_loss"]) for r in rows if r["variant"] == v and int(r["seed"]) == s)
+                   for s in seeds] for v in variants])  # fmt: skip
+    residual = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
+    df = (len(variants) - 1) * (len(seeds) - 1)
+    sd = math.sqrt(2 * (residual**2).sum() / df)
+    result = runner.invoke(app, [*QUICK, "--data", str(corpus), "--dry-run", "--pilot", str(pilot)],
+                           env={"COLUMNS": "400"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    factor = planned_mde(2, 3)
+    assert 2.5 < factor < 4.5  # about (t_.975 + t_.80) at df 2 over sqrt 3, Dunnett over one comparison = t
+    assert f"with 3 seeds x 2 variants (Dunnett, df 2): {factor:.2f} x the sd of one seed's paired difference" in text
+    assert f"(sd {sd:.3g}, pooled over {len(variants)} variants x {len(seeds)} seeds, df {df}): " \
+           f"{factor * sd:.3g} in val loss" in text  # fmt: skip
