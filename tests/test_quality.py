@@ -195,6 +195,11 @@ def test_the_summary_over_seeds_on_hand_made_rows():
                                                                                    "the baseline")  # fmt: skip
     assert (sqa.step_ms, sqa.heads, sqa.steps_to_90) == (32.0, "4/2", [None, None])
     assert sqa.diff.mean == pytest.approx(-0.2) and sqa.verdict == "no detectable difference at this budget"
+    # a third seed: sqa's step time is the median of 30, 34 and 90 (34, never their mean 51.3); a run that ran
+    # out of memory is no seed of its variant (no metric, no step time) and leaves the pairing at two seeds
+    oom = {**row("mha", 2, "", ""), "status": "oom"}
+    mha, sqa = summarise([*rows, {**row("sqa", 2, 0.75, 90.0), "status": "ok"}, oom], "mha")
+    assert (sqa.step_ms, sqa.seeds, mha.seeds, sqa.diff.n) == (34.0, 3, 2, 2)
 
 
 def test_evaluation_scores_only_labelled_positions_per_example_for_mqar_and_pooled_for_text():

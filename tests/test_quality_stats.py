@@ -55,6 +55,7 @@ def test_a_variant_that_missed_a_seed_uses_its_own_differences_and_the_family_tu
     assert by["sqa"].noise.variants == 2 and by["sqa"].df == 2  # mha and sqa: the complete blocks
     own = own_noise([0.0, 0.05])  # xsqa - mha at seeds 0 and 2
     assert by["xsqa"].noise.sd == pytest.approx(own.sd) and by["xsqa"].df == 1 == own.df
+    assert own.sd == pytest.approx(0.05 / math.sqrt(2))  # the sample sd (n - 1) of 0 and 0.05, by hand
     assert {c.method for c in by.values()} == {"Bonferroni"} and by["xsqa"].critical == pytest.approx(
         _t_quantile(1 - 0.05 / 4, 1), rel=1e-3)
 
