@@ -10,6 +10,7 @@ import json
 import math
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,9 @@ def test_an_evaluation_scores_the_same_share_of_every_held_out_document(tmp_path
         first = int((row_out != -100).nonzero()[0])
         assert first == 0 or (row_in[: first + 1] != task.tokenizer.pad).all()  # context, not padding
         assert all(row_in[j + 1] == row_out[j] for j in range(first, 63) if row_out[j + 1] != -100)
+        # as much context as a window holds: it ends at its last scored byte, or starts at the document (EOD)
+        last = int((row_out != -100).nonzero()[-1])
+        assert last == 63 or row_in[0] == task.tokenizer.eod
     if pytest.importorskip("tokenizers"):
         bpe = text_task(path, "bpe", 300, 64, 0.05, False, eval_tokens=budget)
         pieces = bpe.held_out(0).labels
@@ -622,6 +626,24 @@ def test_equal_flops_charges_a_masked_window_the_full_square_it_computes(tmp_pat
     assert (gqa["steps"], swa["steps"]) == ("6", "6") and gqa["train_flops"] == swa["train_flops"]
     assert {gqa["flops_counted"], swa["flops_counted"]} == {"dense"}
     assert "the full square its masked kernel computes" in " ".join(result.output.split())
+
+
+def test_a_window_that_flex_skips_is_charged_only_its_blocks():
+    """Under flex (a GPU's training kernel) a window's outside is never computed: --equal flops then gives swa
+    more steps than gqa, whose heads it shares; under sdpa (a mask on the full square) the same steps."""
+    from sqabench.quality.mqar import MQARSize
+    from sqabench.quality.plan import Plan
+    from sqabench.quality.tasks import MQARTask
+
+    preset = Preset("window-test", d_model=64, n_layers=1, n_heads=4, d_ff=128, vocab_size=600)
+    cfg = TrainConfig(MQARTask(MQARSize(600, 512, 4)), preset, steps=100, batch=4)
+    specs = [get_variant("gqa", 4), get_variant("swa", 4, window=64)]
+    steps = {}
+    for kernel in ("sdpa", "flex"):
+        plan = Plan(replace(cfg, kernel=kernel), specs, [0], None, "gqa", "flops").with_steps(100)
+        steps[kernel] = (plan.flops_counted, plan.steps_by_variant["gqa"], plan.steps_by_variant["swa"])
+    assert steps["sdpa"] == ("dense", 100, 100)
+    assert steps["flex"][:2] == ("window", 100) and steps["flex"][2] > 120  # about 64 keys a query, not 512 (135)
 
 
 def test_resume_on_a_missing_file_starts_it_as_run_does(tmp_path):

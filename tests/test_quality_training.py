@@ -26,7 +26,7 @@ class Spy:
     learning rate and weight decay of each parameter group and the gradients' global norm."""
 
     def __init__(self, monkeypatch):
-        self.batches, self.groups, self.norms, self.first_weights = [], [], [], []
+        self.batches, self.groups, self.norms, self.first_weights, self.betas = [], [], [], [], set()
         real_batch, real_step = MQARTask.batch, torch.optim.AdamW.step
         real_build = training.build_encoder
 
@@ -37,6 +37,7 @@ class Spy:
 
         def step(opt, *args, **kwargs):
             self.groups.append([(g["lr"], g["weight_decay"], [p.dim() for p in g["params"]]) for g in opt.param_groups])
+            self.betas.update(tuple(g["betas"]) for g in opt.param_groups)
             grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
             norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
             self.norms.append(float(torch.linalg.vector_norm(norms)))
@@ -68,6 +69,7 @@ def test_the_optimizer_receives_each_steps_own_learning_rate_and_decay_on_matric
         assert decayed_lr == pytest.approx(lr_by_hand(step)) and rest_lr == pytest.approx(lr_by_hand(step)), step
         assert decay == 0.1 and no_decay == 0.0
         assert set(dims) == {2} and set(rest_dims) == {1}  # matrices decay; norms' gains do not
+    assert spy.betas == {(0.9, 0.98)}  # docs/quality.md: AdamW, betas 0.9/0.98
 
 
 def test_gradients_are_clipped_to_the_configured_norm(monkeypatch):
@@ -109,6 +111,8 @@ def test_the_steps_to_a_milestone_are_its_first_crossing(monkeypatch):
     scripted(monkeypatch, [0.3, 0.6, 0.4, 0.95, 0.92])  # evaluations at steps 2, 4, 6, 8, 10
     result = train(replace(CFG, eval_every=2), get_variant("mha", 4), seed=0)
     assert result.steps_to == {0.5: 4, 0.9: 8}
+    scripted(monkeypatch, [0.3, 0.5, 0.4, 0.9, 0.92])  # "at or past": exactly 50% and 90% count
+    assert train(replace(CFG, eval_every=2), get_variant("mha", 4), seed=0).steps_to == {0.5: 4, 0.9: 8}
 
 
 def test_the_milestones_survive_a_resume(monkeypatch, tmp_path):
