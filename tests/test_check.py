@@ -137,6 +137,19 @@ def test_ratio_drop_of_3_percent_passes_and_uses_the_baseline_option(base, tmp_p
     assert compare(base, cur, Limits(max_slowdown=1, max_geomean_slowdown=1, baseline_variant="gqa")).ok
 
 
+def test_a_speedup_drop_past_the_limit_at_its_point_alone_passes_with_a_note(base, tmp_path):
+    """sqa 6.5% slower at 8% spread (under the 10% that marks a cell noisy): its speed-up over mha falls from
+    2.00x to 1.88x, 6% at the point, past the 5% limit, but its noise allows a drop under 5%: a note, never a
+    failure on the point alone (the gate judges the drop's lower bound)."""
+    wide = [0.96 + 0.08 * i / 9 for i in range(10)]
+    random.Random(1).shuffle(wide)
+    cur = write_run(tmp_path / "cur.csv", scale={("sqa", 1024): 1.065}, samples={("sqa", 1024): wide})
+    report = compare(base, cur, Limits(max_slowdown=1, max_geomean_slowdown=1))
+    (verdict,) = [v for v in report.cells if v.cell.startswith("sqa paper n=1024")]
+    assert report.ok and not verdict.problems and not verdict.unjudged
+    assert "speed-up over mha 2.00x -> 1.88x" in verdict.notes
+
+
 def test_different_gpu_applies_only_the_ratio_gate(base, tmp_path):
     cur = write_run(tmp_path / "cur.csv", gpu="NVIDIA A100", scale={"*": 2.0})
     result = invoke(base, cur)

@@ -231,3 +231,34 @@ def test_amdahl_on_a_hand_computed_step():
     assert amdahl(100.0, 40.0, 10.0) == pytest.approx(100 / 70) and f"{amdahl(100.0, 40.0, 10.0):.2f}" == "1.43"
     assert amdahl(100.0, 40.0, 40.0) == pytest.approx(1.0)
     assert amdahl(100.0, 40.0, 0.0) == pytest.approx(100 / 60)
+
+
+def test_a_train_step_is_charged_three_times_the_forwards_traffic():
+    """docs/method.md's convention: the backward moves twice what the forward moves."""
+    for name, causal in (("sqa", False), ("swa", True)):
+        spec = get_variant(name, window=48)
+        forward, train = (step_cost(spec, TINY, 3, 40, causal, mode) for mode in ("fwd", "train"))
+        assert train.min_bytes == 3 * forward.min_bytes
+
+
+@pytest.mark.parametrize("n, window, causal", [(64, None, False), (64, 5, False), (64, 5, True), (200, 48, True),
+                                               (200, 48, False), (7, 300, False)])  # fmt: skip
+def test_one_ranks_share_of_the_pairs_equals_brute_force(n, window, causal):
+    """The pairs of query rows start..stop-1 alone (a rank's share), counted by hand over its rows."""
+    from sqabench.flops import visible_pairs_rows
+
+    def by_hand(start, stop):
+        return sum(1 for i in range(start, stop) for j in range(n)
+                   if (0 <= i - j if causal else True) and (window is None or abs(i - j) <= window))  # fmt: skip
+
+    for start, stop in ((0, n // 4), (n // 4, n // 2), (n // 2, n), (n - 1, n), (3, n - 2)):
+        assert visible_pairs_rows(n, start, stop, window, causal) == by_hand(start, stop), (start, stop)
+
+
+def test_a_mixtures_tokens_touch_top_k_experts_each_until_every_expert_is_read():
+    from sqabench.flops import experts_touched
+    from sqabench.presets import PRESETS
+
+    moe = PRESETS["paper-moe"]
+    assert (moe.n_experts, moe.top_k) == (12, 2)
+    assert [experts_touched(moe, tokens) for tokens in (1, 2, 5, 6, 7, 1000)] == [2, 4, 10, 12, 12, 12]
