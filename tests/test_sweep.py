@@ -123,3 +123,23 @@ def test_the_first_cell_also_warms_the_process_up(tmp_path):
     run_sweep(cells("mha,sqa,xsqa"), writer, Environment(device="cpu"), measure=measure)
     assert seen == [("mha", PROCESS_WARMUP), ("sqa", 0), ("xsqa", 0)]
     assert [r["warmup"] for r in read_rows(writer.path)] == [str(PROCESS_WARMUP), "0", "0"]
+
+
+def test_a_decode_repeat_is_its_passs_mean_token_and_noisy_means_past_ten_percent():
+    """A pass of 3 tokens timed 1, 2 and 6 ms is one repeat of 3 ms; the tokens' own times are kept apart.
+    A spread of exactly 10% is not noisy (docs: "spread > 10%"); a hair more is."""
+    timing = Timing.of_calls(5.0, (1.0, 2.0, 6.0, 10.0, 20.0, 30.0), per_repeat=3)
+    assert timing.samples_ms == (3.0, 20.0) and timing.token_samples_ms == (1.0, 2.0, 6.0, 10.0, 20.0, 30.0)
+    assert not Timing(0.0, (9.0, 10.0, 10.0)).noisy  # (10 - 9) / 10 = 10%
+    assert Timing(0.0, (9.0, 10.0, 10.0, 10.01)).noisy
+
+
+def test_a_decode_rows_tokens_a_second_are_its_new_tokens_not_its_context(tmp_path):
+    """One decode step makes one token in each of the batch's sequences, whatever the context's length."""
+    from rows import write_run
+
+    rows = read_rows(write_run(tmp_path / "d.csv", mode="decode"))
+    assert rows
+    for row in rows:
+        batch, ms = int(row["batch"]), float(row["time_ms"])
+        assert float(row["tokens_per_s"]) == pytest.approx(batch / (ms / 1e3), rel=1e-4), row["seq_len"]
