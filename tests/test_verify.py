@@ -51,6 +51,7 @@ BROKEN = {  # each takes (kernel, q, k, v) and calls the kernel wrongly
     "wrong scale": lambda op, q, k, v: op(q * 1.1, k, v),
     "wrong head grouping": lambda op, q, k, v: op(q, k.roll(1, 1), v.roll(1, 1)),
     "NaN": lambda op, q, k, v: op(q, k, v) * float("nan"),
+    "wrong in the last sequence only": lambda op, q, k, v: torch.cat([(o := op(q, k, v))[:-1], o[-1:].flip(-1)]),
 }
 
 
@@ -65,6 +66,34 @@ def broken_layer(wrap, **kwargs) -> SQAttention:
 def test_a_wrong_kernel_is_refused(broken):
     with pytest.raises(KernelVerifyFailed, match="output disagrees with the fp64 reference"):
         verify_layer(broken_layer(BROKEN[broken]), batch=2, seq_len=200)
+
+
+def test_the_tolerance_is_the_dtypes_forward_and_backward():
+    """fp32's tolerance is 1e-4 of the output's norm and twice that of the gradients': an output 3e-4 off is
+    refused and one 3e-5 off passes; a gradient 6e-4 off is refused and one 6e-5 off passes."""
+
+    def scaled(factor):
+        return lambda op, q, k, v: op(q, k, v) * factor
+
+    with pytest.raises(KernelVerifyFailed, match="output disagrees"):
+        verify_layer(broken_layer(scaled(1 + 3e-4)), batch=1, seq_len=200)
+    assert verify_layer(broken_layer(scaled(1 + 3e-5)), batch=1, seq_len=200).rel_err == pytest.approx(3e-5, rel=0.1)
+
+    def backward_off(factor):
+        class Off(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad * factor
+
+        return lambda op, q, k, v: op(Off.apply(q), k, v)
+
+    with pytest.raises(KernelVerifyFailed, match="gradient disagrees"):
+        verify_layer(broken_layer(backward_off(1 + 6e-4)), batch=1, seq_len=200, grad=True)
+    assert verify_layer(broken_layer(backward_off(1 + 6e-5)), batch=1, seq_len=200, grad=True).grad_rel_err < 2e-4
 
 
 def test_the_first_and_last_queries_are_always_checked_and_others_sampled():
