@@ -539,6 +539,31 @@ def test_a_run_out_of_memory_is_a_row_of_its_own_and_the_next_goes_on(tmp_path, 
     assert "out of memory" in rows[0]["error"] and rows[0]["val_loss"] == ""
     assert "mha seed 0: oom" in " ".join(result.output.split())
     assert "no baseline run to pair with" in result.output  # sqa has no mha run to be paired with
+    # --resume: a dry run rewrites nothing, even where a real resume would (a curve point of a run that did
+    # not finish, the oom rows), and a variant its probe cannot time is refused in one line; a resume that
+    # would not train mha refuses its rows; a real one trains the oom runs again and leaves no failed row
+    curves = out.with_name("q-curves.csv")
+    with curves.open("a") as handle:
+        handle.write(curves.read_text().splitlines()[1].replace(",sqa,0,", ",mha,0,") + "\n")
+    before = (out.read_bytes(), curves.read_bytes())
+    args = [*quick("--variants", "mha,sqa,gqa"), "--seeds", "2", "--out", str(out), "--resume"]
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 2 and (out.read_bytes(), curves.read_bytes()) == before, dry.output
+    assert "the probe of mha failed (oom: CUDA out of memory" in " ".join(dry.output.split())
+    assert isinstance(dry.exception, SystemExit) and "Traceback" not in dry.output  # one line, no traceback
+    monkeypatch.setattr(quality, "train", lambda cfg, spec, seed, **kw: real(cfg, spec, seed, **kw))
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0 and (out.read_bytes(), curves.read_bytes()) == before, dry.output
+    narrow = runner.invoke(app, [*quick("--variants", "sqa,gqa"), "--seeds", "2", "--baseline", "sqa", "--out",
+                                 str(out), "--resume"])  # fmt: skip
+    assert narrow.exit_code == 2 and "holds mha seed 0, which these options do not train" in narrow.output
+    assert (out.read_bytes(), curves.read_bytes()) == before
+    monkeypatch.setattr(quality, "train", real)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    rows = list(csv.DictReader(out.open()))
+    assert sorted((r["variant"], r["seed"], r["status"]) for r in rows) == sorted(
+        (v, s, "ok") for v in ("mha", "sqa", "gqa") for s in ("0", "1"))
 
 
 def test_a_refused_resume_changes_no_file(corpus, tmp_path):

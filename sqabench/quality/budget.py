@@ -31,18 +31,29 @@ class Probe:
 def probe(plan, on_variant: Callable[[str], None] = lambda name: None) -> dict[str, Probe]:
     """Each variant's build, step and evaluation times from ``PROBE_STEPS`` steps and one evaluation at seed 0,
     after one untimed step of the first variant has warmed the process up (allocator, thread pools): the
-    variant probed first would otherwise pay for it. The first step of each is left out of its step time."""
+    variant probed first would otherwise pay for it. The first step of each is left out of its step time. A
+    variant that cannot be probed (out of memory, a failing kernel) is refused in one line, naming it: no
+    estimate can be made of a run that cannot take a step."""
     import statistics
 
+    from sqabench.failures import MEASURE_ERRORS, classify
     from sqabench.quality.train import train
 
-    train(replace(plan.cfg, steps=1, eval_every=1), plan.specs[0], 0)  # the process's warm-up, not timed
+    def probed(cfg, spec):
+        try:
+            return train(cfg, spec, 0)
+        except MEASURE_ERRORS as error:
+            outcome = classify(error)
+            raise ConfigError(f"the probe of {spec.name} failed ({outcome.status}: {outcome.error}): no estimate "
+                              "can be made; lower --batch or --seq, or leave it out of --variants") from None
+
+    probed(replace(plan.cfg, steps=1, eval_every=1), plan.specs[0])  # the process's warm-up, not timed
     found = {}
     for spec in plan.specs:
         on_variant(spec.name)
         cfg = replace(plan.cfg, steps=PROBE_STEPS, eval_every=PROBE_STEPS)
         started = time.perf_counter()
-        result = train(cfg, spec, 0)
+        result = probed(cfg, spec)
         wall = time.perf_counter() - started
         steady = [ms / 1e3 for ms in result.steps_ms[1:]]
         step = statistics.median(steady)
