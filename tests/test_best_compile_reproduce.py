@@ -234,3 +234,14 @@ def test_a_close_to_claim_is_reproduced_within_10_percent_of_the_papers_ratio(fa
     ours = {4096: {**paper[4096], "ssqa": paper[4096]["sqa"] * factor * ratio}}
     (close,) = [v for v in verdicts(ours) if v["claim"].startswith("sSQA close to SQA")]
     assert close["verdict"] == verdict
+
+
+def test_only_finished_cells_are_our_times():
+    """An out-of-memory or failed cell has no time: our side of Table 3 leaves it out, in seconds a step."""
+    from sqabench.reproduce import our_times
+
+    rows = [{"status": "ok", "variant": "mha", "seq_len": "1024", "time_ms": "250"},
+            {"status": "oom", "variant": "xsqa", "seq_len": "1024", "time_ms": ""},
+            {"status": "error", "variant": "sqa", "seq_len": "1024", "time_ms": "3"},
+            {"status": "ok", "variant": "6/2", "seq_len": "1024", "time_ms": "9"}]  # fmt: skip
+    assert our_times(rows) == {1024: {"mha": 0.25}}

@@ -18,9 +18,9 @@ ENV = Environment(device="cuda", gpu_name="NVIDIA H100 80GB HBM3", torch_version
 
 
 def rows_for(names, mode="fwd", times=(10.0, 10.5, 9.5), rates=None, run_ids=None, repeats=3, device="cuda",
-             kernel="auto"):
+             kernel="auto", length=1024):
     cells = plan(
-        parse_variants(names), PRESETS["paper"], [1024], tokens=1024, batch=None, dtype="bf16", mode=mode,
+        parse_variants(names), PRESETS["paper"], [length], tokens=length, batch=None, dtype="bf16", mode=mode,
         causal=False, kernel=kernel, device=device, warmup=1, repeats=repeats, new_tokens=4,
     )  # fmt: skip
     limits = DeviceLimits(measured=rates) if rates else DeviceLimits()
@@ -69,6 +69,19 @@ def test_the_speedup_is_the_baselines_time_over_the_cells():
     assert "2.50x" in plain(cell_text(faster, base)) and "0.40x" not in plain(cell_text(faster, base))
     slower = {**row, "time_ms": float(base["time_ms"]) * 1.25}
     assert "0.80x" in plain(cell_text(slower, base))
+
+
+def test_beside_a_speedup_the_ratio_the_cost_model_allows_flops_for_a_step_bytes_for_decode():
+    """A forward step is bound by its FLOPs: mha over xsqa at 1k is their FLOPs' ratio. A decode step reads its
+    weights and its K/V: the ratio beside it is of the bytes (at 32k, gqa 16/4 does mha's attention FLOPs but
+    reads a quarter of its K/V)."""
+    base, row = rows_for("mha,xsqa")
+    flops = float(base["flops"]) / float(row["flops"])
+    assert f"(FLOPs {flops:.2f}x)" in plain(cell_text(row, base))
+    base, row = rows_for("mha,gqa", mode="decode", length=32768)
+    moved = float(base["min_bytes"]) / float(row["min_bytes"])
+    assert moved > 1.5 * float(base["flops"]) / float(row["flops"])
+    assert f"(bytes {moved:.2f}x)" in plain(cell_text(row, base))
 
 
 def test_one_repeat_has_no_spread():
