@@ -245,9 +245,12 @@ def check_output(path: Path, explicit: bool, option: str = "--out") -> None:
 
 
 def _try_create(path: Path, option: str) -> None:
-    """Create ``path`` and remove it again: what access() cannot tell (/proc, /sys, a full disk's inode)."""
+    """Create a file of this process's own beside ``path`` and remove it again: what access() cannot tell
+    (/proc, /sys, a full disk's inode). Never ``path`` itself: the ranks of a split run check one output at
+    once, and a reader must never see an empty results file."""
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except OSError as err:
         raise ConfigError(f"{option} {path} cannot be created: {err.strerror}") from None
-    path.unlink()
+    probe.unlink()

@@ -37,3 +37,17 @@ def test_the_cache_folder_is_sqabench_cache_dir_else_xdg_else_home(tmp_path, mon
     assert cache_dir() == tmp_path / "xdg" / "sqabench"
     monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path / "mine"))
     assert cache_dir() == Path(tmp_path / "mine")
+
+
+def test_two_ranks_checking_one_output_at_once_never_refuse_each_other(tmp_path, monkeypatch):
+    """The ranks of a split run check --out at the same moment: one may create its probe between the other's
+    look and its own create. Each probes with a file of its own, never the output itself (which a reader must
+    never see empty), so neither is refused: here the other's create lands in this one's window."""
+    from sqabench.files import check_output
+
+    out = tmp_path / "cp.csv"
+    out.write_text("")  # what the other rank made, between this rank's look and its create
+    real = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self == out else real(self))
+    check_output(out, explicit=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["cp.csv"]  # this rank's probe is gone again
