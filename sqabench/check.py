@@ -38,6 +38,7 @@ from sqabench.results import (
     shared_words,
     variants_in,
 )
+from sqabench.units import plural
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95  # one-sided: a gate fails when it fails at the 5th percentile of the bootstrap
@@ -114,12 +115,11 @@ class Report:
     def verdict(self) -> str:
         """The one line that says what the gate decided, the unjudged cells counted."""
         if self.failing or self.problems:
-            said = f"regression: {len(self.failing)} cell{'s' if len(self.failing) != 1 else ''} failed"
+            said = f"regression: {plural(len(self.failing), 'cell')} failed"
         else:
             said = "no regression"
         if self.unjudged:
-            count = f"{len(self.unjudged)} cell{'s' if len(self.unjudged) != 1 else ''}"
-            said += (f"; {count} not judged (their noise decides nothing): "
+            said += (f"; {plural(len(self.unjudged), 'cell')} not judged (their noise decides nothing): "
                      + ("accepted (--allow-unjudged)" if self.allow_unjudged else
                         "the gate fails: rerun with more --repeats, or pass --allow-unjudged"))  # fmt: skip
         return said
@@ -183,8 +183,9 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
         warnings.append(f"{source}: the speed-up ratio gate is off (name a variant with --baseline)")
     for path, rows in ((baseline_path, base), (current_path, cur)):
         for row in rows.values():
-            if row["status"] == "ok" and len(parse_samples(row.get("samples_ms"))) < 2:
-                raise ConfigError(f"{path}: {cell_name(row)} has {len(parse_samples(row.get('samples_ms')))} "
+            repeats = len(parse_samples(row.get("samples_ms")))
+            if row["status"] == "ok" and repeats < 2:
+                raise ConfigError(f"{path}: {cell_name(row)} has {repeats} "
                                   "recorded repeats (samples_ms): its noise cannot be judged, and a gate that "
                                   "assumed none would fail or pass it wrongly; rerun it with --repeats 2 or more")
     boot = Bootstrap()

@@ -366,7 +366,7 @@ def report_results(path, baseline: str | None, console) -> list[str]:
     frame = load_results(path)
     missing = [column for column in COLUMNS if column not in header_of(path)]
     chosen = resolve_baseline(frame, baseline)
-    rows = [{k: v for k, v in row.items()} for row in frame.to_dict("records")]
+    rows = frame.to_dict("records")
     for title, table in results_tables(rows, chosen):
         console.print(Text(title, style="bold"), soft_wrap=True, highlight=False)
         console.print(table)

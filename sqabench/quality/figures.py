@@ -18,6 +18,7 @@ from sqabench.errors import ConfigError
 from sqabench.quality.rows import read_run
 from sqabench.quality.summary import summarise
 from sqabench.shipped import shipped_rows
+from sqabench.units import plural
 from sqabench.variants import pick_baseline
 
 LABELS = {"val_loss": "val loss (nats a token, real tokens only)", "val_accuracy": "held-out accuracy"}
@@ -57,7 +58,7 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(LABELS[metric])
         seeds = summaries[0].seeds
-        ax.set_title(f"held-out {NAMES[metric]}: mean over {seeds} seed{'s' if seeds != 1 else ''}, band = the "
+        ax.set_title(f"held-out {NAMES[metric]}: mean over {plural(seeds, 'seed')}, band = the "
                      "seeds' range", fontsize=10)  # fmt: skip
         if not higher:
             ax.set_yscale("log")
@@ -102,8 +103,8 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
                       "both faster and better\n(by the means: overlapping intervals are no ranking)", fontsize=8,
                       loc="left")  # fmt: skip
     seeds = summaries[0].seeds
-    fig.suptitle(f"Quality against cost: held-out {NAMES[metric]} after training, {seeds} seed"
-                 f"{'s' if seeds != 1 else ''} a variant", fontsize=11, fontweight="bold")  # fmt: skip
+    fig.suptitle(f"Quality against cost: held-out {NAMES[metric]} after training, {plural(seeds, 'seed')} a "
+                 "variant", fontsize=11, fontweight="bold")  # fmt: skip
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if text:
         ax = axes[2]

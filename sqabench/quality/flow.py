@@ -166,7 +166,7 @@ def _train(plan: Plan, env: Environment, err: Console, say, checkpoint_every: fl
 
     def kept() -> str:
         ok = [row for row in finished if row["status"] == "ok"]
-        return f"{len(ok)} finished run{'' if len(ok) == 1 else 's'} kept in {plan.path}" if ok else "no run finished"
+        return f"{plural(len(ok), 'finished run')} kept in {plan.path}" if ok else "no run finished"
 
     try:
         with display:
@@ -188,13 +188,13 @@ def detectable_line(plan: Plan, pilot: str | None) -> str:
 
     from sqabench.quality.rows import read_any
     from sqabench.quality.stats import planned_mde, pooled_noise
-    from sqabench.quality.summary import METRICS, metric_of
+    from sqabench.quality.summary import METRICS, finished_runs, metric_of, seed_table
 
     variants, seeds = len(plan.specs), len(plan.seeds)
     factor = planned_mde(variants, seeds)
     if factor is None:
-        return (f"detectable: nothing, with {seeds} seed{'s' if seeds != 1 else ''} and {variants} variant(s): no "
-                "noise can be estimated")
+        return (f"detectable: nothing, with {plural(seeds, 'seed')} and {plural(variants, 'variant')}: no noise "
+                "can be estimated")
     metric, _, what = METRICS[plan.cfg.task.name]
     said = (f"detectable at 80% power against {plan.baseline} with {seeds} seeds x {variants} variants (Dunnett, df "
             f"{(variants - 1) * (seeds - 1)}): {factor:.2f} x the sd of one seed's paired difference")  # fmt: skip
@@ -203,10 +203,7 @@ def detectable_line(plan: Plan, pilot: str | None) -> str:
     rows = [row for row in read_any(Path(pilot))[0] if row["status"] == "ok"]
     if not rows or metric_of(rows)[0] != metric:
         raise ConfigError(f"--pilot {pilot}: no finished {plan.cfg.task.name} runs to take the noise from")
-    table: dict[str, dict[int, float]] = {}
-    for row in rows:
-        table.setdefault(row["variant"], {})[int(row["seed"])] = float(row[metric])
-    noise = pooled_noise(table)
+    noise = pooled_noise(seed_table(finished_runs(rows), metric))
     if noise is None:
         raise ConfigError(f"--pilot {pilot}: its noise needs two variants with the same two seeds or more")
     return (said + f"; from --pilot {pilot} (sd {noise.sd:.3g}, {noise.source}, df {noise.df}): "

@@ -60,7 +60,8 @@ def _bounds(metric: str) -> tuple[tuple[float, float] | None, tuple[float, float
     return ((0.0, 1.0), (-1.0, 1.0)) if "accuracy" in metric else (None, None)
 
 
-def _finished(rows: list[dict]) -> dict[str, dict[int, dict]]:
+def finished_runs(rows: list[dict]) -> dict[str, dict[int, dict]]:
+    """The rows of finished runs (``ok``), by variant and seed."""
     by_variant: dict[str, dict[int, dict]] = {}
     for row in rows:
         if row.get("status", "ok") == "ok":
@@ -68,16 +69,21 @@ def _finished(rows: list[dict]) -> dict[str, dict[int, dict]]:
     return by_variant
 
 
+def seed_table(by_variant: dict[str, dict[int, dict]], metric: str) -> dict[str, dict[int, float]]:
+    """``table[variant][seed]``: each finished run's ``metric``, the variant x seed design ``stats`` works on."""
+    return {v: {s: float(row[metric]) for s, row in runs.items()} for v, runs in by_variant.items()}
+
+
 def summarise(rows: list[dict], baseline: str) -> list[Summary]:
     """Per variant, over seeds: the task's metric with its interval, and its paired difference from ``baseline``
     (by seed), every comparison of the table one family (``stats.compare``). Rows that did not finish
     (``oom``, ``error``) are left out."""
-    by_variant = _finished(rows)
+    by_variant = finished_runs(rows)
     if not by_variant:
         return []
     metric, higher, what = metric_of([row for runs in by_variant.values() for row in runs.values()])
     value_bounds, diff_bounds = _bounds(metric)
-    table = {v: {s: float(row[metric]) for s, row in runs.items()} for v, runs in by_variant.items()}
+    table = seed_table(by_variant, metric)
     compared = {c.variant: c for c in compare(table, baseline, diff_bounds)} if baseline in table else {}
     out = []
     for variant, runs in by_variant.items():
@@ -104,11 +110,11 @@ def summarise(rows: list[dict], baseline: str) -> list[Summary]:
 def claims(rows: list[dict]) -> list[tuple[str, Comparison | None, str]]:
     """Each of the paper's quality claims this run can judge: (the claim, its comparison, the verdict). The
     claims are one family (Bonferroni over the claims judged), on the same pooled noise as the tables."""
-    by_variant = _finished(rows)
+    by_variant = finished_runs(rows)
     if not by_variant:
         return []
     metric, higher, what = metric_of([row for runs in by_variant.values() for row in runs.values()])
-    table = {v: {s: float(row[metric]) for s, row in runs.items()} for v, runs in by_variant.items()}
+    table = seed_table(by_variant, metric)
     judged = [(variant, against, text) for variant, against, text in CLAIMS if {variant, against} <= set(table)]
     found = {(c.variant, c.against): c for c in compare(table, "", _bounds(metric)[1],
                                                           pairs=[(v, a) for v, a, _ in judged])}  # fmt: skip

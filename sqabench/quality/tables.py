@@ -12,7 +12,7 @@ from rich.text import Text
 
 from sqabench.quality.budget import run_s
 from sqabench.quality.stats import FEW_SEEDS
-from sqabench.units import format_seconds
+from sqabench.units import format_seconds, plural
 
 
 def _ms(ms: float) -> str:
@@ -38,7 +38,7 @@ def family_caption(summaries, against: str, seeds: int) -> str:
             said += "; a variant that missed a seed uses its own differences (its df in the table)"
         said += "; MDE: the true difference this test finds with 80% probability"
     if seeds < FEW_SEEDS:
-        said += (f"; warning: {seeds} seed{'s' if seeds != 1 else ''}: the noise rests on too little (use --seeds "
+        said += (f"; warning: {plural(seeds, 'seed')}: the noise rests on too little (use --seeds "
                  f"{FEW_SEEDS} or more)")  # fmt: skip
     return said
 
@@ -59,7 +59,7 @@ def quality_table(summaries, baseline: str, seeds: int) -> Table:
     mqar = bool(summaries) and summaries[0].metric == "val_accuracy"
     what = "accuracy on held-out queries (kept within [0, 1])" if mqar else \
         "val loss on held-out real tokens (nats a token)"
-    caption = (f"{seeds} seed{'s' if seeds != 1 else ''}; {what}, mean "
+    caption = (f"{plural(seeds, 'seed')}; {what}, mean "
                + ("(one seed: no uncertainty can be stated)" if one else "[its own 95% t interval] and sd over seeds")
                + "; " + family_caption(summaries, baseline, seeds))  # fmt: skip
     extras = list(dict.fromkeys(name for s in summaries for name in s.extras))
@@ -143,7 +143,7 @@ def quality_plan(plan, probes=None) -> Table:
         "; a windowed variant's train FLOPs: " + ("the full square its masked kernel computes" if dense
                                                    else "its window's"))  # fmt: skip
     seeds = len(plan.seeds)
-    table = Table(caption=Text(f"{seeds} seed{'s' if seeds != 1 else ''} each; batch {plan.cfg.batch} x "
+    table = Table(caption=Text(f"{plural(seeds, 'seed')} each; batch {plan.cfg.batch} x "
                                f"{plan.cfg.task.seq_len} tokens; equal {plan.equal}{counted}"),
                   caption_justify="left")  # fmt: skip
     for column in ("variant", "Hq/Hkv", "steps", "tokens", "train FLOPs", *(
