@@ -55,7 +55,6 @@ BROKEN = {  # each takes (kernel, q, k, v) and calls the kernel wrongly
 }
 
 
-
 def broken_layer(wrap, **kwargs) -> SQAttention:
     result = layer(**kwargs)
     result.kernel = Broken(result.kernel, wrap)
@@ -68,6 +67,22 @@ def test_a_wrong_kernel_is_refused(broken):
         verify_layer(broken_layer(BROKEN[broken]), batch=2, seq_len=200)
 
 
+def backward_off(factor: float):
+    """A kernel call whose output is right and whose gradient wrt q is ``factor`` times too large: only the
+    backward check can see it."""
+
+    class Off(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * factor
+
+    return lambda op, q, k, v: op(Off.apply(q), k, v)
+
+
 def test_the_tolerance_is_the_dtypes_forward_and_backward():
     """fp32's tolerance is 1e-4 of the output's norm and twice that of the gradients': an output 3e-4 off is
     refused and one 3e-5 off passes; a gradient 6e-4 off is refused and one 6e-5 off passes."""
@@ -78,18 +93,6 @@ def test_the_tolerance_is_the_dtypes_forward_and_backward():
     with pytest.raises(KernelVerifyFailed, match="output disagrees"):
         verify_layer(broken_layer(scaled(1 + 3e-4)), batch=1, seq_len=200)
     assert verify_layer(broken_layer(scaled(1 + 3e-5)), batch=1, seq_len=200).rel_err == pytest.approx(3e-5, rel=0.1)
-
-    def backward_off(factor):
-        class Off(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                return x.clone()
-
-            @staticmethod
-            def backward(ctx, grad):
-                return grad * factor
-
-        return lambda op, q, k, v: op(Off.apply(q), k, v)
 
     with pytest.raises(KernelVerifyFailed, match="gradient disagrees"):
         verify_layer(broken_layer(backward_off(1 + 6e-4)), batch=1, seq_len=200, grad=True)
@@ -110,22 +113,9 @@ def test_the_first_and_last_queries_are_always_checked_and_others_sampled():
             verify_layer(broken_layer(wrong_at), batch=1, seq_len=1000)
 
 
-class WrongBackward(torch.autograd.Function):
-    """The right output, a gradient 5% too large: only the backward check can see it."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * 1.05
-
-
 @pytest.mark.parametrize("seq_len", [200, 600])  # the full small-shape check, and the sampled dq at length
 def test_a_wrong_backward_is_refused_in_train_mode_only(seq_len):
-    def wrong_backward(op, q, k, v):
-        return op(WrongBackward.apply(q), k, v)
+    wrong_backward = backward_off(1.05)  # the right output, a gradient 5% too large
 
     assert verify_layer(broken_layer(wrong_backward), batch=1, seq_len=seq_len).grad_rel_err is None  # fwd
     with pytest.raises(KernelVerifyFailed, match="gradient disagrees"):
