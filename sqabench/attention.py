@@ -19,7 +19,6 @@ from sqabench.errors import ConfigError
 from sqabench.kernels import Kernel, build_kernel
 from sqabench.variants import VariantSpec
 
-
 # --- RoPE ----------------------------------------------------------------------------------------
 
 

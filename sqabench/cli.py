@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import io
 import json
-import os
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.text import Text
 
 from sqabench.errors import ConfigError
-from sqabench.options import PRESET_HELP, RunOptions
+from sqabench.options import BASELINE_HELP, PRESET_HELP
 from sqabench.quality.options import QualityOptions
+from sqabench.speed.options import FloorOptions, RunOptions
 from sqabench.version import __version__
 
 
@@ -61,6 +62,24 @@ class Commands(typer.core.TyperGroup):
         return name, command, rest
 
 
+class Targets(Commands):
+    """``sqabench reproduce``'s targets: an unknown one, or an option of another target, is one line naming the
+    choices (the parser would print its usage block)."""
+
+    def resolve_command(self, ctx, args):
+        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            fail(f"unknown target {args[0]!r}; choose one of: {', '.join(self.list_commands(ctx))}")
+        name, command, rest = super().resolve_command(ctx, args)
+        own = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        for other in self.list_commands(ctx):
+            theirs = {opt for param in self.get_command(ctx, other).params
+                      for opt in (*param.opts, *param.secondary_opts)}  # fmt: skip
+            given = [token.split("=", 1)[0] for token in rest if token.split("=", 1)[0] in theirs - own]
+            if given:
+                fail(f"{', '.join(dict.fromkeys(given))}: for {ctx.info_name} {other} only")
+        return name, command, rest
+
+
 app = typer.Typer(
     cls=Commands,
     help="Benchmark Sparse Query Attention (arXiv 2510.01817) against MHA, GQA, MQA and sliding windows.",
@@ -89,14 +108,7 @@ err = Screen(stderr=True, soft_wrap=True)
 # Options shared by several commands, declared once (sqabench run's own live on RunOptions).
 PresetOption = Annotated[str, typer.Option("--preset", metavar="NAME|CONFIG", help=PRESET_HELP)]
 DeviceOption = Annotated[str, typer.Option("--device", metavar="NAME", help="auto, cuda or cpu.")]
-_RUN_OPTIONS = get_type_hints(RunOptions, include_extras=True)  # run's options, reused where another command has them
-VariantsOption, WindowOption = _RUN_OPTIONS["variants"], _RUN_OPTIONS["window"]
-BaselineOption = Annotated[
-    str | None,
-    typer.Option(
-        "--baseline", metavar="VARIANT", help="Variant the speed-ups are relative to. Default: mha, when present."
-    ),
-]
+BaselineOption = Annotated[str | None, typer.Option("--baseline", metavar="VARIANT", help=BASELINE_HELP)]
 
 
 def command_of(options_type: type, body: Callable) -> Callable:
@@ -114,6 +126,22 @@ def command_of(options_type: type, body: Callable) -> Callable:
     command.__signature__ = inspect.Signature(parameters)
     command.__doc__ = body.__doc__
     return command
+
+
+class Said(logging.Handler):
+    """sqabench's log (``logging.getLogger("sqabench")``) as lines on stderr: what a library says before a silent
+    wait (reading a corpus, training a tokenizer) reaches the user without a callback threaded down to it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        say(record.getMessage(), "yellow" if record.levelno >= logging.WARNING else "")
+
+
+def log_to_stderr() -> None:
+    logger = logging.getLogger("sqabench")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(isinstance(handler, Said) for handler in logger.handlers):
+        logger.addHandler(Said())
 
 
 def say(message: str, style: str = "") -> None:
@@ -157,6 +185,7 @@ def main_options(
     ] = False,
 ) -> None:
     """Benchmark Sparse Query Attention (arXiv 2510.01817) against MHA, GQA, MQA and sliding windows."""
+    log_to_stderr()
 
 
 @app.command()
@@ -166,7 +195,7 @@ def variants(
 ) -> None:
     """List the variant family with parameters, attention FLOPs vs MHA and KV cache per token."""
     from sqabench.presets import get_preset
-    from sqabench.report import FAMILY_COLUMNS, FAMILY_HEADERS, family_records, records_table
+    from sqabench.speed.report import FAMILY_COLUMNS, FAMILY_HEADERS, family_records, records_table
     from sqabench.variants import base_variant, parse_variants
 
     with usage_errors():
@@ -199,7 +228,7 @@ def env(device: DeviceOption = "auto") -> None:
 
     from sqabench.device import resolve_device
     from sqabench.environment import environment
-    from sqabench.report import records_table
+    from sqabench.speed.report import records_table
 
     with usage_errors():
         dev = resolve_device(device)
@@ -216,12 +245,12 @@ def ceilings(
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even when cached.")] = False,
 ) -> None:
     """Measure (or show the cached) matmul, exponential and memory rates of this device, beside published peaks."""
-    from sqabench.ceilings import cache_path, describe, get_ceilings
     from sqabench.device import resolve_device
     from sqabench.dtypes import get_dtype
     from sqabench.environment import environment
-    from sqabench.peaks import peaks_for
-    from sqabench.report import ceilings_table
+    from sqabench.speed.ceilings import cache_path, describe, get_ceilings
+    from sqabench.speed.peaks import peaks_for
+    from sqabench.speed.report import ceilings_table
 
     with usage_errors():
         dev = resolve_device(device)
@@ -243,8 +272,8 @@ def doctor(
     """What this machine can run: versions, the device, which kernels run which shapes, speed, CUDA graphs, NVML,
     ceilings. Exit 0 when the default sweep can run, 1 naming what cannot."""
     from sqabench.device import resolve_device
-    from sqabench.doctor import run_doctor, summary
-    from sqabench.report import doctor_tables
+    from sqabench.speed.doctor import run_doctor, summary
+    from sqabench.speed.report import doctor_tables
 
     with usage_errors():
         dev = resolve_device(device)
@@ -268,65 +297,31 @@ def doctor(
     raise typer.Exit(0 if result["ok"] else 1)
 
 
-@app.command()
-def floor(
-    gpu: Annotated[
-        str,
-        typer.Option("--gpu", metavar="NAME", help="A GPU of the published-peaks table, e.g. 'H100 SXM', 'A100 40GB'."),
-    ] = "H100 SXM",
-    seq: Annotated[str, typer.Option(metavar="LENGTHS", help="Lengths, e.g. 1k,32k,200k.")] = "1k,32k,200k",
-    variants: VariantsOption = "all",
-    window: WindowOption = 128,
-    preset: PresetOption = "paper",
-    dtype: Annotated[str, typer.Option(metavar="DTYPE", help="bf16, fp16 or fp32.")] = "bf16",
-    mode: Annotated[str, typer.Option(metavar="MODE", help="fwd, train or decode.")] = "fwd",
-    causal: Annotated[bool, typer.Option("--causal", help="Causal masks instead of the encoder.")] = False,
-    tokens: Annotated[
-        int, typer.Option(metavar="TOKENS", help="Tokens per step; batch = max(1, tokens // seq_len).")
-    ] = 131072,
-    new_tokens: Annotated[
-        int, typer.Option(metavar="T", help="Decode: tokens generated per pass after the --seq context.")
-    ] = 32,
-) -> None:
+def floor(options: FloorOptions) -> None:
     """The cost model's floor of every variant on a GPU's published peaks: which limit binds, and how hard."""
-    from sqabench.cells import plan
-    from sqabench.dtypes import get_dtype
-    from sqabench.flops import MODES
-    from sqabench.peaks import published_gpu
-    from sqabench.presets import get_preset
-    from sqabench.report import floor_table
-    from sqabench.units import parse_lengths
-    from sqabench.variants import base_variant, parse_variants
+    from sqabench.speed.report import floor_table
+    from sqabench.speed.request import resolve_floor
 
     with usage_errors():
-        dtype = get_dtype(dtype).name
-        name, rates = published_gpu(gpu, dtype)
-        mode = mode.lower()
-        if mode not in MODES:
-            raise ConfigError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-        for flag, value in (("--tokens", tokens), ("--new-tokens", new_tokens), ("--window", window)):
-            if value < 1:
-                raise ConfigError(f"{flag} {value} must be >= 1")
-        p, lengths = get_preset(preset), parse_lengths(seq)
-        base = base_variant(p.n_heads, p.n_kv_heads, p.sliding_window)  # a config's own heads, as in run
-        cells = plan(
-            parse_variants(variants, p.n_heads, window, base), p, lengths, tokens=tokens, batch=None, dtype=dtype,
-            mode=mode, causal=causal, kernel="auto", device="cuda", warmup=0, repeats=1, new_tokens=new_tokens,
-        )  # fmt: skip
+        name, rates, p, cells = resolve_floor(options)
+    settings = cells[0].settings
     title = (
-        f"floor on the published peaks of the {name} ({rates.matmul_flops / 1e12:.4g} TFLOP/s {dtype}, "
+        f"floor on the published peaks of the {name} ({rates.matmul_flops / 1e12:.4g} TFLOP/s {settings.dtype}, "
         f"{rates.exp_per_s / 1e12:.3g} T exp/s, {rates.bytes_per_s / 1e12:.3g} TB/s) · {p.name} · "
-        f"{'causal' if cells[0].causal else 'encoder'} · {mode}"
-        + (f" · {new_tokens} new tokens" if mode == "decode" else "")
+        f"{'causal' if settings.causal else 'encoder'} · {settings.mode}"
+        + (f" · {settings.new_tokens} new tokens" if settings.mode == "decode" else "")
     )
     out.print(Text(title, style="bold"), soft_wrap=True)
     out.print(floor_table(cells, rates))
 
 
+app.command("floor")(command_of(FloorOptions, floor))
+
+
 def run(options: "RunOptions") -> None:
     """Time every (variant, length) cell and write one CSV row per cell as it finishes."""
-    from sqabench.request import resolve_run
-    from sqabench.runner import execute
+    from sqabench.speed.request import resolve_run
+    from sqabench.speed.runner import execute
 
     with usage_errors():
         plan = resolve_run(options)
@@ -334,13 +329,13 @@ def run(options: "RunOptions") -> None:
         with usage_errors():
             raise typer.Exit(execute(plan, out, err))
     if plan.launch:  # start the ranks through torch's launcher; they join below, as a torchrun job
-        from sqabench.cp import launch
+        from sqabench.speed.cp import launch
 
         argv = ["run", *dataclasses.replace(options, out=str(plan.path)).argv()]
         say(f"sqabench run --cp {plan.world}: starting {plan.world} ranks with torch.distributed.run")
         raise typer.Exit(launch(plan.world, argv))
     if plan.world > 1:
-        from sqabench.runner import execute_split
+        from sqabench.speed.runner import execute_split
 
         raise typer.Exit(execute_split(plan, out, err))
     with usage_errors():
@@ -351,24 +346,56 @@ def run(options: "RunOptions") -> None:
 app.command("run")(command_of(RunOptions, run))
 
 
-@app.command()
-def reproduce(
-    target: Annotated[str, typer.Argument(
-        metavar="TARGET", help="paper (its Table 3: speed) or quality (its Tables 1 and 2).")],
+reproduce_app = typer.Typer(
+    cls=Targets,
+    help="Run one of the paper's protocols and print our numbers beside the paper's, claim by claim.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(reproduce_app, name="reproduce")
+OutOption = Annotated[str | None, typer.Option("--out", metavar="FILE", help="CSV to write.")]
+PlotsOption = Annotated[
+    Path | None, typer.Option("--plots", metavar="DIR", help="Where the figures go. Default: beside --out.")
+]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue --out.")]
+BudgetOption = Annotated[str | None, typer.Option(metavar="DURATION", help="As sqabench run --budget.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan and its estimate, run nothing.")]
+
+
+@reproduce_app.command("paper")
+def reproduce_paper(
     seq: Annotated[str | None, typer.Option(
-        metavar="LENGTHS", help="paper: the lengths (default GPU 32k,131k,200k; CPU 1k,4k). quality: the context, "
-        "one length (default on a GPU 1024, with --moe 256; on a CPU 256).")] = None,  # fmt: skip
+        metavar="LENGTHS", help="paper: the lengths (default GPU 32k,131k,200k; CPU 1k,4k).")] = None,  # fmt: skip
     device: DeviceOption = "auto",
-    out_path: Annotated[str | None, typer.Option("--out", metavar="FILE", help="CSV to write.")] = None,
-    plots: Annotated[
-        Path | None, typer.Option("--plots", metavar="DIR", help="Where the paper figure goes. Default: beside --out.")
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue --out.")] = False,
-    budget: Annotated[str | None, typer.Option(metavar="DURATION", help="As sqabench run --budget.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the cells and the estimate, run nothing.")] = False,
+    out_path: OutOption = None,
+    plots: PlotsOption = None,
+    resume: ResumeOption = False,
+    budget: BudgetOption = None,
+    dry_run: DryRunOption = False,
     yes: Annotated[bool, typer.Option("--yes", help="Start a run estimated past an hour without asking.")] = False,
+) -> None:
+    """The paper's Table 3 protocol (speed): ours beside its table, claim by claim, and the paper figure."""
+    from sqabench.speed.reproduce import reproduce_paper
+
+    with usage_errors():
+        code = reproduce_paper(out, err, device, plots, seq=seq, out=out_path, resume=resume, budget=budget,
+                               dry_run=dry_run, yes=yes)  # fmt: skip
+    raise typer.Exit(code)
+
+
+@reproduce_app.command("quality")
+def reproduce_quality(
     data: Annotated[str | None, typer.Option(
         "--data", metavar="PATH", help="quality: the text corpus (as sqabench quality --data).")] = None,
+    seq: Annotated[str | None, typer.Option(
+        metavar="LENGTH", help="quality: the context, one length (default on a GPU 1024, with --moe 256; on a CPU "
+        "256).")] = None,  # fmt: skip
+    device: DeviceOption = "auto",
+    out_path: OutOption = None,
+    plots: PlotsOption = None,
+    resume: ResumeOption = False,
+    budget: BudgetOption = None,
+    dry_run: DryRunOption = False,
     moe: Annotated[bool, typer.Option("--moe", help="quality: Table 2's MoE protocol (paper-moe) instead of Table 1's.")
                    ] = False,  # fmt: skip
     seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 3).")] = None,
@@ -378,32 +405,14 @@ def reproduce(
         "--pad-like-paper", help="quality: the paper's padding, the pads scored, beside the real-token numbers.")
     ] = False,  # fmt: skip
 ) -> None:
-    """Run the paper's Table 3 protocol (paper) or its quality protocol (quality: Table 1, --moe Table 2) and print
-    our numbers beside the paper's, claim by claim."""
-    quality_only = {"--data": data, "--moe": moe or None, "--seeds": seeds, "--steps": steps, "--tokenizer": tokenizer,
-                    "--pad-like-paper": pad_like_paper or None}  # fmt: skip
-    if target.lower() == "quality":
-        from sqabench.quality.flow import Interrupted
-        from sqabench.quality.reproduce import reproduce_quality
+    """The paper's quality protocol (Table 1; --moe Table 2): ours beside its table and what differs."""
+    from sqabench.quality.flow import Interrupted
+    from sqabench.quality.reproduce import reproduce_quality
 
-        if yes:
-            fail("--yes is for reproduce paper; reproduce quality is sized by --budget (or --steps)")
-        with usage_errors(), interrupted_exits(Interrupted):
-            reproduce_quality(out, err, moe, device, seq, plots, data=data, seeds=seeds, steps=steps, budget=budget,
-                              out=out_path, resume=resume, dry_run=dry_run, tokenizer=tokenizer,
-                              pad_like_paper=pad_like_paper or None)  # fmt: skip
-        return
-    if target.lower() != "paper":
-        fail(f"unknown target {target!r}; choose one of: paper, quality")
-    given = [flag for flag, value in quality_only.items() if value is not None]
-    if given:
-        fail(f"{', '.join(given)}: for reproduce quality only")
-    from sqabench.reproduce import reproduce_paper
-
-    with usage_errors():
-        code = reproduce_paper(out, err, device, plots, seq=seq, out=out_path, resume=resume, budget=budget,
-                               dry_run=dry_run, yes=yes)  # fmt: skip
-    raise typer.Exit(code)
+    with usage_errors(), interrupted_exits(Interrupted):
+        reproduce_quality(out, err, moe, device, seq, plots, data=data, seeds=seeds, steps=steps, budget=budget,
+                          out=out_path, resume=resume, dry_run=dry_run, tokenizer=tokenizer,
+                          pad_like_paper=pad_like_paper or None)  # fmt: skip
 
 
 @app.command()
@@ -422,10 +431,10 @@ def plot(
     baseline: BaselineOption = None,
 ) -> None:
     """Draw time, speed-up, memory, throughput and paper-comparison figures from results CSVs."""
-    from sqabench.plots import make_plots
     from sqabench.quality.figures import plot_quality
     from sqabench.quality.rows import is_quality_csv
-    from sqabench.results import load_results, newest_results, resolve_baseline
+    from sqabench.speed.plots import make_plots
+    from sqabench.speed.results import load_results, newest_results, resolve_baseline
 
     with usage_errors():
         if not csvs:
@@ -467,7 +476,7 @@ def report(
     """Print the tables a finished run printed, from its file alone: no training, no GPU, no torch."""
     from sqabench.quality.report import report_quality
     from sqabench.quality.rows import is_quality_csv
-    from sqabench.report import report_results
+    from sqabench.speed.report import report_results
 
     for path in files:
         with usage_errors():
@@ -509,44 +518,14 @@ def check(
     ] = None,
 ) -> None:
     """Exit 0 when CURRENT holds against BASELINE, 1 on a regression (each failing cell named), 2 on bad input."""
-    from sqabench.check import Limits, baseline_line, benchmark_json, compare, markdown
-    from sqabench.report import check_table
+    from sqabench.speed.check import Limits, gate
 
     with usage_errors():
-        limits = Limits(max_slowdown, max_mem_growth, max_ratio_drop, max_geomean_slowdown, baseline, strict,
-                        allow_unjudged)
-        if json_out is not None:
-            from sqabench.files import writable_file
-
-            writable_file(json_out, "--json")
-        report = compare(baseline_csv, current_csv, limits)
-    for warning in report.warnings:
-        say(f"warning: {warning}", "yellow")
-    out.print(check_table(report, baseline_csv, current_csv))
-    if report.baseline_variant:
-        out.print(Text(baseline_line(report)), highlight=False)
-    if report.geomean_ratio is not None:
-        out.print(f"geometric-mean time ratio: {report.geomean_ratio:.3f} (at least {report.geomean_low:.3f})")
-    for v in report.failing:
-        say(f"regression: {v.cell}: {'; '.join(v.problems)}", "bold red")
-    for problem in report.problems:
-        say(f"regression: {problem}", "bold red")
-    for v in report.unjudged:
-        say(f"not judged: {v.cell}: {'; '.join(v.unjudged)}", "yellow")
-    out.print(Text(report.verdict(), style="green" if report.ok else "bold red"), highlight=False)
-    # The verdict is said first: a file that cannot be written is an error of its own, never one that masks it.
-    written = []
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        written.append(write_quietly(Path(summary), markdown(report, baseline_csv, current_csv),
-                                     "GITHUB_STEP_SUMMARY", "a"))
-    if json_out is not None:
-        text = json.dumps(benchmark_json(report.current), indent=2) + "\n"
-        written.append(write_quietly(json_out, text, "--json", "w"))
-    if not report.ok:
-        raise typer.Exit(1)
-    if not all(written):
-        raise typer.Exit(2)
+        limits = Limits(max_slowdown=max_slowdown, max_mem_growth=max_mem_growth, max_ratio_drop=max_ratio_drop,
+                        max_geomean_slowdown=max_geomean_slowdown, baseline_variant=baseline, strict=strict,
+                        allow_unjudged=allow_unjudged)  # fmt: skip
+        code = gate(baseline_csv, current_csv, limits, out, err, json_out)
+    raise typer.Exit(code)
 
 
 def quality(options: "QualityOptions") -> None:
@@ -575,22 +554,11 @@ def tokenize(
     from sqabench.quality.tokens import tokens_file
 
     with usage_errors():
-        path, tokens = tokens_file(data, tokenizer, vocab, held_out, out_path, say)
+        path, tokens = tokens_file(data, tokenizer, vocab, held_out, out_path)
     count = sum(map(len, tokens.train)), sum(map(len, tokens.held))
     out.print(Text(f"{path}: {len(tokens.train)} training documents ({count[0]:,} tokens) and {len(tokens.held)} "
                    f"held-out ({count[1]:,} tokens), {tokens.tokenizer.name} of {tokens.tokenizer.vocab} tokens"),
               highlight=False)  # fmt: skip
-
-
-def write_quietly(path: Path, text: str, what: str, mode: str) -> bool:
-    """Write ``text`` to ``path``; a failure is one error line (no traceback), and False."""
-    try:
-        with open(path, mode) as handle:
-            handle.write(text)
-    except OSError as error:
-        err.print(Text("error: ", style="bold red") + Text(f"{what} {path}: cannot write: {error.strerror or error}"))
-        return False
-    return True
 
 
 def main() -> None:

@@ -1,119 +1,92 @@
-"""Options written once, as dataclasses whose fields carry their own Typer option (``option``): those of
-``sqabench run`` here, ``sqabench quality``'s in ``sqabench.quality.options``.
+"""Options written once, as dataclass fields whose ``Annotated`` type carries their own Typer option, made by
+``option``: its help, its flag, and the rule its value must keep (bounds, choices). No torch here.
 
-A command's signature is built from the fields (``sqabench.cli.command_of``), and a ``--cp`` job's ranks
-are started with ``RunOptions.argv()``, the parsed options written back as arguments. No torch here.
+Each command's options are one dataclass (``sqabench run``'s in ``sqabench.speed.options``, ``sqabench
+quality``'s in ``sqabench.quality.options``); the command's signature is built from the fields
+(``sqabench.cli.command_of``), and ``check_options`` checks every declared rule in one place, so no command
+spells "must be >= 1" or "choose one of" by hand.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, get_type_hints
+from typing import get_type_hints
 
 import typer
+
+from sqabench.errors import ConfigError
 
 PRESET_HELP = "paper (d 256, 8 layers), wide (d 2048), qwen3-0.6b, llama-3.2-1b, or a path to a config.json."
 BASELINE_HELP = "Variant the speed-ups are relative to. Default: mha, when present."
 
 
-def option(metavar: str | None, help: str, *flags: str) -> typer.models.OptionInfo:
-    return typer.Option(*flags, metavar=metavar, help=help)
-
-
 @dataclass(frozen=True)
-class RunOptions:
-    """What the user asked for; None means the device's default. Each field is one ``sqabench run``
-    option: its Typer metadata lives here, once, and the command's signature is built from it."""
+class Rule:
+    """What an option's value must be: within [low, high] (an end open when ``open_low`` / ``open_high``), or
+    one of ``choices`` (compared without case; a callable is asked when checked, so a registry that needs torch
+    is not loaded to print help). ``noun`` names the value in "unknown NOUN 'x'"; ``what`` in "must be WHAT in"."""
 
-    seq: Annotated[str | None, option(
-        "LENGTHS", "Lengths, e.g. 1k,32k,131k,200k (see README: Sizes). Default: GPU 1k,4k,32k,131k,200k; CPU 256,1k.",
-    )] = None  # fmt: skip
-    variants: Annotated[str, option(
-        "VARIANTS", "Registry names, 'all', or heads Hq/Hkv[@W], comma-separated.",
-    )] = "all"  # fmt: skip
-    preset: Annotated[str, option("NAME|CONFIG", PRESET_HELP, "--preset")] = "paper"
-    device: Annotated[str, option("NAME", "auto, cuda or cpu.", "--device")] = "auto"
-    dtype: Annotated[str, option("DTYPE", "bf16, fp16, fp32, or auto (bf16 on GPU, fp32 on CPU).")] = "auto"
-    mode: Annotated[str, option(
-        "MODE", "fwd (inference), train (forward + backward of a loss) or decode (a KV cache, one token at a time).",
-    )] = "fwd"  # fmt: skip
-    causal: Annotated[bool, option(
-        None, "Causal masks (the paper's decoder) instead of the encoder.", "--causal",
-    )] = False  # fmt: skip
-    window: Annotated[int | None, option(
-        "TOKENS", "Sliding window of the windowed variants (swa, swa-*): |i-j| <= window. Default: 128.",
-    )] = None  # fmt: skip
-    kernel: Annotated[str, option(
-        "KERNEL", "auto (sdpa; flex when windowed), eager, sdpa, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, "
-        "flex, or best (the fastest kernel that passes verification, per cell).",
-    )] = "auto"  # fmt: skip
-    tokens: Annotated[int | None, option(
-        "TOKENS", "Tokens per step; batch = max(1, tokens // seq_len). Default: GPU 131072, CPU 1024.",
-    )] = None  # fmt: skip
-    batch: Annotated[int | None, option("SIZE", "Fixed batch size (overrides --tokens).")] = None
-    warmup: Annotated[int | None, option(
-        "CALLS", "Untimed calls after the first (compiling) one. Default: GPU 2, CPU 1.",
-    )] = None  # fmt: skip
-    repeats: Annotated[int | None, option(
-        "CALLS", "Timed calls per cell; the median is reported. Default: GPU 10, CPU 3.",
-    )] = None  # fmt: skip
-    out: Annotated[str | None, option(
-        "FILE", "CSV to write. Default: results/<device>-<timestamp>.csv.", "--out",
-    )] = None  # fmt: skip
-    resume: Annotated[bool, option(None, "Continue --out: skip its ok cells, append the rest.", "--resume")] = False
-    baseline: Annotated[str | None, option("VARIANT", BASELINE_HELP, "--baseline")] = None
-    new_tokens: Annotated[int | None, option(
-        "T", "Decode: tokens generated per pass after the --seq context. Default: 32.",
-    )] = None  # fmt: skip
-    cuda_graphs: Annotated[bool | None, option(
-        None, "Decode: capture the decode step in a CUDA graph. Default: on for decode on a GPU.",
-        "--cuda-graphs/--no-cuda-graphs",
-    )] = None  # fmt: skip
-    layers: Annotated[int | None, option("N", "Time N layers of the preset (fewer than its config's).")] = None
-    scope: Annotated[str, option(
-        "SCOPE", "model (default), block (one layer), or attention (the op alone on q, k, v).",
-    )] = "model"  # fmt: skip
-    cp: Annotated[int | None, option(
-        "N", "Split each sequence across N processes (context parallelism); see README.",
-    )] = None  # fmt: skip
-    cp_timeout: Annotated[float | None, option(
-        "SECONDS", "--cp: how long a collective waits for a rank (1 to 86400). Default: 600.",
-    )] = None  # fmt: skip
-    breakdown: Annotated[bool, option(
-        None, "After the timed repeats, profile one more step: attention, matmul, other and idle time per cell.",
-        "--breakdown",
-    )] = False  # fmt: skip
-    trace_dir: Annotated[str | None, option(
-        "DIR", "--breakdown: where the Chrome traces of each variant's longest cell go. Default: beside --out.",
-    )] = None  # fmt: skip
-    compile: Annotated[bool, option(
-        None, "Compile the whole model with torch.compile (compile time reported apart, as the first call).",
-        "--compile",
-    )] = False  # fmt: skip
-    compile_mode: Annotated[str, option(
-        "MODE", "--compile: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs.",
-    )] = "default"  # fmt: skip
-    budget: Annotated[str | None, option(
-        "DURATION", "Stop starting cells after this long (90s, 10m, 1.5h); when the sweep will not fit, the most "
-        "valuable cells run first. The rest is left for --resume.",
-    )] = None  # fmt: skip
-    dry_run: Annotated[bool, option(
-        None, "Print the cells and the estimate's parts, run nothing.", "--dry-run",
-    )] = False  # fmt: skip
-    yes: Annotated[bool, option(None, "Start a sweep estimated past an hour without asking.", "--yes")] = False
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
+    noun: str = ""
+    what: str = ""
+    unit: str = ""
+    why: str = ""
 
-    def argv(self) -> list[str]:
-        """These options as ``sqabench run`` arguments (what a rank of a --cp job is started with)."""
-        args: list[str] = []
-        for name, info in option_infos().items():
-            value = getattr(self, name)
-            on, _, off = flag_of(name, info).partition("/")
-            if isinstance(value, bool):
-                args += [on] if value else [off] if off else []
-            elif value is not None:
-                args += [on, str(value)]
-        return args
+    def names(self) -> Sequence[str]:
+        return self.choices() if callable(self.choices) else self.choices or ()
+
+    def problem(self, flag: str, value: object) -> str | None:
+        """The one-line complaint about ``value`` given as ``flag``, or None when it keeps the rule."""
+        if value is None or isinstance(value, bool):
+            return None
+        if self.choices is not None:
+            names = self.names()
+            if str(value).lower() not in names:
+                why = f" ({self.why})" if self.why else ""
+                return f"unknown {self.noun or flag.lstrip('-')} {value!r}; choose one of: {', '.join(names)}{why}"
+            return None
+        if isinstance(value, float) and math.isnan(value):
+            return f"{flag} nan {self._range()}"
+        below = self.low is not None and (value <= self.low if self.open_low else value < self.low)
+        above = self.high is not None and (value >= self.high if self.open_high else value > self.high)
+        if not (below or above):
+            return None
+        if self.low is not None and self.high is not None and (self.open_low or self.open_high or self.what or self.unit):
+            return f"{flag} {value} {self._range()}"
+        unit = f" {self.unit}" if self.unit else ""
+        if below:
+            return f"{flag} {value} must be {'>' if self.open_low else '>='} {_number(self.low)}{unit}"
+        return f"{flag} {value} must be {'<' if self.open_high else '<='} {_number(self.high, grouped=True)}{unit}"
+
+    def _range(self) -> str:
+        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+        span = f"{left}{_number(self.low)}, {_number(self.high)}{right}"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"must be {self.what + ' ' if self.what else ''}in {span}{unit}"
+
+
+def _number(value: float | None, grouped: bool = False) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    return f"{value:,}" if grouped and isinstance(value, int) else str(value)
+
+
+RULE_ATTRIBUTE = "sqabench_rule"
+
+
+def option(metavar: str | None, help: str, *flags: str, rule: Rule | None = None, **bounds) -> typer.models.OptionInfo:
+    """A Typer option with its rule: ``option("N", "Seeds.", low=1)``, ``option("MODE", ..., choices=MODES)``.
+    Keyword arguments other than ``rule`` are the ``Rule``'s fields."""
+    info = typer.Option(*flags, metavar=metavar, help=help)
+    setattr(info, RULE_ATTRIBUTE, rule or (Rule(**bounds) if bounds else None))
+    return info
 
 
 def flag_of(name: str, info: typer.models.OptionInfo) -> str:
@@ -124,7 +97,40 @@ def flag_of(name: str, info: typer.models.OptionInfo) -> str:
     return declared[0] if declared else f"--{name.replace('_', '-')}"
 
 
-def option_infos() -> dict[str, typer.models.OptionInfo]:
-    """Each ``RunOptions`` field's Typer option, by field name."""
-    hints = get_type_hints(RunOptions, include_extras=True)
-    return {f.name: hints[f.name].__metadata__[0] for f in dataclasses.fields(RunOptions)}
+def option_infos(options_type: type) -> dict[str, typer.models.OptionInfo]:
+    """Each field's Typer option, by field name."""
+    hints = get_type_hints(options_type, include_extras=True)
+    return {f.name: hints[f.name].__metadata__[0] for f in dataclasses.fields(options_type)}
+
+
+def rules_of(options_type: type) -> dict[str, tuple[str, Rule]]:
+    """Each field that declares a rule: its flag and the rule, by field name."""
+    found = {}
+    for name, info in option_infos(options_type).items():
+        rule = getattr(info, RULE_ATTRIBUTE, None)
+        if rule is not None:
+            found[name] = (flag_of(name, info).split("/")[0], rule)
+    return found
+
+
+def check_options(options: object) -> None:
+    """Every declared rule of ``options`` (a dataclass of options), in field order: raises ``ConfigError`` with
+    the first value that breaks one."""
+    for name, (flag, rule) in rules_of(type(options)).items():
+        problem = rule.problem(flag, getattr(options, name))
+        if problem:
+            raise ConfigError(problem)
+
+
+def argv_of(options: object) -> list[str]:
+    """``options`` written back as command-line arguments (what a rank of a --cp job is started with)."""
+    args: list[str] = []
+    for name, info in option_infos(type(options)).items():
+        value = getattr(options, name)
+        on, _, off = flag_of(name, info).partition("/")
+        if isinstance(value, bool):
+            args += [on] if value else [off] if off else []
+        elif value is not None:
+            args += [on, str(value)]
+    return args
+

@@ -196,3 +196,15 @@ def pick_baseline(baseline: str | None, present: list[str], missing: str) -> str
         if name.lower() == baseline.lower():
             return name
     raise ConfigError(f"--baseline {baseline!r} {missing}: {', '.join(present)}")
+
+
+def windowed_names() -> list[str]:
+    """The registry's windowed variants (swa, swa-ssqa, ...): what a ``--window`` applies to."""
+    return [name for name, member in FAMILY.items() if member.windowed]
+
+
+def check_window(window: int | None, specs: list[VariantSpec], asked: str) -> None:
+    """A ``--window`` given where no variant asked for has a window is a usage error naming those that do."""
+    if window is not None and all(spec.window is None for spec in specs):
+        raise ConfigError(f"--window {window} applies to windowed variants ({', '.join(windowed_names())}, or "
+                          f"Hq/Hkv@W); none of {asked!r} has a window")  # fmt: skip

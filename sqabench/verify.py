@@ -20,7 +20,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-
 from torch import nn
 
 from sqabench.attention import SQAttention, rope_tables

@@ -71,7 +71,7 @@ def _session_cache(tmp_path_factory) -> Path:
     import json
     from dataclasses import asdict
 
-    import sqabench.ceilings as ceilings
+    import sqabench.speed.ceilings as ceilings
     from sqabench.environment import environment
     from sqabench.flops import Rates
 
@@ -98,7 +98,7 @@ def _ceilings(request, monkeypatch, _session_cache):
         monkeypatch.setenv("SQABENCH_CACHE_DIR", str(_session_cache / "measured"))
         yield
         return
-    import sqabench.ceilings as ceilings
+    import sqabench.speed.ceilings as ceilings
     from sqabench.flops import Rates
 
     def measured(device, dtype, budget_s=1.0):

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from sqabench.cp import join, leave, split_model
+from sqabench.speed.cp import join, leave, split_model
 from sqabench.encoder import build_encoder
 from sqabench.kernels import compile_settings
 from sqabench.presets import PRESETS

@@ -1,15 +1,15 @@
 """Results files for tests, made by the code that makes real ones: ``plan``, ``classify``, ``to_row``."""
 
+import factories
 from pathlib import Path
 
 import torch
 
-from sqabench.cells import Outcome, Timing, plan
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.environment import Environment
 from sqabench.presets import PRESETS
-from sqabench.results import results_writer
-from sqabench.sweep import classify, to_row
-from sqabench.variants import parse_variants
+from sqabench.speed.results import results_writer
+from sqabench.speed.sweep import classify, to_row
 
 LENGTHS = (1024, 32768)
 TIMES = {"mha": 10.0, "gqa": 9.0, "sqa": 5.0, "xsqa": 3.0}  # ms at 1k; x32 at 32k
@@ -34,10 +34,8 @@ def write_run(
     attn_mem = attn_mem or {}
     throttle = throttle or {}
     env = Environment(device="cuda", gpu_name=gpu, torch_version="2.11.0", git_sha="abc", cpu_model="test")
-    cells = plan(
-        parse_variants(",".join(TIMES)), PRESETS["paper"], LENGTHS, tokens=131072, batch=None, dtype="bf16",
-        mode=mode, causal=False, kernel="auto", device="cuda", warmup=2, repeats=10, new_tokens=32,
-    )  # fmt: skip
+    cells = factories.cells(",".join(TIMES), LENGTHS, PRESETS["paper"], tokens=131072, dtype="bf16", mode=mode,
+                            device="cuda", warmup=2, repeats=10, new_tokens=32)
     writer = results_writer(path)
     for cell in cells:
         at = (cell.spec.name, cell.seq_len)
@@ -51,7 +49,7 @@ def write_run(
             "skipped": NotImplementedError("no kernel for this case"),
         }.get(status.get(at))
         if failure is not None:
-            outcome = classify(failure)  # what run_cell makes of the exception a real run raises
+            outcome = Outcome.failed(classify(failure))  # what run_cell makes of the exception a real run raises
         else:
             peak = int(1e9 * mem.get(at, 1.0))
             outcome = Outcome(

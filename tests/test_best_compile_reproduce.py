@@ -1,5 +1,6 @@
 """--kernel best, --compile and sqabench reproduce paper, on the CPU."""
 
+import factories
 import csv
 import re
 
@@ -7,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 import sqabench.kernels as kernels
-from sqabench.cells import Cell
+from sqabench.speed.cells import Cell
 from sqabench.cli import app
-from sqabench.request import resolve_run
-from sqabench.results import CELL_KEY, key_of
+from sqabench.speed.request import resolve_run
+from sqabench.speed.results import CELL_KEY, key_of
 
 runner = CliRunner()
 SMALL = ["run", "--device", "cpu", "--seq", "64", "--batch", "1", "--warmup", "0", "--repeats", "2"]
@@ -84,11 +85,11 @@ def test_the_compile_mode_is_part_of_the_cell_key():
 
 def test_reproduce_paper_plans_exactly_the_papers_cells(tmp_path):
     """On a GPU: the paper preset, causal, bf16, Table 3's variants at 32k, 131k and 200k with its batches."""
-    from sqabench import reproduce
+    from sqabench.speed import reproduce
 
     options = reproduce.options(True, device="cpu", out=str(tmp_path / "r.csv"), dry_run=True)
     plan = resolve_run(options)
-    cells = [(c.spec.name, c.seq_len, c.batch, c.causal, c.dtype, c.mode, c.preset.name, c.spec.window)
+    cells = [(c.spec.name, c.seq_len, c.batch, c.settings.causal, c.settings.dtype, c.settings.mode, c.preset.name, c.spec.window)
              for c in plan.cells]  # fmt: skip
     paper = [(v, n, b, True, "bf16", "fwd", "paper", 128 if v == "swa" else None)
              for n, b in ((32768, 4), (131072, 1), (200000, 1)) for v in reproduce.VARIANTS]  # fmt: skip
@@ -113,7 +114,7 @@ def test_reproduce_knows_one_target(tmp_path):
 
 
 def test_the_claims_are_judged_against_the_papers_ratio_at_the_same_length():
-    from sqabench.reproduce import paper_times, verdicts
+    from sqabench.speed.reproduce import paper_times, verdicts
 
     paper = paper_times()
     ours = {4096: {**paper[4096], "xsqa": paper[4096]["xsqa"] * 2}}  # xsqa twice as slow as the paper's
@@ -126,7 +127,7 @@ def test_the_claims_are_judged_against_the_papers_ratio_at_the_same_length():
 
 
 def test_what_differs_from_the_papers_setup_is_said():
-    from sqabench.reproduce import differences
+    from sqabench.speed.reproduce import differences
 
     h100 = "NVIDIA H100 80GB HBM3"
     gpu = [{"status": "ok", "gpu_name": h100, "torch_version": "2.11.0", "variant": "mha", "seq_len": 200000,
@@ -148,12 +149,8 @@ def test_what_differs_from_the_papers_setup_is_said():
 
 
 def compiled_cell(mode="default"):
-    from conftest import TINY
-    from sqabench.cells import plan
-    from sqabench.variants import parse_variants
 
-    (cell,) = plan(parse_variants("sqa"), TINY, [64], tokens=64, batch=1, dtype="fp32", mode="fwd", causal=False,
-                   kernel="auto", device="cpu", warmup=0, repeats=1, compile=mode)  # fmt: skip
+    (cell,) = factories.cells("sqa", [64], batch=1, repeats=1, compile=mode)
     return cell
 
 
@@ -161,7 +158,7 @@ def test_a_compiled_model_that_computes_something_else_fails_verification(monkey
     """What is verified against fp64 is what is timed: the compiled model, never the eager one beside it."""
     import torch
 
-    import sqabench.measure as measure
+    import sqabench.speed.measure as measure
     from sqabench.verify import KernelVerifyFailed
 
     def miscompiled(model, mode=None):
@@ -177,7 +174,7 @@ def test_a_compiled_model_that_computes_something_else_fails_verification(monkey
 def test_the_compile_mode_asked_for_is_the_one_the_compiler_gets(monkeypatch):
     import torch
 
-    import sqabench.measure as measure
+    import sqabench.speed.measure as measure
 
     received = []
 
@@ -195,8 +192,8 @@ def test_claims_are_judged_at_the_longest_length_and_the_table_says_which():
     the 4k one; the table names the length judged (not the claim's 200k) and prints seconds beside seconds."""
     from rich.console import Console
 
-    from sqabench.report import reproduce_tables
-    from sqabench.reproduce import paper_times, verdicts
+    from sqabench.speed.report import reproduce_tables
+    from sqabench.speed.reproduce import paper_times, verdicts
 
     paper = paper_times()
     ours = {1024: dict(paper[1024]), 4096: {**paper[4096], "xsqa": paper[4096]["mha"] / (0.8 * 0.1114 / 0.0637)}}
@@ -215,7 +212,7 @@ def test_claims_are_judged_at_the_longest_length_and_the_table_says_which():
 
 @pytest.mark.parametrize("factor, verdict", [(0.91, "reproduced"), (0.89, "not reproduced"), (1.2, "exceeded")])
 def test_an_at_least_claim_is_reproduced_from_90_percent_of_the_papers_ratio(factor, verdict):
-    from sqabench.reproduce import paper_times, verdicts
+    from sqabench.speed.reproduce import paper_times, verdicts
 
     paper = paper_times()
     ratio = paper[4096]["gqa"] / paper[4096]["sqa"]
@@ -227,7 +224,7 @@ def test_an_at_least_claim_is_reproduced_from_90_percent_of_the_papers_ratio(fac
 @pytest.mark.parametrize("factor, verdict", [(1.09, "reproduced"), (0.91, "reproduced"), (1.11, "not reproduced"),
                                              (0.89, "not reproduced")])  # fmt: skip
 def test_a_close_to_claim_is_reproduced_within_10_percent_of_the_papers_ratio(factor, verdict):
-    from sqabench.reproduce import paper_times, verdicts
+    from sqabench.speed.reproduce import paper_times, verdicts
 
     paper = paper_times()
     ratio = paper[4096]["ssqa"] / paper[4096]["sqa"]
@@ -238,7 +235,7 @@ def test_a_close_to_claim_is_reproduced_within_10_percent_of_the_papers_ratio(fa
 
 def test_only_finished_cells_are_our_times():
     """An out-of-memory or failed cell has no time: our side of Table 3 leaves it out, in seconds a step."""
-    from sqabench.reproduce import our_times
+    from sqabench.speed.reproduce import our_times
 
     rows = [{"status": "ok", "variant": "mha", "seq_len": "1024", "time_ms": "250"},
             {"status": "oom", "variant": "xsqa", "seq_len": "1024", "time_ms": ""},

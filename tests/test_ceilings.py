@@ -4,13 +4,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import sqabench.ceilings as ceilings
-from sqabench.ceilings import get_ceilings
+import sqabench.speed.ceilings as ceilings
+from sqabench.speed.ceilings import get_ceilings
 from sqabench.flops import Rates, floor
-from sqabench.peaks import peaks_for
+from sqabench.speed.peaks import peaks_for
 from sqabench.cli import app
 from sqabench.environment import environment
-from sqabench.results import FLOOR_WRONG, read_rows
+from sqabench.speed.results import FLOOR_WRONG, read_rows
 
 pytestmark = pytest.mark.real_ceilings  # this file measures ceilings; every other reads stubbed ones
 
@@ -240,7 +240,7 @@ def test_floor_bad_input(args, message):
      ("L4", "L4"), ("rtx 4090", "GeForce RTX 4090")],
 )  # fmt: skip
 def test_an_unambiguous_gpu_name_picks_its_gpu(name, found):
-    from sqabench.peaks import published_gpu
+    from sqabench.speed.peaks import published_gpu
 
     assert published_gpu(name, "bf16")[0] == found
 

@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rows import LENGTHS, SPREAD, write_run
-from sqabench.check import Limits, compare, markdown
+from sqabench.speed.check import Limits, compare, markdown
 from sqabench.cli import app
-from sqabench.report import format_time
+from sqabench.speed.report import format_time
 
 runner = CliRunner()
 
@@ -323,7 +323,7 @@ def test_runs_that_recorded_different_baselines_say_which_is_used(tmp_path):
 def test_decode_cells_are_judged_over_their_passes_not_their_tokens(tmp_path):
     """A decode repeat is a pass of T tokens. Single tokens vary widely (here 2x within each pass), passes
     hardly: the cell is not noisy, and a 25% slower run is a regression (it was never judged before)."""
-    from sqabench.cells import Timing
+    from sqabench.speed.cells import Timing
 
     per_token = [1.0, 2.0] * 16  # 32 tokens a pass, min 1 and max 2: a token spread of 67%
     calls = tuple(t * f for f in (0.999, 1.0, 1.001) for t in per_token)  # three passes

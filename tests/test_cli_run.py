@@ -9,11 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 import sqabench
-import sqabench.sweep as sweep
-from sqabench.cells import Outcome, Timing
+import sqabench.speed.sweep as sweep
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.cli import app
 from sqabench.device import no_compile
-from sqabench.results import COLUMNS
+from sqabench.speed.results import COLUMNS
 
 runner = CliRunner()
 TINY_RUN = ["run", "--device", "cpu", "--seq", "64", "--batch", "1", "--warmup", "0", "--repeats", "2"]
@@ -149,8 +149,8 @@ BAD_INPUTS = [
     (["--tokens", "99999999999999999999"], "--tokens 99999999999999999999 must be <= 2,147,483,648"),
     (["--seq", "1m", "--batch", "4096"], "4096 x 1000000 tokens in one step is more than 2,147,483,648"),
     (["--repeats", "1000000"], "--repeats 1000000 must be <= 100,000"),
-    (["--cp-timeout", "1e-9", "--cp", "2", "--seq", "256"], "--cp-timeout 1e-09 must be 1 to 86400 seconds"),
-    (["--cp-timeout", "nan", "--cp", "2", "--seq", "256"], "--cp-timeout nan must be 1 to 86400 seconds"),
+    (["--cp-timeout", "1e-9", "--cp", "2", "--seq", "256"], "--cp-timeout 1e-09 must be in [1, 86400] seconds"),
+    (["--cp-timeout", "nan", "--cp", "2", "--seq", "256"], "--cp-timeout nan must be in [1, 86400] seconds"),
     (["--cp-timeout", "-5"], "--cp-timeout applies with --cp only"),
     (["--seq", "1k", "--seq", "2k"], "--seq given more than once"),
     (["--seq=1k", "--variants", "mha", "--seq", "2k"], "--seq given more than once"),
@@ -532,7 +532,7 @@ def test_a_cp_job_starts_its_ranks_unshadowed(monkeypatch):
     """The ranks run `python -m sqabench` too: PYTHONSAFEPATH keeps the current directory off their path."""
     import subprocess
 
-    import sqabench.cp as cp
+    import sqabench.speed.cp as cp
 
     seen = {}
 
@@ -552,7 +552,7 @@ def test_a_cp_job_starts_its_ranks_unshadowed(monkeypatch):
 def test_a_dry_run_measures_no_ceilings_and_writes_no_cache(tmp_path, monkeypatch):
     """`run --dry-run --dtype fp16` once measured fp16 ceilings for two minutes and cached them: a dry run runs
     nothing and writes nothing, so it reads the cache as it is, and without one gives no estimate."""
-    import sqabench.ceilings as ceilings
+    import sqabench.speed.ceilings as ceilings
 
     monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(ceilings, "measure_ceilings", lambda *a, **k: pytest.fail("a dry run measured ceilings"))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sqabench.cli import app
 from sqabench.flops import split_cost, step_cost, visible_pairs_rows
 from sqabench.presets import PRESETS
-from sqabench.split import combine
+from sqabench.speed.split import combine
 from sqabench.variants import get_variant
 
 HERE = Path(__file__).parent
@@ -104,7 +104,7 @@ def test_cp_bad_input(tmp_path, args, message):
 
 
 def test_more_ranks_than_gpus(monkeypatch):
-    from sqabench.cp import check_request
+    from sqabench.speed.cp import check_request
     from sqabench.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -162,7 +162,7 @@ def test_a_rank_takes_its_own_gpu_before_touching_cuda(monkeypatch):
 
 def test_each_rank_takes_its_share_and_its_positions():
     """What a real run's step uses (split.py): Group.local slices the tokens, Group.positions rotates them."""
-    from sqabench.cp import Group
+    from sqabench.speed.cp import Group
 
     tokens = torch.arange(2 * 512).view(2, 512)
     shares = [Group(rank, 4, "gloo", torch.device("cpu"), None, None) for rank in range(4)]
@@ -177,7 +177,7 @@ def test_the_link_rate_is_what_each_rank_receives_in_its_fastest_all_gather(monk
     """(world - 1) shares of 16 MiB received per all-gather, at the fastest repeat: load only slows one."""
     import types
 
-    from sqabench import cp
+    from sqabench.speed import cp
 
     monkeypatch.setattr(cp.dist, "all_gather", lambda gathered, local: None)
     monkeypatch.setattr(cp.dist, "barrier", lambda: None)
@@ -192,7 +192,7 @@ def test_a_ctrl_c_that_python_drops_in_a_finalizer_still_stops_the_rank(monkeypa
     next phase of a cell raises it again."""
     import signal
 
-    import sqabench.cp as cp
+    import sqabench.speed.cp as cp
 
     monkeypatch.setenv(cp.LAUNCHED, "1")
     printed = []  # what Python's own hook would print on stderr

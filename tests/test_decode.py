@@ -11,7 +11,7 @@ from conftest import TINY, rel_err
 from reference import encoder_forward
 from sqabench.attention import Cursor
 from sqabench.kernels import KernelUnsupported
-from sqabench.check import Limits, compare
+from sqabench.speed.check import Limits, compare
 from sqabench.cli import app
 from sqabench.decode import Decoder
 from sqabench.encoder import build_encoder
@@ -165,8 +165,8 @@ def test_decode_run_writes_rows_per_step(tmp_path):
     text = " ".join(result.output.split())
     assert "memory-bound" in text and "bytes" in text
 
-    from sqabench.plots import build_figures
-    from sqabench.results import load_results
+    from sqabench.speed.plots import build_figures
+    from sqabench.speed.results import load_results
 
     figures, notes = build_figures(load_results(out), None)
     assert {"decode", "prefill_vs_decode"} <= set(figures)
@@ -247,18 +247,18 @@ def test_a_decode_row_names_the_backend_that_ran_and_flags_math(tmp_path, monkey
 def test_decode_on_a_gpu_defaults_to_cuda_graphs_and_a_cache_that_binds(tmp_path, monkeypatch):
     """At 32k x batch 4 a step reads ~268 MB of cache (~90 us) but launches ~150 kernels: every ratio would
     sit near 1. On a GPU, decode defaults to CUDA graphs and 2M context tokens a step."""
-    import sqabench.request as request
+    import sqabench.speed.request as request
     from sqabench.environment import Environment
-    from sqabench.options import RunOptions
+    from sqabench.speed.options import RunOptions
 
     monkeypatch.setattr(request, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(request, "validate_dtype", lambda *args: None)
     monkeypatch.setattr(request, "environment", lambda device: Environment(device="cuda", gpu_name="a GPU"))
     out = str(tmp_path / "r.csv")
     plan = request.resolve_run(RunOptions(mode="decode", seq="32k,131k", variants="gqa", out=out))
-    assert [(c.batch, c.cuda_graphs) for c in plan.cells] == [(64, True), (16, True)]
+    assert [(c.batch, c.settings.cuda_graphs) for c in plan.cells] == [(64, True), (16, True)]
     plan = request.resolve_run(RunOptions(mode="decode", seq="32k", variants="gqa", out=out, cuda_graphs=False,
                                           tokens=131072))  # fmt: skip
-    assert [(c.batch, c.cuda_graphs) for c in plan.cells] == [(4, False)]  # what the user asked for wins
+    assert [(c.batch, c.settings.cuda_graphs) for c in plan.cells] == [(4, False)]  # what the user asked for wins
     plan = request.resolve_run(RunOptions(seq="32k", variants="gqa", out=out))
-    assert [(c.batch, c.cuda_graphs) for c in plan.cells] == [(4, False)]  # a forward step keeps its batches
+    assert [(c.batch, c.settings.cuda_graphs) for c in plan.cells] == [(4, False)]  # a forward step keeps its batches

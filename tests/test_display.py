@@ -7,26 +7,24 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import sqabench.display as display
+import factories
+import sqabench.speed.display as display
 import sqabench.units as units
-import sqabench.runner as runner_module
-import sqabench.sweep as sweep
+import sqabench.speed.runner as runner_module
+import sqabench.speed.sweep as sweep
 from conftest import TINY
-from sqabench.cells import Outcome, Timing, plan
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.cli import app
-from sqabench.estimate import COMPILE, OVERHEAD_S, Pace, by_value, estimate
+from sqabench.speed.estimate import COMPILE, OVERHEAD_S, Pace, by_value, estimate
 from sqabench.flops import Rates
-from sqabench.variants import parse_variants
 
 RATES = Rates(matmul_flops=1e11, exp_per_s=1e9, bytes_per_s=1e10)
 runner = CliRunner()
 
 
 def cells(names, lengths, device="cpu", repeats=3, mode="fwd", preset=TINY):
-    return plan(
-        parse_variants(names, window=48), preset, lengths, tokens=1024, batch=None, dtype="fp32", mode=mode,
-        causal=False, kernel="auto", device=device, warmup=1, repeats=repeats,
-    )  # fmt: skip
+    return factories.cells(names, lengths, preset, tokens=1024, window=48, device=device, repeats=repeats, mode=mode,
+                           warmup=1)
 
 
 def test_estimate_grows_with_length_and_counts_each_flex_compile_once():
@@ -39,7 +37,7 @@ def test_estimate_grows_with_length_and_counts_each_flex_compile_once():
     assert estimate(cells("gqa", [256]), RATES).per_cell[0]["compile"] == 0.0  # sdpa compiles nothing
     other_length = estimate(cells("swa", [256, 512]), RATES).per_cell[1]
     assert other_length["compile"] == pytest.approx(cold.kernel + cold.block_mask)  # a new shape and mask
-    from sqabench.estimate import flex_shape
+    from sqabench.speed.estimate import flex_shape
 
     (swa,) = cells("swa", [256])
     warm = estimate([swa], RATES, compiled_before=frozenset({flex_shape(swa)})).per_cell[0]["compile"]
@@ -57,34 +55,26 @@ def test_estimate_parts_add_up_and_count_steps_from_the_floor():
 
 
 def test_a_decode_estimate_charges_its_steps_and_two_causal_prefills():
-    (dec,) = plan(
-        parse_variants("sqa"), TINY, [512], tokens=1024, batch=None, dtype="fp32", mode="decode", causal=True,
-        kernel="auto", device="cpu", warmup=1, repeats=3, new_tokens=8,
-    )  # fmt: skip
-    (prefill,) = plan(
-        parse_variants("sqa"), TINY, [512], tokens=1024, batch=dec.batch, dtype="fp32", mode="fwd", causal=True,
-        kernel="auto", device="cpu", warmup=0, repeats=1,
-    )  # fmt: skip: one causal forward of the context, twice (first and timed calls)
+    (dec,) = factories.cells("sqa", [512], tokens=1024, mode="decode", causal=True, warmup=1, repeats=3, new_tokens=8)
+    # one causal forward of the context, twice (first and timed calls)
+    (prefill,) = factories.cells("sqa", [512], tokens=1024, batch=dec.batch, causal=True, warmup=0, repeats=1)
     prefill_s = estimate([prefill], RATES).per_cell[0]["steps"]
     step_s = dec.floor(RATES).floor_ms / 1e3 / 0.4  # one token per sequence, at 40% of its floor
     steps = estimate([dec], RATES).per_cell[0]["steps"]
-    assert steps == pytest.approx((1 + 1 + 3) * dec.new_tokens * step_s + prefill_s)
+    assert steps == pytest.approx((1 + 1 + 3) * dec.settings.new_tokens * step_s + prefill_s)
 
 
 def test_a_best_cell_is_charged_every_candidates_brief_timing(monkeypatch):
     """Each candidate --kernel best tries is measured as a cell of its own, briefly: the estimate charges
     the calls those measurements make (counted here), then the full cell's."""
-    from sqabench import measure
+    from sqabench.speed import measure
 
-    (cell,) = plan(
-        parse_variants("mha"), TINY, [256], tokens=1024, batch=None, dtype="fp32", mode="fwd", causal=False,
-        kernel="best", device="cpu", warmup=1, repeats=3,
-    )  # fmt: skip
+    (cell,) = factories.cells("mha", [256], tokens=1024, kernel="best", warmup=1, repeats=3)
     calls = []
 
     def counted(trial, phase=None):
-        calls.append(1 + trial.warmup + trial.repeats)  # its first call, warm-up and timed repeats
-        return Outcome(kernel=trial.kernel_requested, timing=Timing(1.0, (1.0,)))
+        calls.append(1 + trial.settings.warmup + trial.settings.repeats)  # its first call, warm-up and timed repeats
+        return Outcome(kernel=trial.settings.kernel, timing=Timing(1.0, (1.0,)))
 
     monkeypatch.setattr(measure, "measure_cell", counted)
     measure.measure_best(cell, lambda name: None)
@@ -172,7 +162,7 @@ def test_budget_runs_the_most_valuable_cells_first_and_stops_starting_cells(tmp_
         return fake(cell, phase)
 
     def fake_estimate(cells, rates, compiled_before=frozenset(), already_s=0.0):
-        from sqabench.estimate import Estimate
+        from sqabench.speed.estimate import Estimate
 
         return Estimate([{"steps": 60.0 if c.seq_len >= 4096 else 1.0} for c in cells], already_s)
 
@@ -227,7 +217,7 @@ def test_the_estimate_remembers_what_earlier_runs_compiled(tmp_path, monkeypatch
     shapes.add(mha)  # not flex: nothing to remember
     again = runner_module.CompiledShapes()
     again.alive = True
-    from sqabench.estimate import flex_shape
+    from sqabench.speed.estimate import flex_shape
 
     assert again.known() == frozenset({flex_shape(swa)})
     again.alive = False  # the inductor cache is gone: nothing is warm
@@ -238,9 +228,7 @@ def test_the_estimate_remembers_what_earlier_runs_compiled(tmp_path, monkeypatch
 
 
 def planned(names, lengths, **given):
-    options = dict(tokens=1024, batch=None, dtype="fp32", mode="fwd", causal=False, kernel="auto", device="cpu",
-                   warmup=1, repeats=3)  # fmt: skip
-    return plan(parse_variants(names, window=48), TINY, lengths, **{**options, **given})
+    return factories.cells(names, lengths, tokens=1024, window=48, **{"warmup": 1, "repeats": 3, **given})
 
 
 def test_a_compiled_cell_is_charged_its_whole_model_compile_every_cell():

@@ -63,14 +63,40 @@ def test_every_docs_page_is_linked_from_the_readme():
         assert f"docs/{page.name}" in text, f"docs/{page.name} is linked from nowhere on the front page"
 
 
-@pytest.mark.parametrize("name", sorted(PAGES))
+def leaf_commands() -> list[str]:
+    """Every command a user types, a group's commands as ``group command`` (``reproduce paper``)."""
+    found = []
+    for name, command in commands().items():
+        inner = getattr(command, "commands", None)
+        found += [f"{name} {sub}" for sub in inner] if inner else [name]
+    return sorted(found)
+
+
+@pytest.mark.parametrize("name", leaf_commands())
 def test_every_option_of_a_command_is_named_on_some_page(name):
-    help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
+    help_text = CliRunner().invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"}).output
     options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", help_text)) - {"--help"}
     assert options, help_text
     documented = " ".join(page.read_text() for page in pages())
     missing = sorted(o for o in options if not re.search(rf"`[^`]*{re.escape(o)}(?![a-z0-9-])[^`]*`", documented))
     assert not missing, f"sqabench {name}: options named on no page (in backticks): {missing}"
+
+
+@pytest.mark.parametrize("csv", ["results", "quality", "curves"])
+def test_every_column_of_every_csv_is_documented(csv):
+    """Each column a run writes is named, in backticks, in the table of its page (the results CSV's page also
+    holds its order: ``test_results``)."""
+    from sqabench.quality.rows import COLUMNS as QUALITY, CURVE_COLUMNS
+    from sqabench.speed.results import COLUMNS as RESULTS
+
+    columns, page, heading = {"results": (RESULTS, "results.md", "# The results CSV"),
+                              "quality": (QUALITY, "quality.md", "## What a run reports"),
+                              "curves": (CURVE_COLUMNS, "quality.md", "-curves.csv`")}[csv]  # fmt: skip
+    text = (DOCS / page).read_text()
+    section = text[text.index(heading):]
+    table = section[section.index("| column |"):].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`(\w+)`", table))
+    assert not set(columns) - documented, f"docs/{page}: columns no table documents: {set(columns) - documented}"
 
 
 def test_the_front_page_is_short():

@@ -7,9 +7,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import sqabench.doctor as doctor
+import sqabench.speed.doctor as doctor
 from sqabench.cli import app
-from sqabench.doctor import Check, run_doctor, summary
+from sqabench.speed.doctor import Check, run_doctor, summary
 
 runner = CliRunner()
 

@@ -5,18 +5,16 @@ import time
 import pytest
 
 import fake_nvml
-import sqabench.measure as measure
-from conftest import TINY
+import sqabench.speed.measure as measure
+import factories
 from rows import write_run
-from sqabench.cells import plan
-from sqabench.check import Limits, compare
-from sqabench.energy import (
+from sqabench.speed.check import Limits, compare
+from sqabench.speed.energy import (
     MIN_ENERGY_WINDOW_S, SLOWDOWNS, GpuMonitor, Window, energy_of, energy_per_step, energy_steps,
 )
 from sqabench.environment import Environment
-from sqabench.results import results_writer, read_rows
-from sqabench.sweep import run_cell, run_sweep
-from sqabench.variants import parse_variants
+from sqabench.speed.results import results_writer, read_rows
+from sqabench.speed.sweep import run_cell, run_sweep
 
 
 def test_sampler_reads_during_the_window():
@@ -88,16 +86,13 @@ def test_short_windows_are_extended():
 
 
 def cells(names="mha,sqa"):
-    return plan(
-        parse_variants(names), TINY, [64], tokens=64, batch=None, dtype="fp32", mode="fwd", causal=False,
-        kernel="auto", device="cpu", warmup=0, repeats=3,
-    )  # fmt: skip
+    return factories.cells(names, [64], repeats=3)
 
 
 def on_fake_gpu(monkeypatch, **kwargs):
     """Real CPU cells, measured as if NVML watched a GPU: the fake's counter advances with time. The energy
     window is cut to a tenth of a second here (its arithmetic is tested with a fake clock above)."""
-    import sqabench.energy as energy
+    import sqabench.speed.energy as energy
 
     monkeypatch.setattr(energy, "MIN_ENERGY_WINDOW_S", 0.1)
     nvml = fake_nvml.make(**kwargs)
@@ -165,7 +160,7 @@ def test_throttled_cells_reach_the_rows_and_the_table(monkeypatch, tmp_path):
     assert [r["throttle"] for r in rows] == ["power-cap", "power-cap"]
     assert all(float(r["energy_j"]) > 0 for r in rows)
 
-    from sqabench.report import cell_text
+    from sqabench.speed.report import cell_text
 
     assert "throttled" in cell_text(rows[1], rows[0]).plain
 

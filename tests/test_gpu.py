@@ -1,14 +1,14 @@
 """On a GPU (``pytest -m gpu``): every variant x kernel against fp64, forward and backward, and a real cell."""
 
+import factories
 import pytest
 import torch
 
 from sqabench.attention import SQAttention
 from sqabench.kernels import KernelUnsupported
-from sqabench.cells import plan
-from sqabench.measure import measure_cell
+from sqabench.speed.measure import measure_cell
 from sqabench.presets import PRESETS
-from sqabench.variants import FAMILY, get_variant, parse_variants
+from sqabench.variants import FAMILY, get_variant
 from sqabench.verify import verify_layer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -42,10 +42,8 @@ def test_bf16_gradients_match_fp64(name, kernel):
 
 @pytest.mark.parametrize("mode", ["fwd", "train"])
 def test_a_real_cell_on_the_gpu(mode):
-    cells = plan(
-        parse_variants("sqa,swa"), PRESETS["paper"], [2048], tokens=8192, batch=None, dtype="bf16", mode=mode,
-        causal=False, kernel="auto", device="cuda", warmup=1, repeats=3,
-    )  # fmt: skip
+    cells = factories.cells("sqa,swa", [2048], PRESETS["paper"], tokens=8192, dtype="bf16", mode=mode, device="cuda",
+                            warmup=1, repeats=3)
     for cell in cells:
         outcome = measure_cell(cell)
         assert outcome.status == "ok" and outcome.timing.median_ms > 0
@@ -55,10 +53,8 @@ def test_a_real_cell_on_the_gpu(mode):
 @pytest.mark.parametrize("graphs", [False, True], ids=["eager-launch", "cuda-graph"])
 @pytest.mark.parametrize("name", ["gqa", "ssqa", "swa-xsqa"])
 def test_decode_cells_on_the_gpu(name, graphs):
-    (cell,) = plan(
-        parse_variants(name), PRESETS["paper"], [4096], tokens=32768, batch=None, dtype="bf16", mode="decode",
-        causal=True, kernel="auto", device="cuda", warmup=1, repeats=2, new_tokens=16, cuda_graphs=graphs,
-    )  # fmt: skip
+    (cell,) = factories.cells(name, [4096], PRESETS["paper"], tokens=32768, dtype="bf16", mode="decode", causal=True,
+                              device="cuda", warmup=1, repeats=2, new_tokens=16, cuda_graphs=graphs)
     outcome = measure_cell(cell)
     assert outcome.status == "ok" and outcome.verify_rel_err < 4e-2
     assert len(outcome.timing.samples_ms) == 2 * 16 and outcome.readings["prefill_ms"] > 0
@@ -83,12 +79,9 @@ def test_a_graphed_decode_step_equals_the_launched_one():
 def test_attention_memory_grows_with_the_query_heads():
     """The attention's own memory at the cell's shape: q, k, v and the output scale with the heads, where the
     model's peak (its logits) cannot see them."""
-    from sqabench.cells import Outcome
+    from sqabench.speed.cells import Outcome
 
-    cells = plan(
-        parse_variants("mha,xsqa"), PRESETS["paper"], [32768], tokens=65536, batch=None, dtype="bf16", mode="fwd",
-        causal=False, kernel="auto", device="cuda", warmup=0, repeats=2,
-    )  # fmt: skip
+    cells = factories.cells("mha,xsqa", [32768], PRESETS["paper"], tokens=65536, dtype="bf16", device="cuda")
     mha, xsqa = (measure_cell(cell) for cell in cells)
     assert isinstance(mha, Outcome) and mha.readings["attn_mem_bytes"] > xsqa.readings["attn_mem_bytes"] > 0
     qkvo = 2 * 32768 * 16 * (2 * 4 + 2 * 4) * 2  # xsqa: q, o of 4 heads, k, v of 4, bf16, batch 2
@@ -96,7 +89,7 @@ def test_attention_memory_grows_with_the_query_heads():
 
 
 def test_doctor_on_the_gpu():
-    from sqabench.doctor import run_doctor, summary
+    from sqabench.speed.doctor import run_doctor, summary
 
     checks, interrupted = run_doctor(torch.device("cuda"))
     result = summary(checks)
@@ -107,7 +100,7 @@ def test_doctor_on_the_gpu():
 
 
 def test_a_breakdown_on_the_gpu_adds_up():
-    from sqabench.profile import profile_step
+    from sqabench.speed.profile import profile_step
     from sqabench.encoder import build_encoder
 
     model = build_encoder(get_variant("sqa"), PRESETS["paper"], "auto", False, "cuda", torch.bfloat16)

@@ -1,10 +1,10 @@
 """The house: a shared base below two wings, imports pointing down only (function-level imports included), the
 wings apart, no circle.
 
-The shared layers (base, cost, model, measure) import neither wing. The speed wing (flat modules) and the
-quality wing (``sqabench/quality/``) each import downwards within themselves and the shared layers, never
-each other: in particular the quality wing never imports the speed wing's planning or flow (request, runner,
-sweep). Only the command line sees both. The README's Layout lists the same.
+Three rooms: the shared base (layers base, cost, model, measure: the flat modules of ``sqabench/``), the speed
+wing (``sqabench/speed/``) and the quality wing (``sqabench/quality/``). The shared layers import neither wing;
+each wing imports downwards within itself and the shared layers, never the other wing. Only the command line
+sees both. The README's Layout lists the same.
 """
 
 import ast
@@ -17,17 +17,19 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "sqabench"
 SHARED = {
     "base": ["errors", "version", "variants", "presets", "dtypes", "units", "options", "files", "shipped", "drawing"],
-    "cost": ["flops", "cells", "peaks"],
+    "cost": ["flops"],
     "model": ["kernels", "attention", "encoder", "decode"],
-    "measure": ["device", "environment", "energy", "verify", "failures", "ceilings", "measure", "profile", "cp",
-                "split", "doctor"],  # fmt: skip
+    "measure": ["device", "environment", "verify", "failures"],
 }
 SPEED = {
-    "speed results": ["results", "report"],
-    "speed run": ["sweep", "estimate", "request", "runner", "display"],
-    "speed figures and gate": ["plots", "check"],
-    "speed protocols": ["reproduce"],
-}
+    "speed base": ["speed", "speed.options", "speed.cells", "speed.peaks"],
+    "speed measuring": ["speed.energy", "speed.ceilings", "speed.profile", "speed.measure", "speed.cp", "speed.split",
+                        "speed.doctor"],
+    "speed results": ["speed.results", "speed.report"],
+    "speed run": ["speed.sweep", "speed.estimate", "speed.request", "speed.runner", "speed.display"],
+    "speed figures and gate": ["speed.plots", "speed.check"],
+    "speed protocols": ["speed.reproduce"],
+}  # fmt: skip
 QUALITY = {
     "quality base": ["quality", "quality.options", "quality.stats", "quality.rows"],
     "quality data": ["quality.mqar", "quality.corpus", "quality.tokenizer", "quality.tokens", "quality.tasks"],
@@ -91,12 +93,17 @@ def test_imports_point_down_and_the_wings_stay_apart(module):
 
 @pytest.mark.parametrize(
     "module, source, says",
-    [("quality.flow", "def f():\n    from sqabench.runner import execute\n", "quality wing) imports runner (speed"),
-     ("quality.plan", "from sqabench.request import parse_duration\n", "imports request (speed wing)"),
-     ("quality.summary", "import sqabench.sweep\n", "imports sweep (speed wing)"),
-     ("runner", "from sqabench.quality import flow\n", "imports quality.flow (quality wing)"),
-     ("measure", "from sqabench.quality.train import train\n", "imports quality.train (quality training), a higher"),
-     ("variants", "def f():\n    from sqabench.results import COLUMNS\n", "imports results (speed results), a higher"),
+    [("quality.flow", "def f():\n    from sqabench.speed.runner import execute\n",
+      "quality wing) imports speed.runner (speed"),
+     ("quality.plan", "from sqabench.speed.request import parse_duration\n", "imports speed.request (speed wing)"),
+     ("quality.summary", "import sqabench.speed.sweep\n", "imports speed.sweep (speed wing)"),
+     ("quality.flow", "from sqabench.speed import cells\n", "imports speed.cells (speed wing)"),
+     ("speed.runner", "from sqabench.quality import flow\n", "imports quality.flow (quality wing)"),
+     ("speed.measure", "from sqabench.quality.train import train\n", "imports quality.train (quality wing)"),
+     ("failures", "from sqabench.speed.cells import Outcome\n", "imports speed.cells (speed base), a higher"),
+     ("variants", "def f():\n    from sqabench.speed.results import COLUMNS\n",
+      "imports speed.results (speed results), a higher"),
+     ("speed.cells", "from sqabench.speed.results import COLUMNS\n", "imports speed.results (speed results), a hi"),
      ("quality.rows", "from sqabench.quality.flow import run_quality\n", "imports quality.flow (quality flow)")],
 )  # fmt: skip
 def test_a_deliberate_break_of_the_rule_is_caught(module, source, says):
@@ -125,10 +132,10 @@ def test_what_needs_no_torch_loads_none():
     """The cost model, the estimate, plots, the gate, the command line's import and the quality wing's rows,
     statistics and summary (what ``sqabench report`` reads) never load torch."""
     code = (
-        "import sys, sqabench.estimate, sqabench.check, sqabench.plots, sqabench.flops, sqabench.cells, "
-        "sqabench.units, sqabench.peaks, sqabench.files, sqabench.shipped, sqabench.drawing, sqabench.cli, "
+        "import sys, sqabench.speed.estimate, sqabench.speed.check, sqabench.speed.plots, sqabench.flops, sqabench.speed.cells, "
+        "sqabench.units, sqabench.speed.peaks, sqabench.files, sqabench.shipped, sqabench.drawing, sqabench.cli, "
         "sqabench.quality.rows, sqabench.quality.summary, sqabench.quality.tables, sqabench.quality.report, "
-        "sqabench.report; print('torch' in sys.modules)"
+        "sqabench.speed.report; print('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 

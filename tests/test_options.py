@@ -4,7 +4,8 @@
 from typer.testing import CliRunner
 
 import sqabench.cli as cli
-from sqabench.options import RunOptions, flag_of, option_infos
+from sqabench.options import flag_of, option_infos
+from sqabench.speed.options import RunOptions
 
 runner = CliRunner()
 
@@ -23,7 +24,7 @@ def parsed(args: list[str], monkeypatch) -> RunOptions:
 
 def test_every_field_is_an_option_of_run():
     help_text = runner.invoke(cli.app, ["run", "--help"], env={"COLUMNS": "200"}).output
-    for name, info in option_infos().items():
+    for name, info in option_infos(RunOptions).items():
         for flag in flag_of(name, info).split("/"):
             assert flag in help_text, flag
 
@@ -46,7 +47,7 @@ def test_argv_gives_back_the_same_options(monkeypatch):
 
 
 def test_a_cp_launch_passes_the_parsed_options(monkeypatch, tmp_path):
-    import sqabench.cp as cp
+    import sqabench.speed.cp as cp
 
     started = []
     monkeypatch.setattr(cp, "launch", lambda world, argv: started.append((world, argv)) or 0)

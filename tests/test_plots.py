@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from rows import write_run
 from sqabench.cli import app
 from sqabench.drawing import FAMILY_STYLE, styles
-from sqabench.plots import build_figures, paper_table
-from sqabench.results import COLUMNS, results_writer, load_results, resolve_baseline
+from sqabench.speed.plots import build_figures, paper_table
+from sqabench.speed.results import COLUMNS, results_writer, load_results, resolve_baseline
 
 matplotlib.use("Agg")
 runner = CliRunner()
@@ -280,7 +280,7 @@ def test_colours_within_a_family_and_custom_heads_are_far_apart():
 def test_an_interrupted_plot_leaves_no_half_figure(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from sqabench.plots import make_plots
+    from sqabench.speed.plots import make_plots
 
     real = Figure.savefig
 
@@ -297,7 +297,7 @@ def test_an_interrupted_plot_leaves_no_half_figure(tmp_path, monkeypatch):
 
 def test_plot_reuses_the_runs_baseline(tmp_path):
     path = write_run(tmp_path / "d.csv", mode="decode")
-    from sqabench.results import read_rows
+    from sqabench.speed.results import read_rows
 
     rows = read_rows(path)
     rewritten = tmp_path / "gqa-baseline.csv"

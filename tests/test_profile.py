@@ -15,8 +15,8 @@ import sqabench.encoder as encoder
 from conftest import TINY
 from sqabench.encoder import build_encoder
 from sqabench.kernels import ATTENTION_RANGE
-import sqabench.profile as profile
-from sqabench.profile import RULES, _ancestry, category, profile_step, summarise
+import sqabench.speed.profile as profile
+from sqabench.speed.profile import RULES, _ancestry, category, profile_step, summarise
 from sqabench.variants import get_variant
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "cpu_profile_ops.json").read_text())
@@ -107,7 +107,7 @@ def test_a_run_with_breakdown_writes_its_columns_and_each_variants_longest_trace
 
 def test_the_kernels_of_a_gpu_trace_are_named_with_the_operators_they_ran_inside():
     """A trace as torch.profiler writes it on a GPU (the fields read: cat, name, ts, dur, tid, External id)."""
-    from sqabench.profile import trace_kernels
+    from sqabench.speed.profile import trace_kernels
 
     def op(name, ts, dur, ext, cat="cpu_op"):
         return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "tid": 1, "args": {"External id": ext}}
@@ -220,7 +220,7 @@ def test_the_profilers_own_lines_stay_off_stderr_and_others_pass(capfd):
     a --breakdown run would show them between its progress lines."""
     import os
 
-    from sqabench.profile import kineto_quiet
+    from sqabench.speed.profile import kineto_quiet
 
     profile_step(model_step(), CPU)
     with kineto_quiet():

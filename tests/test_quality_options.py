@@ -45,7 +45,7 @@ def test_every_stated_default_is_the_one_used(corpus):
                                                                                  text.cfg.eval_every]  # fmt: skip
     cpu, gpu = numbers("eval_tokens", r"Default: (\d+) on a CPU, (\d+) on a GPU")
     options = QualityOptions(data=str(corpus))
-    assert (text.cfg.task.eval_tokens, _task(options, "cuda", lambda s: None).eval_tokens) == (cpu, gpu)
+    assert (text.cfg.task.eval_tokens, _task(options, "cuda").eval_tokens) == (cpu, gpu)
     assert numbers("vocab", r"MQAR's \(default (\d+);")[0] == mqar.cfg.task.vocab
     assert numbers("pairs", r"\(default (\d+)\)")[0] == mqar.cfg.task.size.pairs
     assert "bytes (the default" in help_of("tokenizer") and text.cfg.task.tokenizer.name == "bytes"
@@ -79,8 +79,10 @@ def test_seq_takes_a_size_as_run_does_and_reproduce_says_what_its_seq_is():
 
     plan, _ = resolve_quality(QualityOptions(device="cpu", dry_run=True, seq="0.25k", vocab=300))
     assert plan.cfg.task.seq_len == 256  # 250, the power of two within 3%: the rule of run's --seq
-    text = " ".join(CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "200"}).output.split())
-    assert "paper: the lengths" in text and "quality: the context, one length" in text
+    def helped(target: str) -> str:
+        return " ".join(CliRunner().invoke(app, ["reproduce", target, "--help"], env={"COLUMNS": "200"}).output.split())
+
+    assert "paper: the lengths" in helped("paper") and "quality: the context, one length" in helped("quality")
 
 
 def test_the_data_help_names_every_format_the_reader_takes(tmp_path):

@@ -360,7 +360,7 @@ def _no_tokenizers(monkeypatch):
      ("no data", ["--task", "text"], "--task text needs --data"),
      ("mqar pad", ["--pad-like-paper", ""], "--pad-like-paper is for --task text"),
      ("held out", ["--data", "{tmp}/corpus.txt", "--held-out", "1.5"], "--held-out 1.5 must be a fraction"),
-     ("equal", ["--equal", "time"], "--equal 'time': choose one of: tokens, flops"),
+     ("equal", ["--equal", "time"], "unknown --equal 'time'; choose one of: tokens, flops"),
      ("two budgets", ["--tokens", "1M"], "--steps and --tokens each set the steps"),
      ("tokens", ["--tokens", "lots", "--steps", None], "--tokens: 'lots' is not a count"),
      ("budget", ["--budget", "soon", "--steps", None], "--budget 'soon' is not a duration"),
@@ -371,7 +371,7 @@ def _no_tokenizers(monkeypatch):
      ("window", ["--window", "8", "--variants", "mha,sqa"], "--window 8 applies to windowed variants"),
      ("whole tokens", ["--tokens", "1.5", "--steps", None], "--tokens: '1.5' is not a whole number"),
      ("seq", ["--seq", "1x"], "--seq: '1x' is not a length"),
-     ("dtype", ["--dtype", "fp16"], "--dtype 'fp16': choose one of: fp32, bf16")],
+     ("dtype", ["--dtype", "fp16"], "unknown --dtype 'fp16'; choose one of: fp32, bf16 (fp16")],
 )  # fmt: skip
 def test_text_bad_input_is_one_line_exit_2_and_nothing_written(corpus, tmp_path, monkeypatch, case, args, message):
     (tmp_path / "empty.txt").write_text("\n\n  \n")

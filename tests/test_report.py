@@ -1,28 +1,26 @@
 """The tables flag what a number cannot be trusted for: a wrong floor, a launch-bound decode step, a
 ratio across runs, a single repeat. Rows come from ``to_row``, as a real run's do."""
 
+import factories
 import pytest
 from rich.console import Console
 
-from sqabench.ceilings import DeviceLimits
-from sqabench.cells import Outcome, Timing, plan
+from sqabench.speed.ceilings import DeviceLimits
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.environment import Environment
 from sqabench.flops import Rates
 from sqabench.presets import PRESETS
-from sqabench.report import cell_text, results_tables
-from sqabench.results import FLOOR_WRONG
-from sqabench.sweep import to_row
-from sqabench.variants import parse_variants
+from sqabench.speed.report import cell_text, results_tables
+from sqabench.speed.results import FLOOR_WRONG
+from sqabench.speed.sweep import to_row
 
 ENV = Environment(device="cuda", gpu_name="NVIDIA H100 80GB HBM3", torch_version="2.11.0", git_sha="abc")
 
 
 def rows_for(names, mode="fwd", times=(10.0, 10.5, 9.5), rates=None, run_ids=None, repeats=3, device="cuda",
              kernel="auto", length=1024):
-    cells = plan(
-        parse_variants(names), PRESETS["paper"], [length], tokens=length, batch=None, dtype="bf16", mode=mode,
-        causal=False, kernel=kernel, device=device, warmup=1, repeats=repeats, new_tokens=4,
-    )  # fmt: skip
+    cells = factories.cells(names, [length], PRESETS["paper"], tokens=length, dtype="bf16", mode=mode, kernel=kernel,
+                            device=device, warmup=1, repeats=repeats, new_tokens=4)
     limits = DeviceLimits(measured=rates) if rates else DeviceLimits()
     return [
         to_row(cell, Outcome(kernel="sdpa-flash", timing=Timing(100.0, times[:repeats])), ENV,
@@ -117,9 +115,9 @@ def test_the_winner_of_kernel_best_is_in_the_table():
 def test_the_spread_means_one_thing_in_the_table_and_in_check_json(tmp_path):
     """(max - min) / median of the repeats, the full range: the table's ± and check --json's range alike."""
     from rows import write_run
-    from sqabench.check import benchmark_json
-    from sqabench.report import SPREAD_MEANS, results_table
-    from sqabench.results import latest, load_results
+    from sqabench.speed.check import benchmark_json
+    from sqabench.speed.report import SPREAD_MEANS, results_table
+    from sqabench.speed.results import latest, load_results
 
     (row,) = rows_for("mha", times=(10.0, 11.0, 9.0))  # (11 - 9) / 10 = 20%
     assert "±20%" in plain(cell_text(row, None))

@@ -5,7 +5,7 @@ import pytest
 
 from rows import write_run
 from sqabench.errors import ConfigError
-from sqabench.results import (
+from sqabench.speed.results import (
     CELL_KEY,
     COLUMNS,
     results_writer,
@@ -95,7 +95,7 @@ def test_the_results_page_documents_the_columns_in_file_order():
 
 def test_a_cell_name_says_every_column_of_the_cell_key(tmp_path):
     """Two cells that differ in any key column never print under one name."""
-    from sqabench.results import cell_name
+    from sqabench.speed.results import cell_name
 
     (row,) = [r for r in read_rows(write_run(tmp_path / "r.csv")) if r["variant"] == "sqa" and r["seq_len"] == "1024"]
     other = {"variant": "6/2", "n_q_heads": "6", "n_kv_heads": "2", "window": "64", "preset": "wide",

@@ -5,20 +5,16 @@ import torch
 from torch._dynamo.exc import FailOnRecompileLimitHit
 from torch._inductor.exc import InductorError, LoweringException
 
-from conftest import TINY
-from sqabench.cells import Outcome, Timing, plan
+import factories
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.environment import Environment
-from sqabench.results import results_writer, read_rows
-from sqabench.sweep import SweepAborted, classify, run_cell, run_sweep
-from sqabench.variants import parse_variants
+from sqabench.speed.results import results_writer, read_rows
+from sqabench.speed.sweep import SweepAborted, classify, run_cell, run_sweep
 from sqabench.verify import KernelVerifyFailed
 
 
 def cells(names="mha,sqa,xsqa", lengths=(64,)):
-    return plan(
-        parse_variants(names), TINY, lengths, tokens=64, batch=None, dtype="fp32", mode="fwd", causal=False,
-        kernel="auto", device="cpu", warmup=0, repeats=2,
-    )  # fmt: skip
+    return factories.cells(names, lengths)
 
 
 def raising(err):
@@ -92,7 +88,7 @@ def test_sticky_cuda_error_stops_the_sweep_after_its_row(tmp_path):
 
 
 def test_phases_are_reported_in_order():
-    from sqabench.measure import measure_cell
+    from sqabench.speed.measure import measure_cell
 
     phases = []
     outcome = run_cell(cells("mha")[0], measure_cell, phases.append)
@@ -111,12 +107,12 @@ def test_a_host_allocation_failure_is_oom():
 def test_the_first_cell_also_warms_the_process_up(tmp_path):
     """An identical later cell ran faster than the first (a cold process): the first cell runs more untimed
     calls, and its row records how many."""
-    from sqabench.sweep import PROCESS_WARMUP
+    from sqabench.speed.sweep import PROCESS_WARMUP
 
     seen = []
 
     def measure(cell, phase):
-        seen.append((cell.spec.name, cell.warmup))
+        seen.append((cell.spec.name, cell.settings.warmup))
         return Outcome(kernel="fake", timing=Timing(1.0, (1.0, 1.0)))
 
     writer = results_writer(tmp_path / "r.csv")

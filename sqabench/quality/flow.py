@@ -32,7 +32,7 @@ def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None
     """Train every (variant, seed) still to train, seed-major, and write each row as it finishes; an out-of-memory
     or failed run is a row of its own (``oom`` / ``error``) and the next goes on, but for a CUDA error that leaves
     the GPU unusable: its row is written, then ``Stopped``. Returns every row, kept ones too."""
-    from sqabench.failures import MEASURE_ERRORS, classify, is_sticky
+    from sqabench.failures import MEASURE_ERRORS, classify
     from sqabench.quality.train import train
 
     plan = plan if plan.run_id else replace(plan, run_id=uuid.uuid4().hex[:12])
@@ -51,12 +51,12 @@ def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None
             result = train(cfg, spec, seed, on_eval=heard, on_step=on_step, checkpoint=checkpoint)
             row = run_row(plan, env, spec, seed, cfg, result)
         except MEASURE_ERRORS as error:
-            outcome = classify(error)
-            row = run_row(plan, env, spec, seed, cfg, None, outcome.error, outcome.status)
-            if is_sticky(outcome):
+            failure = classify(error)
+            row = run_row(plan, env, spec, seed, cfg, None, failure.error, failure.status)
+            if failure.sticky:
                 rows_out.write(row)
                 on_row(row)
-                raise Stopped(f"{label}: {outcome.error}; a sticky CUDA error fails every later run") from None
+                raise Stopped(f"{label}: {failure.error}; a sticky CUDA error fails every later run") from None
         rows_out.write(row)
         checkpoint.path.unlink(missing_ok=True)
         rows.append(row)
@@ -98,7 +98,7 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
         err.print(Text(message, style=style), highlight=False)
 
     started = time.monotonic()
-    plan, env = resolve_quality(options, say)
+    plan, env = resolve_quality(options)
     # One writer per file: a second run on it is refused before it touches anything. A dry run writes nothing.
     with nullcontext() if options.dry_run else RunLock(plan.path):
         if options.resume:

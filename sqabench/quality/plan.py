@@ -13,16 +13,22 @@ from sqabench.environment import Environment, environment, host_label
 from sqabench.errors import ConfigError
 from sqabench.files import check_output
 from sqabench.flops import step_cost
+from sqabench.options import check_options
 from sqabench.presets import Preset
 from sqabench.quality.mqar import MQARSize
 from sqabench.quality.options import (
-    DEFAULT_PAIRS, DEFAULT_STEPS, DTYPES, EQUAL, EVAL_TOKENS, GPU_BUDGET_S, TASK_DEFAULTS, TASKS, TINY,
+    DEFAULT_PAIRS,
+    DEFAULT_STEPS,
+    EVAL_TOKENS,
+    GPU_BUDGET_S,
+    TASK_DEFAULTS,
+    TINY,
     QualityOptions,
 )  # fmt: skip
 from sqabench.quality.rows import curves_path
 from sqabench.quality.train import Checkpoint, TrainConfig
 from sqabench.units import parse_duration, parse_length, parse_size
-from sqabench.variants import VariantSpec, parse_variants, pick_baseline
+from sqabench.variants import VariantSpec, check_window, parse_variants, pick_baseline
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,6 @@ def _model(options: QualityOptions, vocab: int) -> Preset:
         return replace(get_preset(options.preset), vocab_size=vocab)
     d_model, layers, heads = (getattr(options, name) if getattr(options, name) is not None else TINY[name]
                               for name in TINY)  # fmt: skip
-    for name, value, lowest in (("--d-model", d_model, 2), ("--layers", layers, 1), ("--heads", heads, 1)):
-        if value < lowest:
-            raise ConfigError(f"{name} {value} must be >= {lowest}")
     if d_model % heads or (d_model // heads) % 2:
         raise ConfigError(f"--d-model {d_model} must be a multiple of --heads {heads} with an even head size (RoPE "
                           "rotates pairs)")  # fmt: skip
@@ -107,12 +110,10 @@ def _model(options: QualityOptions, vocab: int) -> Preset:
                   vocab_size=vocab, source="sqabench quality")  # fmt: skip
 
 
-def _task(options: QualityOptions, device_type: str, say):
+def _task(options: QualityOptions, device_type: str):
     from sqabench.quality.tasks import MQARTask, text_task
 
     name = "text" if options.data is not None and options.task.lower() == "mqar" else options.task.lower()
-    if name not in TASKS:
-        raise ConfigError(f"unknown task {options.task!r}; choose one of: {', '.join(TASKS)}")
     seq = parse_length(options.seq, "--seq") if options.seq is not None else TASK_DEFAULTS[name]["seq"]
     if seq < 2:
         raise ConfigError(f"--seq {seq} must be >= 2")
@@ -129,33 +130,18 @@ def _task(options: QualityOptions, device_type: str, say):
         raise ConfigError("--pairs is for --task mqar (its key-value pairs); a text corpus has none")
     if options.data is None:
         raise ConfigError("--task text needs --data PATH: a UTF-8 .txt, a folder of .txt, or .jsonl/.parquet")
-    if options.held_out is not None and not 0 < options.held_out < 1:
-        raise ConfigError(f"--held-out {options.held_out} must be a fraction in (0, 1)")
     eval_tokens = (parse_size(options.eval_tokens, "--eval-tokens", "size", "8192, 8k, 256k")
                    if options.eval_tokens is not None else EVAL_TOKENS[device_type])  # fmt: skip
     return text_task(Path(options.data), options.tokenizer and options.tokenizer.lower(), options.vocab, seq,
-                     options.held_out, options.pad_like_paper, eval_tokens, say)  # fmt: skip
+                     options.held_out, options.pad_like_paper, eval_tokens)  # fmt: skip
 
 
-def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Plan, Environment]:
+def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     """Check every option and build the plan; raises ``ConfigError`` on the first bad one, before any file.
     With ``--resume`` the flow then leaves out the runs the file holds (``quality.resume``), under its lock."""
     from sqabench.device import resolve_device
 
-    for name, value, lowest in (("--seeds", options.seeds, 1), ("--steps", options.steps, 1),
-                                ("--batch", options.batch, 1), ("--eval-every", options.eval_every, 1)):  # fmt: skip
-        if value is not None and value < lowest:
-            raise ConfigError(f"{name} {value} must be >= {lowest}")
-    if not 0 < options.lr < 1:  # NaN too
-        raise ConfigError(f"--lr {options.lr} must be in (0, 1)")
-    if not 0 <= options.warmup < 1:
-        raise ConfigError(f"--warmup {options.warmup} must be a fraction in [0, 1)")
-    if not 0 <= options.weight_decay < 1:
-        raise ConfigError(f"--weight-decay {options.weight_decay} must be in [0, 1)")
-    if options.equal.lower() not in EQUAL:
-        raise ConfigError(f"--equal {options.equal!r}: choose one of: {', '.join(EQUAL)}")
-    if not options.checkpoint_every > 0:
-        raise ConfigError(f"--checkpoint-every {options.checkpoint_every} must be > 0 minutes")
+    check_options(options)
     asked = [flag for flag, value in (("--steps", options.steps), ("--tokens", options.tokens),
                                       ("--budget", options.budget)) if value is not None]  # fmt: skip
     if len(asked) > 1:
@@ -170,15 +156,11 @@ def resolve_quality(options: QualityOptions, say=lambda text: None) -> tuple[Pla
     path = Path(options.out) if options.out else Path("results") / f"quality-{host_label(env)}-{stamp}.csv"
     if options.resume and not options.out:
         raise ConfigError("--resume needs --out FILE: the quality CSV to continue")
-    task = _task(options, device.type, say)
+    task = _task(options, device.type)
     preset = _model(options, task.vocab)
-    if options.window is not None and options.window < 1:
-        raise ConfigError(f"--window {options.window} must be >= 1")
     window = options.window if options.window is not None else max(1, task.seq_len // 4)
     specs = parse_variants(options.variants, preset.n_heads, window)
-    if options.window is not None and all(spec.window is None for spec in specs):
-        raise ConfigError(f"--window {options.window} applies to windowed variants (swa, swa-ssqa, swa-xsqa, or "
-                          f"Hq/Hkv@W); none of {options.variants!r} has a window")  # fmt: skip
+    check_window(options.window, specs, options.variants)
     names = [spec.name for spec in specs]
     baseline = pick_baseline(options.baseline, names, "is not among the variants trained")
     if baseline is None:
@@ -217,7 +199,4 @@ def default_budget(device_type: str, steps_given: bool, resume: bool) -> float |
 def _dtype(asked: str | None, device_type: str) -> str:
     if asked is None:
         return "bf16" if device_type == "cuda" else "fp32"
-    if asked.lower() not in DTYPES:
-        raise ConfigError(f"--dtype {asked!r}: choose one of: {', '.join(DTYPES)} (fp16 training would need loss "
-                          "scaling, which sqabench quality does not do)")  # fmt: skip
     return asked.lower()

@@ -125,13 +125,12 @@ class TextTask:
 
 
 def text_task(data: Path, tokenizer: str | None, vocab: int | None, seq: int, held_out: float | None,
-              pad_like_paper: bool, eval_tokens: int | None = None,
-              say=lambda text: None) -> TextTask:  # fmt: skip
+              pad_like_paper: bool, eval_tokens: int | None = None) -> TextTask:  # fmt: skip
     """Read, split, tokenize and pack ``data`` (or load a ``.tokens`` file of ``sqabench tokenize``); one-line
     ``ConfigError`` for a corpus that cannot be used. ``eval_tokens``: the held-out text every evaluation scores,
     in bytes (the same share of every document: ``corpus.evaluation_windows``; with ``pad_like_paper`` rows
     spread over the documents, counted in real tokens); None: all of it."""
-    tokens = tokenize(data, tokenizer, vocab, held_out, say)
+    tokens = tokenize(data, tokenizer, vocab, held_out)
     tok, train_ids, held_ids = tokens.tokenizer, tokens.train, tokens.held
     if pad_like_paper:
         if tok.bos is None:

@@ -15,16 +15,18 @@ the hash of those documents and the vocabulary.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 
 from sqabench.errors import ConfigError
 from sqabench.files import cache_dir, replacing
-from sqabench.quality.options import DEFAULT_BPE_VOCAB
+from sqabench.quality.options import DEFAULT_BPE_VOCAB, TOKENIZERS
 
-TOKENIZERS = ("bytes", "bpe")
 SPECIALS = ("<eod>", "<pad>", "<bos>")  # ids 256, 257, 258 for bytes; 0, 1, 2 for a BPE (trained with them first)
 BYTE_VOCAB = 256 + len(SPECIALS)
 MIN_BPE_VOCAB = 256 + len(SPECIALS)  # byte-level BPE starts from every byte
+
+LOG = logging.getLogger("sqabench")
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +67,7 @@ def _bpe_library():
     return tokenizers
 
 
-def bpe_tokenizer(documents: list[str], vocab: int, say=lambda text: None) -> Tokenizer:
+def bpe_tokenizer(documents: list[str], vocab: int) -> Tokenizer:
     """A byte-level BPE of ``vocab`` tokens trained on ``documents`` (cached by their hash and ``vocab``)."""
     check_tokenizer("bpe", vocab)
     lib = _bpe_library()
@@ -73,7 +75,7 @@ def bpe_tokenizer(documents: list[str], vocab: int, say=lambda text: None) -> To
     if path.is_file():
         tok = lib.Tokenizer.from_file(str(path))
     else:
-        say(f"training a BPE of {vocab} tokens on the training documents (cached in {path.parent}) ...")
+        LOG.info(f"training a BPE of {vocab} tokens on the training documents (cached in {path.parent}) ...")
         tok = lib.Tokenizer(lib.models.BPE())
         tok.pre_tokenizer = lib.pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = lib.decoders.ByteLevel()
@@ -105,8 +107,8 @@ def check_tokenizer(name: str, vocab: int | None) -> None:
         _bpe_library()
 
 
-def get_tokenizer(name: str, documents: list[str], vocab: int | None, say=lambda text: None) -> Tokenizer:
+def get_tokenizer(name: str, documents: list[str], vocab: int | None) -> Tokenizer:
     check_tokenizer(name, vocab)
     if name == "bytes":
         return byte_tokenizer()
-    return bpe_tokenizer(documents, vocab if vocab is not None else DEFAULT_BPE_VOCAB, say)
+    return bpe_tokenizer(documents, vocab if vocab is not None else DEFAULT_BPE_VOCAB)

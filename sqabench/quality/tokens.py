@@ -5,6 +5,8 @@ the tokens another one made.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +37,7 @@ class Tokenized:
     held: list[list[int]]
 
 
-def tokenize(data: Path, tokenizer: str | None, vocab: int | None, held_out: float | None,
-             say=lambda text: None) -> Tokenized:  # fmt: skip
+def tokenize(data: Path, tokenizer: str | None, vocab: int | None, held_out: float | None) -> Tokenized:  # fmt: skip
     """Read ``data``, split it into whole training and held-out documents (``held_out`` of them; None: 5%), and
     tokenize both (``tokenizer`` None: bytes; a BPE is trained on the training documents only); a ``.tokens``
     file of ``sqabench tokenize`` is loaded instead. One-line ``ConfigError`` for a corpus that cannot be used."""
@@ -46,9 +47,9 @@ def tokenize(data: Path, tokenizer: str | None, vocab: int | None, held_out: flo
     held_out = DEFAULT_HELD_OUT if held_out is None else held_out
     check_tokenizer(tokenizer, vocab)
     if data.is_dir() or data.is_file() and data.stat().st_size > LARGE:
-        say(f"reading {data} ...")
+        logging.getLogger("sqabench").info(f"reading {data} ...")
     train_docs, held_docs = split(read_documents(data), held_out)
-    tok = get_tokenizer(tokenizer, train_docs, vocab, say)
+    tok = get_tokenizer(tokenizer, train_docs, vocab)
     return Tokenized(str(data), tok, held_out, corpus_hash(train_docs), tok.encode(train_docs), tok.encode(held_docs))
 
 
@@ -110,8 +111,7 @@ def _docs(flat: torch.Tensor, lengths: torch.Tensor, vocab: int) -> list[list[in
     return [piece.tolist() for piece in torch.split(flat, lengths.tolist())]
 
 
-def tokens_file(data: Path, tokenizer: str, vocab: int | None, held_out: float, out: Path | None,
-                say=lambda text: None) -> tuple[Path, Tokenized]:  # fmt: skip
+def tokens_file(data: Path, tokenizer: str, vocab: int | None, held_out: float, out: Path | None) -> tuple[Path, Tokenized]:  # fmt: skip
     """``sqabench tokenize``: split and tokenize ``data`` into a ``.tokens`` file (``out``, or beside ``data``
     named by its tokenizer). Every option is checked before any text is read; the file is written in one step."""
     if not 0 < held_out < 1:
@@ -127,6 +127,6 @@ def tokens_file(data: Path, tokenizer: str, vocab: int | None, held_out: float, 
     writable_file(path, "--out")
     if data.suffix == TOKENS_SUFFIX:
         raise ConfigError(f"{data} is a tokens file already; give the corpus it was made from")
-    tokens = tokenize(data, tokenizer, vocab, held_out, say)
+    tokens = tokenize(data, tokenizer, vocab, held_out)
     save_tokens(tokens, path)
     return path, tokens

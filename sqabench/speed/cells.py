@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 from sqabench.flops import (
-    Cost, Floor, Rates, cache_slots, decode_cost, floor, kv_cache_bytes, split_cost, step_cost,
+    Cost,
+    Floor,
+    Rates,
+    cache_slots,
+    decode_cost,
+    floor,
+    kv_cache_bytes,
+    split_cost,
+    step_cost,
 )  # fmt: skip
 from sqabench.presets import Preset
 from sqabench.units import format_len
@@ -41,6 +49,55 @@ class Work:
     kv_cache_bytes: int | None = None
 
 
+def setting(default: object, *, key: bool = True, column: str | None = "", show=None):
+    """A field of ``Settings``: ``key`` when it tells two measurements apart (the cell key, resume, the gate's
+    pairing, a table's or panel's setting); ``column`` its CSV column ("" : its own name, None : none); ``show``
+    how the column spells the value, when not as it is."""
+    return field(default=default, metadata={"key": key, "column": column, "show": show})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a cell but its variant, model and length, declared once: the cell key, the CSV columns
+    and a row's identity are derived from these fields (``key_columns``, ``setting_columns``). A new setting is
+    a field here, an option (``speed.options``) of the same name, and its use."""
+
+    causal: bool = setting(False)
+    mode: str = setting("fwd")
+    scope: str = setting("model")  # what is timed: the model, one block, or the attention op
+    dtype: str = setting("fp32")
+    device: str = setting("cpu")
+    kernel: str = setting("auto", column="kernel_requested")  # auto, eager, sdpa, sdpa-<backend>, flex, best
+    new_tokens: int = setting(0, show=lambda value: value or "")  # decode: tokens generated per pass; else 0
+    cuda_graphs: bool = setting(False)  # decode: the step captured in a CUDA graph
+    world_size: int = setting(1)  # ranks the sequence is split across (context parallelism)
+    compile: str = setting("")  # torch.compile's mode for the whole model; "" runs it eagerly
+    warmup: int = setting(1, key=False)
+    repeats: int = setting(3, key=False)
+    breakdown: bool = setting(False, key=False, column=None)  # profile one more step (not part of the measure)
+    trace: str = setting("", key=False, column=None)  # --breakdown: where this cell's Chrome trace goes
+
+    def columns(self) -> dict[str, object]:
+        """The CSV columns of these settings, as the file spells them."""
+        found = {}
+        for f in fields(self):
+            if f.metadata["column"] is not None:
+                value = getattr(self, f.name)
+                found[f.metadata["column"] or f.name] = f.metadata["show"](value) if f.metadata["show"] else value
+        return found
+
+
+def setting_columns(settings_type: type | None = None) -> tuple[str, ...]:
+    """The CSV columns of every setting of ``settings_type`` (default ``Settings``), in declaration order."""
+    found = fields(settings_type or Settings)
+    return tuple(f.metadata["column"] or f.name for f in found if f.metadata["column"] is not None)
+
+
+def key_columns(settings_type: type | None = None) -> tuple[str, ...]:
+    """The columns of the settings that tell two measurements apart."""
+    return tuple(f.metadata["column"] or f.name for f in fields(settings_type or Settings) if f.metadata["key"])
+
+
 @dataclass(frozen=True)
 class Cell:
     """One measurement: a variant at one length, with every setting that changes the number."""
@@ -50,45 +107,36 @@ class Cell:
     seq_len: int
     batch: int
     batch_rule: str  # how the batch was chosen: "tokens=131072" or "batch=1"
-    dtype: str
-    mode: str
-    causal: bool
-    kernel_requested: str  # auto, eager, sdpa, sdpa-<backend>, flex
-    device: str
-    warmup: int
-    repeats: int
-    new_tokens: int = 0  # decode: tokens generated per pass; 0 otherwise
-    cuda_graphs: bool = False  # decode: the step captured in a CUDA graph
-    scope: str = "model"  # what is timed: the model, one block, or the attention op
-    world_size: int = 1  # ranks the sequence is split across (context parallelism)
-    compile: str = ""  # torch.compile's mode for the whole model; "" runs it eagerly
-    breakdown: bool = False  # profile one more step after the timed repeats (not part of what is measured)
-    trace: str = ""  # --breakdown: where this cell's Chrome trace goes ("" : none)
+    settings: Settings
+
+    def but(self, **changes) -> "Cell":
+        """This cell with some of its settings changed."""
+        return replace(self, settings=replace(self.settings, **changes))
 
     @property
     def layers_timed(self) -> int:
-        return self.preset.n_layers if self.scope == "model" else 1
+        return self.preset.n_layers if self.settings.scope == "model" else 1
 
     @property
     def uses_flex(self) -> bool:
         """Whether the cell's (prefill) kernel is, or may be, flex: compiled per shape."""
-        return self.kernel_requested in ("flex", "best") or (
-            self.kernel_requested == "auto" and self.spec.window is not None
+        return self.settings.kernel in ("flex", "best") or (
+            self.settings.kernel == "auto" and self.spec.window is not None
         )
 
     @property
     def flex_skipped(self) -> bool:
         """Whether flex will refuse this cell: FlexAttention has no backward on a CPU (torch 2.11 to 2.13), so
         a train cell there is ``skipped`` (``--kernel best`` tries the other candidates)."""
-        return self.mode == "train" and self.device.split(":")[0] == "cpu"
+        return self.settings.mode == "train" and self.settings.device.split(":")[0] == "cpu"
 
     @property
     def best_candidates(self) -> list[str]:
         """The kernels ``--kernel best`` tries: every fused SDPA backend and flex, and those that hold an N x N
         matrix (a window's explicit mask, the math backend) where N is short enough."""
-        short = self.seq_len <= DENSE_MASK_MAX or self.mode == "decode"
+        short = self.seq_len <= DENSE_MASK_MAX or self.settings.mode == "decode"
         fused = ["sdpa-flash", "sdpa-cudnn", "sdpa-efficient"]
-        if self.spec.window is not None and self.mode != "decode":
+        if self.spec.window is not None and self.settings.mode != "decode":
             return ["flex", *(fused + ["sdpa-math"] if short else [])]
         return [*fused, "flex", *(["sdpa-math"] if short else [])]
 
@@ -98,38 +146,33 @@ class Cell:
         return {
             "variant": s.name, "preset": p.name, "n_heads": s.n_heads, "n_q_heads": s.n_q_heads,
             "n_kv_heads": s.n_kv_heads, "head_dim": p.head_dim, "d_model": p.d_model, "n_layers": self.layers_timed,
-            "window": "" if s.window is None else s.window, "causal": self.causal, "mode": self.mode,
-            "scope": self.scope,
-            "dtype": self.dtype, "device": self.device, "kernel_requested": self.kernel_requested,
-            "seq_len": self.seq_len, "batch": self.batch, "batch_rule": self.batch_rule,
-            "new_tokens": self.new_tokens if self.mode == "decode" else "", "cuda_graphs": self.cuda_graphs,
-            "world_size": self.world_size, **self.split_identity(), "compile": self.compile,
-            "warmup": self.warmup, "repeats": self.repeats,
+            "window": "" if s.window is None else s.window, "seq_len": self.seq_len, "batch": self.batch,
+            "batch_rule": self.batch_rule, **self.settings.columns(), **self.split_identity(),
         }  # fmt: skip
 
     def split_identity(self) -> dict[str, object]:
         """Context parallelism's columns: backend, path and each rank's share; empty on one process."""
-        if self.world_size == 1:
+        if self.settings.world_size == 1:
             return {"cp_backend": "", "cp_path": "", "local_len": ""}
-        return {"cp_backend": self.cp_backend, "cp_path": "flex", "local_len": self.seq_len // self.world_size}
+        return {"cp_backend": self.cp_backend, "cp_path": "flex", "local_len": self.seq_len // self.settings.world_size}
 
     @property
     def cp_backend(self) -> str:
-        return collective_backend(self.device)
+        return collective_backend(self.settings.device)
 
     @cached_property
     def work(self) -> Work:
         """The cost model's work of one timed call: a step, or a decode step (one token per sequence)."""
         s, p = self.spec, self.preset
-        if self.mode == "decode":
-            cost = decode_cost(s, p, self.batch, self.seq_len, self.new_tokens, self.dtype)
-            slots = cache_slots(self.seq_len, self.new_tokens, s.window)
+        if self.settings.mode == "decode":
+            cost = decode_cost(s, p, self.batch, self.seq_len, self.settings.new_tokens, self.settings.dtype)
+            slots = cache_slots(self.seq_len, self.settings.new_tokens, s.window)
             return Work(cost, cost, bytes_per_token=cost.min_bytes,
-                        kv_cache_bytes=kv_cache_bytes(s, p, self.batch, slots, self.dtype))  # fmt: skip
-        cost = step_cost(s, p, self.batch, self.seq_len, self.causal, self.mode, self.dtype, self.scope)
-        if self.world_size == 1:
+                        kv_cache_bytes=kv_cache_bytes(s, p, self.batch, slots, self.settings.dtype))  # fmt: skip
+        cost = step_cost(s, p, self.batch, self.seq_len, self.settings.causal, self.settings.mode, self.settings.dtype, self.settings.scope)
+        if self.settings.world_size == 1:
             return Work(cost, cost)
-        rank, comm = split_cost(s, p, self.batch, self.seq_len, self.causal, self.dtype, self.world_size)
+        rank, comm = split_cost(s, p, self.batch, self.seq_len, self.settings.causal, self.settings.dtype, self.settings.world_size)
         return Work(cost, rank, comm)
 
     def floor(self, rates: Rates | None, link: float | None = None) -> Floor | None:
@@ -200,6 +243,12 @@ class Outcome:
     peak: tuple[int | None, int | None] = (None, None)
     readings: dict = field(default_factory=dict)  # extra columns: NVML and the like
     fatal: bool = False  # the device or the process group is unusable after this cell: stop the sweep
+    sticky: bool = False  # a sticky CUDA error: every later cell on this device would fail
+
+    @classmethod
+    def failed(cls, failure) -> "Outcome":
+        """The outcome of a cell that raised an expected failure (``sqabench.failures.Failure``)."""
+        return cls(status=failure.status, error=failure.error, sticky=failure.sticky)
 
 
 def collective_backend(device: str) -> str:
@@ -216,35 +265,23 @@ def plan(
     specs: Iterable[VariantSpec],
     preset: Preset,
     seq_lens: Iterable[int],
+    settings: Settings,
     *,
     tokens: int,
-    batch: int | None,
-    dtype: str,
-    mode: str,
-    causal: bool,
-    kernel: str,
-    device: str,
-    warmup: int,
-    repeats: int,
-    new_tokens: int = 0,
-    cuda_graphs: bool = False,
-    scope: str = "model",
-    world_size: int = 1,
-    compile: str = "",
-    breakdown: bool = False,
+    batch: int | None = None,
 ) -> list[Cell]:
     """Every cell of the sweep, shortest lengths first so that an OOM at the end loses nothing.
 
-    Decode cells are causal whatever ``causal`` says: generation never looks ahead.
+    Decode cells are causal whatever ``settings`` say (generation never looks ahead); other cells generate no
+    new tokens.
     """
     specs = list(specs)
     rule = f"batch={batch}" if batch is not None else f"tokens={tokens}"
-    causal = causal or mode == "decode"
+    decode = settings.mode == "decode"
+    settings = replace(settings, causal=settings.causal or decode, new_tokens=settings.new_tokens if decode else 0)
     return [
-        Cell(spec=spec, preset=preset, seq_len=n, batch=batch_for(n, tokens, batch), batch_rule=rule, dtype=dtype,
-             mode=mode, causal=causal, kernel_requested=kernel, device=device, warmup=warmup, repeats=repeats,
-             new_tokens=new_tokens if mode == "decode" else 0, cuda_graphs=cuda_graphs, scope=scope,
-             world_size=world_size, compile=compile, breakdown=breakdown)  # fmt: skip
+        Cell(spec=spec, preset=preset, seq_len=n, batch=batch_for(n, tokens, batch), batch_rule=rule,
+             settings=settings)
         for n in seq_lens
         for spec in specs
     ]

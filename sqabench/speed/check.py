@@ -14,16 +14,20 @@ and for the drop of a speed-up over the baseline variant.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from sqabench.errors import ConfigError
-from sqabench.report import SPREAD_MEANS, format_time, ratio_text, short_name, verdict_text
-from sqabench.results import (
+from sqabench.files import writable_file
+from sqabench.speed.report import SPREAD_MEANS, format_time, ratio_text, short_name, verdict_text
+from sqabench.speed.results import (
     CELL_KEY,
     POINT_KEY,
     cell_name,
@@ -39,6 +43,9 @@ from sqabench.results import (
     variants_in,
 )
 from sqabench.units import plural
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95  # one-sided: a gate fails when it fails at the 5th percentile of the bootstrap
@@ -352,3 +359,55 @@ def benchmark_json(current: pd.DataFrame) -> list[dict]:
 
 def _text(value: object, missing: str) -> str:
     return missing if pd.isna(value) else str(value)
+
+
+def gate(baseline_csv: Path, current_csv: Path, limits: Limits, out: Console, err: Console,
+         json_out: Path | None = None) -> int:  # fmt: skip
+    """``sqabench check``: compare, print the table and the verdict, write the step summary (when
+    ``GITHUB_STEP_SUMMARY`` is set) and ``--json``; the exit code: 0 held, 1 a regression, 2 a file that could
+    not be written (the verdict is said first: a file that cannot be written never masks it)."""
+    from rich.text import Text
+
+    from sqabench.speed.report import check_table
+
+    if json_out is not None:
+        writable_file(json_out, "--json")
+    report = compare(baseline_csv, current_csv, limits)
+    for warning in report.warnings:
+        err.print(Text(f"warning: {warning}", style="yellow"), highlight=False)
+    out.print(check_table(report, baseline_csv, current_csv))
+    if report.baseline_variant:
+        out.print(Text(baseline_line(report)), highlight=False)
+    if report.geomean_ratio is not None:
+        out.print(f"geometric-mean time ratio: {report.geomean_ratio:.3f} (at least {report.geomean_low:.3f})")
+    for v in report.failing:
+        err.print(Text(f"regression: {v.cell}: {'; '.join(v.problems)}", style="bold red"), highlight=False)
+    for problem in report.problems:
+        err.print(Text(f"regression: {problem}", style="bold red"), highlight=False)
+    for v in report.unjudged:
+        err.print(Text(f"not judged: {v.cell}: {'; '.join(v.unjudged)}", style="yellow"), highlight=False)
+    out.print(Text(report.verdict(), style="green" if report.ok else "bold red"), highlight=False)
+    written = []
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        written.append(_append(Path(summary), markdown(report, baseline_csv, current_csv), "GITHUB_STEP_SUMMARY",
+                               "a", err))  # fmt: skip
+    if json_out is not None:
+        text = json.dumps(benchmark_json(report.current), indent=2) + "\n"
+        written.append(_append(json_out, text, "--json", "w", err))
+    if not report.ok:
+        return 1
+    return 0 if all(written) else 2
+
+
+def _append(path: Path, text: str, what: str, mode: str, err: Console) -> bool:
+    """Write ``text`` to ``path``; a failure is one error line (no traceback), and False."""
+    from rich.text import Text
+
+    try:
+        with open(path, mode) as handle:
+            handle.write(text)
+    except OSError as error:
+        err.print(Text("error: ", style="bold red") + Text(f"{what} {path}: cannot write: {error.strerror or error}"))
+        return False
+    return True

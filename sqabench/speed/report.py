@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sqabench.flops import amdahl, memory_ms
-from sqabench.results import SETTING_KEY, key_of, normal, setting_title, shared_words
+from sqabench.speed.results import SETTING_KEY, key_of, normal, setting_title, shared_words
 from sqabench.units import format_len, format_ms
 from sqabench.variants import heads_label
 
@@ -361,7 +361,7 @@ def report_results(path, baseline: str | None, console) -> list[str]:
     """``sqabench report`` on a results CSV (of any sqabench version): its tables, one per setting, as its run
     printed them; returns notes (the columns an older file lacks, shown as -, never invented)."""
     from sqabench.files import header_of
-    from sqabench.results import COLUMNS, load_results, resolve_baseline
+    from sqabench.speed.results import COLUMNS, load_results, resolve_baseline
 
     frame = load_results(path)
     missing = [column for column in COLUMNS if column not in header_of(path)]

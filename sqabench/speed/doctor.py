@@ -221,7 +221,7 @@ def graphs(device: torch.device) -> list[Check]:
 def nvml(device: torch.device) -> list[Check]:
     if device.type != "cuda":
         return [Check("nvml", "NVML", "skipped", "no GPU")]
-    from sqabench.energy import GpuMonitor
+    from sqabench.speed.energy import GpuMonitor
 
     pynvml = nvml_module()
     if pynvml is None:
@@ -256,8 +256,8 @@ def nvml(device: torch.device) -> list[Check]:
 
 
 def ceilings(device: torch.device) -> list[Check]:
-    from sqabench.ceilings import describe, get_ceilings
-    from sqabench.peaks import peaks_for
+    from sqabench.speed.ceilings import describe, get_ceilings
+    from sqabench.speed.peaks import peaks_for
 
     dtype = "bf16" if device.type == "cuda" else "fp32"
     env = environment(device)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqabench.cells import BEST_BRIEF, Cell
-from sqabench.energy import MIN_ENERGY_WINDOW_S
 from sqabench.flops import Floor, Rates, floor, step_cost
+from sqabench.speed.cells import BEST_BRIEF, Cell
+from sqabench.speed.energy import MIN_ENERGY_WINDOW_S
 
 ASSUMED_EFFICIENCY = 0.4
 LONG_S = 600.0  # a sweep longer than this is announced with a warning
@@ -92,10 +92,10 @@ def flex_shape(cell: Cell) -> str:
     """What one compiled flex kernel serves: a cell's heads, window, length, batch, mask, mode, dtype, head size
     (and, for a whole compiled model or a split one, its compile mode and ranks)."""
     s = cell.spec
-    parts = (s.n_q_heads, s.n_kv_heads, s.window, cell.seq_len, cell.batch, cell.causal, cell.mode, cell.dtype,
-             cell.preset.head_dim, cell.scope, cell.device)  # fmt: skip
-    extra = (f"compile {cell.compile}",) if cell.compile else ()
-    extra += (f"ranks {cell.world_size}",) if cell.world_size > 1 else ()
+    parts = (s.n_q_heads, s.n_kv_heads, s.window, cell.seq_len, cell.batch, cell.settings.causal, cell.settings.mode, cell.settings.dtype,
+             cell.preset.head_dim, cell.settings.scope, cell.settings.device)  # fmt: skip
+    extra = (f"compile {cell.settings.compile}",) if cell.settings.compile else ()
+    extra += (f"ranks {cell.settings.world_size}",) if cell.settings.world_size > 1 else ()
     if extra:
         parts += (cell.preset.name, cell.preset.n_layers, *extra)
     return "|".join(map(str, parts))
@@ -112,46 +112,46 @@ def estimate(
     started = False  # the compiler's start is paid once a process
     per_cell = []
     for cell in cells:
-        device = cell.device.split(":")[0]
+        device = cell.settings.device.split(":")[0]
         bound = cell.floor(rates)  # the busiest rank's, when split: it sets the pace
         call_s = _seconds(bound)
-        calls = 1 + cell.warmup + cell.repeats
-        if cell.uses_flex and cell.flex_skipped and cell.kernel_requested != "best":
+        calls = 1 + cell.settings.warmup + cell.settings.repeats
+        if cell.uses_flex and cell.flex_skipped and cell.settings.kernel != "best":
             per_cell.append({"steps": 0.0, "compile": 0.0, "overhead": OVERHEAD_S.get(device, OVERHEAD_S["cuda"])})
             continue  # flex refuses it at once: nothing compiles, nothing is timed
         candidates = [k for k in cell.best_candidates if not (k == "flex" and cell.flex_skipped)]
-        tries = len(candidates) if cell.kernel_requested == "best" else 0  # each timed briefly first
+        tries = len(candidates) if cell.settings.kernel == "best" else 0  # each timed briefly first
         brief = 1 + BEST_BRIEF["warmup"] + BEST_BRIEF["repeats"]  # a candidate's first call, warm-up, repeats
-        calls += tries * brief + (1 if cell.breakdown else 0)  # (and --breakdown's profiled step)
+        calls += tries * brief + (1 if cell.settings.breakdown else 0)  # (and --breakdown's profiled step)
         parts = {"steps": calls * call_s, "compile": 0.0,
                  "overhead": (1 + tries) * OVERHEAD_S.get(device, OVERHEAD_S["cuda"])}  # fmt: skip
-        timed_s = cell.repeats * call_s
-        if cell.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
-            prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.dtype)
+        timed_s = cell.settings.repeats * call_s
+        if cell.settings.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
+            prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.settings.dtype)
             prefill_s = _seconds(floor(prefill.flops, prefill.exps, prefill.min_bytes, rates))
-            parts["steps"] = calls * cell.new_tokens * call_s + 2 * prefill_s
-            timed_s *= cell.new_tokens
+            parts["steps"] = calls * cell.settings.new_tokens * call_s + 2 * prefill_s
+            timed_s *= cell.settings.new_tokens
         if device == "cuda" and timed_s < MIN_ENERGY_WINDOW_S:
             parts["energy"] = MIN_ENERGY_WINDOW_S
         flex = cell.uses_flex and not cell.flex_skipped  # (a skipped flex candidate of --kernel best compiles nothing)
-        compiles = flex or bool(cell.compile) or cell.world_size > 1
+        compiles = flex or bool(cell.settings.compile) or cell.settings.world_size > 1
         if compiles:
             shape = flex_shape(cell)
             warm = shape in compiled_before
             cost = COMPILE.get((device, warm), COMPILE[("cuda", warm)])
-            backward = 2 if cell.mode == "train" else 1  # train compiles the backward too
+            backward = 2 if cell.settings.mode == "train" else 1  # train compiles the backward too
             if not started:
                 started = True
                 parts["compile"] += COMPILE.get((device, bool(compiled_before)), cost).first
-            if cell.world_size > 1:  # every rank compiles its split model at once: one cell's worth
+            if cell.settings.world_size > 1:  # every rank compiles its split model at once: one cell's worth
                 parts["compile"] += cost.split
-            elif cell.compile:
+            elif cell.settings.compile:
                 parts["compile"] += cost.model * backward  # a new model every cell: compiled anew
             elif shape not in kernels:
                 kernels.add(shape)
                 parts["compile"] += cost.kernel * backward
-            mask = (cell.seq_len, cell.spec.window, cell.causal)
-            if flex and mask not in masks and (cell.spec.window is not None or cell.causal or device == "cpu"):
+            mask = (cell.seq_len, cell.spec.window, cell.settings.causal)
+            if flex and mask not in masks and (cell.spec.window is not None or cell.settings.causal or device == "cpu"):
                 masks.add(mask)
                 parts["compile"] += cost.block_mask
         per_cell.append(parts)

@@ -11,12 +11,17 @@ import time
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
 )  # fmt: skip
 from rich.text import Text
 
-from sqabench.cells import Cell
-from sqabench.estimate import Pace
+from sqabench.speed.cells import Cell
+from sqabench.speed.estimate import Pace
 from sqabench.units import format_duration, format_len, format_ms
 
 

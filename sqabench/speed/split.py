@@ -23,12 +23,12 @@ import torch
 import torch.distributed as dist
 
 from sqabench.attention import rope_tables
-from sqabench.cells import Cell, Outcome, Timing
-from sqabench.cp import PATH, Group, split_model
 from sqabench.device import no_compile, peak_memory, reset_peak_memory, time_first_call, time_repeats
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_encoder
 from sqabench.failures import MEASURE_ERRORS, classify
+from sqabench.speed.cells import Cell, Outcome, Timing
+from sqabench.speed.cp import PATH, Group, split_model
 from sqabench.verify import KernelVerifyFailed, reference_rows, sample_rows
 
 WORST = ("oom", "error", "skipped", "ok")  # the cell takes the first of these any rank reports
@@ -38,8 +38,8 @@ def _local(cell: Cell, phase: Callable[[str], None], group: Group) -> Outcome:
     device = group.device
     phase("build")
     reset_peak_memory(device)
-    dtype = get_dtype(cell.dtype).torch
-    model = build_encoder(cell.spec, cell.preset, "flex", cell.causal, device, dtype)
+    dtype = get_dtype(cell.settings.dtype).torch
+    model = build_encoder(cell.spec, cell.preset, "flex", cell.settings.causal, device, dtype)
     split_model(model, group, cell.seq_len)
     generator = torch.Generator(device=device).manual_seed(0)  # the same tokens on every rank
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), generator=generator, device=device)
@@ -56,10 +56,10 @@ def _local(cell: Cell, phase: Callable[[str], None], group: Group) -> Outcome:
     reset_peak_memory(device)
     with no_compile():  # as on one process: a compile here would be timed as a step
         phase("warm-up")
-        for _ in range(cell.warmup):
+        for _ in range(cell.settings.warmup):
             step()
         phase("timing")
-        samples = time_repeats(step, device, cell.repeats, before_each=dist.barrier)
+        samples = time_repeats(step, device, cell.settings.repeats, before_each=dist.barrier)
     return Outcome(kernel=f"cp-{PATH}", verify_rel_err=err, timing=Timing(compile_ms, samples),
                    peak=peak_memory(device))  # fmt: skip
 
@@ -86,7 +86,7 @@ def verify_split(layer, cell: Cell, group: Group) -> float:
     worst = torch.tensor([err if math.isfinite(err) else math.inf], device=device, dtype=torch.float64)
     dist.all_reduce(worst, op=dist.ReduceOp.MAX)
     err = float(worst)
-    tolerance = get_dtype(cell.dtype).tolerance
+    tolerance = get_dtype(cell.settings.dtype).tolerance
     if not err <= tolerance:
         raise KernelVerifyFailed(
             f"cp-{PATH} output disagrees with the fp64 reference: rel err {err:.2e} > {tolerance:.0e}"
@@ -99,7 +99,7 @@ def measure_split(cell: Cell, phase: Callable[[str], None], group: Group, key: s
     try:
         local = _local(cell, phase, group)
     except MEASURE_ERRORS as err:
-        local = classify(err)
+        local = Outcome.failed(classify(err))
     group.post(f"{key}/{group.rank}", {
         "status": local.status, "error": local.error, "kernel": local.kernel, "verify": local.verify_rel_err,
         "compile_ms": local.timing.compile_ms if local.timing else None,

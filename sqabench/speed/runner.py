@@ -24,18 +24,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sqabench.ceilings import DeviceLimits, cached_ceilings, describe, get_ceilings
-from sqabench.cells import Cell
-from sqabench.display import SweepDisplay
 from sqabench.environment import process_age_s
 from sqabench.errors import ConfigError
-from sqabench.estimate import ASSUMED_EFFICIENCY, CONFIRM_S, PARTS, Estimate, Pace, by_value, estimate, flex_shape
 from sqabench.files import CsvWriter, RunLock, cache_dir, write_text
-from sqabench.peaks import peaks_for
-from sqabench.report import format_rate, results_tables
-from sqabench.request import RunPlan
-from sqabench.results import key_of, read_rows, results_writer
-from sqabench.sweep import SweepAborted, run_sweep
+from sqabench.speed.ceilings import DeviceLimits, cached_ceilings, describe, get_ceilings
+from sqabench.speed.cells import Cell
+from sqabench.speed.display import SweepDisplay
+from sqabench.speed.estimate import ASSUMED_EFFICIENCY, CONFIRM_S, PARTS, Estimate, Pace, by_value, estimate, flex_shape
+from sqabench.speed.peaks import peaks_for
+from sqabench.speed.report import format_rate, results_tables
+from sqabench.speed.request import RunPlan
+from sqabench.speed.results import key_of, read_rows, results_writer
+from sqabench.speed.sweep import SweepAborted, run_sweep
 from sqabench.units import format_duration, format_len, format_seconds, plural
 
 
@@ -45,13 +45,13 @@ def announce(plan: RunPlan, err: Console) -> None:
         where += ": a quick sweep (pass --seq for more)"
     first = plan.cells[0]
     lengths = ", ".join(f"{format_len(n)}={n}" for n in plan.lengths)
-    extras = [f"{plural(first.layers_timed, 'layer')}", f"scope {first.scope}"]
-    if first.mode == "decode":
-        extras.append(f"{first.new_tokens} new tokens" + (", CUDA graphs" if first.cuda_graphs else ""))
+    extras = [f"{plural(first.layers_timed, 'layer')}", f"scope {first.settings.scope}"]
+    if first.settings.mode == "decode":
+        extras.append(f"{first.settings.new_tokens} new tokens" + (", CUDA graphs" if first.settings.cuda_graphs else ""))
     err.print(
         Text(
             f"sqabench run on {where}: {plural(len(plan.specs), 'variant')} x lengths {lengths}, {plan.preset.name} "
-            f"preset ({', '.join(extras)}), {'causal' if first.causal else 'encoder'}, {first.mode}, {plan.dtype}, "
+            f"preset ({', '.join(extras)}), {'causal' if first.settings.causal else 'encoder'}, {first.settings.mode}, {plan.dtype}, "
             f"{first.batch_rule}"
         ),
         highlight=False,
@@ -136,7 +136,7 @@ class CompiledShapes:
         return heard
 
     def add(self, cell: Cell) -> None:
-        if not (cell.uses_flex or cell.compile or cell.world_size > 1):
+        if not (cell.uses_flex or cell.settings.compile or cell.settings.world_size > 1):
             return
         data = self._load()
         shapes = set(data.get(self.key, [])) | {flex_shape(cell)}
@@ -263,8 +263,8 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
 
 def _sweep(plan, cells, predicted, limits, out, err) -> tuple[int, bool]:
     """The sweep in a worker thread; (exit code, whether that thread was left running by a Ctrl-C)."""
-    if any(cell.breakdown for cell in cells):
-        from sqabench.profile import start_profiler
+    if any(cell.settings.breakdown for cell in cells):
+        from sqabench.speed.profile import start_profiler
 
         start_profiler(plan.device)
     writer = results_writer(plan.path)
@@ -356,8 +356,8 @@ def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
     Every rank plans the same cells; rank 0's output file and finished cells are what count, passed
     to the others through the job's store.
     """
-    from sqabench.cp import interruptible, join, leave, link_rate, stop_if_interrupted
-    from sqabench.split import measure_split
+    from sqabench.speed.cp import interruptible, join, leave, link_rate, stop_if_interrupted
+    from sqabench.speed.split import measure_split
 
     launched = interruptible()
     try:

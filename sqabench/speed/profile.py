@@ -213,7 +213,7 @@ def trace_kernels(trace: dict) -> list[dict]:
 
 
 def main(folder: str) -> None:
-    """``python -m sqabench.profile DIR``: every kernel name in DIR's traces, with its category, total time and
+    """``python -m sqabench.speed.profile DIR``: every kernel name in DIR's traces, with its category, total time and
     an example of the operators it ran inside, as JSON lines (for a GPU fixture of the rules)."""
     import json
 

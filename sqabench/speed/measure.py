@@ -19,18 +19,24 @@ import torch
 import torch.nn.functional as F
 
 from sqabench.attention import rope_tables
-from sqabench.cells import BEST_BRIEF, Cell, Outcome, Timing
 from sqabench.decode import Decoder, graphed
 from sqabench.device import (
-    free_memory, no_compile, peak_memory, reset_peak_memory, synchronize, time_first_call, time_repeats,
+    free_memory,
+    no_compile,
+    peak_memory,
+    reset_peak_memory,
+    synchronize,
+    time_first_call,
+    time_repeats,
 )  # fmt: skip
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_block, build_encoder
-from sqabench.energy import energy_per_step, open_monitor
 from sqabench.environment import nvml_reading
 from sqabench.failures import MEASURE_ERRORS, classify
-from sqabench.profile import profile_step
 from sqabench.kernels import KernelUnsupported
+from sqabench.speed.cells import BEST_BRIEF, Cell, Outcome, Timing
+from sqabench.speed.energy import energy_per_step, open_monitor
+from sqabench.speed.profile import profile_step
 from sqabench.verify import KernelVerifyFailed, Verification, verify_decode, verify_layer, verify_model
 
 COMPILED_CHECK_LEN = 256  # a compiled model is verified whole, in fp64, on its first sequence's first tokens
@@ -67,7 +73,7 @@ def attention_memory(cell: Cell, attn, device: torch.device) -> Callable[[], int
     def measure() -> int | None:
         if device.type != "cuda":
             return None
-        dtype, train = get_dtype(cell.dtype).torch, cell.mode == "train"
+        dtype, train = get_dtype(cell.settings.dtype).torch, cell.settings.mode == "train"
         spec, dh, (b, n) = cell.spec, attn.head_dim, (cell.batch, cell.seq_len)
         synchronize(device)
         reset_peak_memory(device)
@@ -92,13 +98,13 @@ def part_workload(cell: Cell, device: torch.device) -> Workload:
 
     Train: forward and backward from a fixed random gradient of the output (inputs need gradients too).
     """
-    dtype = get_dtype(cell.dtype).torch
-    block = build_block(cell.spec, cell.preset, cell.kernel_requested, cell.causal, device, dtype)
-    attn, train = block.attn, cell.mode == "train"
+    dtype = get_dtype(cell.settings.dtype).torch
+    block = build_block(cell.spec, cell.preset, cell.settings.kernel, cell.settings.causal, device, dtype)
+    attn, train = block.attn, cell.settings.mode == "train"
     generator = torch.Generator(device=device).manual_seed(1)
     x = torch.randn(cell.batch, cell.seq_len, cell.preset.d_model, generator=generator, device=device, dtype=dtype)
     rope = rope_tables(cell.seq_len, attn.head_dim, cell.preset.rope_base, device, dtype)
-    if cell.scope == "attention":
+    if cell.settings.scope == "attention":
         with torch.no_grad():
             q, k, v = attn.qkv(x, rope)  # in the layouts the model hands its kernel
         inputs = [t.detach().requires_grad_(train) for t in (q, k, v)]
@@ -128,20 +134,20 @@ def part_workload(cell: Cell, device: torch.device) -> Workload:
     def verify() -> Verification:
         return verify_layer(attn, cell.batch, cell.seq_len, grad=train, rope_base=cell.preset.rope_base)
 
-    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len,
+    return Workload(step, verify, step, cell.settings.warmup, cell.settings.repeats, cell.batch * cell.seq_len,
                     attention_memory=attention_memory(cell, attn, device))  # fmt: skip
 
 
 def model_workload(cell: Cell, device: torch.device) -> Workload:
     """A forward under ``inference_mode``, or forward and backward of a cross-entropy loss."""
-    if cell.scope != "model":
+    if cell.settings.scope != "model":
         return part_workload(cell, device)
     model = build_encoder(
-        cell.spec, cell.preset, cell.kernel_requested, cell.causal, device, get_dtype(cell.dtype).torch
+        cell.spec, cell.preset, cell.settings.kernel, cell.settings.causal, device, get_dtype(cell.settings.dtype).torch
     )
-    run = torch.compile(model, mode=cell.compile) if cell.compile else model  # --compile: the whole model
+    run = torch.compile(model, mode=cell.settings.compile) if cell.settings.compile else model  # --compile: the whole model
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), device=device)
-    if cell.mode == "fwd":
+    if cell.settings.mode == "fwd":
 
         def step() -> None:
             with torch.inference_mode():
@@ -158,23 +164,23 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
     layer = model.blocks[0].attn
 
     def verify() -> Verification:
-        train = cell.mode == "train"
+        train = cell.settings.mode == "train"
         checked = verify_layer(layer, cell.batch, cell.seq_len, grad=train, rope_base=cell.preset.rope_base)
-        if not cell.compile:
+        if not cell.settings.compile:
             return checked
         err = verify_model(run, model, tokens[:1, :COMPILED_CHECK_LEN])  # the compiled model itself, against fp64
         return dataclasses.replace(checked, rel_err=max(checked.rel_err, err))
 
-    return Workload(step, verify, step, cell.warmup, cell.repeats, cell.batch * cell.seq_len,
+    return Workload(step, verify, step, cell.settings.warmup, cell.settings.repeats, cell.batch * cell.seq_len,
                     attention_memory=attention_memory(cell, layer, device))  # fmt: skip
 
 
 def decode_workload(cell: Cell, device: torch.device) -> Workload:
     """Prefill the context (timed apart), then one-token steps over the cache, each timed: ``new_tokens`` a pass."""
-    model = build_encoder(cell.spec, cell.preset, cell.kernel_requested, True, device, get_dtype(cell.dtype).torch)
-    n, t = cell.seq_len, cell.new_tokens
+    model = build_encoder(cell.spec, cell.preset, cell.settings.kernel, True, device, get_dtype(cell.settings.dtype).torch)
+    n, t = cell.seq_len, cell.settings.new_tokens
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, n + t), device=device)
-    decoder = Decoder(model, cell.batch, n, t, cell.kernel_requested)
+    decoder = Decoder(model, cell.batch, n, t, cell.settings.kernel)
     state = {"step": decoder.looping_step(tokens[:, n:])}
 
     def first() -> None:
@@ -188,7 +194,7 @@ def decode_workload(cell: Cell, device: torch.device) -> Workload:
 
     def prepare() -> dict:
         prefill_ms = time_first_call(prefill, device)
-        if cell.cuda_graphs:
+        if cell.settings.cuda_graphs:
             with torch.inference_mode():
                 state["step"] = graphed(decoder, tokens[:, n:])
         return {"prefill_ms": prefill_ms}
@@ -198,17 +204,17 @@ def decode_workload(cell: Cell, device: torch.device) -> Workload:
             state["step"]()
 
     def verify() -> Verification:
-        checked = verify_decode(model, cell.kernel_requested, cell.batch, n, t)
+        checked = verify_decode(model, cell.settings.kernel, cell.batch, n, t)
         ran = decoder.backend()  # at the cell's own shapes, not the check's smaller ones
         note = ""
-        if ran == "sdpa-math" and cell.kernel_requested in ("auto", "sdpa"):
+        if ran == "sdpa-math" and cell.settings.kernel in ("auto", "sdpa"):
             note = "decode fell to SDPA's math backend (no fused kernel takes these shapes): it repeats K/V every step"
         return dataclasses.replace(checked, kernel=ran, note=note)
 
     def cache_memory() -> int | None:  # decode's attention memory is its cache: K and V of every layer
         return decoder.k.nbytes + decoder.v.nbytes if device.type == "cuda" else None
 
-    return Workload(first, verify, step, cell.warmup * t, cell.repeats * t, cell.batch, prepare, cache_memory, t)
+    return Workload(first, verify, step, cell.settings.warmup * t, cell.settings.repeats * t, cell.batch, prepare, cache_memory, t)
 
 
 def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -> Outcome:
@@ -218,12 +224,12 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
     timing (and energy, on a GPU whose timed window was too short for NVML's energy counter; breakdown,
     with --breakdown). ``--kernel best``: see ``measure_best``.
     """
-    if cell.kernel_requested == "best":
+    if cell.settings.kernel == "best":
         return measure_best(cell, phase)
-    device = torch.device(cell.device)
+    device = torch.device(cell.settings.device)
     phase("build")
     reset_peak_memory(device)
-    work = decode_workload(cell, device) if cell.mode == "decode" else model_workload(cell, device)
+    work = decode_workload(cell, device) if cell.settings.mode == "decode" else model_workload(cell, device)
     phase("compile")
     compile_ms = time_first_call(work.first, device)
     phase("verify")
@@ -267,10 +273,10 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
         readings["attn_mem_bytes"] = work.attention_memory()
     except torch.OutOfMemoryError:
         notes.append("attention memory not measured: out of memory")
-    if cell.breakdown:  # one more step, profiled: never one of the timed ones
+    if cell.settings.breakdown:  # one more step, profiled: never one of the timed ones
         phase("breakdown")
         with no_compile():
-            breakdown = profile_step(work.step, device, Path(cell.trace) if cell.trace else None)
+            breakdown = profile_step(work.step, device, Path(cell.settings.trace) if cell.settings.trace else None)
         readings.update(breakdown.columns())
         notes.append(breakdown.note)
     return Outcome(
@@ -290,7 +296,7 @@ def measure_best(cell: Cell, phase: Callable[[str], None]) -> Outcome:
     brief, refused = {}, []
     for kernel in cell.best_candidates:
         phase(f"trying {kernel}")
-        trial = dataclasses.replace(cell, kernel_requested=kernel, breakdown=False, trace="", **BEST_BRIEF)
+        trial = cell.but(kernel=kernel, breakdown=False, trace="", **BEST_BRIEF)
         try:
             outcome = measure_cell(trial)
         except MEASURE_ERRORS as err:
@@ -298,15 +304,15 @@ def measure_best(cell: Cell, phase: Callable[[str], None]) -> Outcome:
             if isinstance(err, KernelVerifyFailed):
                 refused.append(f"{kernel} ({failed.error.split(': ', 1)[-1]})")
             del err
-            free_memory(torch.device(cell.device))
+            free_memory(torch.device(cell.settings.device))
             continue
         brief[outcome.kernel or kernel] = (kernel, outcome.timing.median_ms)
-        free_memory(torch.device(cell.device))
+        free_memory(torch.device(cell.settings.device))
     if not brief:
         raise KernelUnsupported(f"no kernel runs this case ({', '.join(cell.best_candidates)}); "
                                 f"failed verification: {', '.join(refused) or 'none'}")  # fmt: skip
     ran, (winner, _) = min(brief.items(), key=lambda item: item[1][1])
-    outcome = measure_cell(dataclasses.replace(cell, kernel_requested=winner))
+    outcome = measure_cell(cell.but(kernel=winner))
     others = ";".join(f"{name}={ms:.3g}" for name, (_, ms) in sorted(brief.items(), key=lambda i: i[1][1]))
     outcome.readings["kernel_candidates"] = others
     if refused:

@@ -17,8 +17,8 @@ import pandas as pd
 
 from sqabench.drawing import PANEL_SIZE, plain_log_axis, save_figures, styles
 from sqabench.flops import memory_ms
-from sqabench.results import SETTING_KEY, duplicate_notes, latest, setting_title
 from sqabench.shipped import shipped_rows
+from sqabench.speed.results import SETTING_KEY, duplicate_notes, latest, setting_title
 from sqabench.units import format_len
 
 PART_COLORS = {"attention_ms": "#1f62c4", "matmul_ms": "#7f7f7f", "other_ms": "#fdae6b", "idle_ms": "#e0e0e0"}

@@ -7,22 +7,21 @@ the sweep goes on. A sticky CUDA error poisons every later cell, so the sweep st
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 import torch
 
-from sqabench.ceilings import DeviceLimits
-from sqabench.cells import Cell, Outcome
 from sqabench.device import free_memory
 from sqabench.environment import Environment
-from sqabench.failures import MEASURE_ERRORS, classify, is_sticky
+from sqabench.failures import MEASURE_ERRORS, classify
 from sqabench.files import CsvWriter
 from sqabench.kernels import compile_settings
-from sqabench.measure import measure_cell
-from sqabench.results import FLOOR_WRONG, format_samples, key_of, significant
+from sqabench.speed.ceilings import DeviceLimits
+from sqabench.speed.cells import Cell, Outcome
+from sqabench.speed.measure import measure_cell
+from sqabench.speed.results import FLOOR_WRONG, format_samples, key_of, significant
 
 PROCESS_WARMUP = 3  # extra untimed calls of a sweep's first cell: it also warms the process up
 
@@ -33,11 +32,11 @@ class SweepAborted(RuntimeError):
 
 def run_cell(cell: Cell, measure: Callable[..., Outcome], phase: Callable[[str], None]) -> Outcome:
     """``measure`` with expected failures turned into outcomes; memory freed either way."""
-    device = torch.device(cell.device)
+    device = torch.device(cell.settings.device)
     try:
         outcome = measure(cell, phase)
     except MEASURE_ERRORS as err:  # includes compiler and CUDA errors
-        outcome = classify(err)
+        outcome = Outcome.failed(classify(err))
         del err
         free_memory(device, collect=True)  # the exception's frames held the cell's tensors
         return outcome
@@ -88,14 +87,14 @@ def to_row(
             samples_ms=format_samples(timing.samples_ms),
             token_samples_ms=format_samples(timing.token_samples_ms),
             compile_ms=significant(timing.compile_ms),
-            tokens_per_s=significant(cell.batch * (1 if cell.mode == "decode" else cell.seq_len) / seconds),
+            tokens_per_s=significant(cell.batch * (1 if cell.settings.mode == "decode" else cell.seq_len) / seconds),
             tflops=significant(cost.flops / seconds / 1e12),
             verify_rel_err=significant(outcome.verify_rel_err, 3),
             verify_grad_rel_err=significant(outcome.verify_grad_rel_err, 3),
             peak_mem_bytes=outcome.peak[0],
             peak_reserved_bytes=outcome.peak[1],
         )
-        if cell.world_size > 1:  # the busiest rank's share, and what it receives from the others
+        if cell.settings.world_size > 1:  # the busiest rank's share, and what it receives from the others
             row.update(rank_flops=work.rank.flops, comm_bytes=work.comm_bytes,
                        ceiling_link_bytes_per_s=significant(limits.link_bytes_per_s, 4))  # fmt: skip
         bound = cell.floor(limits.measured, limits.link_bytes_per_s)
@@ -150,14 +149,14 @@ def run_sweep(
                 continue
             if not rows:  # the process is cold (allocator, thread pools, library handles): warm it with the
                 # first cell's own step, so that the order of cells never changes a result; the row says so
-                cell = dataclasses.replace(cell, warmup=cell.warmup + PROCESS_WARMUP)
+                cell = cell.but(warmup=cell.settings.warmup + PROCESS_WARMUP)
             on_start(cell)
             outcome = run_cell(cell, measure, on_phase)
             row = to_row(cell, outcome, env, run_id, limits, baseline)
             writer.write(row)
             rows.append(row)
             on_row(row)
-            if is_sticky(outcome):
+            if outcome.sticky:
                 raise SweepAborted(f"{cell.label}: {outcome.error}; a sticky CUDA error fails every later cell")
             if outcome.fatal:
                 raise SweepAborted(f"{cell.label}: {outcome.error}; a rank failed inside the split step, "

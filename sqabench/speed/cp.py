@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from sqabench.cells import collective_backend
 from sqabench.device import time_repeats
 from sqabench.environment import STARTED_ENV, process_age_s
 from sqabench.errors import ConfigError
 from sqabench.kernels import FlexKernel, block_mask
+from sqabench.speed.cells import collective_backend
 
 BLOCK = 128  # flex's block: each rank's share of the sequence must be a multiple of it
 PATH = "flex"  # the context-parallel path sqabench runs (the SDPA ring path is not implemented)

@@ -15,20 +15,21 @@ from pathlib import Path
 
 import torch
 
-from sqabench.cells import Cell, plan
-from sqabench.cp import check_request, job_size
 from sqabench.device import resolve_device, validate_dtype
 from sqabench.dtypes import DTYPES, get_dtype
 from sqabench.environment import Environment, environment, host_label
 from sqabench.errors import ConfigError
 from sqabench.files import check_output, writable_folder
-from sqabench.flops import MODES, SCOPES
-from sqabench.kernels import CHOICES, resolve_kernel
-from sqabench.options import RunOptions
+from sqabench.flops import Rates
+from sqabench.kernels import resolve_kernel
+from sqabench.options import check_options
 from sqabench.presets import Preset, get_preset
-from sqabench.results import key_of, read_rows
+from sqabench.speed.cells import Cell, Settings, plan
+from sqabench.speed.cp import check_request, job_size
+from sqabench.speed.options import FloorOptions, RunOptions
+from sqabench.speed.results import key_of, read_rows
 from sqabench.units import MAX_TOKENS, MAX_TOKENS_WHY, parse_duration, parse_lengths
-from sqabench.variants import DEFAULT_WINDOW, VariantSpec, base_variant, parse_variants, pick_baseline
+from sqabench.variants import DEFAULT_WINDOW, VariantSpec, base_variant, check_window, parse_variants, pick_baseline
 
 DEFAULT_NEW_TOKENS = 32
 GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
@@ -38,8 +39,8 @@ CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dty
 # preset (gqa-mha), 0.6-5 ms at 3.35 TB/s, above what a CUDA-graphed step of ~150 small kernels costs.
 GPU_DECODE_TOKENS = 2**21
 DEFAULT_CP_TIMEOUT_S = 600.0
-MAX_CALLS = 100_000  # warm-up or timed calls of one cell: past this an estimate is meaningless
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass(frozen=True)
 class RunPlan:
     device: torch.device
@@ -67,27 +68,17 @@ class RunPlan:
         return [cell for cell in self.cells if key_of(cell.identity()) not in self.done]
 
 
-def _at_least(name: str, value: int | None, lowest: int) -> None:
-    if value is not None and value < lowest:
-        raise ConfigError(f"{name} {value} must be >= {lowest}")
-
-
-def _at_most(name: str, value: int | None, highest: int) -> None:
-    if value is not None and value > highest:
-        raise ConfigError(f"{name} {value} must be <= {highest:,}")
-
-
 def resolve_run(options: RunOptions) -> RunPlan:
-    """Check every option and build the plan; raises ``ConfigError`` on the first bad one."""
+    """Check every option and build the plan; raises ``ConfigError`` on the first bad one. The options' own
+    rules (bounds, choices) are checked where they are declared (``check_options``); here only what ties one
+    option to another, to the device or to the registry."""
+    if options.cp_timeout is not None and options.cp is None and job_size() == 1:
+        raise ConfigError("--cp-timeout applies with --cp only")
+    check_options(options)
     device = resolve_device(options.device)
     defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
     dtype = defaults["dtype"] if options.dtype.lower() == "auto" else get_dtype(options.dtype).name
-    mode = options.mode.lower()
-    if mode not in MODES:
-        raise ConfigError(f"unknown mode {options.mode!r}; choose one of: {', '.join(MODES)}")
-    _at_least("--window", options.window, 1)
-    _at_most("--window", options.window, MAX_TOKENS)
-    _at_least("--new-tokens", options.new_tokens, 1)
+    mode, scope, kernel = options.mode.lower(), options.scope.lower(), options.kernel.lower()
     if mode != "decode":
         for flag, given in (("--new-tokens", options.new_tokens is not None), ("--cuda-graphs", options.cuda_graphs)):
             if given:
@@ -95,33 +86,13 @@ def resolve_run(options: RunOptions) -> RunPlan:
     if options.cuda_graphs and device.type != "cuda":
         raise ConfigError("--cuda-graphs needs a CUDA GPU; this run is on the CPU")
     gpu_decode = mode == "decode" and device.type == "cuda"
-    cuda_graphs = gpu_decode if options.cuda_graphs is None else options.cuda_graphs
     tokens = options.tokens or (GPU_DECODE_TOKENS if gpu_decode else defaults["tokens"])
     budget_s = parse_duration(options.budget, "--budget") if options.budget is not None else None
-    for name, value, lowest, highest in (
-        ("--tokens", options.tokens, 1, MAX_TOKENS), ("--batch", options.batch, 1, MAX_TOKENS),
-        ("--warmup", options.warmup, 0, MAX_CALLS), ("--repeats", options.repeats, 1, MAX_CALLS),
-        ("--new-tokens", options.new_tokens, 1, MAX_TOKENS),
-    ):  # fmt: skip
-        _at_least(name, value, lowest)
-        _at_most(name, value, highest)
-    scope = options.scope.lower()
-    if scope not in SCOPES:
-        raise ConfigError(f"unknown scope {options.scope!r}; choose one of: {', '.join(SCOPES)}")
     if mode == "decode" and scope != "model":
         raise ConfigError(f"--mode decode times the whole model with its cache; --scope {scope} does not apply")
-    _at_least("--layers", options.layers, 1)
     preset = get_preset(options.preset, options.layers)
-    base = base_variant(preset.n_heads, preset.n_kv_heads, preset.sliding_window)
-    window = DEFAULT_WINDOW if options.window is None else options.window
-    specs = parse_variants(options.variants, preset.n_heads, window, base)
-    if options.window is not None and all(spec.window is None for spec in specs):
-        raise ConfigError(f"--window {options.window} applies to windowed variants (swa, swa-sqa, swa-xsqa, or "
-                          f"Hq/Hkv@W); none of {options.variants!r} has a window")  # fmt: skip
+    specs = _specs(options.variants, options.window, preset)
     lengths = parse_lengths(defaults["seq"] if options.seq is None else options.seq)
-    kernel = options.kernel.lower()
-    if kernel not in CHOICES:
-        raise ConfigError(f"unknown kernel {options.kernel!r}; choose one of: {', '.join(CHOICES)}")
     for spec in specs:
         if kernel != "best":
             resolve_kernel(spec, kernel)
@@ -134,11 +105,6 @@ def resolve_run(options: RunOptions) -> RunPlan:
                             ("--compile", options.compile)):  # fmt: skip
             if given:
                 raise ConfigError(f"{flag} does not apply to --cp: every rank must run the same cells the same way")
-    if options.cp_timeout is not None:
-        if world == 1 and options.cp is None:
-            raise ConfigError("--cp-timeout applies with --cp only")
-        if not 1 <= options.cp_timeout <= 86_400:  # NaN too: it fails both comparisons
-            raise ConfigError(f"--cp-timeout {options.cp_timeout} must be 1 to 86400 seconds")
     if options.trace_dir is not None and not options.breakdown:
         raise ConfigError("--trace-dir applies with --breakdown only (it names where the profiler's traces go)")
     env = environment(device)
@@ -150,13 +116,13 @@ def resolve_run(options: RunOptions) -> RunPlan:
         Path("results") / f"{host_label(env)}-{datetime.now():%Y%m%d-%H%M%S}.csv"
     )
     previous = prepare_output(path, options.resume, explicit=bool(options.out))
-    cells = plan(
-        specs, preset, lengths, tokens=tokens, batch=options.batch, dtype=dtype,
-        mode=mode, causal=options.causal, kernel=kernel, device=str(device),
+    settings = settings_of(
+        options, dtype=dtype, mode=mode, scope=scope, kernel=kernel, device=str(device), world_size=world,
+        compile=compile_mode, cuda_graphs=gpu_decode if options.cuda_graphs is None else options.cuda_graphs,
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
         repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
-        cuda_graphs=cuda_graphs, scope=scope, world_size=world, compile=compile_mode, breakdown=options.breakdown,
     )  # fmt: skip
+    cells = plan(specs, preset, lengths, settings, tokens=tokens, batch=options.batch)
     for cell in cells:
         if cell.batch * cell.seq_len > MAX_TOKENS:
             raise ConfigError(f"{cell.label}: {cell.batch} x {cell.seq_len} tokens in one step is more than "
@@ -177,14 +143,29 @@ def resolve_run(options: RunOptions) -> RunPlan:
     )  # fmt: skip
 
 
+def settings_of(options: object, **resolved) -> Settings:
+    """A cell's settings: each field from ``resolved`` (what a default or a check turned it into), else from
+    the option of the same name as given. A setting declared in ``Settings`` with an option of its name needs
+    no line here."""
+    given = {f.name: getattr(options, f.name) for f in dataclasses.fields(Settings) if hasattr(options, f.name)}
+    return Settings(**{**given, **resolved})
+
+
+def _specs(variants: str, window: int | None, preset: Preset) -> list[VariantSpec]:
+    """The variants asked for, at ``preset``'s heads (a config's own heads as its mha); a ``--window`` given to
+    no windowed variant is refused (``check_window``)."""
+    base = base_variant(preset.n_heads, preset.n_kv_heads, preset.sliding_window)
+    specs = parse_variants(variants, preset.n_heads, DEFAULT_WINDOW if window is None else window, base)
+    check_window(window, specs, variants)
+    return specs
+
+
 def _compile_mode(options: RunOptions, mode: str, scope: str) -> str:
     """torch.compile's mode for the cell key ("" without --compile), checked against what it applies to."""
     if not options.compile:
         if options.compile_mode != "default":
             raise ConfigError("--compile-mode applies with --compile only")
         return ""
-    if options.compile_mode not in COMPILE_MODES:
-        raise ConfigError(f"unknown --compile-mode {options.compile_mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
     if mode == "decode" or scope != "model":
         raise ConfigError(
             f"--compile compiles the whole model of a fwd or train step; not --mode {mode} --scope {scope}"
@@ -203,7 +184,7 @@ def with_traces(cells: list[Cell], folder: Path) -> list[Cell]:
         name = "".join(c if c.isalnum() else "-" for c in cell.spec.name)
         return str(folder / f"{name}-{cell.seq_len}.json")
 
-    return [dataclasses.replace(cell, trace=trace(cell)) if longest[cell.spec.name] is cell else cell for cell in cells]
+    return [cell.but(trace=trace(cell)) if longest[cell.spec.name] is cell else cell for cell in cells]
 
 
 def _world(cp: int | None) -> tuple[int, bool]:
@@ -242,3 +223,18 @@ def prepare_output(path: Path, resume: bool, explicit: bool) -> list[dict] | Non
             raise ConfigError(f"--out {path} exists; pass --resume to continue it, or choose another file")
         return read_rows(path)
     return None
+
+
+def resolve_floor(options: FloorOptions) -> tuple[str, Rates, Preset, list[Cell]]:
+    """``sqabench floor``'s checks and cells: the published GPU's name and rates, the preset, and one cell per
+    (variant, length) on a CUDA device that need not be here. The same rules as ``resolve_run``'s."""
+    from sqabench.speed.peaks import published_gpu
+
+    check_options(options)
+    dtype = get_dtype(options.dtype).name
+    name, rates = published_gpu(options.gpu, dtype)
+    preset, lengths = get_preset(options.preset), parse_lengths(options.seq)
+    specs = _specs(options.variants, options.window, preset)  # a config's own heads, as in run
+    settings = Settings(dtype=dtype, mode=options.mode.lower(), causal=options.causal, device="cuda", warmup=0,
+                        repeats=1, new_tokens=options.new_tokens)  # fmt: skip
+    return name, rates, preset, plan(specs, preset, lengths, settings, tokens=options.tokens)

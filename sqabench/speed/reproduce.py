@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from sqabench.options import RunOptions
+from sqabench.speed.options import RunOptions
 from sqabench.shipped import shipped_rows
 from sqabench.units import format_len
 
@@ -127,11 +127,11 @@ def reproduce_paper(console: Console, err_console: Console, device: str, plots: 
     ours beside Table 3, claim by claim, what differs from the paper's set-up, and the paper figure. The exit
     code of the sweep (``sqabench run``'s)."""
     from sqabench.device import resolve_device
-    from sqabench.plots import make_plots
-    from sqabench.report import reproduce_tables
-    from sqabench.request import resolve_run
-    from sqabench.results import load_results, read_rows
-    from sqabench.runner import execute
+    from sqabench.speed.plots import make_plots
+    from sqabench.speed.report import reproduce_tables
+    from sqabench.speed.request import resolve_run
+    from sqabench.speed.results import load_results, read_rows
+    from sqabench.speed.runner import execute
 
     on_gpu = resolve_device(device).type == "cuda"
     plan = resolve_run(options(on_gpu, device=device, **given))

@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING
 
 from sqabench.errors import ConfigError
 from sqabench.files import CsvWriter, read_csv
+from sqabench.speed.cells import key_columns, setting_columns
 from sqabench.variants import pick_baseline
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# Columns in file order, grouped as the README documents them.
+# Columns in file order, grouped as the README documents them. A cell's settings are declared once, in
+# ``cells.Settings``: their columns, and which of them are key columns, come from there.
 IDENTITY = (
     "run_id", "timestamp", "variant", "preset", "n_heads", "n_q_heads", "n_kv_heads", "head_dim", "d_model",
-    "n_layers", "window", "causal", "mode", "scope", "dtype", "device", "kernel_requested", "kernel",
-    "kernel_candidates", "seq_len", "batch", "batch_rule", "new_tokens", "cuda_graphs", "world_size", "cp_backend",
-    "cp_path", "local_len", "compile", "warmup", "repeats", "baseline",
+    "n_layers", "window", *setting_columns(), "kernel", "kernel_candidates", "seq_len", "batch", "batch_rule",
+    "cp_backend", "cp_path", "local_len", "baseline",
 )  # fmt: skip
 TIMING = (
     "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "samples_ms", "token_samples_ms", "compile_ms",
@@ -55,14 +56,10 @@ COLUMNS: tuple[str, ...] = IDENTITY + TIMING + BREAKDOWN + FLOOR + MEMORY + GPU 
 
 # What identifies a cell: what was asked for. Two rows with the same key measured the same thing.
 CELL_KEY: tuple[str, ...] = (
-    "variant", "n_q_heads", "n_kv_heads", "window", "preset", "n_layers", "seq_len", "batch", "dtype", "mode",
-    "causal", "kernel_requested", "device", "new_tokens", "cuda_graphs", "scope", "world_size", "compile",
+    "variant", "n_q_heads", "n_kv_heads", "window", "preset", "n_layers", "seq_len", "batch", *key_columns(),
 )  # fmt: skip
 # What makes cells comparable in one table or one plot panel: every setting but the variant and the length.
-SETTING_KEY: tuple[str, ...] = (
-    "gpu_name", "preset", "n_layers", "scope", "dtype", "mode", "causal", "kernel_requested", "device",
-    "batch_rule", "new_tokens", "cuda_graphs", "world_size", "compile",
-)  # fmt: skip
+SETTING_KEY: tuple[str, ...] = ("gpu_name", "preset", "n_layers", "batch_rule", *key_columns())
 # A (setting, length) point: pairs a variant with the baseline variant for speed-ups.
 POINT_KEY: tuple[str, ...] = (*SETTING_KEY, "seq_len", "batch")
 # The smallest set of columns that makes a file a sqabench results CSV (older files may lack the rest).
@@ -135,6 +132,10 @@ def setting_title(row) -> str:
     return " · ".join(parts)
 
 
+NAMED_SETTINGS = ("dtype", "mode", "causal", "kernel_requested", "device", "scope", "new_tokens", "cuda_graphs",
+                  "world_size", "compile")  # fmt: skip
+
+
 def cell_name(row) -> str:
     """A cell's name from every column of its cell key, so that two cells never print under one name:
     ``sqa paper n=32768 b=4 bf16 fwd encoder auto cuda heads 8/4 8 layers scope model``."""
@@ -154,6 +155,8 @@ def cell_words(row) -> list[str]:
         f"{v['world_size']} ranks" if v["world_size"] not in ("", "1") else "",
         f"compiled {v['compile']}" if v["compile"] else "",
     ]  # fmt: skip
+    # a key setting without a word of its own above is named by its column, so no two cells share a name
+    words += [f"{column}={v[column]}" for column in key_columns() if column not in NAMED_SETTINGS and v[column]]
     return [word for word in words if word]
 
 

@@ -1,0 +1,62 @@
+"""A cell's settings are declared once (``cells.Settings``): the cell key, the CSV's columns and a row's identity
+come from the declaration, so a new setting reaches all of them by being declared."""
+
+import dataclasses
+import subprocess
+import sys
+
+import factories
+from sqabench.speed.cells import Settings, key_columns, setting, setting_columns
+from sqabench.speed.results import CELL_KEY, COLUMNS, SETTING_KEY
+
+
+@dataclasses.dataclass(frozen=True)
+class WithCache(Settings):
+    cache: str = setting("warm")  # a key setting
+    spin: int = setting(0, key=False)  # a column, not a key
+    hidden: bool = setting(False, key=False, column=None)  # neither
+
+
+def test_the_key_and_the_columns_are_the_declared_settings():
+    assert key_columns() == ("causal", "mode", "scope", "dtype", "device", "kernel_requested", "new_tokens",
+                             "cuda_graphs", "world_size", "compile")  # fmt: skip
+    assert set(setting_columns()) - set(key_columns()) == {"warmup", "repeats"}  # recorded, never paired on
+    assert set(key_columns()) <= set(CELL_KEY) and set(key_columns()) <= set(SETTING_KEY)
+    assert set(setting_columns()) <= set(COLUMNS)
+    assert "breakdown" not in COLUMNS and "trace" not in COLUMNS
+
+
+def test_a_new_setting_appears_in_the_key_and_in_a_rows_identity():
+    assert key_columns(WithCache)[-1] == "cache" and "spin" not in key_columns(WithCache)
+    assert setting_columns(WithCache)[-2:] == ("cache", "spin") and "hidden" not in setting_columns(WithCache)
+    (cell,) = factories.cells("sqa", [64])
+    cell = dataclasses.replace(cell, settings=WithCache(**dataclasses.asdict(cell.settings), cache="cold", spin=3))
+    identity = cell.identity()
+    assert (identity["cache"], identity["spin"]) == ("cold", 3) and "hidden" not in identity
+    assert identity["kernel_requested"] == "auto" and identity["new_tokens"] == ""  # spelled as the CSV does
+    assert cell.but(cache="warm").identity()["cache"] == "warm"
+
+
+def test_a_new_setting_appears_in_the_csv_a_run_writes(tmp_path):
+    """Declared in a fresh process before the results schema is read: the file's header and its row carry it,
+    and the cell key (resume, the gate) pairs on it."""
+    code = f"""
+import dataclasses, sqabench.speed.cells as cells
+@dataclasses.dataclass(frozen=True)
+class Settings(cells.Settings):
+    cache: str = cells.setting("warm")
+cells.Settings = Settings
+from sqabench.environment import Environment
+from sqabench.speed.results import CELL_KEY, COLUMNS, key_of, read_rows, results_writer
+from sqabench.speed.sweep import to_row
+from sqabench.speed.cells import Outcome, Timing, plan
+from sqabench.presets import PRESETS
+from sqabench.variants import parse_variants
+(cell,) = plan(parse_variants("sqa"), PRESETS["paper"], [64], Settings(cache="cold"), tokens=64)
+row = to_row(cell, Outcome(kernel="sdpa-math", timing=Timing(1.0, (2.0, 2.0))), Environment(device="cpu"), "run")
+results_writer(__import__("pathlib").Path({str(tmp_path / "r.csv")!r})).write(row)
+(back,) = read_rows(__import__("pathlib").Path({str(tmp_path / "r.csv")!r}))
+print("cache" in COLUMNS, "cache" in CELL_KEY, back["cache"], key_of(back)[-1])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["True", "True", "cold", "cold"], done.stderr[-2000:]
