@@ -324,22 +324,7 @@ def run(options: "RunOptions") -> None:
     from sqabench.speed.runner import execute
 
     with usage_errors():
-        plan = resolve_run(options)
-    if plan.dry_run:
-        with usage_errors():
-            raise typer.Exit(execute(plan, out, err))
-    if plan.launch:  # start the ranks through torch's launcher; they join below, as a torchrun job
-        from sqabench.speed.cp import launch
-
-        argv = ["run", *dataclasses.replace(options, out=str(plan.path)).argv()]
-        say(f"sqabench run --cp {plan.world}: starting {plan.world} ranks with torch.distributed.run")
-        raise typer.Exit(launch(plan.world, argv))
-    if plan.world > 1:
-        from sqabench.speed.runner import execute_split
-
-        raise typer.Exit(execute_split(plan, out, err))
-    with usage_errors():
-        code = execute(plan, out, err)
+        code = execute(resolve_run(options), out, err)
     raise typer.Exit(code)
 
 

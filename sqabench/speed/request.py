@@ -62,6 +62,7 @@ class RunPlan:
     dry_run: bool = False
     yes: bool = False  # a sweep estimated past an hour starts without asking
     resumed_empty: bool = False  # --resume was given an empty file
+    argv: tuple[str, ...] = ()  # this run as the arguments of `sqabench` (what a --cp job's ranks are started with)
 
     @property
     def pending(self) -> list[Cell]:
@@ -139,7 +140,7 @@ def resolve_run(options: RunOptions) -> RunPlan:
         resumed_empty=options.resume and previous is None and path.exists(),
         quick_default=options.seq is None and device.type == "cpu", baseline=baseline, world=world, launch=launch,
         cp_timeout=DEFAULT_CP_TIMEOUT_S if options.cp_timeout is None else options.cp_timeout, budget_s=budget_s,
-        dry_run=options.dry_run, yes=options.yes,
+        dry_run=options.dry_run, yes=options.yes, argv=("run", *dataclasses.replace(options, out=str(path)).argv()),
     )  # fmt: skip
 
 

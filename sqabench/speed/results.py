@@ -259,12 +259,7 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
             raise ConfigError(f"{path} has no rows")
         for line, row in enumerate(rows, start=2):
             validate_row(row, f"{path} line {line}")
-        try:
-            frame = pd.read_csv(
-                path, keep_default_na=False, na_values=[""], dtype={"samples_ms": str, "token_samples_ms": str}
-            )
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise ConfigError(f"cannot read {path} as a results CSV: {str(err).splitlines()[0]}") from None
+        frame = typed_frame(rows)  # the rows as read, once: no second parse of the file
         for column in ("seq_len", "batch", "time_ms", "n_heads", "n_q_heads"):
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 raise ConfigError(f"{path}: column {column} is not numeric")
@@ -274,6 +269,30 @@ def load_results(paths: list[Path] | Path) -> "pd.DataFrame":
         frame["source"] = str(path)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+TEXT_COLUMNS = ("samples_ms", "token_samples_ms")  # ;-separated lists: kept as written
+
+
+def typed_frame(rows: list[dict[str, str]]) -> "pd.DataFrame":
+    """A DataFrame of rows read as strings: empty is missing; a column whose every value is a number becomes
+    numeric, one of True/False booleans; the rest (and ``TEXT_COLUMNS``) stay as written."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, dtype=object).replace({"": float("nan")})
+    for column in frame.columns:
+        if column in TEXT_COLUMNS:
+            continue
+        given = frame[column].notna()
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        said_nan = frame[column].astype(str).str.strip().str.lower().isin(("nan", "-nan", "+nan"))
+        if (numbers.notna() | said_nan).sum() == given.sum():
+            frame[column] = numbers
+        elif set(frame[column][given]) <= {"True", "False"}:
+            frame[column] = frame[column].map({"True": True, "False": False})
+            if given.all():
+                frame[column] = frame[column].astype(bool)
+    return frame
 
 
 def latest(frame: "pd.DataFrame", also: tuple[str, ...] = ()) -> "pd.DataFrame":

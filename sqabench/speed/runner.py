@@ -17,6 +17,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -230,16 +231,146 @@ def hard_exit(code: int) -> None:
     os._exit(code)
 
 
-def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], None] = hard_exit) -> int:
-    """Run the plan's pending cells; print the tables; 0, 1 (a cell failed or the GPU broke), 2 (refused,
-    or the results could not be written) or 130 (interrupted).
+class Solo:
+    """This process measures every cell alone: its own file, its own Ctrl-C (the sweep runs in a worker thread, so
+    that Ctrl-C reaches the main thread at once, even while a long kernel runs)."""
 
-    The sweep runs in a worker thread so that Ctrl-C reaches the main thread at once, even while a
-    long kernel runs; the main thread then reports what is kept and ``abandon``s the worker.
-    """
+    is_main = True
+    world = 1
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan, self.run_id, self.path = plan, uuid.uuid4().hex[:12], plan.path
+
+    def __enter__(self) -> "Solo":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def pending(self) -> list[Cell]:
+        return self.plan.pending
+
+    def lock(self):
+        """The results file's lock, for the sweep (a dry run or a refused one takes none)."""
+        return RunLock(self.plan.path)
+
+    def limits(self, err: Console) -> DeviceLimits:
+        return device_limits(self.plan, err)
+
+    def measure(self, pending: list[Cell]):
+        return None  # the sweep's own: one cell in this process
+
+
+class Rank:
+    """This process is one rank of a context-parallel job (``--cp``, or a torchrun job): every rank plans the same
+    cells and measures each together; rank 0's file and finished cells are what count, passed to the others
+    through the job's store, and rank 0 alone writes, prints and shows progress."""
+
+    def __init__(self, plan: RunPlan, group, launched: bool) -> None:
+        self.plan, self.group, self.launched = plan, group, launched
+        self.is_main, self.world = group.is_main, group.world
+
+    def __enter__(self) -> "Rank":
+        self.held = RunLock(self.plan.path) if self.is_main else nullcontext()
+        try:
+            self.held.__enter__()  # rank 0 holds the file's lock for the whole job
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        if self.is_main:
+            self.group.post("plan", {"path": str(self.plan.path), "done": sorted(map(list, self.plan.done)),
+                                     "run": uuid.uuid4().hex[:12]})  # fmt: skip
+        shared = self.group.fetch("plan")  # rank 0's file, finished cells and run id, on every rank
+        self.done = {tuple(key) for key in shared["done"]}
+        self.run_id, self.path = shared["run"], Path(shared["path"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from sqabench.speed.cp import leave
+
+        if getattr(self, "held", None) is not None:
+            self.held.__exit__(None, None, None)
+        try:
+            leave()
+        except (RuntimeError, KeyboardInterrupt):  # a peer already gone: nothing left to tear down
+            pass
+
+    def pending(self) -> list[Cell]:
+        return [cell for cell in self.plan.cells if key_of(cell.identity()) not in self.done]
+
+    def lock(self):
+        return nullcontext()  # held since the job started (``__enter__``)
+
+    def limits(self, err: Console) -> DeviceLimits:
+        from sqabench.speed.cp import link_rate
+
+        link = link_rate(self.group)
+        limits = device_limits(self.plan, err) if self.is_main else DeviceLimits()
+        err.print(Text(f"{self.group.world} ranks ({self.group.backend}); all-gather: {link / 1e9:.3g} GB/s "
+                       "received per rank"), highlight=False)  # fmt: skip
+        return dataclasses.replace(limits, link_bytes_per_s=link)
+
+    def measure(self, pending: list[Cell]):
+        """Each cell measured on every rank at once, under a key of its own in the job's store."""
+        from sqabench.speed.cp import stop_if_interrupted
+        from sqabench.speed.split import measure_split
+
+        counter = iter(range(len(pending)))
+
+        def measure(cell, phase):
+            def heard(name: str) -> None:  # each phase of a cell: where a dropped Ctrl-C takes effect
+                stop_if_interrupted()
+                phase(name)
+
+            stop_if_interrupted()
+            return measure_split(cell, heard, self.group, f"{self.run_id}/cell{next(counter)}")
+
+        return measure
+
+
+def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], None] = hard_exit) -> int:
+    """``sqabench run``'s flow, alone or as one rank of a split job: announce, ceilings, the estimate (a dry run
+    stops there), the sweep under the file's lock with progress, the tables. 0, 1 (a cell failed or the GPU
+    broke), 2 (refused, or the results could not be written) or 130 (interrupted).
+
+    ``--cp N`` outside a torchrun job starts the job's ranks through torch's launcher, and this process waits
+    for them; inside one, this process joins as its rank. On a Ctrl-C the main thread reports what is kept and
+    ``abandon``s a cell still running in its worker thread."""
+    if plan.launch and not plan.dry_run:
+        from sqabench.speed.cp import launch
+
+        err.print(Text(f"sqabench run --cp {plan.world}: starting {plan.world} ranks with torch.distributed.run"),
+                  highlight=False)  # fmt: skip
+        return launch(plan.world, list(plan.argv))
+    if plan.world > 1 and not plan.dry_run:
+        from sqabench.speed.cp import interruptible, join
+
+        launched = interruptible()
+        try:
+            role = Rank(plan, join(plan.device.type, plan.cp_timeout), launched)
+        except KeyboardInterrupt:
+            if os.environ.get("RANK", "0") == "0":
+                interrupted(_Discard(), plan, err)
+            return 0 if launched else 130
+    else:
+        role = Solo(plan)
+    with role:
+        if not role.is_main:
+            out = err = Console(file=io.StringIO())  # one rank speaks
+        try:
+            return _run(plan, role, out, err, abandon)
+        except KeyboardInterrupt:  # a rank's Ctrl-C before its sweep (alone, the sweep's thread is what it stops)
+            if role.world == 1:
+                raise
+            if role.is_main:
+                interrupted(_Discard(), plan, err)
+            return _interrupted_code(role)
+
+
+def _run(plan: RunPlan, role: "Solo | Rank", out: Console, err: Console, abandon: Callable[[int], None]) -> int:
     announce(plan, err)
-    limits = device_limits(plan, err)
-    cells = plan.pending
+    limits = role.limits(err)
+    cells = role.pending()
     predicted = predict(cells, limits)
     if predicted is not None and plan.budget_s is not None and predicted.total_s > plan.budget_s:
         cells = by_value(cells)
@@ -253,23 +384,25 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
     if plan.dry_run:
         out.print(dry_run_table(cells, predicted))
         return 0
-    confirm_long(predicted, plan, err)
-    with RunLock(plan.path):
-        code, stranded = _sweep(plan, cells, predicted, limits, out, err)
+    if role.world == 1:  # a rank of a job never waits on a question: the job was started for it
+        confirm_long(predicted, plan, err)
+    with role.lock():
+        code, stranded = _sweep(plan, role, cells, predicted, limits, out, err)
     if stranded:  # a cell still runs in its thread; the lock is released and the writer closed: leave now
         abandon(code)
     return code
 
 
-def _sweep(plan, cells, predicted, limits, out, err) -> tuple[int, bool]:
-    """The sweep in a worker thread; (exit code, whether that thread was left running by a Ctrl-C)."""
+def _sweep(plan, role, cells, predicted, limits, out, err) -> tuple[int, bool]:
+    """The sweep; (exit code, whether a worker thread was left running by a Ctrl-C). Alone, the sweep runs in a
+    worker thread; a rank runs it in its main thread, where the job's Ctrl-C lands between phases."""
     if any(cell.settings.breakdown for cell in cells):
         from sqabench.speed.profile import start_profiler
 
         start_profiler(plan.device)
-    writer = results_writer(plan.path)
+    writer = results_writer(role.path) if role.is_main else _Discard()
     new_rows: list[dict] = []
-    remember = CompiledShapes().recorder(cells)
+    remember = CompiledShapes().recorder(cells) if role.is_main else (lambda row: None)  # rank 0 records
     pace = Pace(predicted.per_cell_s if predicted else None)
     budget = Budget(plan.budget_s, pace)
     display = SweepDisplay(err, len(cells), pace)
@@ -284,37 +417,49 @@ def _sweep(plan, cells, predicted, limits, out, err) -> tuple[int, bool]:
         try:
             run_sweep(
                 cells, writer, plan.env, on_start=display.start, on_phase=display.phase, on_row=finished,
-                limits=limits, should_start=budget.allows, baseline=plan.baseline,
+                measure=role.measure(cells), limits=limits, should_start=budget.allows, run_id=role.run_id,
+                baseline=plan.baseline,
             )  # fmt: skip
         except BaseException as error:  # handed to the main thread, which decides
             outcome["error"] = error
 
-    worker = threading.Thread(target=work, name="sqabench-sweep", daemon=True)
     try:
         with display:
-            worker.start()
-            while worker.is_alive():
-                worker.join(0.1)
+            if role.world == 1:
+                worker = threading.Thread(target=work, name="sqabench-sweep", daemon=True)
+                worker.start()
+                while worker.is_alive():
+                    worker.join(0.1)
+            else:
+                work()
     except KeyboardInterrupt:
         writer.close()  # a cell the worker finishes from now on is not written: the message below stays true
         interrupted(writer, plan, err)
-        return 130, True
+        return _interrupted_code(role), role.world == 1
     error = outcome.get("error")
     if isinstance(error, KeyboardInterrupt):
         interrupted(writer, plan, err)
-        return 130, False
+        return _interrupted_code(role), False
     if isinstance(error, OSError):
-        err.print(Text("error: ", style="bold red") + Text(f"cannot write results to {plan.path}: {error}"))
+        err.print(Text("error: ", style="bold red") + Text(f"cannot write results to {role.path}: {error}"))
         return 2, False
     if error is not None and not isinstance(error, SweepAborted):
         raise error
-    code = report(plan.path, plan, new_rows, writer.written, error, out, err)
+    if not role.is_main:
+        return (1 if error is not None else 0), False
+    code = report(role.path, plan, new_rows, writer.written, error, out, err)
     if budget.left:
         labels = ", ".join(cell.label for cell in budget.left[:6]) + (", ..." if len(budget.left) > 6 else "")
         err.print(Text(f"--budget {format_duration(plan.budget_s)} spent: {plural(len(budget.left), 'cell')} not "
                        f"started ({labels}); continue with --resume --out {plan.path}", style="yellow"),
                   highlight=False)  # fmt: skip
     return code, False
+
+
+def _interrupted_code(role: "Solo | Rank") -> int:
+    """130; but under sqabench's own launcher a rank ends cleanly (the launcher would print a traceback for a rank
+    that fails) and the launching process exits 130."""
+    return 0 if getattr(role, "launched", False) else 130
 
 
 def report(path: Path, plan: RunPlan, new_rows: list[dict], written: int, aborted, out: Console, err: Console) -> int:
@@ -350,92 +495,13 @@ def interrupted(writer: CsvWriter, plan: RunPlan, err: Console) -> None:
     err.print(Text(message, style="yellow"), highlight=False)
 
 
-def execute_split(plan: RunPlan, out: Console, err: Console) -> int:
-    """``sqabench run`` as one rank of a context-parallel job: rank 0 writes, prints and shows progress.
-
-    Every rank plans the same cells; rank 0's output file and finished cells are what count, passed
-    to the others through the job's store.
-    """
-    from sqabench.speed.cp import interruptible, join, leave, link_rate, stop_if_interrupted
-    from sqabench.speed.split import measure_split
-
-    launched = interruptible()
-    try:
-        group = join(plan.device.type, plan.cp_timeout)
-    except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") == "0":
-            interrupted(_Discard(), plan, err)
-        return 0 if launched else 130
-    lock = RunLock(plan.path) if group.is_main else None
-    writer = _Discard()
-    try:
-        if lock is not None:
-            lock.__enter__()
-        if not group.is_main:
-            out = err = Console(file=io.StringIO())  # one rank speaks
-        else:
-            announce(plan, err)
-            run_id = uuid.uuid4().hex[:12]
-            group.post("plan", {"path": str(plan.path), "done": sorted(map(list, plan.done)), "run": run_id})
-        shared = group.fetch("plan")  # rank 0's file, finished cells and run id, on every rank
-        done = {tuple(key) for key in shared["done"]}
-        pending = [cell for cell in plan.cells if key_of(cell.identity()) not in done]
-        link = link_rate(group)
-        limits = device_limits(plan, err) if group.is_main else DeviceLimits()
-        limits = dataclasses.replace(limits, link_bytes_per_s=link)
-        err.print(Text(f"{group.world} ranks ({group.backend}); all-gather: {link / 1e9:.3g} GB/s received per rank"),
-                  highlight=False)  # fmt: skip
-        path = Path(shared["path"])
-        if group.is_main:
-            writer = results_writer(path)
-        predicted = predict(pending, limits)
-        if predicted is not None:
-            announce_estimate(predicted, plan, len(pending), err)
-        display = SweepDisplay(err, len(pending), Pace(predicted.per_cell_s if predicted else None))
-        counter = iter(range(len(pending)))
-
-        def measure(cell, phase):
-            def heard(name: str) -> None:  # each phase of a cell: where a dropped Ctrl-C takes effect
-                stop_if_interrupted()
-                phase(name)
-
-            stop_if_interrupted()
-            return measure_split(cell, heard, group, f"{shared['run']}/cell{next(counter)}")
-
-        new_rows: list[dict] = []
-        remember = CompiledShapes().recorder(pending) if group.is_main else (lambda row: None)  # rank 0 records
-
-        aborted = None
-        try:
-            with display:
-                run_sweep(pending, writer, plan.env, on_start=display.start, on_phase=display.phase,
-                          on_row=lambda row: (new_rows.append(row), display.finished(row), remember(row)),
-                          measure=measure,
-                          limits=limits, run_id=shared["run"], baseline=plan.baseline)  # fmt: skip
-        except SweepAborted as error:
-            aborted = error
-        if not group.is_main:
-            return 1 if aborted is not None else 0
-        return report(path, plan, new_rows, writer.written, aborted, out, err)
-    except KeyboardInterrupt:
-        if group.is_main:
-            interrupted(writer, plan, err)
-        # Under sqabench's own launcher the job ends cleanly (the launcher would print a traceback for a rank
-        # that fails) and the launching process exits 130; under a user's torchrun the rank says 130 itself.
-        return 0 if launched else 130
-    finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
-        try:
-            leave()
-        except (RuntimeError, KeyboardInterrupt):  # a peer already gone: nothing left to tear down
-            pass
-
-
 class _Discard:
     """The writer of a rank that writes nothing: rank 0 alone writes the CSV."""
 
     written = 0
 
     def write(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
         pass
