@@ -34,11 +34,15 @@ def main(argv: list[str]) -> int:
     wall = sum(float(r["wall_s"]) for r in rows)
     evaluation = sum(float(r["eval_s"]) for r in rows)
     steps = sum(int(r["steps"]) * float(r["step_ms"]) / 1e3 for r in rows)
-    print(f"{len(rows)} runs, command {whole:.1f} s; in the runs {wall:.1f} s, of which training steps "
-          f"{steps:.1f} s (steps x median step)")
+    print(
+        f"{len(rows)} runs, command {whole:.1f} s; in the runs {wall:.1f} s, of which training steps "
+        f"{steps:.1f} s (steps x median step)"
+    )
     print(f"evaluation and logging: {evaluation:.2f} s = {evaluation / wall:.1%} of the runs' time (goal: < 5%)")
-    print(f"outside the runs (start, imports, models built, the table): {whole - wall:.1f} s = "
-          f"{(whole - wall) / whole:.1%} of the command")
+    print(
+        f"outside the runs (start, imports, models built, the table): {whole - wall:.1f} s = "
+        f"{(whole - wall) / whole:.1%} of the command"
+    )
     return 0 if evaluation / wall < 0.05 else 1
 
 

@@ -349,8 +349,9 @@ DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan an
 
 @reproduce_app.command("paper")
 def reproduce_paper(
-    seq: Annotated[str | None, typer.Option(
-        metavar="LENGTHS", help="paper: the lengths (default GPU 32k,131k,200k; CPU 1k,4k).")] = None,  # fmt: skip
+    seq: Annotated[
+        str | None, typer.Option(metavar="LENGTHS", help="paper: the lengths (default GPU 32k,131k,200k; CPU 1k,4k).")
+    ] = None,  # fmt: skip
     device: DeviceOption = "auto",
     out_path: OutOption = None,
     plots: PlotsOption = None,
@@ -370,24 +371,34 @@ def reproduce_paper(
 
 @reproduce_app.command("quality")
 def reproduce_quality(
-    data: Annotated[str | None, typer.Option(
-        "--data", metavar="PATH", help="quality: the text corpus (as sqabench quality --data).")] = None,
-    seq: Annotated[str | None, typer.Option(
-        metavar="LENGTH", help="quality: the context, one length (default on a GPU 1024, with --moe 256; on a CPU "
-        "256).")] = None,  # fmt: skip
+    data: Annotated[
+        str | None,
+        typer.Option("--data", metavar="PATH", help="quality: the text corpus (as sqabench quality --data)."),
+    ] = None,
+    seq: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LENGTH",
+            help="quality: the context, one length (default on a GPU 1024, with --moe 256; on a CPU 256).",
+        ),
+    ] = None,  # fmt: skip
     device: DeviceOption = "auto",
     out_path: OutOption = None,
     plots: PlotsOption = None,
     resume: ResumeOption = False,
     budget: BudgetOption = None,
     dry_run: DryRunOption = False,
-    moe: Annotated[bool, typer.Option("--moe", help="quality: Table 2's MoE protocol (paper-moe) instead of Table 1's.")
-                   ] = False,  # fmt: skip
+    moe: Annotated[
+        bool, typer.Option("--moe", help="quality: Table 2's MoE protocol (paper-moe) instead of Table 1's.")
+    ] = False,  # fmt: skip
     seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 3).")] = None,
     steps: Annotated[int | None, typer.Option(metavar="N", help="quality: steps instead of --budget.")] = None,
     tokenizer: Annotated[str | None, typer.Option(metavar="NAME", help="quality: bpe (default) or bytes.")] = None,
-    pad_like_paper: Annotated[bool, typer.Option(
-        "--pad-like-paper", help="quality: the paper's padding, the pads scored, beside the real-token numbers.")
+    pad_like_paper: Annotated[
+        bool,
+        typer.Option(
+            "--pad-like-paper", help="quality: the paper's padding, the pads scored, beside the real-token numbers."
+        ),
     ] = False,  # fmt: skip
 ) -> None:
     """The paper's quality protocol (Table 1; --moe Table 2): ours beside its table and what differs."""
@@ -451,12 +462,22 @@ def print_figures(written: list[Path], notes: list[str]) -> None:
 
 @app.command()
 def report(
-    files: Annotated[list[Path], typer.Argument(
-        metavar="FILE", help="Results CSVs of sqabench run or sqabench quality (any version), re-read as they are.",
-        show_default=False)],
-    baseline: Annotated[str | None, typer.Option(
-        "--baseline", metavar="VARIANT",
-        help="Variant to pair against (speed-ups, quality differences). Default: the run's, else mha.")] = None,
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="FILE",
+            help="Results CSVs of sqabench run or sqabench quality (any version), re-read as they are.",
+            show_default=False,
+        ),
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="VARIANT",
+            help="Variant to pair against (speed-ups, quality differences). Default: the run's, else mha.",
+        ),
+    ] = None,
 ) -> None:
     """Print the tables a finished run printed, from its file alone: no training, no GPU, no torch."""
     from sqabench.quality.report import report_quality
@@ -492,8 +513,11 @@ def check(
     ] = 0.03,
     baseline: BaselineOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Apply every gate even when the GPUs differ.")] = False,
-    allow_unjudged: Annotated[bool, typer.Option(
-        "--allow-unjudged", help="Pass although some cells' noise left a gate undecided (by default that fails).")
+    allow_unjudged: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unjudged", help="Pass although some cells' noise left a gate undecided (by default that fails)."
+        ),
     ] = False,  # fmt: skip
     json_out: Annotated[
         Path | None,
@@ -530,8 +554,11 @@ def tokenize(
     tokenizer: Annotated[str, typer.Option(metavar="NAME", help="bpe (pip install 'sqabench[bpe]') or bytes.")] = "bpe",
     vocab: Annotated[int | None, typer.Option(metavar="N", help="The BPE's vocabulary (default 4096).")] = None,
     held_out: Annotated[float, typer.Option(metavar="FRACTION", help="Share of the documents held out.")] = 0.05,
-    out_path: Annotated[Path | None, typer.Option(
-        "--out", metavar="FILE", help="The tokens file (.tokens). Default: beside DATA, named by its tokenizer.")
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", metavar="FILE", help="The tokens file (.tokens). Default: beside DATA, named by its tokenizer."
+        ),
     ] = None,  # fmt: skip
 ) -> None:
     """Split and tokenize a corpus once, into a file that sqabench quality --data reads on a machine without the

@@ -52,7 +52,6 @@ class Decoder:
     def position(self) -> int:
         return self.cursor.position
 
-
     def prefill(self, tokens: torch.Tensor) -> torch.Tensor:
         """Run the (B, N) context through the model, causal; fill the cache; return the last position's
         (B, 1, V) logits: the only ones generation uses."""

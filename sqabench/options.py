@@ -58,7 +58,11 @@ class Rule:
         above = self.high is not None and (value >= self.high if self.open_high else value > self.high)
         if not (below or above):
             return None
-        if self.low is not None and self.high is not None and (self.open_low or self.open_high or self.what or self.unit):
+        if (
+            self.low is not None
+            and self.high is not None
+            and (self.open_low or self.open_high or self.what or self.unit)
+        ):
             return f"{flag} {value} {self._range()}"
         unit = f" {self.unit}" if self.unit else ""
         if below:
@@ -133,4 +137,3 @@ def argv_of(options: object) -> list[str]:
         elif value is not None:
             args += [on, str(value)]
     return args
-

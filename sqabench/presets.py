@@ -76,8 +76,18 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", d_model=256, n_layers=8, n_heads=16, d_ff=768, source="arXiv 2510.01817, section 4"),
     # The paper's mixture-of-experts model (Table 2): d_model 128, 6 layers, 8 heads of 16 dims, top-2 of 12
     # SwiGLU experts of 256, a router load-balancing loss of 0.01, a 5k vocabulary.
-    "paper-moe": Preset("paper-moe", d_model=128, n_layers=6, n_heads=8, d_ff=256, vocab_size=5_000, n_experts=12,
-                        top_k=2, router_aux=0.01, source="arXiv 2510.01817, section 4, Table 2"),  # fmt: skip
+    "paper-moe": Preset(
+        "paper-moe",
+        d_model=128,
+        n_layers=6,
+        n_heads=8,
+        d_ff=256,
+        vocab_size=5_000,
+        n_experts=12,
+        top_k=2,
+        router_aux=0.01,
+        source="arXiv 2510.01817, section 4, Table 2",
+    ),  # fmt: skip
     # Head dim 128: attention bound by tensor cores rather than by the softmax.
     "wide": Preset("wide", d_model=2048, n_layers=4, n_heads=16, d_ff=5632, source="sqabench"),
 }

@@ -128,3 +128,14 @@ def real_run(tmp_path_factory, _session_cache):
         result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     return out, result.output
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    """A small text corpus (``texts.documents``) as a .txt file, with a cache folder of the test's own."""
+    from texts import documents
+
+    monkeypatch.setenv("SQABENCH_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(documents()) + "\n")
+    return path

@@ -12,10 +12,10 @@ import sys
 
 import torch
 
-from sqabench.speed.cp import join, leave, split_model
 from sqabench.encoder import build_encoder
 from sqabench.kernels import compile_settings
 from sqabench.presets import PRESETS
+from sqabench.speed.cp import join, leave, split_model
 from sqabench.variants import get_variant
 
 N = 256  # two shares of 128: flex's block

@@ -1,13 +1,13 @@
 """Results files for tests, made by the code that makes real ones: ``plan``, ``classify``, ``to_row``."""
 
-import factories
 from pathlib import Path
 
 import torch
 
-from sqabench.speed.cells import Outcome, Timing
+import factories
 from sqabench.environment import Environment
 from sqabench.presets import PRESETS
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.speed.results import results_writer
 from sqabench.speed.sweep import classify, to_row
 
@@ -18,8 +18,19 @@ SPREAD = (0.995, 1.0, 1.005, 0.998, 1.002, 0.999, 1.001, 0.997, 1.003, 1.0)  # 1
 
 
 def write_run(
-    path: Path, gpu=H100, scale=None, status=None, mem=None, drop=(), kernel=None, samples=None, throttle=None,
-    mode="fwd", attn_mem=None, run_id="run", baseline="mha",
+    path: Path,
+    gpu=H100,
+    scale=None,
+    status=None,
+    mem=None,
+    drop=(),
+    kernel=None,
+    samples=None,
+    throttle=None,
+    mode="fwd",
+    attn_mem=None,
+    run_id="run",
+    baseline="mha",
 ) -> Path:
     """A results CSV of a GPU-like run: every variant of TIMES at two lengths, 10 repeats each.
 
@@ -34,8 +45,18 @@ def write_run(
     attn_mem = attn_mem or {}
     throttle = throttle or {}
     env = Environment(device="cuda", gpu_name=gpu, torch_version="2.11.0", git_sha="abc", cpu_model="test")
-    cells = factories.cells(",".join(TIMES), LENGTHS, PRESETS["paper"], tokens=131072, dtype="bf16", mode=mode,
-                            device="cuda", warmup=2, repeats=10, new_tokens=32)
+    cells = factories.cells(
+        ",".join(TIMES),
+        LENGTHS,
+        PRESETS["paper"],
+        tokens=131072,
+        dtype="bf16",
+        mode=mode,
+        device="cuda",
+        warmup=2,
+        repeats=10,
+        new_tokens=32,
+    )
     writer = results_writer(path)
     for cell in cells:
         at = (cell.spec.name, cell.seq_len)

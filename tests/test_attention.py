@@ -6,8 +6,8 @@ import torch
 from conftest import SEQ, TINY, WINDOW, rel_err
 from reference import attention_layer, attention_per_head, mask_by_loops, rotate
 from sqabench.attention import SQAttention, apply_rope, rope_tables
-from sqabench.kernels import KernelUnsupported, SdpaKernel, build_kernel
 from sqabench.errors import ConfigError
+from sqabench.kernels import KernelUnsupported, SdpaKernel, build_kernel
 from sqabench.variants import FAMILY, VariantSpec, get_variant
 
 MASKS = {

@@ -1,15 +1,15 @@
 """--kernel best, --compile and sqabench reproduce paper, on the CPU."""
 
-import factories
 import csv
 import re
 
 import pytest
 from typer.testing import CliRunner
 
+import factories
 import sqabench.kernels as kernels
-from sqabench.speed.cells import Cell
 from sqabench.cli import app
+from sqabench.speed.cells import Cell
 from sqabench.speed.request import resolve_run
 from sqabench.speed.results import CELL_KEY, key_of
 

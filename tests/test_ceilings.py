@@ -5,11 +5,11 @@ import torch
 from typer.testing import CliRunner
 
 import sqabench.speed.ceilings as ceilings
-from sqabench.speed.ceilings import get_ceilings
-from sqabench.flops import Rates, floor
-from sqabench.speed.peaks import peaks_for
 from sqabench.cli import app
 from sqabench.environment import environment
+from sqabench.flops import Rates, floor
+from sqabench.speed.ceilings import get_ceilings
+from sqabench.speed.peaks import peaks_for
 from sqabench.speed.results import FLOOR_WRONG, read_rows
 
 pytestmark = pytest.mark.real_ceilings  # this file measures ceilings; every other reads stubbed ones

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rows import LENGTHS, SPREAD, write_run
-from sqabench.speed.check import Limits, compare, markdown
 from sqabench.cli import app
+from sqabench.speed.check import Limits, compare, markdown
 from sqabench.speed.report import format_time
 
 runner = CliRunner()
@@ -393,8 +393,11 @@ def test_a_value_no_run_writes_is_refused_by_check_plot_and_resume(base, tmp_pat
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    for args in (["check", str(base), str(bad)], ["plot", str(bad), "--out", str(tmp_path / "p")],
-                 ["run", "--device", "cpu", "--variants", "mha", "--seq", "64", "--resume", "--out", str(bad)]):
+    for args in (
+        ["check", str(base), str(bad)],
+        ["plot", str(bad), "--out", str(tmp_path / "p")],
+        ["run", "--device", "cpu", "--variants", "mha", "--seq", "64", "--resume", "--out", str(bad)],
+    ):
         result = runner.invoke(app, args, env={"COLUMNS": "300"})
         assert result.exit_code == 2, (args[0], result.output)
         assert said in one_line(result) and "line 2" in result.output and "Traceback" not in result.output

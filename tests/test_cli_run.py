@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 import sqabench
 import sqabench.speed.sweep as sweep
-from sqabench.speed.cells import Outcome, Timing
 from sqabench.cli import app
 from sqabench.device import no_compile
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.speed.results import COLUMNS
 
 runner = CliRunner()
@@ -191,7 +191,7 @@ def test_dtype_the_device_cannot_run(tmp_path, monkeypatch):
 
     def no_fp16(q, *args, **kwargs):
         if q.dtype == torch.float16:
-            raise RuntimeError('"baddbmm" not implemented for \'Half\'')
+            raise RuntimeError("\"baddbmm\" not implemented for 'Half'")
         return real(q, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", no_fp16)
@@ -466,7 +466,6 @@ def test_cpu_tests_never_see_a_gpu():
     from sqabench.device import resolve_device
 
     assert torch.cuda.is_available is no_gpu and resolve_device("auto") == torch.device("cpu")
-
 
 
 def test_resume_of_a_file_with_a_bad_value_writes_nothing(tmp_path, monkeypatch):

@@ -104,8 +104,8 @@ def test_cp_bad_input(tmp_path, args, message):
 
 
 def test_more_ranks_than_gpus(monkeypatch):
-    from sqabench.speed.cp import check_request
     from sqabench.errors import ConfigError
+    from sqabench.speed.cp import check_request
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigError, match="--cp 2 needs 2 GPUs on one node; this one has 1"):

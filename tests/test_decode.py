@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 from conftest import TINY, rel_err
 from reference import encoder_forward
 from sqabench.attention import Cursor
-from sqabench.kernels import KernelUnsupported
-from sqabench.speed.check import Limits, compare
 from sqabench.cli import app
 from sqabench.decode import Decoder
 from sqabench.encoder import build_encoder
 from sqabench.flops import cache_slots, decode_cost, keys_seen, kv_cache_bytes, kv_cache_bytes_per_token
+from sqabench.kernels import KernelUnsupported
 from sqabench.presets import PRESETS
+from sqabench.speed.check import Limits, compare
 from sqabench.variants import get_variant
 from sqabench.verify import KernelVerifyFailed, verify_decode
 

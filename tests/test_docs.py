@@ -38,8 +38,11 @@ def test_every_command_has_its_page():
         assert f"(docs/{page}" in README.read_text(), f"the README links no page for `sqabench {name}`"
 
 
-@pytest.mark.parametrize("page", [*pages(), ROOT / "results" / "README.md", ROOT / "plots" / "README.md"],
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "page",
+    [*pages(), ROOT / "results" / "README.md", ROOT / "plots" / "README.md"],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_every_relative_link_resolves(page):
     for target in LINK.findall(page.read_text()):
         if re.match(r"^[a-z]+:", target) or target.startswith("#"):
@@ -86,15 +89,16 @@ def test_every_option_of_a_command_is_named_on_some_page(name):
 def test_every_column_of_every_csv_is_documented(csv):
     """Each column a run writes is named, in backticks, in the table of its page (the results CSV's page also
     holds its order: ``test_results``)."""
-    from sqabench.quality.rows import COLUMNS as QUALITY, CURVE_COLUMNS
+    from sqabench.quality.rows import COLUMNS as QUALITY
+    from sqabench.quality.rows import CURVE_COLUMNS
     from sqabench.speed.results import COLUMNS as RESULTS
 
     columns, page, heading = {"results": (RESULTS, "results.md", "# The results CSV"),
                               "quality": (QUALITY, "quality.md", "## What a run reports"),
                               "curves": (CURVE_COLUMNS, "quality.md", "-curves.csv`")}[csv]  # fmt: skip
     text = (DOCS / page).read_text()
-    section = text[text.index(heading):]
-    table = section[section.index("| column |"):].split("\n\n", 1)[0]
+    section = text[text.index(heading) :]
+    table = section[section.index("| column |") :].split("\n\n", 1)[0]
     documented = set(re.findall(r"`(\w+)`", table))
     assert not set(columns) - documented, f"docs/{page}: columns no table documents: {set(columns) - documented}"
 

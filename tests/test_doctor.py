@@ -82,7 +82,10 @@ def test_doctor_on_this_cpu_is_ready_for_the_default_sweep():
     by_name = {(c["section"], c["name"]): c for c in report["checks"]}
     assert by_name[("kernels", "paper mha 16/16 full: sdpa")]["status"] == "ok"
     assert by_name[("kernels", "paper mha 16/16@128 windowed: flex")] == {
-        **by_name[("kernels", "paper mha 16/16@128 windowed: flex")], "status": "ok", "needed": True}
+        **by_name[("kernels", "paper mha 16/16@128 windowed: flex")],
+        "status": "ok",
+        "needed": True,
+    }
     assert by_name[("kernels", "paper gqa 16/4 full: sdpa-cudnn")]["status"] == "unsupported"  # no cuDNN on a CPU
     assert by_name[("speed", "cuDNN vs flash")]["status"] == "skipped"
     assert {c["section"] for c in report["checks"]} == {"versions", "kernels", "speed", "graphs", "nvml", "ceilings"}

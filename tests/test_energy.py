@@ -4,16 +4,22 @@ import time
 
 import pytest
 
+import factories
 import fake_nvml
 import sqabench.speed.measure as measure
-import factories
 from rows import write_run
+from sqabench.environment import Environment
 from sqabench.speed.check import Limits, compare
 from sqabench.speed.energy import (
-    MIN_ENERGY_WINDOW_S, SLOWDOWNS, GpuMonitor, Window, energy_of, energy_per_step, energy_steps,
+    MIN_ENERGY_WINDOW_S,
+    SLOWDOWNS,
+    GpuMonitor,
+    Window,
+    energy_of,
+    energy_per_step,
+    energy_steps,
 )
-from sqabench.environment import Environment
-from sqabench.speed.results import results_writer, read_rows
+from sqabench.speed.results import read_rows, results_writer
 from sqabench.speed.sweep import run_cell, run_sweep
 
 

@@ -6,9 +6,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import TINY
 from sqabench.attention import KVCache, rope_tables
 from sqabench.decode import Decoder
-from sqabench.kernels import Kernel, dense_mask
 from sqabench.encoder import build_block, build_encoder
 from sqabench.flops import Rates, decode_cost, floor, split_cost, step_cost, visible_pairs
+from sqabench.kernels import Kernel, dense_mask
 from sqabench.variants import FAMILY, VariantSpec, get_variant
 
 
@@ -125,7 +125,8 @@ def test_a_decode_step_with_a_window_reads_the_window_only():
     per_key = 2 * p.n_layers * 3 * 4 * p.head_dim * 4  # K and V, every layer, 3 sequences, 4 heads, fp32 bytes
     assert (b.min_bytes - a.min_bytes) * new == per_key * (keys[None] - keys[window])
     assert (b.attention_flops - a.attention_flops) * new == 4 * p.n_layers * 3 * 8 * p.head_dim * (
-        keys[None] - keys[window])
+        keys[None] - keys[window]
+    )
 
 
 def test_a_ranks_matmuls_are_its_share_of_the_sequence():

@@ -1,13 +1,13 @@
 """On a GPU (``pytest -m gpu``): every variant x kernel against fp64, forward and backward, and a real cell."""
 
-import factories
 import pytest
 import torch
 
+import factories
 from sqabench.attention import SQAttention
 from sqabench.kernels import KernelUnsupported
-from sqabench.speed.measure import measure_cell
 from sqabench.presets import PRESETS
+from sqabench.speed.measure import measure_cell
 from sqabench.variants import FAMILY, get_variant
 from sqabench.verify import verify_layer
 
@@ -42,8 +42,9 @@ def test_bf16_gradients_match_fp64(name, kernel):
 
 @pytest.mark.parametrize("mode", ["fwd", "train"])
 def test_a_real_cell_on_the_gpu(mode):
-    cells = factories.cells("sqa,swa", [2048], PRESETS["paper"], tokens=8192, dtype="bf16", mode=mode, device="cuda",
-                            warmup=1, repeats=3)
+    cells = factories.cells(
+        "sqa,swa", [2048], PRESETS["paper"], tokens=8192, dtype="bf16", mode=mode, device="cuda", warmup=1, repeats=3
+    )
     for cell in cells:
         outcome = measure_cell(cell)
         assert outcome.status == "ok" and outcome.timing.median_ms > 0
@@ -53,8 +54,20 @@ def test_a_real_cell_on_the_gpu(mode):
 @pytest.mark.parametrize("graphs", [False, True], ids=["eager-launch", "cuda-graph"])
 @pytest.mark.parametrize("name", ["gqa", "ssqa", "swa-xsqa"])
 def test_decode_cells_on_the_gpu(name, graphs):
-    (cell,) = factories.cells(name, [4096], PRESETS["paper"], tokens=32768, dtype="bf16", mode="decode", causal=True,
-                              device="cuda", warmup=1, repeats=2, new_tokens=16, cuda_graphs=graphs)
+    (cell,) = factories.cells(
+        name,
+        [4096],
+        PRESETS["paper"],
+        tokens=32768,
+        dtype="bf16",
+        mode="decode",
+        causal=True,
+        device="cuda",
+        warmup=1,
+        repeats=2,
+        new_tokens=16,
+        cuda_graphs=graphs,
+    )
     outcome = measure_cell(cell)
     assert outcome.status == "ok" and outcome.verify_rel_err < 4e-2
     assert len(outcome.timing.samples_ms) == 2 * 16 and outcome.readings["prefill_ms"] > 0
@@ -100,8 +113,8 @@ def test_doctor_on_the_gpu():
 
 
 def test_a_breakdown_on_the_gpu_adds_up():
-    from sqabench.speed.profile import profile_step
     from sqabench.encoder import build_encoder
+    from sqabench.speed.profile import profile_step
 
     model = build_encoder(get_variant("sqa"), PRESETS["paper"], "auto", False, "cuda", torch.bfloat16)
     tokens = torch.randint(0, 10_000, (4, 8192), device="cuda")

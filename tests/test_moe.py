@@ -48,8 +48,10 @@ def test_each_token_goes_to_its_top_two_experts_weighted_by_renormalised_probabi
             probs = torch.softmax(moe.router.weight @ token, dim=0)
             first, second = sorted(range(5), key=lambda e: -probs[e].item())[:2]
             norm = probs[first] + probs[second]
-            want = sum(probs[e] / norm * moe.experts[e].down(F.silu(moe.experts[e].gate(token)) *
-                                                            moe.experts[e].up(token)) for e in (first, second))
+            want = sum(
+                probs[e] / norm * moe.experts[e].down(F.silu(moe.experts[e].gate(token)) * moe.experts[e].up(token))
+                for e in (first, second)
+            )
             assert torch.allclose(out[b, t], want, atol=1e-12)
 
 
@@ -93,8 +95,26 @@ def test_sqabench_run_times_the_mixture_too(tmp_path):
     from sqabench.cli import app
 
     out = tmp_path / "r.csv"
-    result = CliRunner().invoke(app, ["run", "--preset", "paper-moe", "--seq", "64", "--variants", "gqa,sqa",
-                                      "--device", "cpu", "--repeats", "2", "--warmup", "0", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--preset",
+            "paper-moe",
+            "--seq",
+            "64",
+            "--variants",
+            "gqa,sqa",
+            "--device",
+            "cpu",
+            "--repeats",
+            "2",
+            "--warmup",
+            "0",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert [(r["variant"], r["status"]) for r in rows] == [("gqa", "ok"), ("sqa", "ok")]

@@ -1,6 +1,5 @@
 """sqabench run's options are written once: the command's signature and a --cp rank's arguments come from them."""
 
-
 from typer.testing import CliRunner
 
 import sqabench.cli as cli

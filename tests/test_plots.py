@@ -13,7 +13,7 @@ from rows import write_run
 from sqabench.cli import app
 from sqabench.drawing import FAMILY_STYLE, styles
 from sqabench.speed.plots import build_figures, paper_table
-from sqabench.speed.results import COLUMNS, results_writer, load_results, resolve_baseline
+from sqabench.speed.results import COLUMNS, load_results, resolve_baseline, results_writer
 
 matplotlib.use("Agg")
 runner = CliRunner()
@@ -156,7 +156,8 @@ def test_plot_without_a_csv_draws_the_newest_results_file(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["plot"])
     assert result.exit_code == 2 and result.output.strip() == (
-        "error: no results CSV given and none in results/; run `sqabench run` first, or name CSVs")
+        "error: no results CSV given and none in results/; run `sqabench run` first, or name CSVs"
+    )
     (tmp_path / "results").mkdir()
     old = write_run(tmp_path / "results" / "b-old.csv", gpu="NVIDIA A100")
     new = write_run(tmp_path / "results" / "a-new.csv")
@@ -165,7 +166,8 @@ def test_plot_without_a_csv_draws_the_newest_results_file(tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     assert f"plotting {Path('results', new.name)}, the newest results file" in result.output
     assert "H100" in " ".join((tmp_path / "figs" / "speedup.svg").read_text().split()) and (
-        "A100" not in (tmp_path / "figs" / "speedup.svg").read_text())
+        "A100" not in (tmp_path / "figs" / "speedup.svg").read_text()
+    )
 
 
 def test_unknown_baseline_exits_2(tmp_path):
@@ -216,8 +218,9 @@ def test_oom_and_noise_are_in_the_title_only_when_the_data_has_them(tmp_path):
 
 
 def test_the_efficiency_axis_fits_the_data_and_marks_a_wrong_floor(tmp_path):
-    from sqabench.flops import Rates
     from test_report import rows_for
+
+    from sqabench.flops import Rates
 
     rows = rows_for("mha,sqa", rates=Rates(1e15, 1e13, 5e13))  # efficiencies of a few percent
     path = tmp_path / "r.csv"
@@ -265,7 +268,6 @@ def test_the_paper_figure_has_error_bars_and_names_a_layer_difference(tmp_path):
 
 def test_colours_within_a_family_and_custom_heads_are_far_apart():
     from itertools import combinations
-
 
     style = styles([*FAMILY_STYLE, "6/2", "4/4@256", "12/3"])
     for a, b in combinations(style, 2):
@@ -334,9 +336,9 @@ def test_error_bars_at_one_length_sit_apart_and_the_tick_stays_at_the_length(tmp
 
 def test_noisy_cells_are_hollow_in_the_throughput_and_efficiency_figures_too(tmp_path):
     from matplotlib.collections import PathCollection
+    from test_report import rows_for
 
     from sqabench.flops import Rates
-    from test_report import rows_for
 
     figures, _ = build_figures(_one_length(tmp_path, noisy=True), "mha")
     path = tmp_path / "floors.csv"  # rows with a floor (efficiency), one repeat far from the others: noisy
@@ -354,8 +356,12 @@ def test_noisy_cells_are_hollow_in_the_throughput_and_efficiency_figures_too(tmp
 
 def test_a_legend_names_only_what_its_panel_draws(tmp_path):
     """A decode panel without the baseline draws no ratio: its legend must not list one."""
-    frame = load_results([write_run(tmp_path / "f.csv"), write_run(tmp_path / "d.csv", mode="decode",
-                                                                   drop=[("mha", 1024), ("mha", 32768)])])
+    frame = load_results(
+        [
+            write_run(tmp_path / "f.csv"),
+            write_run(tmp_path / "d.csv", mode="decode", drop=[("mha", 1024), ("mha", 32768)]),
+        ]
+    )
     figures, _ = build_figures(frame, "mha")
     for ax in figures["speedup"].axes:
         labels = [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []

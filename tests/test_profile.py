@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import sqabench.encoder as encoder
+import sqabench.speed.profile as profile
 from conftest import TINY
 from sqabench.encoder import build_encoder
 from sqabench.kernels import ATTENTION_RANGE
-import sqabench.speed.profile as profile
 from sqabench.speed.profile import RULES, _ancestry, category, profile_step, summarise
 from sqabench.variants import get_variant
 
@@ -199,7 +199,9 @@ def test_busy_time_is_the_union_of_kernel_intervals_and_the_rest_is_idle():
         cpu_op("aten::_flash_attention_forward", [_kernel("flash_fwd_kernel", 40)], attention),
         cpu_op("aten::mm", [_kernel("nvjet_tst_128x256", 40)]),
         cpu_op("aten::add", [_kernel("vectorized_elementwise_kernel", 20)]),
-        on_gpu(0, 40), on_gpu(20, 60), on_gpu(100, 120),
+        on_gpu(0, 40),
+        on_gpu(20, 60),
+        on_gpu(100, 120),
     ]
     parts = summarise(events, wall_ms=0.2, device=torch.device("cuda"))
     assert parts.idle_ms == pytest.approx(0.12)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from sqabench.cli import app
 from sqabench.errors import ConfigError
-from sqabench.quality.mqar import IGNORE, MQARSize, gap_weights, mqar
 from sqabench.presets import Preset
+from sqabench.quality.mqar import IGNORE, MQARSize, gap_weights, mqar
 from sqabench.quality.tasks import MQARTask
 from sqabench.quality.train import TrainConfig, train
 from sqabench.variants import get_variant

@@ -79,6 +79,7 @@ def test_seq_takes_a_size_as_run_does_and_reproduce_says_what_its_seq_is():
 
     plan, _ = resolve_quality(QualityOptions(device="cpu", dry_run=True, seq="0.25k", vocab=300))
     assert plan.cfg.task.seq_len == 256  # 250, the power of two within 3%: the rule of run's --seq
+
     def helped(target: str) -> str:
         return " ".join(CliRunner().invoke(app, ["reproduce", target, "--help"], env={"COLUMNS": "200"}).output.split())
 

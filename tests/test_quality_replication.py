@@ -36,9 +36,11 @@ def test_a_verdict_one_half_does_not_share_is_not_replicated(tmp_path, capsys):
     jitter = [0.010, -0.020, 0.015, -0.010, 0.020, -0.015]  # the noise: small against the effects below
     seed = [0.0, 0.3, -0.2, 0.1, -0.1, 0.2]  # each seed's own effect, the same for every variant
     mha = [2.0 + s for s in seed]
-    losses = {"mha": mha,
-              "gqa": [m + 0.5 + j for m, j in zip(mha, jitter)],  # worse in both halves
-              "xsqa": [m + (0.5 if i < 3 else 0.0) - j for i, (m, j) in enumerate(zip(mha, jitter))]}  # first half only
+    losses = {
+        "mha": mha,
+        "gqa": [m + 0.5 + j for m, j in zip(mha, jitter)],  # worse in both halves
+        "xsqa": [m + (0.5 if i < 3 else 0.0) - j for i, (m, j) in enumerate(zip(mha, jitter))],
+    }  # first half only
     write_run(tmp_path / "q.csv", losses)
     script = load_script()
     assert script.main([str(tmp_path / "q.csv")]) == 0
@@ -52,4 +54,5 @@ def test_a_verdict_one_half_does_not_share_is_not_replicated(tmp_path, capsys):
 def test_a_run_too_small_to_split_is_refused_in_one_line(capsys):
     assert load_script().main([str(FIXTURE)]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: 2 seeds: each half needs at least 2 for a verdict (give a run of 4 or more)")
+        "error: 2 seeds: each half needs at least 2 for a verdict (give a run of 4 or more)"
+    )

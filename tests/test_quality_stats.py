@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from sqabench.quality.stats import (
-    Interval, compare, detectable, dunnett_critical, interval, own_noise, planned_mde, pooled_noise, verdict,
+    Interval,
+    compare,
+    detectable,
+    dunnett_critical,
+    interval,
+    own_noise,
+    planned_mde,
+    pooled_noise,
+    verdict,
 )  # fmt: skip
 from sqabench.quality.summary import claims, summarise
 
@@ -57,7 +65,8 @@ def test_a_variant_that_missed_a_seed_uses_its_own_differences_and_the_family_tu
     assert by["xsqa"].noise.sd == pytest.approx(own.sd) and by["xsqa"].df == 1 == own.df
     assert own.sd == pytest.approx(0.05 / math.sqrt(2))  # the sample sd (n - 1) of 0 and 0.05, by hand
     assert {c.method for c in by.values()} == {"Bonferroni"} and by["xsqa"].critical == pytest.approx(
-        _t_quantile(1 - 0.05 / 4, 1), rel=1e-3)
+        _t_quantile(1 - 0.05 / 4, 1), rel=1e-3
+    )
 
 
 def _t_quantile(p: float, df: int) -> float:

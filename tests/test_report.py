@@ -1,15 +1,15 @@
 """The tables flag what a number cannot be trusted for: a wrong floor, a launch-bound decode step, a
 ratio across runs, a single repeat. Rows come from ``to_row``, as a real run's do."""
 
-import factories
 import pytest
 from rich.console import Console
 
-from sqabench.speed.ceilings import DeviceLimits
-from sqabench.speed.cells import Outcome, Timing
+import factories
 from sqabench.environment import Environment
 from sqabench.flops import Rates
 from sqabench.presets import PRESETS
+from sqabench.speed.ceilings import DeviceLimits
+from sqabench.speed.cells import Outcome, Timing
 from sqabench.speed.report import cell_text, results_tables
 from sqabench.speed.results import FLOOR_WRONG
 from sqabench.speed.sweep import to_row
@@ -17,14 +17,39 @@ from sqabench.speed.sweep import to_row
 ENV = Environment(device="cuda", gpu_name="NVIDIA H100 80GB HBM3", torch_version="2.11.0", git_sha="abc")
 
 
-def rows_for(names, mode="fwd", times=(10.0, 10.5, 9.5), rates=None, run_ids=None, repeats=3, device="cuda",
-             kernel="auto", length=1024):
-    cells = factories.cells(names, [length], PRESETS["paper"], tokens=length, dtype="bf16", mode=mode, kernel=kernel,
-                            device=device, warmup=1, repeats=repeats, new_tokens=4)
+def rows_for(
+    names,
+    mode="fwd",
+    times=(10.0, 10.5, 9.5),
+    rates=None,
+    run_ids=None,
+    repeats=3,
+    device="cuda",
+    kernel="auto",
+    length=1024,
+):
+    cells = factories.cells(
+        names,
+        [length],
+        PRESETS["paper"],
+        tokens=length,
+        dtype="bf16",
+        mode=mode,
+        kernel=kernel,
+        device=device,
+        warmup=1,
+        repeats=repeats,
+        new_tokens=4,
+    )
     limits = DeviceLimits(measured=rates) if rates else DeviceLimits()
     return [
-        to_row(cell, Outcome(kernel="sdpa-flash", timing=Timing(100.0, times[:repeats])), ENV,
-               (run_ids or {}).get(cell.spec.name, "run"), limits)  # fmt: skip
+        to_row(
+            cell,
+            Outcome(kernel="sdpa-flash", timing=Timing(100.0, times[:repeats])),
+            ENV,
+            (run_ids or {}).get(cell.spec.name, "run"),
+            limits,
+        )  # fmt: skip
         for cell in cells
     ]
 

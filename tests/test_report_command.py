@@ -75,8 +75,10 @@ def test_bad_files_are_one_line_each(tmp_path):
 
 
 def test_report_loads_no_torch():
-    code = ("import sys; from typer.testing import CliRunner; from sqabench.cli import app; "
-            f"r = CliRunner().invoke(app, ['report', {str(KJV_2_SEEDS)!r}]); "
-            "print(r.exit_code, 'torch' in sys.modules)")
+    code = (
+        "import sys; from typer.testing import CliRunner; from sqabench.cli import app; "
+        f"r = CliRunner().invoke(app, ['report', {str(KJV_2_SEEDS)!r}]); "
+        "print(r.exit_code, 'torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["0", "False"], done.stdout + done.stderr

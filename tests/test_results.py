@@ -8,12 +8,12 @@ from sqabench.errors import ConfigError
 from sqabench.speed.results import (
     CELL_KEY,
     COLUMNS,
-    results_writer,
     key_of,
     latest,
     load_results,
     read_rows,
     resolve_baseline,
+    results_writer,
     significant,
 )
 

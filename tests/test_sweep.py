@@ -6,9 +6,9 @@ from torch._dynamo.exc import FailOnRecompileLimitHit
 from torch._inductor.exc import InductorError, LoweringException
 
 import factories
-from sqabench.speed.cells import Outcome, Timing
 from sqabench.environment import Environment
-from sqabench.speed.results import results_writer, read_rows
+from sqabench.speed.cells import Outcome, Timing
+from sqabench.speed.results import read_rows, results_writer
 from sqabench.speed.sweep import SweepAborted, classify, run_cell, run_sweep
 from sqabench.verify import KernelVerifyFailed
 

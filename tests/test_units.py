@@ -1,5 +1,6 @@
 import pytest
 
+from sqabench import units
 from sqabench.errors import ConfigError
 from sqabench.units import format_len, parse_length, parse_lengths
 
@@ -33,3 +34,34 @@ def test_seq_list_keeps_order_and_drops_repeats():
 def test_bad_lengths(text):
     with pytest.raises(ConfigError, match="--seq"):
         parse_lengths(text)
+
+
+def test_durations_read_plainly():
+    assert [units.format_duration(s) for s in (0.2, 12, 600, 7200)] == ["under a second", "12 s", "10 min", "2.0 h"]
+    assert [units.format_duration(s) for s in (3 * 86400, 5 * 365.25 * 86400, 7.3e4 * 365.25 * 86400)] == [
+        "3.0 days", "5.0 years", "73,000 years"]  # fmt: skip
+    assert [units.format_seconds(s) for s in (0.15, 54.5, 999, 1530, 37_300, 112_000, 400_000)] == [
+        "0.15 s",
+        "54.5 s",
+        "999 s",
+        "26 min",
+        "10.4 h",
+        "31.1 h",
+        "4.6 d",
+    ]  # never 1.12e+05 s
+
+
+def test_milliseconds_never_read_in_e_notation_and_counts_take_their_plural():
+    """A step of 1,800 ms reads as 1800 ms (never 1.8e+03 ms), from 10 s in seconds; one seed is one seed."""
+    assert [units.format_ms(ms) for ms in (0.0123, 7.481, 99.94, 111.2, 1800, 7450.4, 9999, 12_340, 763_000)] == [
+        "0.0123 ms",
+        "7.48 ms",
+        "99.9 ms",
+        "111 ms",
+        "1800 ms",
+        "7450 ms",
+        "9999 ms",
+        "12.34 s",
+        "763.00 s",
+    ]
+    assert [units.plural(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]

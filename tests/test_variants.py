@@ -55,8 +55,8 @@ def test_an_awkward_head_count_takes_the_nearest_valid_heads(n_heads):
 
 
 def test_nearest_heads_brute_force():
-    from fractions import Fraction
     import math
+    from fractions import Fraction
 
     from sqabench.variants import nearest_heads
 
@@ -131,6 +131,11 @@ def test_invalid_presets():
 def test_presets_match_the_issue():
     paper, wide = PRESETS["paper"], PRESETS["wide"]
     assert (paper.d_model, paper.n_layers, paper.n_heads, paper.head_dim, paper.d_ff, paper.vocab_size) == (
-        256, 8, 16, 16, 768, 10_000,
+        256,
+        8,
+        16,
+        16,
+        768,
+        10_000,
     )
     assert (wide.d_model, wide.n_layers, wide.n_heads, wide.head_dim, wide.d_ff) == (2048, 4, 16, 128, 5632)

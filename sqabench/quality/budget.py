@@ -44,8 +44,10 @@ def probe(plan, on_variant: Callable[[str], None] = lambda name: None) -> dict[s
             return train(cfg, spec, 0)
         except MEASURE_ERRORS as error:
             failure = classify(error)
-            raise ConfigError(f"the probe of {spec.name} failed ({failure.status}: {failure.error}): no estimate "
-                              "can be made; lower --batch or --seq, or leave it out of --variants") from None
+            raise ConfigError(
+                f"the probe of {spec.name} failed ({failure.status}: {failure.error}): no estimate "
+                "can be made; lower --batch or --seq, or leave it out of --variants"
+            ) from None
 
     probed(replace(plan.cfg, steps=1, eval_every=1), plan.specs[0])  # the process's warm-up, not timed
     found = {}

@@ -30,8 +30,10 @@ import torch
 from sqabench.errors import ConfigError
 from sqabench.quality.mqar import IGNORE
 
-FORMATS = (".txt (documents split at blank lines), a folder of .txt files, .jsonl or .parquet with a 'text' column "
-           "(.txt and .jsonl may be gzipped), or a .tokens file of sqabench tokenize")
+FORMATS = (
+    ".txt (documents split at blank lines), a folder of .txt files, .jsonl or .parquet with a 'text' column "
+    "(.txt and .jsonl may be gzipped), or a .tokens file of sqabench tokenize"
+)
 TEXT_SUFFIXES = ("", ".txt", ".text", ".md")  # read as plain text (no suffix: a file named like `corpus`)
 
 

@@ -76,8 +76,13 @@ def quality_figures(rows: list[dict], curves: list[dict], baseline: str) -> tupl
             low, high = step_range.get(r["variant"], (float("inf"), 0.0))
             step_range[r["variant"]] = (min(low, float(r["step_ms"])), max(high, float(r["step_ms"])))
     fig, axes = plt.subplots(1, panels, figsize=(PANEL_SIZE[0] * panels * 0.62, PANEL_SIZE[1] + 0.6))
-    for ax, (x_of, xlabel, ranged) in zip(axes, ((lambda s: s.step_ms, "median training step (ms)", True),
-                                                  (lambda s: s.train_flops, "training FLOPs (cost model)", False))):
+    for ax, (x_of, xlabel, ranged) in zip(
+        axes,
+        (
+            (lambda s: s.step_ms, "median training step (ms)", True),
+            (lambda s: s.train_flops, "training FLOPs (cost model)", False),
+        ),
+    ):
         front = _front([(x_of(s), s.value.mean) for s in summaries], higher)
         for s, best in zip(summaries, front):
             colour, marker = style[s.variant]

@@ -157,8 +157,11 @@ def _train(plan: Plan, env: Environment, err: Console, say, checkpoint_every: fl
 
     runs = plan.runs()
     finished: list[dict] = []
-    display = QualityDisplay(err, sum(plan.config(spec).steps for spec, _ in runs),
-                             pads_scored=bool(getattr(plan.cfg.task, "pad_like_paper", False)))
+    display = QualityDisplay(
+        err,
+        sum(plan.config(spec).steps for spec, _ in runs),
+        pads_scored=bool(getattr(plan.cfg.task, "pad_like_paper", False)),
+    )
 
     def heard(row: dict) -> None:
         finished.append(row)
@@ -193,8 +196,10 @@ def detectable_line(plan: Plan, pilot: str | None) -> str:
     variants, seeds = len(plan.specs), len(plan.seeds)
     factor = planned_mde(variants, seeds)
     if factor is None:
-        return (f"detectable: nothing, with {plural(seeds, 'seed')} and {plural(variants, 'variant')}: no noise "
-                "can be estimated")
+        return (
+            f"detectable: nothing, with {plural(seeds, 'seed')} and {plural(variants, 'variant')}: no noise "
+            "can be estimated"
+        )
     metric, _, what = METRICS[plan.cfg.task.name]
     said = (f"detectable at 80% power against {plan.baseline} with {seeds} seeds x {variants} variants (Dunnett, df "
             f"{(variants - 1) * (seeds - 1)}): {factor:.2f} x the sd of one seed's paired difference")  # fmt: skip

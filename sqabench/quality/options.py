@@ -94,26 +94,58 @@ class QualityOptions:
     seq: Annotated[str | None, option(
         "LENGTH", f"Sequence length (a size, as run's --seq: 512, 1k). Default: {_by_task('seq')}.",
     )] = None  # fmt: skip
-    pairs: Annotated[int | None, option(
-        "N", f"MQAR key-value pairs per example (default {DEFAULT_PAIRS}).", low=1,
-    )] = None
+    pairs: Annotated[
+        int | None,
+        option(
+            "N",
+            f"MQAR key-value pairs per example (default {DEFAULT_PAIRS}).",
+            low=1,
+        ),
+    ] = None
     vocab: Annotated[int | None, option(
         "N", f"Vocabulary: MQAR's (default {TASK_DEFAULTS['mqar']['vocab']}; keys from its lower half, values "
         f"from its upper), or the BPE's (default {DEFAULT_BPE_VOCAB}). bytes has 259.",
     )] = None  # fmt: skip
-    batch: Annotated[int | None, option(
-        "N", f"Sequences per step. Default: {_by_task('batch')}.", low=1,
-    )] = None
-    lr: Annotated[float, option(
-        "LR", "AdamW's peak learning rate (linear warm-up, then cosine to 0).", low=0, high=1, open_low=True,
-        open_high=True,
-    )] = 3e-3
-    warmup: Annotated[float, option(
-        "FRACTION", "Share of the steps warmed up.", low=0, high=1, open_high=True, what="a fraction",
-    )] = 0.1
-    weight_decay: Annotated[float, option(
-        "DECAY", "AdamW's weight decay (on matrices only).", low=0, high=1, open_high=True,
-    )] = 0.1
+    batch: Annotated[
+        int | None,
+        option(
+            "N",
+            f"Sequences per step. Default: {_by_task('batch')}.",
+            low=1,
+        ),
+    ] = None
+    lr: Annotated[
+        float,
+        option(
+            "LR",
+            "AdamW's peak learning rate (linear warm-up, then cosine to 0).",
+            low=0,
+            high=1,
+            open_low=True,
+            open_high=True,
+        ),
+    ] = 3e-3
+    warmup: Annotated[
+        float,
+        option(
+            "FRACTION",
+            "Share of the steps warmed up.",
+            low=0,
+            high=1,
+            open_high=True,
+            what="a fraction",
+        ),
+    ] = 0.1
+    weight_decay: Annotated[
+        float,
+        option(
+            "DECAY",
+            "AdamW's weight decay (on matrices only).",
+            low=0,
+            high=1,
+            open_high=True,
+        ),
+    ] = 0.1
     eval_every: Annotated[int | None, option(
         "N", f"Evaluate the held-out set every N steps and at the end. Default: {_by_task('eval_every')}.", low=1,
     )] = None  # fmt: skip
@@ -122,19 +154,34 @@ class QualityOptions:
         "share of every document (the whole set when it holds less; tokens with --tokenizer bytes, fewer with a "
         f"BPE: the same text). Default: {EVAL_TOKENS['cpu']} on a CPU, {EVAL_TOKENS['cuda']} on a GPU.",
     )] = None  # fmt: skip
-    d_model: Annotated[int | None, option(
-        "N", f"Model width (default {TINY['d_model']}; not with --preset).", low=2,
-    )] = None
-    layers: Annotated[int | None, option(
-        "N", f"Layers (default {TINY['layers']}; not with --preset).", low=1,
-    )] = None
+    d_model: Annotated[
+        int | None,
+        option(
+            "N",
+            f"Model width (default {TINY['d_model']}; not with --preset).",
+            low=2,
+        ),
+    ] = None
+    layers: Annotated[
+        int | None,
+        option(
+            "N",
+            f"Layers (default {TINY['layers']}; not with --preset).",
+            low=1,
+        ),
+    ] = None
     heads: Annotated[int | None, option(
         "H", f"H, the baseline's heads: the variants take fractions of it (default {TINY['heads']}; not with "
         "--preset).", low=1,
     )] = None  # fmt: skip
-    window: Annotated[int | None, option(
-        "TOKENS", "Window of the windowed variants. Default: --seq / 4.", low=1,
-    )] = None
+    window: Annotated[
+        int | None,
+        option(
+            "TOKENS",
+            "Window of the windowed variants. Default: --seq / 4.",
+            low=1,
+        ),
+    ] = None
     device: Annotated[str, option("NAME", "auto, cuda or cpu.", "--device")] = "auto"
     dtype: Annotated[str | None, option(
         "DTYPE", "fp32, or bf16 (autocast; the weights and AdamW stay fp32). Default: bf16 on a GPU, fp32 on a CPU.",

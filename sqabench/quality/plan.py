@@ -169,8 +169,18 @@ def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     eval_every = options.eval_every if options.eval_every is not None else TASK_DEFAULTS[task.name]["eval_every"]
     per_step = batch * task.seq_len
     steps = -(-tokens // per_step) if tokens is not None else options.steps or DEFAULT_STEPS
-    cfg = TrainConfig(task, preset, steps, batch, options.lr, options.warmup, options.weight_decay,
-                      eval_every=eval_every, device=str(device), dtype=dtype)
+    cfg = TrainConfig(
+        task,
+        preset,
+        steps,
+        batch,
+        options.lr,
+        options.warmup,
+        options.weight_decay,
+        eval_every=eval_every,
+        device=str(device),
+        dtype=dtype,
+    )
     plan = Plan(cfg, specs, list(range(options.seeds)), path, baseline, options.equal.lower(),
                 checkpoint_every_s=60 * options.checkpoint_every).with_steps(steps)  # fmt: skip
     if budget_s is not None:

@@ -46,8 +46,10 @@ def resume(plan, rewrite: bool = True, say=lambda text: None):
     curves = read_rows(plan.curves_path, CURVE_COLUMNS) if plan.curves_path.exists() else []
     lost = sorted({f"{v} seed {s}" for v, s in kept} - {f"{c['variant']} seed {int(c['seed'])}" for c in curves})
     if lost:
-        say(f"note: {plan.curves_path} holds no curve of {', '.join(lost[:6])}{' ...' if len(lost) > 6 else ''}: "
-            "their rows are kept, but their curves are gone (the curves figure will lack them)")
+        say(
+            f"note: {plan.curves_path} holds no curve of {', '.join(lost[:6])}{' ...' if len(lost) > 6 else ''}: "
+            "their rows are kept, but their curves are gone (the curves figure will lack them)"
+        )
     kept_points = [c for c in curves if (c["variant"], int(c["seed"])) in kept]
     run_id = (rows or curves or [{"run_id": uuid.uuid4().hex[:12]}])[0]["run_id"]
     if plan.checkpoints.is_dir():

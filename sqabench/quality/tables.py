@@ -57,8 +57,11 @@ def quality_table(summaries, baseline: str, seeds: int) -> Table:
     degrees of freedom, the minimum detectable effect and the verdict (never a rank inside the noise)."""
     one = seeds < 2
     mqar = bool(summaries) and summaries[0].metric == "val_accuracy"
-    what = "accuracy on held-out queries (kept within [0, 1])" if mqar else \
-        "val loss on held-out real tokens (nats a token)"
+    what = (
+        "accuracy on held-out queries (kept within [0, 1])"
+        if mqar
+        else "val loss on held-out real tokens (nats a token)"
+    )
     caption = (f"{plural(seeds, 'seed')}; {what}, mean "
                + ("(one seed: no uncertainty can be stated)" if one else "[its own 95% t interval] and sd over seeds")
                + "; " + family_caption(summaries, baseline, seeds))  # fmt: skip
@@ -101,8 +104,13 @@ def claims_table(judged) -> Table:
     """The paper's quality claims this run can judge, one family (Bonferroni over them), each with its paired
     difference, degrees of freedom and verdict."""
     family = next((c.family for _, c, _ in judged if c is not None), len(judged))
-    table = Table(caption=Text(f"the paper's claims, one family: Bonferroni's family-wise 95% intervals over the "
-                               f"{family} claims judged, on the table's pooled noise"), caption_justify="left")
+    table = Table(
+        caption=Text(
+            f"the paper's claims, one family: Bonferroni's family-wise 95% intervals over the "
+            f"{family} claims judged, on the table's pooled noise"
+        ),
+        caption_justify="left",
+    )
     for column in ("claim", "diff", "df", "verdict"):
         table.add_column(column, justify="right" if column in ("diff", "df") else "left", overflow="fold")
     for text, c, said in judged:
@@ -115,11 +123,25 @@ def paper_quality_table(summaries, paper_rows: list[dict], setting: str) -> Tabl
     """``sqabench reproduce quality``: ours (val loss on real tokens with its interval over seeds, perplexity of
     the mean, accuracy, step time) beside the paper's Table 1 or 2 (one seed, pads scored)."""
     theirs = {row["variant"]: row for row in paper_rows if row["setting"] == setting}
-    table = Table(caption=Text("ours: mean [95% t interval] over seeds, real tokens only; paper: one seed, the pads "
-                               "scored; their minutes and ours are on different machines and budgets"),
-                  caption_justify="left")
-    for column in ("variant", "Hq/Hkv", "ours val loss", "ours ppl", "ours acc %", "ours step ms", "paper val loss",
-                   "paper ppl", "paper acc %", "paper " + ("s/batch" if setting == "dense" else "params")):
+    table = Table(
+        caption=Text(
+            "ours: mean [95% t interval] over seeds, real tokens only; paper: one seed, the pads "
+            "scored; their minutes and ours are on different machines and budgets"
+        ),
+        caption_justify="left",
+    )
+    for column in (
+        "variant",
+        "Hq/Hkv",
+        "ours val loss",
+        "ours ppl",
+        "ours acc %",
+        "ours step ms",
+        "paper val loss",
+        "paper ppl",
+        "paper acc %",
+        "paper " + ("s/batch" if setting == "dense" else "params"),
+    ):
         table.add_column(column, justify="left" if column == "variant" else "right", overflow="fold")
     for s in summaries:
         loss = s.value
@@ -155,7 +177,11 @@ def quality_plan(plan, probes=None) -> Table:
                  f"{plan.step_cost(spec).flops * cfg.steps:.3g}"]  # fmt: skip
         if probes:
             p = probes[spec.name]
-            cells += [_ms(p.step_s * 1e3), f"±{p.spread:.0%}", _ms(p.eval_s * 1e3),
-                      format_seconds(run_s(p, cfg.steps, cfg.eval_every))]
+            cells += [
+                _ms(p.step_s * 1e3),
+                f"±{p.spread:.0%}",
+                _ms(p.eval_s * 1e3),
+                format_seconds(run_s(p, cfg.steps, cfg.eval_every)),
+            ]
         table.add_row(*cells)
     return table

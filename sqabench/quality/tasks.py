@@ -146,5 +146,17 @@ def text_task(data: Path, tokenizer: str | None, vocab: int | None, seq: int, he
                               f"training sequence (--seq {seq} + 1); give more text or a shorter --seq")  # fmt: skip
         inputs, labels, documents = evaluation_windows(held_ids, seq, tok.eod, tok.pad, tok.byte_lengths, eval_tokens)
         held = HeldOut(inputs, labels)
-    return TextTask(data, tok, seq, pad_like_paper, len(train_ids), len(held_ids), tokens.corpus, train, held, rows,
-                    eval_tokens, documents)
+    return TextTask(
+        data,
+        tok,
+        seq,
+        pad_like_paper,
+        len(train_ids),
+        len(held_ids),
+        tokens.corpus,
+        train,
+        held,
+        rows,
+        eval_tokens,
+        documents,
+    )

@@ -6,7 +6,6 @@ the tokens another one made.
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass
 from pathlib import Path
 

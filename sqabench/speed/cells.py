@@ -169,10 +169,21 @@ class Cell:
             slots = cache_slots(self.seq_len, self.settings.new_tokens, s.window)
             return Work(cost, cost, bytes_per_token=cost.min_bytes,
                         kv_cache_bytes=kv_cache_bytes(s, p, self.batch, slots, self.settings.dtype))  # fmt: skip
-        cost = step_cost(s, p, self.batch, self.seq_len, self.settings.causal, self.settings.mode, self.settings.dtype, self.settings.scope)
+        cost = step_cost(
+            s,
+            p,
+            self.batch,
+            self.seq_len,
+            self.settings.causal,
+            self.settings.mode,
+            self.settings.dtype,
+            self.settings.scope,
+        )
         if self.settings.world_size == 1:
             return Work(cost, cost)
-        rank, comm = split_cost(s, p, self.batch, self.seq_len, self.settings.causal, self.settings.dtype, self.settings.world_size)
+        rank, comm = split_cost(
+            s, p, self.batch, self.seq_len, self.settings.causal, self.settings.dtype, self.settings.world_size
+        )
         return Work(cost, rank, comm)
 
     def floor(self, rates: Rates | None, link: float | None = None) -> Floor | None:
@@ -202,9 +213,7 @@ class Timing:
             return cls(compile_ms, tuple(calls_ms))
         if len(calls_ms) % per_repeat:
             raise ValueError(f"{len(calls_ms)} timed calls are not whole repeats of {per_repeat}")
-        passes = tuple(
-            sum(calls_ms[i : i + per_repeat]) / per_repeat for i in range(0, len(calls_ms), per_repeat)
-        )
+        passes = tuple(sum(calls_ms[i : i + per_repeat]) / per_repeat for i in range(0, len(calls_ms), per_repeat))
         return cls(compile_ms, passes, tuple(calls_ms))
 
     @property
@@ -280,8 +289,7 @@ def plan(
     decode = settings.mode == "decode"
     settings = replace(settings, causal=settings.causal or decode, new_tokens=settings.new_tokens if decode else 0)
     return [
-        Cell(spec=spec, preset=preset, seq_len=n, batch=batch_for(n, tokens, batch), batch_rule=rule,
-             settings=settings)
+        Cell(spec=spec, preset=preset, seq_len=n, batch=batch_for(n, tokens, batch), batch_rule=rule, settings=settings)
         for n in seq_lens
         for spec in specs
     ]

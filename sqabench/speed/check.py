@@ -166,9 +166,7 @@ def _baseline_rows(rows: dict[tuple, pd.Series], variant: str | None) -> dict[tu
     """The baseline variant's ok row at each (setting, length) point."""
     if variant is None:
         return {}
-    return {
-        key_of(row, POINT_KEY): row for row in rows.values() if row["variant"] == variant and row["status"] == "ok"
-    }
+    return {key_of(row, POINT_KEY): row for row in rows.values() if row["variant"] == variant and row["status"] == "ok"}
 
 
 def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
@@ -192,9 +190,11 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
         for row in rows.values():
             repeats = len(parse_samples(row.get("samples_ms")))
             if row["status"] == "ok" and repeats < 2:
-                raise ConfigError(f"{path}: {cell_name(row)} has {repeats} "
-                                  "recorded repeats (samples_ms): its noise cannot be judged, and a gate that "
-                                  "assumed none would fail or pass it wrongly; rerun it with --repeats 2 or more")
+                raise ConfigError(
+                    f"{path}: {cell_name(row)} has {repeats} "
+                    "recorded repeats (samples_ms): its noise cannot be judged, and a gate that "
+                    "assumed none would fail or pass it wrongly; rerun it with --repeats 2 or more"
+                )
     boot = Bootstrap()
     base_refs, cur_refs = _baseline_rows(base, variant), _baseline_rows(cur, variant)
 
@@ -232,8 +232,9 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
             if verdict.ratio_low > 1 + limits.max_slowdown:
                 verdict.problems.append(f"{verdict.ratio - 1:+.0%} time (at least {verdict.ratio_low - 1:+.0%})")
             elif verdict.ratio > 1 + limits.max_slowdown:
-                verdict.unjudged.append(f"{verdict.ratio - 1:+.0%} time, though its noise allows "
-                                        f"{verdict.ratio_low - 1:+.0%}")
+                verdict.unjudged.append(
+                    f"{verdict.ratio - 1:+.0%} time, though its noise allows {verdict.ratio_low - 1:+.0%}"
+                )
             for column, what in (("peak_mem_bytes", "memory"), ("attn_mem_bytes", "attention memory")):
                 if pd.notna(b[column]) and pd.notna(c[column]) and float(b[column]) > 0:
                     growth = float(c[column]) / float(b[column]) - 1
@@ -256,8 +257,17 @@ def compare(baseline_path: Path, current_path: Path, limits: Limits) -> Report:
                 f"geometric-mean slowdown {geomean - 1:+.1%} is within the runs' own spread (at least "
                 f"{geomean_low - 1:+.1%}): not a regression"
             )
-    return Report(verdicts, geomean, geomean_low, warnings, problems, latest(current_frame), variant, source,
-                  limits.allow_unjudged)
+    return Report(
+        verdicts,
+        geomean,
+        geomean_low,
+        warnings,
+        problems,
+        latest(current_frame),
+        variant,
+        source,
+        limits.allow_unjudged,
+    )
 
 
 def speedup_baseline(

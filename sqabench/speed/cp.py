@@ -125,9 +125,14 @@ def launch(world: int, argv: list[str]) -> int:
     # signals it handles, or it raises a traceback); this process hands SIGINT to the ranks, which take it
     # back (``interruptible``), finish as an interrupted sweep does, and end the job cleanly.
     handled = "SIGTERM,SIGHUP"  # torchrun's --signals-to-handle, less SIGINT (its env form, and the agent's own)
-    env = {**os.environ, "PYTHONSAFEPATH": "1", LAUNCHED: "1", "PET_SIGNALS_TO_HANDLE": handled,
-           "TORCHELASTIC_SIGNALS_TO_HANDLE": handled,
-           STARTED_ENV: str(time.time() - process_age_s())}  # the ranks' estimates count the launcher's start
+    env = {
+        **os.environ,
+        "PYTHONSAFEPATH": "1",
+        LAUNCHED: "1",
+        "PET_SIGNALS_TO_HANDLE": handled,
+        "TORCHELASTIC_SIGNALS_TO_HANDLE": handled,
+        STARTED_ENV: str(time.time() - process_age_s()),
+    }  # the ranks' estimates count the launcher's start
     child = subprocess.Popen(command, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         return child.wait()

@@ -246,7 +246,14 @@ def nvml(device: torch.device) -> list[Check]:
             checks.append(Check("nvml", "energy counter", status, f"{joules:.1f} J over 1.5 s of matmuls "
                                 f"({joules / 1.5:.0f} W)"))  # fmt: skip
         columns = window.columns()
-        checks.append(Check("nvml", "clock-event reasons under load", "info", columns.get("throttle") or "none",))
+        checks.append(
+            Check(
+                "nvml",
+                "clock-event reasons under load",
+                "info",
+                columns.get("throttle") or "none",
+            )
+        )
         limit = pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000
         checks.append(Check("nvml", "power limit", "info", f"{limit:.0f} W; SM clock under load "
                             f"{columns.get('sm_clock_median_mhz', '-')} MHz"))  # fmt: skip
@@ -306,4 +313,3 @@ def summary(checks: list[Check], interrupted: bool = False) -> dict:
     return {"ok": not broken and not interrupted, "interrupted": interrupted,
             "broken": [f"{c.section}: {c.name}: {c.status} {c.detail}".strip() for c in broken],
             "checks": [asdict(c) for c in checks]}  # fmt: skip
-

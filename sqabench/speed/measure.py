@@ -145,7 +145,9 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
     model = build_encoder(
         cell.spec, cell.preset, cell.settings.kernel, cell.settings.causal, device, get_dtype(cell.settings.dtype).torch
     )
-    run = torch.compile(model, mode=cell.settings.compile) if cell.settings.compile else model  # --compile: the whole model
+    run = (
+        torch.compile(model, mode=cell.settings.compile) if cell.settings.compile else model
+    )  # --compile: the whole model
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, cell.seq_len), device=device)
     if cell.settings.mode == "fwd":
 
@@ -177,7 +179,9 @@ def model_workload(cell: Cell, device: torch.device) -> Workload:
 
 def decode_workload(cell: Cell, device: torch.device) -> Workload:
     """Prefill the context (timed apart), then one-token steps over the cache, each timed: ``new_tokens`` a pass."""
-    model = build_encoder(cell.spec, cell.preset, cell.settings.kernel, True, device, get_dtype(cell.settings.dtype).torch)
+    model = build_encoder(
+        cell.spec, cell.preset, cell.settings.kernel, True, device, get_dtype(cell.settings.dtype).torch
+    )
     n, t = cell.seq_len, cell.settings.new_tokens
     tokens = torch.randint(0, cell.preset.vocab_size, (cell.batch, n + t), device=device)
     decoder = Decoder(model, cell.batch, n, t, cell.settings.kernel)
@@ -214,7 +218,9 @@ def decode_workload(cell: Cell, device: torch.device) -> Workload:
     def cache_memory() -> int | None:  # decode's attention memory is its cache: K and V of every layer
         return decoder.k.nbytes + decoder.v.nbytes if device.type == "cuda" else None
 
-    return Workload(first, verify, step, cell.settings.warmup * t, cell.settings.repeats * t, cell.batch, prepare, cache_memory, t)
+    return Workload(
+        first, verify, step, cell.settings.warmup * t, cell.settings.repeats * t, cell.batch, prepare, cache_memory, t
+    )
 
 
 def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -> Outcome:

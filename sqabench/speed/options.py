@@ -57,7 +57,9 @@ class RunOptions:
         "TOKENS", "Tokens per step; batch = max(1, tokens // seq_len). Default: GPU 131072, CPU 1024.",
         low=1, high=MAX_TOKENS,
     )] = None  # fmt: skip
-    batch: Annotated[int | None, option("SIZE", "Fixed batch size (overrides --tokens).", low=1, high=MAX_TOKENS)] = None
+    batch: Annotated[int | None, option("SIZE", "Fixed batch size (overrides --tokens).", low=1, high=MAX_TOKENS)] = (
+        None
+    )
     warmup: Annotated[int | None, option(
         "CALLS", "Untimed calls after the first (compiling) one. Default: GPU 2, CPU 1.", low=0, high=MAX_CALLS,
     )] = None  # fmt: skip
@@ -76,9 +78,14 @@ class RunOptions:
         None, "Decode: capture the decode step in a CUDA graph. Default: on for decode on a GPU.",
         "--cuda-graphs/--no-cuda-graphs",
     )] = None  # fmt: skip
-    layers: Annotated[int | None, option(
-        "N", "Time N layers of the preset (fewer than its config's).", low=1,
-    )] = None
+    layers: Annotated[
+        int | None,
+        option(
+            "N",
+            "Time N layers of the preset (fewer than its config's).",
+            low=1,
+        ),
+    ] = None
     scope: Annotated[str, option(
         "SCOPE", "model (default), block (one layer), or attention (the op alone on q, k, v).",
         choices=SCOPES, noun="scope",
@@ -113,7 +120,6 @@ class RunOptions:
         None, "Print the cells and the estimate's parts, run nothing.", "--dry-run",
     )] = False  # fmt: skip
     yes: Annotated[bool, option(None, "Start a sweep estimated past an hour without asking.", "--yes")] = False
-
 
     def argv(self) -> list[str]:
         """These options as ``sqabench run`` arguments (what a rank of a --cp job is started with)."""

@@ -220,8 +220,9 @@ def _speedup_figure(frame, baseline, style, notes):
                 ax.scatter(x[crossed], speedup[crossed], s=180, facecolors="none", edgecolors="#d62728",
                            linewidths=1.5, zorder=7)  # fmt: skip
             work = "min_bytes" if decode else "flops"  # decode is bound by what it reads
-            ax.plot(x, b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour, marker="_",
-                    markersize=14)  # a dash marks the ratio where one length draws no line
+            ax.plot(
+                x, b[work].to_numpy() / rows[work].to_numpy(), ls=":", lw=1.6, color=colour, marker="_", markersize=14
+            )  # a dash marks the ratio where one length draws no line
             any_ratio = True
         theory = ok[(ok["variant"] != baseline) & ok["window"].isna()].groupby("theory")["variant"].unique()
         if decode:
@@ -230,13 +231,28 @@ def _speedup_figure(frame, baseline, style, notes):
             if value == 1:
                 continue
             ax.axhline(value, ls="--", lw=1.0, color="#888888", zorder=0)
-            ax.annotate(f"H/Hq = {_fraction(value)} ({', '.join(names)}): attention only", xy=(0.99, value),
-                        xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7, color="#444444",
-                        zorder=10, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})  # above the lines
+            ax.annotate(
+                f"H/Hq = {_fraction(value)} ({', '.join(names)}): attention only",
+                xy=(0.99, value),
+                xycoords=("axes fraction", "data"),
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="#444444",
+                zorder=10,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"},
+            )  # above the lines
         ax.axhline(1.0, color="black", lw=0.8)
         if any_ratio:  # the legend names only what the panel draws
-            ax.plot([], [], ls=":", marker="_", markersize=14, color="black",
-                    label=f"{'byte' if decode else 'FLOP'} ratio (cost model)")
+            ax.plot(
+                [],
+                [],
+                ls=":",
+                marker="_",
+                markersize=14,
+                color="black",
+                label=f"{'byte' if decode else 'FLOP'} ratio (cost model)",
+            )
         _legend_marks(ax, noisy=any_noisy)
         if any_crossed:
             ax.scatter([], [], s=120, facecolors="none", edgecolors="#d62728", label=CROSS_RUN_LABEL)

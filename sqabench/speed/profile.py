@@ -190,7 +190,6 @@ def profile_step(step: Callable[[], object], device: torch.device, trace: Path |
     return breakdown
 
 
-
 def trace_kernels(trace: dict) -> list[dict]:
     """The kernels of a Chrome trace (``--breakdown``'s, from a GPU), each with the operators it was launched
     inside (innermost first), its category and its milliseconds: what a GPU fixture of ``RULES`` records."""

@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from sqabench.speed.options import RunOptions
 from sqabench.shipped import shipped_rows
+from sqabench.speed.options import RunOptions
 from sqabench.units import format_len
 
 VARIANTS = ("xsqa", "sqa", "ssqa", "swa", "mqa", "gqa", "mha")  # Table 3's columns
@@ -98,7 +98,9 @@ def verdicts(ours: dict[int, dict[str, float]]) -> list[dict]:
             verdict = "exceeded" if mine > theirs else "reproduced" if mine >= CLOSE * theirs else "not reproduced"
         made_at = claim.length or max(paper)
         judged = f"judged at {format_len(n)}" + (
-            "" if n == made_at else f", not at the claim's {format_len(made_at)}: the paper's ratio at "
+            ""
+            if n == made_at
+            else f", not at the claim's {format_len(made_at)}: the paper's ratio at "
             f"{format_len(n) if n in paper else format_len(max(paper))} stands in"
         )
         results.append({"claim": claim.text, "paper": theirs, "ours": mine, "at": n, "verdict": verdict,

@@ -113,8 +113,10 @@ def resolve_run(options: RunOptions) -> RunPlan:
         raise ConfigError("--out is empty; give a .csv file path")
     if options.out is not None and options.out.endswith(("/", os.sep)):
         raise ConfigError(f"--out {options.out} names a directory; give a .csv file path")
-    path = Path(options.out) if options.out else _fresh(
-        Path("results") / f"{host_label(env)}-{datetime.now():%Y%m%d-%H%M%S}.csv"
+    path = (
+        Path(options.out)
+        if options.out
+        else _fresh(Path("results") / f"{host_label(env)}-{datetime.now():%Y%m%d-%H%M%S}.csv")
     )
     previous = prepare_output(path, options.resume, explicit=bool(options.out))
     settings = settings_of(

@@ -48,7 +48,9 @@ def announce(plan: RunPlan, err: Console) -> None:
     lengths = ", ".join(f"{format_len(n)}={n}" for n in plan.lengths)
     extras = [f"{plural(first.layers_timed, 'layer')}", f"scope {first.settings.scope}"]
     if first.settings.mode == "decode":
-        extras.append(f"{first.settings.new_tokens} new tokens" + (", CUDA graphs" if first.settings.cuda_graphs else ""))
+        extras.append(
+            f"{first.settings.new_tokens} new tokens" + (", CUDA graphs" if first.settings.cuda_graphs else "")
+        )
     err.print(
         Text(
             f"sqabench run on {where}: {plural(len(plan.specs), 'variant')} x lengths {lengths}, {plan.preset.name} "
@@ -78,8 +80,13 @@ def device_limits(plan: RunPlan, err: Console) -> DeviceLimits:
     if plan.dry_run:  # a dry run measures nothing and writes nothing: the cache's ceilings, or no estimate
         cached = cached_ceilings(plan.env, plan.dtype)
         if cached is None:
-            err.print(Text(f"no {plan.dtype} ceilings cached for this device: no estimate (the dry run measures "
-                           f"nothing; `sqabench ceilings --dtype {plan.dtype}` measures them)"), highlight=False)
+            err.print(
+                Text(
+                    f"no {plan.dtype} ceilings cached for this device: no estimate (the dry run measures "
+                    f"nothing; `sqabench ceilings --dtype {plan.dtype}` measures them)"
+                ),
+                highlight=False,
+            )
             return DeviceLimits()
         err.print(Text(f"ceilings: the cached ones (measured {cached.measured_at})"), highlight=False)
         return DeviceLimits(measured=cached.rates)

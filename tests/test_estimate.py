@@ -1,4 +1,4 @@
-"""What a user sees before and while a sweep runs: the estimate and its parts, the ETA, --dry-run,
+"""A sweep's estimate and what a user sees of it before and while it runs: the parts, the ETA, --dry-run,
 --budget, the hour-long sweep that asks first, plain lines off a terminal."""
 
 import csv
@@ -9,22 +9,22 @@ from typer.testing import CliRunner
 
 import factories
 import sqabench.speed.display as display
-import sqabench.units as units
 import sqabench.speed.runner as runner_module
 import sqabench.speed.sweep as sweep
 from conftest import TINY
-from sqabench.speed.cells import Outcome, Timing
 from sqabench.cli import app
-from sqabench.speed.estimate import COMPILE, OVERHEAD_S, Pace, by_value, estimate
 from sqabench.flops import Rates
+from sqabench.speed.cells import Outcome, Timing
+from sqabench.speed.estimate import COMPILE, OVERHEAD_S, Pace, by_value, estimate
 
 RATES = Rates(matmul_flops=1e11, exp_per_s=1e9, bytes_per_s=1e10)
 runner = CliRunner()
 
 
 def cells(names, lengths, device="cpu", repeats=3, mode="fwd", preset=TINY):
-    return factories.cells(names, lengths, preset, tokens=1024, window=48, device=device, repeats=repeats, mode=mode,
-                           warmup=1)
+    return factories.cells(
+        names, lengths, preset, tokens=1024, window=48, device=device, repeats=repeats, mode=mode, warmup=1
+    )
 
 
 def test_estimate_grows_with_length_and_counts_each_flex_compile_once():
@@ -96,21 +96,6 @@ def test_eta_scales_the_prediction_by_how_finished_cells_compared(monkeypatch):
     shown.start(cells("mha", [256])[0])
     shown.finished({"variant": "mha", "seq_len": 256, "batch": 4, "status": "ok", "time_ms": 2, "spread": 0.01})
     assert shown.eta_text() == "ETA 40 s"  # the first cell took twice its prediction
-
-
-def test_durations_read_plainly():
-    assert [units.format_duration(s) for s in (0.2, 12, 600, 7200)] == ["under a second", "12 s", "10 min", "2.0 h"]
-    assert [units.format_duration(s) for s in (3 * 86400, 5 * 365.25 * 86400, 7.3e4 * 365.25 * 86400)] == [
-        "3.0 days", "5.0 years", "73,000 years"]  # fmt: skip
-    assert [units.format_seconds(s) for s in (0.15, 54.5, 999, 1530, 37_300, 112_000, 400_000)] == [
-        "0.15 s", "54.5 s", "999 s", "26 min", "10.4 h", "31.1 h", "4.6 d"]  # never 1.12e+05 s
-
-
-def test_milliseconds_never_read_in_e_notation_and_counts_take_their_plural():
-    """A step of 1,800 ms reads as 1800 ms (never 1.8e+03 ms), from 10 s in seconds; one seed is one seed."""
-    assert [units.format_ms(ms) for ms in (0.0123, 7.481, 99.94, 111.2, 1800, 7450.4, 9999, 12_340, 763_000)] == [
-        "0.0123 ms", "7.48 ms", "99.9 ms", "111 ms", "1800 ms", "7450 ms", "9999 ms", "12.34 s", "763.00 s"]
-    assert [units.plural(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
 
 
 def fake(cell, phase):
