@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.text import Text
 
 from sqabench.errors import ConfigError
-from sqabench.options import BASELINE_HELP, PRESET_HELP
+from sqabench.options import BASELINE_HELP, PRESET_HELP, check_options
 from sqabench.quality.options import QualityOptions
-from sqabench.speed.options import FloorOptions, RunOptions
+from sqabench.speed.options import FloorOptions, RunOptions, VariantsOptions
 from sqabench.version import __version__
 
 
@@ -188,21 +188,15 @@ def main_options(
     log_to_stderr()
 
 
-@app.command()
-def variants(
-    preset: PresetOption = "paper",
-    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table, csv or json.")] = "table",
-) -> None:
+def variants(options: VariantsOptions) -> None:
     """List the variant family with parameters, attention FLOPs vs MHA and KV cache per token."""
     from sqabench.presets import get_preset
     from sqabench.speed.report import FAMILY_COLUMNS, FAMILY_HEADERS, family_records, records_table
     from sqabench.variants import base_variant, parse_variants
 
     with usage_errors():
-        p = get_preset(preset)
-        fmt = fmt.lower()
-        if fmt not in ("table", "csv", "json"):
-            raise ConfigError(f"unknown format {fmt!r}; choose one of: table, csv, json")
+        check_options(options)
+        p, fmt = get_preset(options.preset), options.format.lower()
         base = base_variant(p.n_heads, p.n_kv_heads, p.sliding_window)
         records = family_records(parse_variants("all", p.n_heads, base=base), p)
     if fmt == "json":
@@ -219,6 +213,9 @@ def variants(
             f"{p.n_layers} layers{', tied embeddings' if p.tie_embeddings else ''}; {p.source})"
         )
         out.print(records_table(title, records, FAMILY_COLUMNS, FAMILY_HEADERS))
+
+
+app.command("variants")(command_of(VariantsOptions, variants))
 
 
 @app.command()

@@ -117,6 +117,15 @@ def rules_of(options_type: type) -> dict[str, tuple[str, Rule]]:
     return found
 
 
+def check_value(options_type: type, name: str, value: object) -> None:
+    """``value`` against the rule declared for the field ``name`` of ``options_type`` (a command that takes the
+    same option, e.g. ``tokenize --held-out``, checks it by the one declaration)."""
+    flag, rule = rules_of(options_type)[name]
+    problem = rule.problem(flag, value)
+    if problem:
+        raise ConfigError(problem)
+
+
 def check_options(options: object) -> None:
     """Every declared rule of ``options`` (a dataclass of options), in field order: raises ``ConfigError`` with
     the first value that breaks one."""

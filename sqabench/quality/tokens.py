@@ -13,8 +13,9 @@ import torch
 
 from sqabench.errors import ConfigError
 from sqabench.files import replacing, writable_file
+from sqabench.options import check_value
 from sqabench.quality.corpus import read_documents, split
-from sqabench.quality.options import DEFAULT_HELD_OUT, DEFAULT_TOKENIZER
+from sqabench.quality.options import DEFAULT_HELD_OUT, DEFAULT_TOKENIZER, QualityOptions
 from sqabench.quality.tokenizer import Tokenizer, check_tokenizer, corpus_hash, get_tokenizer
 
 LARGE = 20 << 20  # bytes of text past which reading it is announced
@@ -113,8 +114,7 @@ def _docs(flat: torch.Tensor, lengths: torch.Tensor, vocab: int) -> list[list[in
 def tokens_file(data: Path, tokenizer: str, vocab: int | None, held_out: float, out: Path | None) -> tuple[Path, Tokenized]:  # fmt: skip
     """``sqabench tokenize``: split and tokenize ``data`` into a ``.tokens`` file (``out``, or beside ``data``
     named by its tokenizer). Every option is checked before any text is read; the file is written in one step."""
-    if not 0 < held_out < 1:
-        raise ConfigError(f"--held-out {held_out} must be a fraction in (0, 1)")
+    check_value(QualityOptions, "held_out", held_out)
     tokenizer = tokenizer.lower()
     path = out or data.with_name(f"{data.stem if data.is_file() else data.name}-{tokenizer}{vocab or ''}"
                                  f"{TOKENS_SUFFIX}")  # fmt: skip

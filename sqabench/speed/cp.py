@@ -80,8 +80,6 @@ def check_request(
     ``launching``: sqabench starts the ranks on this machine, so they must fit it (a GPU each; no more
     CPU processes than cores). Under torchrun the job may span nodes: the launcher decides.
     """
-    if world < 1:
-        raise ConfigError(f"--cp {world} must be >= 1")
     check_available()
     if mode != "fwd":
         raise ConfigError(f"--cp runs --mode fwd only (this run is --mode {mode})")

@@ -127,6 +127,17 @@ class RunOptions:
 
 
 _RUN = get_type_hints(RunOptions, include_extras=True)
+FORMATS = ("table", "csv", "json")
+
+
+@dataclass(frozen=True)
+class VariantsOptions:
+    """``sqabench variants``'s options."""
+
+    preset: _RUN["preset"] = "paper"
+    format: Annotated[str, option("FORMAT", "table, csv or json.", "--format", choices=FORMATS, noun="format")] = (
+        "table"
+    )
 
 
 @dataclass(frozen=True)
