@@ -210,7 +210,8 @@ def variants(options: VariantsOptions) -> None:
     else:
         title = (
             f"SQA family, preset {p.name} (d_model {p.d_model}, H {p.n_heads}, d_head {p.head_dim}, "
-            f"{p.n_layers} layers{', tied embeddings' if p.tie_embeddings else ''}; {p.source})"
+            f"{p.n_layers} layers{', tied embeddings' if p.tie_embeddings else ''}; {p.source}); attention FLOPs "
+            "vs MHA at the same mask: a window's own saving is not in it (run and floor count it)"
         )
         out.print(records_table(title, records, FAMILY_COLUMNS, FAMILY_HEADERS))
 
@@ -493,44 +494,45 @@ def report(
 
 @app.command()
 def check(
-    baseline_csv: Annotated[Path, typer.Argument(metavar="BASELINE", help="Results CSV of the reference run.")],
-    current_csv: Annotated[Path, typer.Argument(metavar="CURRENT", help="Results CSV of the run under test.")],
-    max_slowdown: Annotated[
-        float, typer.Option(metavar="FRACTION", help="Largest allowed per-cell slowdown (0.10 = 10%), beyond noise.")
-    ] = 0.10,
-    max_mem_growth: Annotated[
-        float, typer.Option(metavar="FRACTION", help="Largest allowed per-cell peak-memory growth.")
-    ] = 0.05,
-    max_ratio_drop: Annotated[
-        float,
-        typer.Option(metavar="FRACTION", help="Largest allowed drop of a speed-up over --baseline within the run."),
-    ] = 0.05,
-    max_geomean_slowdown: Annotated[
-        float, typer.Option(metavar="FRACTION", help="Largest allowed geometric-mean slowdown, beyond noise.")
-    ] = 0.03,
-    baseline: BaselineOption = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Apply every gate even when the GPUs differ.")] = False,
-    allow_unjudged: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unjudged", help="Pass although some cells' noise left a gate undecided (by default that fails)."
-        ),
-    ] = False,  # fmt: skip
+    files: Annotated[list[Path], typer.Argument(
+        metavar="BASELINE... CURRENT", show_default=False,
+        help="Results CSVs: the baseline's runs (one file or several; a file may hold several runs, as run --runs K "
+        "writes it), then the run under test, last.")],
+    max_slowdown: Annotated[str, typer.Option(
+        metavar="LIMIT", help="Largest allowed per-cell slowdown, as 10% or 0.10.")] = "10%",
+    max_mem_growth: Annotated[str, typer.Option(
+        metavar="LIMIT", help="Largest allowed per-cell peak-memory growth, as 5% or 0.05.")] = "5%",
+    max_ratio_drop: Annotated[str, typer.Option(
+        metavar="LIMIT", help="Largest allowed drop of a speed-up over --baseline within its run, as 5% or 0.05."
+    )] = "5%",
+    max_geomean_slowdown: Annotated[str, typer.Option(
+        metavar="LIMIT", help="Largest allowed geometric-mean slowdown, as 3% or 0.03.")] = "3%",
+    baseline: Annotated[str | None, typer.Option("--baseline", metavar="VARIANT", help=(
+        "Variant the speed-up gate measures over. Default: the one the runs recorded (run --baseline), else mha "
+        "when both runs have it."))] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Apply the time and geometric-mean gates even when the GPU models differ.")] = False,
+    allow_unjudged: Annotated[bool, typer.Option(
+        "--allow-unjudged", help="Pass although some gates could not tell (never when one failed).")] = False,
     json_out: Annotated[
         Path | None,
         typer.Option(
             "--json", metavar="FILE", help="Write CURRENT as github-action-benchmark customSmallerIsBetter JSON."
         ),
     ] = None,
-) -> None:
-    """Exit 0 when CURRENT holds against BASELINE, 1 on a regression (each failing cell named), 2 on bad input."""
+) -> None:  # fmt: skip
+    """Exit 0 when CURRENT holds against BASELINE, 1 on a regression or when a gate cannot tell (each cell named),
+    2 on bad input."""
     from sqabench.speed.check import Limits, gate
 
     with usage_errors():
-        limits = Limits(max_slowdown=max_slowdown, max_mem_growth=max_mem_growth, max_ratio_drop=max_ratio_drop,
-                        max_geomean_slowdown=max_geomean_slowdown, baseline_variant=baseline, strict=strict,
-                        allow_unjudged=allow_unjudged)  # fmt: skip
-        code = gate(baseline_csv, current_csv, limits, out, err, json_out)
+        if len(files) < 2:
+            raise ConfigError("check needs a BASELINE and a CURRENT results CSV (the baseline may be several files)")
+        limits = Limits.parse(max_slowdown=max_slowdown, max_mem_growth=max_mem_growth, max_ratio_drop=max_ratio_drop,
+                              max_geomean_slowdown=max_geomean_slowdown, baseline_variant=baseline, strict=strict,
+                              allow_unjudged=allow_unjudged)  # fmt: skip
+        *baselines, current = files
+        code = gate(baselines if len(baselines) > 1 else baselines[0], current, limits, out, err, json_out)
     raise typer.Exit(code)
 
 
@@ -570,7 +572,16 @@ def tokenize(
               highlight=False)  # fmt: skip
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (what a CI job's timeout sends) ends a command as Ctrl-C does: what finished is kept, the lock is
+    let go, and the line says how to go on."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     app()
 
 

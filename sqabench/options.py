@@ -19,7 +19,10 @@ import typer
 
 from sqabench.errors import ConfigError
 
-PRESET_HELP = "paper (d 256, 8 layers), wide (d 2048), qwen3-0.6b, llama-3.2-1b, or a path to a config.json."
+PRESET_HELP = (
+    "paper (d 256, 8 layers), paper-moe (the paper's MoE model), wide (d 2048), qwen3-0.6b, llama-3.2-1b, "
+    "or a path to a config.json."
+)
 BASELINE_HELP = "Variant the speed-ups are relative to. Default: mha, when present."
 
 

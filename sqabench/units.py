@@ -77,8 +77,10 @@ _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(s|sec|m|min|h)?$")
 def parse_duration(text: str, option: str) -> float:
     """Seconds from ``90``, ``90s``, ``10m``, ``10min``, ``1.5h``."""
     match = _DURATION.match(text.strip().lower())
-    if match is None or float(match.group(1)) <= 0:
+    if match is None:
         raise ConfigError(f"{option} {text!r} is not a duration; use seconds or e.g. 90s, 10m, 1.5h")
+    if float(match.group(1)) <= 0:
+        raise ConfigError(f"{option} {text.strip()} must be more than no time; e.g. 90s, 10m, 1.5h")
     return float(match.group(1)) * {"h": 3600, "m": 60, "min": 60}.get(match.group(2) or "s", 1)
 
 
@@ -88,6 +90,8 @@ def format_duration(seconds: float) -> str:
         return "under a second"
     if seconds < 60:
         return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{round(seconds / 60, 1):g} min"  # 90 s is 1.5 min, never "2 min"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 172_800:
@@ -117,3 +121,28 @@ def format_ms(ms: float) -> str:
 def plural(count: int, word: str) -> str:
     """``1 seed``, ``3 seeds``: a count with its noun."""
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def parse_fraction(text: str, option: str) -> float:
+    """A limit as people type it: ``10%`` or ``0.10`` (the same). A bare number above 1 is refused, since ``10``
+    meant as 10% would read as 1000%; so are negatives, NaN and more than 100%."""
+    shown = str(text).strip()
+    percent = shown.endswith("%")
+    try:
+        value = float(shown.removesuffix("%").strip())
+    except ValueError:
+        raise ConfigError(f"{option}: {shown!r} is not a limit; give a percentage or a fraction, e.g. 10% or 0.10")
+    if not math.isfinite(value):
+        raise ConfigError(f"{option}: {shown!r} is not a limit; give a percentage or a fraction, e.g. 10% or 0.10")
+    if percent:
+        value /= 100
+    elif value > 1:
+        raise ConfigError(f"{option} {shown}: a bare number is a fraction (0.10 = 10%); did you mean {shown}%?")
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{option} {shown} must be in [0%, 100%]")
+    return value
+
+
+def format_percent(value: float) -> str:
+    """A limit as it is typed: 10%, 2.5%, 0.1%."""
+    return f"{value * 100:.4g}%"

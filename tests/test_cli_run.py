@@ -152,6 +152,9 @@ BAD_INPUTS = [
     (["--cp-timeout", "1e-9", "--cp", "2", "--seq", "256"], "--cp-timeout 1e-09 must be in [1, 86400] seconds"),
     (["--cp-timeout", "nan", "--cp", "2", "--seq", "256"], "--cp-timeout nan must be in [1, 86400] seconds"),
     (["--cp-timeout", "-5"], "--cp-timeout applies with --cp only"),
+    (["--runs", "0"], "--runs 0 must be >= 1"),
+    (["--runs", "2", "--resume"], "--runs 2 writes a new file of whole runs; --resume does not apply"),
+    (["--runs", "2", "--budget", "1m"], "--runs 2 writes a new file of whole runs; --budget does not apply"),
     (["--seq", "1k", "--seq", "2k"], "--seq given more than once"),
     (["--seq=1k", "--variants", "mha", "--seq", "2k"], "--seq given more than once"),
     (["--causal", "--causal"], "--causal given more than once"),
@@ -567,3 +570,19 @@ def test_the_default_file_names_the_cpu_the_tables_name(monkeypatch):
 
     assert host_label(Environment(device="cpu", cpu_model="Intel Xeon")) == "cpu-intel-xeon"
     assert host_label(Environment(device="cuda", gpu_name="NVIDIA H100 80GB HBM3")) == "nvidia-h100-80gb-hbm3"
+
+
+@pytest.mark.slow
+def test_runs_writes_one_file_of_k_runs_each_from_a_fresh_process(tmp_path):
+    """--runs 2: two whole sweeps, two run ids in one file (what check reads as a baseline of two runs), each
+    run's own process (its own id and start), and no part file left beside it."""
+    out = tmp_path / "base.csv"
+    result = invoke([*TINY_RUN, "--variants", "mha,sqa", "--runs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = rows_of(out)
+    assert [r["variant"] for r in rows] == ["mha", "sqa", "mha", "sqa"]
+    assert len({r["run_id"] for r in rows}) == 2 and {r["status"] for r in rows} == {"ok"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.csv"]
+    from sqabench.speed.check import Limits, compare
+
+    assert compare(out, out, Limits(allow_unjudged=True)).baseline_runs == 2

@@ -176,7 +176,11 @@ def test_value_order():
     assert ordered[8:] == ["gqa · 1k x1", "ssqa · 1k x1", "gqa · 256 x4", "ssqa · 256 x4"]
 
 
-@pytest.mark.parametrize("text, message", [("soon", "'soon' is not a duration"), ("0", "'0' is not a duration")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("soon", "'soon' is not a duration"), ("0", "--budget 0 must be more than no time"),
+     ("0s", "--budget 0s must be more than no time")],
+)  # fmt: skip
 def test_a_bad_budget_is_refused(tmp_path, text, message):
     result = runner.invoke(app, ["run", "--device", "cpu", "--budget", text, "--out", str(tmp_path / "r.csv")])
     assert result.exit_code == 2 and message in result.output

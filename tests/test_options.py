@@ -42,7 +42,7 @@ def test_argv_gives_back_the_same_options(monkeypatch):
     assert parsed(extras.argv(), monkeypatch) == extras
     assert RunOptions().argv() == ["--variants", "all", "--preset", "paper", "--device", "auto", "--dtype", "auto",
                                    "--mode", "fwd", "--kernel", "auto", "--scope", "model",
-                                   "--compile-mode", "default"]  # fmt: skip
+                                   "--compile-mode", "default", "--runs", "1"]  # fmt: skip
 
 
 def test_a_cp_launch_passes_the_parsed_options(monkeypatch, tmp_path):

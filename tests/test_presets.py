@@ -247,3 +247,15 @@ def test_optional_fields_that_are_right_are_read(tmp_path):
     assert (preset.rope_base, preset.norm_eps, preset.tie_embeddings, preset.sliding_window) == (1e6, 1e-5, True, None)
     untied = get_preset(str(write_config(tmp_path, tie_word_embeddings=False, sliding_window=4096)))
     assert untied.tie_embeddings is False and untied.sliding_window is None  # Qwen3: use_sliding_window false
+
+
+def test_every_shipped_preset_is_named_in_the_help_and_on_the_run_page():
+    """--preset paper-moe was missing from variants --help and docs/run.md."""
+    from pathlib import Path
+
+    from sqabench.options import PRESET_HELP
+    from sqabench.presets import PRESETS
+
+    page = (Path(__file__).parent.parent / "docs" / "run.md").read_text()
+    for name in PRESETS:
+        assert name in PRESET_HELP and f"`{name}`" in page, name

@@ -67,11 +67,11 @@ def test_an_impossible_size_is_named(size, message):
         MQARSize(**{"vocab": 64, "seq_len": 32, "pairs": 4, **size})
 
 
-TINY = Preset("mqar-test", d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=64)
+MQAR_MODEL = Preset("mqar-test", d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=64)
 
 
 def test_a_tiny_run_repeats_bit_for_bit():
-    cfg = TrainConfig(SMALL, TINY, steps=6, batch=8, eval_every=3)
+    cfg = TrainConfig(SMALL, MQAR_MODEL, steps=6, batch=8, eval_every=3)
     first, second = (train(cfg, get_variant("sqa", 4), seed=1) for _ in range(2))
     assert [row["train_loss"] for row in first.curve] == [row["train_loss"] for row in second.curve]
     assert first.val_loss == second.val_loss and first.val_accuracy == second.val_accuracy
@@ -80,7 +80,7 @@ def test_a_tiny_run_repeats_bit_for_bit():
 
 
 def test_the_learning_rate_warms_up_then_decays_to_zero():
-    cfg = TrainConfig(SMALL, TINY, steps=100, batch=8, lr=1e-3, warmup=0.1)
+    cfg = TrainConfig(SMALL, MQAR_MODEL, steps=100, batch=8, lr=1e-3, warmup=0.1)
     assert cfg.lr_at(5) == pytest.approx(0.5e-3) and cfg.lr_at(10) == pytest.approx(1e-3)
     assert cfg.lr_at(55) == pytest.approx(0.5e-3) and cfg.lr_at(100) == pytest.approx(0.0, abs=1e-12)
 
@@ -142,7 +142,7 @@ def test_no_held_out_example_reaches_training(monkeypatch):
     streams = []
     real = tasks.mqar
     monkeypatch.setattr(tasks, "mqar", lambda size, n, seed: streams.append((n, seed)) or real(size, n, seed))
-    cfg = TrainConfig(MQARTask(SMALL.size, eval_examples=16), TINY, steps=5, batch=8, eval_every=5)
+    cfg = TrainConfig(MQARTask(SMALL.size, eval_examples=16), MQAR_MODEL, steps=5, batch=8, eval_every=5)
     train(cfg, get_variant("mha", 4), seed=3)
     held_out = {seed for n, seed in streams if n == cfg.task.eval_examples}
     trained = [seed for n, seed in streams if n == cfg.batch]

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from texts import QUICK, TINY, quick, runner
+from texts import QUICK, TEXT_MODEL, quick, runner
 
 from sqabench.cli import app
 from sqabench.errors import ConfigError
@@ -24,7 +24,9 @@ def test_training_drives_the_loss_well_below_the_unigram_entropy(corpus):
     targets = held.labels[held.labels != -100].tolist()
     counts = Counter(targets)
     unigram = -sum(c / len(targets) * math.log(c / len(targets)) for c in counts.values())  # nats a token
-    result = train(TrainConfig(task, TINY, steps=150, batch=16, lr=3e-3, eval_every=150), get_variant("mha", 4), 0)
+    result = train(
+        TrainConfig(task, TEXT_MODEL, steps=150, batch=16, lr=3e-3, eval_every=150), get_variant("mha", 4), 0
+    )
     assert result.val_loss < 0.6 * unigram, (result.val_loss, unigram)
 
 
@@ -37,7 +39,7 @@ def test_the_papers_padding_flatters_loss_and_accuracy(corpus):
     assert (labels == tok.pad).any()  # the paper trains on its pads
     held = task.held_out(0)
     assert not (held.labels == tok.pad).any() and (held.padded_labels == tok.pad).any()
-    result = train(TrainConfig(task, TINY, steps=60, batch=16, eval_every=60), get_variant("mha", 4), 0)
+    result = train(TrainConfig(task, TEXT_MODEL, steps=60, batch=16, eval_every=60), get_variant("mha", 4), 0)
     m = result.metrics
     assert m["val_loss_padded"] < m["val_loss"] and m["val_accuracy_padded"] > m["val_accuracy"], m
 
@@ -60,7 +62,7 @@ def test_a_budget_sizes_the_steps_to_fit_from_the_probe():
     from sqabench.quality.plan import Plan
     from sqabench.quality.tasks import MQARTask
 
-    cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4)), TINY, steps=1, batch=8, eval_every=10)
+    cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4)), TEXT_MODEL, steps=1, batch=8, eval_every=10)
     specs = [get_variant("mha", 4), get_variant("sqa", 4)]
     plan = Plan(cfg, specs, [0, 1], None, "mha", budget_s=100.0)
     probes = {"mha": Probe(1.0, 0.05, 0.2), "sqa": Probe(1.0, 0.03, 0.1)}
@@ -82,6 +84,7 @@ def test_a_dry_run_estimates_and_writes_nothing(corpus, tmp_path):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "estimate:" in text and "dry run: nothing trained, nothing written" in text and "est. per seed" in text
+    assert "6 steps and an evaluation each" in text and "the probe: about" in text and "a variant," in text
     assert not any(tmp_path.glob("q*"))
 
 
@@ -302,7 +305,7 @@ def test_the_probe_warms_the_process_up_and_leaves_each_variants_first_step_out(
         return RunResult({"val_loss": 1.0, "val_accuracy": 0.5}, {}, 10.0, 1.0, 0.05, 1, [], steps)
 
     monkeypatch.setattr(training, "train", scripted)
-    cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4)), TINY, steps=100, batch=8, eval_every=10)
+    cfg = TrainConfig(MQARTask(MQARSize(64, 32, 4)), TEXT_MODEL, steps=100, batch=8, eval_every=10)
     plan = Plan(cfg, [get_variant("mha", 4), get_variant("sqa", 4)], [0], None, "mha")
     found = probe(plan)
     assert calls == [("mha", 1), ("mha", PROBE_STEPS), ("sqa", PROBE_STEPS)]

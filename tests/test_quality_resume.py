@@ -2,10 +2,11 @@
 CUDA error, a second run on one file."""
 
 import csv
+import os
 
 import pytest
 import torch
-from texts import QUICK, TINY, quick, runner
+from texts import QUICK, TEXT_MODEL, quick, runner
 
 from sqabench.cli import app
 from sqabench.errors import ConfigError
@@ -16,7 +17,7 @@ from sqabench.variants import get_variant
 
 def test_a_run_resumed_from_its_checkpoint_ends_bit_for_bit_as_one_that_never_stopped(corpus, tmp_path):
     task = text_task(corpus, "bytes", None, 32, 0.1, False)
-    cfg = TrainConfig(task, TINY, steps=8, batch=4, eval_every=4)
+    cfg = TrainConfig(task, TEXT_MODEL, steps=8, batch=4, eval_every=4)
     spec = get_variant("sqa", 4)
     whole = train(cfg, spec, 1)
     checkpoint = Checkpoint(tmp_path / "c.pt", cfg.key(spec, 1), every_s=0.0)
@@ -31,7 +32,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_bit_for_bit_as_one_that_never_st
     resumed = train(cfg, spec, 1, checkpoint=checkpoint)
     assert [r["train_loss"] for r in resumed.curve] == [r["train_loss"] for r in whole.curve]
     assert resumed.metrics == whole.metrics
-    other = Checkpoint(checkpoint.path, TrainConfig(task, TINY, steps=9, batch=4, eval_every=4).key(spec, 1))
+    other = Checkpoint(checkpoint.path, TrainConfig(task, TEXT_MODEL, steps=9, batch=4, eval_every=4).key(spec, 1))
     with pytest.raises(ConfigError, match="another configuration .*steps"):
         train(cfg, spec, 1, checkpoint=other)
 
@@ -214,3 +215,29 @@ def test_resume_after_the_curves_were_deleted_says_which_runs_lost_them(corpus, 
     again = runner.invoke(app, [*quick("--variants", "mha,sqa"), "--seeds", "2", "--out", str(out), "--resume"])
     assert again.exit_code == 0, again.output
     assert "holds no curve of mha seed 0, sqa seed 0" in " ".join(again.output.split())
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_quality_run_as_ctrl_c_does(corpus, tmp_path):
+    """A CI job's timeout sends SIGTERM: the process says what it kept and how to go on, and lets go of the lock
+    (it once printed nothing and left the lock). Sent once the first evaluation is on disk: no clock involved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "q.csv"
+    args = [*quick("--steps", "400", "--eval-every", "2"), "--data", str(corpus), "--seeds", "1", "--out", str(out)]
+    child = subprocess.Popen([sys.executable, "-m", "sqabench", *args], stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "COLUMNS": "250"})  # fmt: skip
+    curves = tmp_path / "q-curves.csv"
+    deadline = time.monotonic() + 240  # a bound on a hung child, never a measure of speed
+    while not (curves.exists() and len(curves.read_text().splitlines()) >= 2):
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    text = " ".join(err.split())
+    assert "interrupted:" in text and f"--resume --out {out}" in text
+    assert not list(tmp_path.glob("*.lock")), list(tmp_path.iterdir())

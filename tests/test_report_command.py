@@ -82,3 +82,21 @@ def test_report_loads_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["0", "False"], done.stdout + done.stderr
+
+
+def test_a_curves_file_reports_its_runs_file_or_names_it(tmp_path):
+    """The -curves.csv beside a quality run once read as "another schema": its run's tables come out, said so;
+    a curves file alone is one line naming the file report needs."""
+    import shutil
+
+    fixtures = Path(__file__).parent / "fixtures"
+    result = runner.invoke(app, ["report", str(fixtures / "quality-kjv-bytes-2seeds-curves.csv")],
+                           env={"COLUMNS": "250"})  # fmt: skip
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "is the curves file of" in text and "quality-kjv-bytes-2seeds.csv's" in text
+    alone = tmp_path / "run-curves.csv"
+    shutil.copy(fixtures / "quality-kjv-bytes-2seeds-curves.csv", alone)
+    refused = runner.invoke(app, ["report", str(alone)])
+    assert refused.exit_code == 2 and f"report reads the run's file, {tmp_path / 'run.csv'}" in " ".join(
+        refused.output.split()
+    )

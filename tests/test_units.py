@@ -65,3 +65,9 @@ def test_milliseconds_never_read_in_e_notation_and_counts_take_their_plural():
         "763.00 s",
     ]
     assert [units.plural(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
+
+
+def test_a_duration_under_ten_minutes_keeps_its_half_minutes():
+    """quality --budget 90s once printed "budget 2 min"."""
+    assert [units.format_duration(s) for s in (90, 120, 150, 599, 600)] == ["1.5 min", "2 min", "2.5 min", "10 min",
+                                                                            "10 min"]  # fmt: skip

@@ -139,3 +139,14 @@ def test_presets_match_the_issue():
         10_000,
     )
     assert (wide.d_model, wide.n_layers, wide.n_heads, wide.head_dim, wide.d_ff) == (2048, 4, 16, 128, 5632)
+
+
+def test_the_family_tables_flop_column_names_the_mask_it_assumes():
+    """swa reads 1 beside run's 1.42x: the column is at the same mask, and the title says a window's saving is
+    counted elsewhere."""
+    from typer.testing import CliRunner
+
+    from sqabench.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["variants"], env={"COLUMNS": "250"}).output.split())
+    assert "MHA, same mask" in text and "a window's own saving is not in it (run and floor count it)" in text

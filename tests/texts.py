@@ -20,7 +20,7 @@ def documents(n: int = 120, seed: int = 0) -> list[str]:
     return [f"no. {i:04d}: " + " ".join(sentence() for _ in range(rng.randint(1, 4))) for i in range(n)]
 
 
-TINY = Preset("text-test", d_model=64, n_layers=2, n_heads=4, d_ff=128, vocab_size=259)
+TEXT_MODEL = Preset("text-test", d_model=64, n_layers=2, n_heads=4, d_ff=128, vocab_size=259)
 
 
 QUICK = ["quality", "--device", "cpu", "--steps", "4", "--batch", "4", "--eval-every", "2", "--d-model", "16",

@@ -127,10 +127,26 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
 
 
 def _probe(plan: Plan, say):
-    from sqabench.quality.budget import probe
+    """Each variant's step and evaluation, probed; once the first is done, how long the whole probe will take
+    is said (it trains a few steps of every variant: minutes at the paper's scale)."""
+    import time
 
-    say(f"probing each variant's step and evaluation ({len(plan.specs)} variants, a few steps each) ...")
-    return probe(plan, on_variant=lambda name: say(f"  probing {name} ...", "dim"))
+    from sqabench.quality.budget import PROBE_STEPS, probe
+
+    count = len(plan.specs)
+    say(f"probing each variant's step and evaluation ({plural(count, 'variant')}, {PROBE_STEPS} steps and an "
+        "evaluation each) ...")  # fmt: skip
+    started: list[float] = []
+
+    def heard(name: str) -> None:
+        started.append(time.perf_counter())
+        if len(started) == 2:
+            each = started[1] - started[0]
+            say(f"  the probe: about {format_duration(each)} a variant, {format_duration(each * (count - 1))} more",
+                "dim")  # fmt: skip
+        say(f"  probing {name} ...", "dim")
+
+    return probe(plan, on_variant=heard)
 
 
 def _announce(plan: Plan, env: Environment, say, out: Console, dry_run: bool, probes) -> None:

@@ -116,6 +116,10 @@ class RunOptions:
         "DURATION", "Stop starting cells after this long (90s, 10m, 1.5h); when the sweep will not fit, the most "
         "valuable cells run first. The rest is left for --resume.",
     )] = None  # fmt: skip
+    runs: Annotated[int, option(
+        "K", "Run the whole sweep K times, each in a fresh process, into one file of K run ids: a baseline whose "
+        "noise between runs sqabench check can measure (docs/ci.md).", "--runs", low=1, high=100,
+    )] = 1  # fmt: skip
     dry_run: Annotated[bool, option(
         None, "Print the cells and the estimate's parts, run nothing.", "--dry-run",
     )] = False  # fmt: skip

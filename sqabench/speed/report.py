@@ -165,7 +165,7 @@ def format_time(ms: float | None) -> str:
 
 
 def ratio_text(verdict) -> str:
-    """A check verdict's time ratio with its 95% interval."""
+    """A check verdict's time ratio with its central 90% interval."""
     if verdict.ratio is None:
         return "-"
     return f"{verdict.ratio:.3f} [{verdict.ratio_low:.3f}, {verdict.ratio_high:.3f}]"
@@ -190,7 +190,7 @@ def check_table(report, baseline_path, current_path) -> Table:
     shared = shared_words([v.words for v in report.cells])
     table = Table(title=f"sqabench check: {baseline_path} (baseline) vs {current_path}", title_justify="left",
                   caption=f"every cell: {' '.join(shared)}" if shared else None, caption_justify="left")  # fmt: skip
-    for column in ("cell", "baseline ms", "current ms", "ratio [95% interval]", "verdict"):
+    for column in ("cell", "baseline ms", "current ms", "ratio [90% interval]", "verdict"):
         table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
     for v in report.cells:
         table.add_row(
@@ -334,7 +334,17 @@ FAMILY_COLUMNS = (
     "variant", "n_heads", "n_q_heads", "n_kv_heads", "window", "params", "attn_flops_vs_mha",
     "kv_cache_bytes_per_token", "note",
 )  # fmt: skip
-FAMILY_HEADERS = ("variant", "H", "Hq", "Hkv", "window", "params", "attn FLOPs\nvs MHA", "KV cache\nB/token", "note")
+FAMILY_HEADERS = (
+    "variant",
+    "H",
+    "Hq",
+    "Hkv",
+    "window",
+    "params",
+    "attn FLOPs vs\nMHA, same mask",
+    "KV cache\nB/token",
+    "note",
+)
 
 
 def family_records(specs: Iterable["VariantSpec"], preset: "Preset") -> list[dict]:

@@ -63,6 +63,7 @@ class RunPlan:
     yes: bool = False  # a sweep estimated past an hour starts without asking
     resumed_empty: bool = False  # --resume was given an empty file
     argv: tuple[str, ...] = ()  # this run as the arguments of `sqabench` (what a --cp job's ranks are started with)
+    options: RunOptions | None = None  # what the user typed (--runs starts each run with them)
 
     @property
     def pending(self) -> list[Cell]:
@@ -106,6 +107,11 @@ def resolve_run(options: RunOptions) -> RunPlan:
                             ("--compile", options.compile)):  # fmt: skip
             if given:
                 raise ConfigError(f"{flag} does not apply to --cp: every rank must run the same cells the same way")
+    if options.runs > 1:
+        for flag, given in (("--resume", options.resume), ("--cp", world > 1 or options.cp is not None),
+                            ("--budget", budget_s is not None)):  # fmt: skip
+            if given:
+                raise ConfigError(f"--runs {options.runs} writes a new file of whole runs; {flag} does not apply")
     if options.trace_dir is not None and not options.breakdown:
         raise ConfigError("--trace-dir applies with --breakdown only (it names where the profiler's traces go)")
     env = environment(device)
@@ -142,7 +148,7 @@ def resolve_run(options: RunOptions) -> RunPlan:
         resumed_empty=options.resume and previous is None and path.exists(),
         quick_default=options.seq is None and device.type == "cpu", baseline=baseline, world=world, launch=launch,
         cp_timeout=DEFAULT_CP_TIMEOUT_S if options.cp_timeout is None else options.cp_timeout, budget_s=budget_s,
-        dry_run=options.dry_run, yes=options.yes, argv=("run", *dataclasses.replace(options, out=str(path)).argv()),
+        dry_run=options.dry_run, yes=options.yes, argv=("run", *dataclasses.replace(options, out=str(path)).argv()), options=options,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import subprocess
 import sys
 import threading
 import uuid
@@ -343,6 +344,8 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
     ``--cp N`` outside a torchrun job starts the job's ranks through torch's launcher, and this process waits
     for them; inside one, this process joins as its rank. On a Ctrl-C the main thread reports what is kept and
     ``abandon``s a cell still running in its worker thread."""
+    if plan.options is not None and plan.options.runs > 1 and not plan.dry_run:
+        return _runs(plan, err)
     if plan.launch and not plan.dry_run:
         from sqabench.speed.cp import launch
 
@@ -372,6 +375,39 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
             if role.is_main:
                 interrupted(_Discard(), plan, err)
             return _interrupted_code(role)
+
+
+def _runs(plan: RunPlan, err: Console) -> int:
+    """``--runs K``: the sweep K times, each in a fresh process (its own run id, caches warm after the first),
+    each run's rows appended to the one file as it ends. Ctrl-C ends the running one as a sweep ends, keeps its
+    finished rows and starts no other; no part file is left behind."""
+    k = plan.options.runs
+    err.print(Text(f"sqabench run --runs {k}: {k} sweeps, each in a fresh process, into {plan.path}"), highlight=False)
+    code = 0
+    with RunLock(plan.path):
+        writer = results_writer(plan.path)
+        for i in range(1, k + 1):
+            part = plan.path.with_name(f".{plan.path.stem}.run{i}{plan.path.suffix}")
+            part.unlink(missing_ok=True)
+            argv = dataclasses.replace(plan.options, out=str(part), runs=1).argv()
+            err.print(Text(f"== run {i} of {k}", style="bold"), highlight=False)
+            child = subprocess.Popen([sys.executable, "-m", "sqabench", "run", *argv],
+                                     env={**os.environ, "PYTHONSAFEPATH": "1"})  # fmt: skip
+            try:
+                done = child.wait()
+            except KeyboardInterrupt:
+                done = child.wait()  # the child heard it too: it keeps its finished rows and ends
+                done = done or 130
+            try:
+                for row in read_rows(part) if part.exists() else []:
+                    writer.write(row)
+            finally:
+                part.unlink(missing_ok=True)
+            code = max(code, done) if done in (0, 1) else done
+            if done not in (0, 1):  # refused, or interrupted: no further run
+                break
+    err.print(Text(f"results: {plan.path} ({plural(i, 'run')})"), highlight=False)
+    return code
 
 
 def _run(plan: RunPlan, role: "Solo | Rank", out: Console, err: Console, abandon: Callable[[int], None]) -> int:
