@@ -52,12 +52,12 @@ def forged(source: Path, out: Path, factor: dict[str, float]) -> Path:
     return out
 
 
-def judge(baseline: Path, current: Path) -> tuple[str, int, int]:
+def judge(baseline: Path, current: Path) -> tuple[str, int, int, int]:
     from sqabench.speed.check import Limits, compare
 
     report = compare(baseline, current, Limits())
     state = "fail" if report.failing or report.problems else "cannot tell" if report.undecided else "pass"
-    return state, len(report.failing), len(report.unjudged)
+    return state, len(report.failing), len(report.unjudged), len(report.cells)
 
 
 def main() -> None:
@@ -80,8 +80,8 @@ def main() -> None:
     }
     forgeries = {"a cell 30% slower": {"sqa": 1.3}, "every cell 30% slower": {"*": 1.3},
                  "sqa's speed-up 15% smaller": {"sqa": 1 / 0.85}}  # fmt: skip
-    print(f"\n{'what':<52} {'pairs':>5} {'pass':>5} {'fail':>5} {'cannot tell':>11} {'cells failed':>12} "
-          f"{'cells not judged':>16}")  # fmt: skip
+    print(f"\n{'what':<52} {'pairs':>5} {'pass':>5} {'fail':>5} {'cannot tell':>11} {'cells':>5} "
+          f"{'cells failed':>12} {'cells not judged':>16}")  # fmt: skip
     for name, pairs in ways.items():
         states = [judge(b, c) for b, c in pairs]
         _row(f"clean: {name}", states)
@@ -90,10 +90,12 @@ def main() -> None:
         _row(f"forged vs {args.runs}-run baseline: {name}", states)
 
 
-def _row(name: str, states: list[tuple[str, int, int]]) -> None:
-    count = {s: sum(1 for state, _, _ in states if state == s) for s in ("pass", "fail", "cannot tell")}
-    print(f"{name:<52} {len(states):>5} {count['pass']:>5} {count['fail']:>5} {count['cannot tell']:>11} "
-          f"{sum(f for _, f, _ in states):>12} {sum(u for _, _, u in states):>16}", flush=True)  # fmt: skip
+def _row(name: str, states: list[tuple[str, int, int, int]]) -> None:
+    count = {s: sum(1 for state, *_ in states if state == s) for s in ("pass", "fail", "cannot tell")}
+    cells = sum(n for *_, n in states)
+    unjudged = sum(u for _, _, u, _ in states)
+    print(f"{name:<52} {len(states):>5} {count['pass']:>5} {count['fail']:>5} {count['cannot tell']:>11} {cells:>5} "
+          f"{sum(f for _, f, _, _ in states):>12} {unjudged:>9} ({unjudged / cells:.0%})", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -620,3 +620,19 @@ def test_a_changed_environment_and_extra_cells_are_named(base, tmp_path):
     text = " ".join(compare(base, cur, Limits()).warnings)
     assert "torch_version changed: 2.11.0 -> 2.13.0" in text and "git_sha changed: abc -> def" in text
     assert "1 cell only in the current run, not gated: lsqa paper n=1024" in text
+
+
+def test_the_rerun_benchmarks_forgery_is_a_row_a_run_writes_and_the_gate_catches_it(base, tmp_path):
+    """benchmarks/gate_reruns.py forges regressions from real rows: each stays whole (its median, minimum and
+    maximum its samples'), and a 30% slower cell against a quiet baseline fails."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "gate_reruns.py"
+    spec = importlib.util.spec_from_file_location("gate_reruns", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    forged = module.forged(base, tmp_path / "forged.csv", {"sqa": 1.3})
+    report = compare(base, forged, Limits())  # loading it checks every row as a run writes it
+    assert [v.cell.split()[0] for v in report.failing] == ["sqa", "sqa"]
+    assert module.judge(base, forged)[0] == "fail"
