@@ -377,6 +377,11 @@ def execute(plan: RunPlan, out: Console, err: Console, abandon: Callable[[int], 
             return _interrupted_code(role)
 
 
+def start_run(argv: list[str]) -> subprocess.Popen:
+    """``sqabench run ARGV`` in a fresh process (``--runs``): its own interpreter, caches warm from the last."""
+    return subprocess.Popen([sys.executable, "-m", "sqabench", "run", *argv], env={**os.environ, "PYTHONSAFEPATH": "1"})
+
+
 def _runs(plan: RunPlan, err: Console) -> int:
     """``--runs K``: the sweep K times, each in a fresh process (its own run id, caches warm after the first),
     each run's rows appended to the one file as it ends. Ctrl-C ends the running one as a sweep ends, keeps its
@@ -391,8 +396,7 @@ def _runs(plan: RunPlan, err: Console) -> int:
             part.unlink(missing_ok=True)
             argv = dataclasses.replace(plan.options, out=str(part), runs=1).argv()
             err.print(Text(f"== run {i} of {k}", style="bold"), highlight=False)
-            child = subprocess.Popen([sys.executable, "-m", "sqabench", "run", *argv],
-                                     env={**os.environ, "PYTHONSAFEPATH": "1"})  # fmt: skip
+            child = start_run(argv)
             try:
                 done = child.wait()
             except KeyboardInterrupt:
