@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +105,35 @@ def time_repeats(
         step()
         samples.append((time.perf_counter() - start) * 1e3)
     return tuple(samples)
+
+
+FALLBACK_CACHE_BYTES = 32 * 2**20  # a last-level cache this machine does not report: a common server size
+
+
+def cache_bytes(device: torch.device) -> int:
+    """The last-level cache a timed call could find warm: a GPU's L2 (its properties), a CPU's largest cache
+    (Linux's sysfs; ``FALLBACK_CACHE_BYTES`` where it says nothing)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).L2_cache_size)
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = entry.read_text().strip().upper()
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text[:-1] if text[-1:] in "KMG" else text
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes, default=FALLBACK_CACHE_BYTES)
+
+
+def evictor(device: torch.device) -> Callable[[], object]:
+    """What ``--cache cold`` runs before each timed repeat, outside its time: a write of twice the cache
+    (triton's ``do_bench`` zeroes a buffer the same way), so that no repeat finds the last one's data."""
+    buffer = torch.empty(2 * cache_bytes(device), dtype=torch.uint8, device=device)
+
+    def evict() -> None:
+        buffer.add_(1)  # a read and a write of every byte: the cache holds this buffer, nothing of the step
+
+    return evict
 
 
 def best_time(

@@ -11,15 +11,15 @@ from sqabench.speed.results import CELL_KEY, COLUMNS, SETTING_KEY
 
 
 @dataclasses.dataclass(frozen=True)
-class WithCache(Settings):
-    cache: str = setting("warm")  # a key setting
+class WithTf32(Settings):
+    tf32: str = setting("off")  # a key setting
     spin: int = setting(0, key=False)  # a column, not a key
     hidden: bool = setting(False, key=False, column=None)  # neither
 
 
 def test_the_key_and_the_columns_are_the_declared_settings():
     assert key_columns() == ("causal", "mode", "scope", "dtype", "device", "kernel_requested", "new_tokens",
-                             "cuda_graphs", "world_size", "compile")  # fmt: skip
+                             "cuda_graphs", "world_size", "compile", "cache")  # fmt: skip
     assert set(setting_columns()) - set(key_columns()) == {"warmup", "repeats"}  # recorded, never paired on
     assert set(key_columns()) <= set(CELL_KEY) and set(key_columns()) <= set(SETTING_KEY)
     assert set(setting_columns()) <= set(COLUMNS)
@@ -27,14 +27,14 @@ def test_the_key_and_the_columns_are_the_declared_settings():
 
 
 def test_a_new_setting_appears_in_the_key_and_in_a_rows_identity():
-    assert key_columns(WithCache)[-1] == "cache" and "spin" not in key_columns(WithCache)
-    assert setting_columns(WithCache)[-2:] == ("cache", "spin") and "hidden" not in setting_columns(WithCache)
+    assert key_columns(WithTf32)[-1] == "tf32" and "spin" not in key_columns(WithTf32)
+    assert setting_columns(WithTf32)[-2:] == ("tf32", "spin") and "hidden" not in setting_columns(WithTf32)
     (cell,) = factories.cells("sqa", [64])
-    cell = dataclasses.replace(cell, settings=WithCache(**dataclasses.asdict(cell.settings), cache="cold", spin=3))
+    cell = dataclasses.replace(cell, settings=WithTf32(**dataclasses.asdict(cell.settings), tf32="on", spin=3))
     identity = cell.identity()
-    assert (identity["cache"], identity["spin"]) == ("cold", 3) and "hidden" not in identity
+    assert (identity["tf32"], identity["spin"]) == ("on", 3) and "hidden" not in identity
     assert identity["kernel_requested"] == "auto" and identity["new_tokens"] == ""  # spelled as the CSV does
-    assert cell.but(cache="warm").identity()["cache"] == "warm"
+    assert cell.but(tf32="off").identity()["tf32"] == "off"
 
 
 def test_a_new_setting_appears_in_the_csv_a_run_writes(tmp_path):
@@ -44,17 +44,17 @@ def test_a_new_setting_appears_in_the_csv_a_run_writes(tmp_path):
 import dataclasses, sqabench.speed.cells as cells
 @dataclasses.dataclass(frozen=True)
 class Settings(cells.Settings):
-    cache: str = cells.setting("warm")
+    tf32: str = cells.setting("off")
 cells.Settings = Settings
 from sqabench.speed.results import CELL_KEY, COLUMNS, key_of, read_rows, results_writer
 from sqabench.speed.cells import plan
 from sqabench.presets import PRESETS
 from sqabench.variants import parse_variants
-(cell,) = plan(parse_variants("sqa"), PRESETS["paper"], [64], Settings(cache="cold"), tokens=64)
+(cell,) = plan(parse_variants("sqa"), PRESETS["paper"], [64], Settings(tf32="on"), tokens=64)
 row = {{**cell.identity(), "run_id": "run", "status": "skipped", "error": "not measured here"}}
 results_writer(__import__("pathlib").Path({str(tmp_path / "r.csv")!r})).write(row)
 (back,) = read_rows(__import__("pathlib").Path({str(tmp_path / "r.csv")!r}))
-print("cache" in COLUMNS, "cache" in CELL_KEY, back["cache"], key_of(back)[-1], "torch" in __import__("sys").modules)
+print("tf32" in COLUMNS, "tf32" in CELL_KEY, back["tf32"], key_of(back)[-1], "torch" in __import__("sys").modules)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.stdout.split() == ["True", "True", "cold", "cold", "False"], done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "on", "on", "False"], done.stderr[-2000:]

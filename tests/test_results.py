@@ -101,7 +101,7 @@ def test_a_cell_name_says_every_column_of_the_cell_key(tmp_path):
     other = {"variant": "6/2", "n_q_heads": "6", "n_kv_heads": "2", "window": "64", "preset": "wide",
              "n_layers": "2", "seq_len": "2048", "batch": "3", "dtype": "fp16", "mode": "train", "causal": "True",
              "kernel_requested": "flex", "device": "cpu", "new_tokens": "8", "cuda_graphs": "True",
-             "scope": "block", "world_size": "4", "compile": "max-autotune"}  # fmt: skip
+             "scope": "block", "world_size": "4", "compile": "max-autotune", "cache": "cold"}  # fmt: skip
     assert set(other) == set(CELL_KEY)
     for column, value in other.items():
         assert cell_name({**row, column: value}) != cell_name(row), column

@@ -139,3 +139,56 @@ def test_a_decode_rows_tokens_a_second_are_its_new_tokens_not_its_context(tmp_pa
     for row in rows:
         batch, ms = int(row["batch"]), float(row["time_ms"])
         assert float(row["tokens_per_s"]) == pytest.approx(batch / (ms / 1e3), rel=1e-4), row["seq_len"]
+
+
+def test_a_cold_cell_evicts_the_cache_before_every_timed_repeat_and_outside_its_time(monkeypatch):
+    """--cache cold: before each timed repeat (and never before a warm-up call) the evictor runs, and the time
+    of a repeat is the step's alone; --cache warm runs none. The order of calls is recorded, not timed."""
+    import sqabench.device as device_module
+    import sqabench.speed.measure as measure
+
+    order: list[str] = []
+
+    clock = iter(range(10_000))  # each perf_counter reading one 1 s tick later than the last
+
+    def counting_evictor(device):  # an eviction takes a tick too: inside a repeat's time it would show there
+        return lambda: (order.append("evict"), next(clock))
+
+    monkeypatch.setattr(measure, "evictor", counting_evictor)
+    monkeypatch.setattr(device_module.time, "perf_counter", lambda: float(next(clock)))
+    (cell,) = factories.cells("sqa", [64], repeats=3, warmup=2, cache="cold")
+    outcome = run_cell(cell, measure.measure_cell, lambda name: order.append(name))
+    assert outcome.status == "ok", outcome.error
+    timed = order[order.index("timing") + 1 :]
+    assert timed == ["evict", "evict", "evict"]  # one per timed repeat: the step itself is never in the list
+    assert "evict" not in order[: order.index("timing")]
+    assert outcome.timing.samples_ms == (1000.0, 1000.0, 1000.0)  # start and end read around the step alone
+    order.clear()
+    (warm,) = factories.cells("sqa", [64], repeats=3, warmup=2, cache="warm")
+    assert run_cell(warm, measure.measure_cell, lambda name: order.append(name)).status == "ok"
+    assert "evict" not in order
+
+
+def test_the_cache_default_is_cold_on_a_gpu_warm_for_decode_and_on_a_cpu():
+    import torch
+
+    from sqabench.speed.request import default_cache
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert [default_cache(cuda, "fwd"), default_cache(cuda, "train"), default_cache(cuda, "decode")] == [
+        "cold", "cold", "warm"]  # fmt: skip
+    assert default_cache(cpu, "fwd") == "warm"
+
+
+def test_an_evictor_writes_twice_the_cache(monkeypatch):
+    import torch
+
+    import sqabench.device as device_module
+
+    monkeypatch.setattr(device_module, "cache_bytes", lambda device: 1000)
+    made = []
+    real = torch.empty
+    monkeypatch.setattr(device_module.torch, "empty", lambda n, **kw: made.append(n) or real(n, **kw))
+    evict = device_module.evictor(torch.device("cpu"))
+    evict()
+    assert made == [2000]

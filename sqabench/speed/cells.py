@@ -72,6 +72,7 @@ class Settings:
     cuda_graphs: bool = setting(False)  # decode: the step captured in a CUDA graph
     world_size: int = setting(1)  # ranks the sequence is split across (context parallelism)
     compile: str = setting("")  # torch.compile's mode for the whole model; "" runs it eagerly
+    cache: str = setting("warm")  # cold: the cache evicted before every timed repeat (outside its time)
     warmup: int = setting(1, key=False)
     repeats: int = setting(3, key=False)
     breakdown: bool = setting(False, key=False, column=None)  # profile one more step (not part of the measure)

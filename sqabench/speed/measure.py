@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from sqabench.attention import rope_tables
 from sqabench.decode import Decoder, graphed
 from sqabench.device import (
+    evictor,
     free_memory,
     no_compile,
     peak_memory,
@@ -256,8 +257,11 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
             with monitor.sampling() if monitor else nullcontext() as window:
                 synchronize(device)
                 start_mj, start = (monitor.energy_mj() if monitor else None), time.perf_counter()
-                calls = time_repeats(work.step, device, work.timed_calls)
+                cold = evictor(device) if cell.settings.cache == "cold" else None
+                calls = time_repeats(work.step, device, work.timed_calls, before_each=cold)
                 end_mj, seconds = (monitor.energy_mj() if monitor else None), time.perf_counter() - start
+                if cold is not None:  # the window held the evictions too: energy from plain steps of its own
+                    seconds = 0.0
             timing = Timing.of_calls(compile_ms, calls, work.calls_per_repeat)
             peak = peak_memory(device)
             readings.update({**nvml_reading(device), **(window.columns() if window else {})})

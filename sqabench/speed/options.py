@@ -12,6 +12,7 @@ from sqabench.flops import MODES, SCOPES
 from sqabench.options import BASELINE_HELP, PRESET_HELP, argv_of, option
 from sqabench.units import MAX_TOKENS
 
+CACHE_MODES = ("cold", "warm")
 MAX_CALLS = 100_000  # warm-up or timed calls of one cell: past this an estimate is meaningless
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -123,6 +124,11 @@ class RunOptions:
     dry_run: Annotated[bool, option(
         None, "Print the cells and the estimate's parts, run nothing.", "--dry-run",
     )] = False  # fmt: skip
+    cache: Annotated[str | None, option(
+        "MODE", "cold: the device's last-level cache evicted before every timed repeat (outside its time); warm: "
+        "each repeat finds what the last one left. Default: cold on a GPU, warm on a CPU.", choices=CACHE_MODES,
+        noun="cache",
+    )] = None  # fmt: skip
     yes: Annotated[bool, option(None, "Start a sweep estimated past an hour without asking.", "--yes")] = False
 
     def argv(self) -> list[str]:

@@ -130,6 +130,7 @@ def resolve_run(options: RunOptions) -> RunPlan:
         compile=compile_mode, cuda_graphs=gpu_decode if options.cuda_graphs is None else options.cuda_graphs,
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
         repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
+        cache=(options.cache or default_cache(device, mode)).lower(),
     )  # fmt: skip
     cells = plan(specs, preset, lengths, settings, tokens=tokens, batch=options.batch)
     for cell in cells:
@@ -150,6 +151,14 @@ def resolve_run(options: RunOptions) -> RunPlan:
         cp_timeout=DEFAULT_CP_TIMEOUT_S if options.cp_timeout is None else options.cp_timeout, budget_s=budget_s,
         dry_run=options.dry_run, yes=options.yes, argv=("run", *dataclasses.replace(options, out=str(path)).argv()), options=options,
     )  # fmt: skip
+
+
+def default_cache(device: torch.device, mode: str) -> str:
+    """``--cache``'s default: cold on a GPU, so that a short cell's working set (1k-8k tokens fit an H100's 50 MB
+    L2) is never timed from the last repeat's cache; warm for decode (each step streams a KV cache of gigabytes,
+    far beyond any L2, and evicting before every token would time what no generation sees) and on a CPU (its
+    cells are the quick sweep's; the eviction would double their wall time)."""
+    return "cold" if device.type == "cuda" and mode != "decode" else "warm"
 
 
 def settings_of(options: object, **resolved) -> Settings:

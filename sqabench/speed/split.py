@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from sqabench.attention import rope_tables
-from sqabench.device import no_compile, peak_memory, reset_peak_memory, time_first_call, time_repeats
+from sqabench.device import evictor, no_compile, peak_memory, reset_peak_memory, time_first_call, time_repeats
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_encoder
 from sqabench.failures import MEASURE_ERRORS, classify
@@ -59,7 +59,14 @@ def _local(cell: Cell, phase: Callable[[str], None], group: Group) -> Outcome:
         for _ in range(cell.settings.warmup):
             step()
         phase("timing")
-        samples = time_repeats(step, device, cell.settings.repeats, before_each=dist.barrier)
+        evict = evictor(device) if cell.settings.cache == "cold" else None
+
+        def ready() -> None:  # each rank's cache evicted (--cache cold), then every rank starts together
+            if evict is not None:
+                evict()
+            dist.barrier()
+
+        samples = time_repeats(step, device, cell.settings.repeats, before_each=ready)
     return Outcome(kernel=f"cp-{PATH}", verify_rel_err=err, timing=Timing(compile_ms, samples),
                    peak=peak_memory(device))  # fmt: skip
 
