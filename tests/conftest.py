@@ -5,6 +5,10 @@ from pathlib import Path
 # Before torch loads (here and in every process a test starts, which inherits this environment): one intra-op
 # thread, so that a test never spins threads against another process on a shared 2-core machine; and a
 # compile cache the tests own, kept between runs and keyed by the torch version, never the user's.
+# A terminal's COLUMNS (exported by some shells, and by pytest-xdist's workers) would fix the width of the command
+# line's consoles when sqabench is imported; a test that wants a width says so itself (CliRunner's env).
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["MKL_NUM_THREADS"] = "1"
 TEST_CACHE = Path(os.environ.get("SQABENCH_TEST_CACHE") or Path(__file__).parent.parent / ".test-cache")
