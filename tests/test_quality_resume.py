@@ -241,3 +241,40 @@ def test_sigterm_ends_a_quality_run_as_ctrl_c_does(corpus, tmp_path):
     text = " ".join(err.split())
     assert "interrupted:" in text and f"--resume --out {out}" in text
     assert not list(tmp_path.glob("*.lock")), list(tmp_path.iterdir())
+
+
+def test_a_run_that_diverges_is_a_row_of_its_own_and_the_summary_goes_on(tmp_path, monkeypatch):
+    """A NaN held-out loss once crashed the end-of-run summary (statistics.stdev on NaN): the run is now
+    "diverged", its metrics empty, the error naming what was not finite, and the tables print the rest."""
+    import dataclasses
+
+    import sqabench.quality.train as quality
+
+    real = quality.train
+
+    def diverging(cfg, spec, seed, **kw):
+        result = real(cfg, spec, seed, **kw)
+        if spec.name == "sqa" and seed == 1:
+            return dataclasses.replace(result, metrics={**result.metrics, "val_loss": float("nan")})
+        return result
+
+    monkeypatch.setattr(quality, "train", diverging)
+    out = tmp_path / "q.csv"
+    result = runner.invoke(app, [*quick(), "--seeds", "2", "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {(r["variant"], r["seed"]): r for r in csv.DictReader(out.open())}
+    diverged = rows[("sqa", "1")]
+    assert diverged["status"] == "diverged" and diverged["val_loss"] == "" and "val_loss=nan" in diverged["error"]
+    assert {r["status"] for k, r in rows.items() if k != ("sqa", "1")} == {"ok"}
+    text = " ".join(result.output.split())
+    assert "sqa seed 1: diverged" in text and "diff vs mha" in text  # the summary printed, the run named
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0  # the file reads back
+
+
+def test_two_finished_rows_of_one_variant_and_seed_are_refused_naming_them():
+    from sqabench.quality.summary import finished_runs
+
+    rows = [{"variant": "sqa", "seed": "0", "status": "ok", "run_id": "a"},
+            {"variant": "sqa", "seed": "0", "status": "ok", "run_id": "b"}]  # fmt: skip
+    with pytest.raises(ConfigError, match=r"sqa seed 0 has two finished rows \(runs a, b\)"):
+        finished_runs(rows)

@@ -188,3 +188,16 @@ def test_the_stated_mde_is_detected_with_the_stated_power():
                  if s.variant == "v1"]  # fmt: skip
         found += v1.verdict.startswith("worse")
     assert found / runs == pytest.approx(0.80, abs=3 * math.sqrt(0.8 * 0.2 / runs))
+
+
+def test_identical_values_are_no_noise_measured_never_a_verdict():
+    """Zero estimated noise once printed a zero-width interval and "MDE 0", and a 1e-16 rounding residue read
+    "worse". Identical differences over the seeds state no interval, no MDE and no verdict."""
+    from sqabench.quality.stats import compare, verdict
+
+    table = {"mha": {0: 0.5, 1: 0.5, 2: 0.5}, "sqa": {0: 0.5 - 1e-16, 1: 0.5 - 1e-16, 2: 0.5 - 1e-16}}
+    (comparison,) = compare(table, "mha")
+    assert comparison.diff.no_noise and comparison.diff.low is None and comparison.mde is None
+    said = verdict(comparison.diff, higher_is_better=True, what="accuracy")
+    assert said.startswith("no noise measured: identical over 3 seeds, no verdict") and "worse" not in said
+    assert "no noise measured over 3 seeds" in comparison.diff.text()

@@ -42,8 +42,14 @@ def config_hash(key: dict) -> str:
 
 
 def run_row(plan, env, spec, seed: int, cfg, result, error: str = "", status: str = "ok") -> dict:
-    """The row of one run of ``plan`` (``result`` None for a run that failed: ``status`` and ``error`` say how)."""
+    """The row of one run of ``plan`` (``result`` None for a run that failed: ``status`` and ``error`` say how).
+    A run whose held-out metrics are not finite (NaN, infinite) diverged: its own status, its metrics left
+    empty, the error naming what was not finite; the summary leaves it out as it does a failed run."""
     described, m = cfg.task.describe(), (result.metrics if result else {})
+    broken = [name for name, value in m.items() if isinstance(value, float) and not math.isfinite(value)]
+    if broken and status == "ok":
+        status, error = "diverged", f"the training diverged: {', '.join(f'{n}={m[n]}' for n in broken)}"
+        m = {}
 
     def number(name: str) -> str:
         return f"{m[name]:.6g}" if name in m else ""
@@ -79,7 +85,7 @@ def run_row(plan, env, spec, seed: int, cfg, result, error: str = "", status: st
 # What any sqabench's quality CSV holds, enough to summarise it (an older file may lack the rest).
 REQUIRED = ("run_id", "task", "variant", "n_heads", "n_q_heads", "n_kv_heads", "window", "seed", "steps",
             "val_loss", "val_accuracy", "step_ms", "train_flops", "status", "error")  # fmt: skip
-STATUSES = ("ok", "oom", "error", "skipped")
+STATUSES = ("ok", "oom", "error", "skipped", "diverged")
 # Columns checked on every row: (column, kind) where kind is "count" (a whole number >= 0), or "number" (finite;
 # required of an ok row, empty allowed otherwise).
 CHECKED = (("seed", "count"), ("n_heads", "count"), ("n_q_heads", "count"), ("n_kv_heads", "count"),
@@ -123,7 +129,7 @@ def check_row(row: dict, where: str, checked=CHECKED, curve: bool = False) -> No
             number = float(value)
         except ValueError:
             raise ConfigError(f"{where}: {column}={value or 'empty'} is not a number") from None
-        if not math.isfinite(number):
+        if not math.isfinite(number) and not curve:  # a diverged run's curve holds its NaN points, as trained
             raise ConfigError(f"{where}: {column}={value} in a finished run; it must be a finite number")
 
 

@@ -28,6 +28,7 @@ from functools import lru_cache
 
 ALPHA = 0.05  # family-wise
 POWER = 0.80
+NO_NOISE = 1e-12  # a paired difference's sd at or below this (relative to its mean) is no noise at all
 FEW_SEEDS = 3  # fewer seeds than this: the noise rests on too little, and the tables say so
 
 
@@ -45,7 +46,15 @@ class Interval:
     def spans_zero(self) -> bool:
         return self.low is None or self.low <= 0 <= self.high
 
+    @property
+    def no_noise(self) -> bool:
+        """Identical values over the seeds: no noise was measured, so no interval and no verdict can be stated
+        (a zero-width interval would read as certainty, and a rounding residue as a difference)."""
+        return self.low is None and self.sd == 0.0
+
     def text(self, digits: int = 3) -> str:
+        if self.no_noise:
+            return f"{self.mean:+.{digits}f} (no noise measured over {self.n} seeds)"
         if self.low is None:
             return f"{self.mean:+.{digits}f} (1 seed: no interval)"
         return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
@@ -210,6 +219,9 @@ def compare(table: Mapping[str, Mapping[int, float]], against: str, bounds: tupl
         if noise is None:
             out.append(Comparison(variant, reference, Interval(mean, len(differences)), None, method, family))
             continue
+        if noise.sd <= NO_NOISE * max(1.0, abs(mean)):  # identical differences: nothing to judge them by
+            out.append(Comparison(variant, reference, Interval(mean, len(differences), sd=0.0), None, method, family))
+            continue
         se = noise.sd / math.sqrt(len(differences))
         critical = dunnett_critical(family, noise.df) if dunnett else bonferroni_critical(family, noise.df)
         low, high = _clip(mean - critical * se, bounds), _clip(mean + critical * se, bounds)
@@ -220,6 +232,8 @@ def compare(table: Mapping[str, Mapping[int, float]], against: str, bounds: tupl
 
 def verdict(diff: Interval, higher_is_better: bool, what: str) -> str:
     """What a difference says, in words: worse, better, or no detectable difference; never a rank in the noise."""
+    if diff.no_noise:
+        return f"no noise measured: identical over {diff.n} seeds, no verdict ({what} {diff.mean:+.3g})"
     if diff.low is None:
         return f"one seed: no uncertainty can be stated ({what} {diff.mean:+.3g})"
     if diff.spans_zero:

@@ -65,7 +65,13 @@ def finished_runs(rows: list[dict]) -> dict[str, dict[int, dict]]:
     by_variant: dict[str, dict[int, dict]] = {}
     for row in rows:
         if row.get("status", "ok") == "ok":
-            by_variant.setdefault(str(row["variant"]), {})[int(row["seed"])] = row
+            runs = by_variant.setdefault(str(row["variant"]), {})
+            seed = int(row["seed"])
+            if seed in runs:
+                ids = ", ".join(dict.fromkeys(str(r.get("run_id", "")) for r in (runs[seed], row)))
+                raise ConfigError(f"{row['variant']} seed {seed} has two finished rows (runs {ids}): one (variant, "
+                                  "seed) is one training; keep one of them")  # fmt: skip
+            runs[seed] = row
     return by_variant
 
 
