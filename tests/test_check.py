@@ -636,3 +636,8 @@ def test_the_rerun_benchmarks_forgery_is_a_row_a_run_writes_and_the_gate_catches
     report = compare(base, forged, Limits())  # loading it checks every row as a run writes it
     assert [v.cell.split()[0] for v in report.failing] == ["sqa", "sqa"]
     assert module.judge(base, forged)[0] == "fail"
+
+
+def test_check_needs_a_baseline_and_a_current_file(base):
+    result = invoke(base)
+    assert result.exit_code == 2 and "check needs a BASELINE and a CURRENT results CSV" in one_line(result)
