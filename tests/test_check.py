@@ -485,7 +485,7 @@ def test_a_file_without_repeats_cannot_be_judged_exit_2(base, tmp_path, samples)
 @pytest.mark.parametrize(
     "low, high, state",
     [(0.11, 0.20, "fail"), (0.05, 0.10, "pass"), (0.05, 0.1000001, "not judged"), (0.1000001, 0.3, "fail"),
-     (-0.5, 0.5, "not judged"), (-0.2, -0.1, "pass")],
+     (-0.5, 0.5, "not judged"), (-0.2, -0.1, "pass"), (0.05, 0.30, "not judged")],
 )  # fmt: skip
 def test_every_gate_has_three_answers_by_one_rule(low, high, state):
     """Pass when the worse end is within the limit, fail when the better end is beyond it, else cannot tell."""
