@@ -290,15 +290,10 @@ def _baseline_rows(rows: dict[tuple, pd.Series], variant: str | None) -> dict[tu
     return {key_of(row, POINT_KEY): row for row in rows.values() if row["variant"] == variant and row["status"] == "ok"}
 
 
-def _load(paths: list[Path] | Path) -> pd.DataFrame:
-    frames = [load_results(path) for path in ([paths] if isinstance(paths, Path) else paths)]
-    return pd.concat(frames, ignore_index=True)
-
-
 def compare(baseline_path: Path | list[Path], current_path: Path, limits: Limits) -> Report:
     """Judge the current run against the baseline's runs (one file or several; a file may hold several run ids):
     every gate by the one rule of ``Interval.judge``."""
-    baseline_frame, current_frame = _load(baseline_path), load_results(current_path)
+    baseline_frame, current_frame = load_results(baseline_path), load_results(current_path)
     variant, source = speedup_baseline(baseline_frame, current_frame, limits.baseline_variant)
     runs = _runs(baseline_frame)
     base = _by_key(latest(baseline_frame))  # every cell any baseline run has, its latest row
