@@ -183,6 +183,10 @@ def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     )
     plan = Plan(cfg, specs, list(range(options.seeds)), path, baseline, options.equal.lower(),
                 checkpoint_every_s=60 * options.checkpoint_every).with_steps(steps)  # fmt: skip
+    if options.confirm is not None:
+        from sqabench.quality.confirm import confirming
+
+        plan = confirming(plan, Path(options.confirm))
     if budget_s is not None:
         if options.resume:
             raise ConfigError("--resume continues with the steps its rows recorded: leave out --budget and pass "
