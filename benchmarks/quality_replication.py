@@ -1,13 +1,15 @@
-"""Does each verdict of a quality run replicate? The run's seeds split in two halves, each judged on its own.
+"""Do the two halves of a quality run's seeds agree? A consistency test, not a replication.
 
     python benchmarks/quality_replication.py results/cpu-amd-epyc-quality-kjv-bytes.csv
     python benchmarks/quality_replication.py FILE --baseline gqa
 
-Seeds are independent replications of one protocol, so the first half of a run's seeds (the "finding") and
-the second half (its rerun) are two experiments: each half is summarised exactly as ``sqabench quality``
-summarises a run (its own pooled noise, its own family), and so is the whole. A verdict is ``replicated`` when
-both halves and the whole say the same; otherwise the line says which disagree. Prints the comparisons
-against the baseline, against gqa, and the paper's claims. Reads the file only: no torch, no training.
+A run's seeds split in two halves (the lower and the upper half of its seeds). For every comparison the run
+prints (each variant against the baseline, and the pairs of the paper's claims), the halves' mean paired
+differences d1 and d2 are compared: (d1 - d2) / sqrt(se1^2 + se2^2), each se from its own half's differences,
+on Welch-Satterthwaite's degrees of freedom, two-sided, Holm over the comparisons at a family-wise 5%. A line
+says "the halves disagree" only when that test finds it; otherwise "consistent" (which is not a proof that
+they agree: small halves find little). Whether a finding replicates is a confirmatory run's question, on fresh
+seeds: ``sqabench quality --confirm FIRST.csv``. Reads the file only: no torch, no training.
 """
 
 from __future__ import annotations
@@ -20,63 +22,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqabench.errors import ConfigError  # noqa: E402
 from sqabench.quality.rows import read_any  # noqa: E402
-from sqabench.quality.summary import claims, summarise  # noqa: E402
+from sqabench.quality.stats import halves_disagree, holm, paired  # noqa: E402
+from sqabench.quality.summary import CLAIMS, finished_runs, metric_of, seed_table  # noqa: E402
 
 
-def halves(rows: list[dict]) -> dict[str, list[dict]]:
-    """The run's rows split by seed: the lower half of its seeds, the upper half, and all."""
-    seeds = sorted({int(row["seed"]) for row in rows})
+def halves(seeds: list[int]) -> tuple[set[int], set[int]]:
     if len(seeds) < 4:
-        raise ConfigError(f"{len(seeds)} seeds: each half needs at least 2 for a verdict (give a run of 4 or more)")
-    lower = set(seeds[: len(seeds) // 2])
-    first, second = [r for r in rows if int(r["seed"]) in lower], [r for r in rows if int(r["seed"]) not in lower]
-    label = lambda part: f"seeds {min(int(r['seed']) for r in part)}-{max(int(r['seed']) for r in part)}"  # noqa: E731
-    return {label(first): first, label(second): second, "all": rows}
+        raise ConfigError(f"{len(seeds)} seeds: each half needs at least 2 (give a run of 4 or more)")
+    return set(seeds[: len(seeds) // 2]), set(seeds[len(seeds) // 2 :])
 
 
-def short(verdict: str) -> str:
-    """A verdict's word: better, worse, or n.d. (no detectable difference)."""
-    word = verdict.split(":")[0]
-    return word if word in ("better", "worse") else "n.d."
-
-
-def judged(verdicts: dict[str, str]) -> str:
-    words = {short(v) for v in verdicts.values()}
-    if len(words) == 1:
-        return "replicated" if words != {"n.d."} else "inside the noise throughout"
-    return "NOT replicated"
-
-
-def comparisons(parts: dict[str, list[dict]], baseline: str) -> list[str]:
-    """One line per variant compared with ``baseline``: its difference and verdict in each part, and whether
-    the verdict replicates."""
-    found = {name: {s.variant: s for s in summarise(rows, baseline)} for name, rows in parts.items()}
-    lines = []
-    for variant in found["all"]:
-        if variant == baseline or any(found[name].get(variant) is None or found[name][variant].diff is None
-                                      for name in parts):  # fmt: skip
+def consistency(rows: list[dict], baseline: str) -> list[str]:
+    """One line per comparison: each half's mean difference, the consistency test's Holm-adjusted p, the word."""
+    by_variant = finished_runs(rows)
+    if baseline not in by_variant:
+        raise ConfigError(f"no finished {baseline!r} runs to pair with")
+    metric = metric_of([row for runs in by_variant.values() for row in runs.values()])
+    table = seed_table(by_variant, metric.column)
+    lower, upper = halves(sorted({s for runs in table.values() for s in runs}))
+    pairs = [(v, baseline, f"{v} vs {baseline}") for v in table if v != baseline]
+    pairs += [(v, a, text) for v, a, text, _ in CLAIMS if {v, a} <= set(table)]
+    found = []
+    for variant, against, label in pairs:
+        parts = [paired({k: {s: x for s, x in runs.items() if s in half} for k, runs in table.items()}, variant,
+                        against)[0] for half in (lower, upper)]  # fmt: skip
+        found.append((label, parts, halves_disagree(*parts)))
+    tested = [p for *_, p in found if p is not None]
+    adjusted = iter(holm(tested))
+    lines = [f"{metric.what}, seeds {min(lower)}-{max(lower)} against {min(upper)}-{max(upper)}; Holm over "
+             f"{len(tested)} comparisons at a family-wise 5%"]  # fmt: skip
+    for label, (first, second), p in found:
+        means = " | ".join(f"{sum(d) / len(d):+.3f} ({len(d)} seeds)" if d else "-" for d in (first, second))
+        if p is None:
+            lines.append(f"{label}: {means} -> not testable (a half has under 2 seeds or no noise)")
             continue
-        cells = [f"{name}: {found[name][variant].diff.mean:+.3f} "
-                 f"[{found[name][variant].diff.low:+.3f}, {found[name][variant].diff.high:+.3f}] "
-                 f"{short(found[name][variant].verdict)}" for name in parts]  # fmt: skip
-        verdicts = {name: found[name][variant].verdict for name in parts}
-        lines.append(f"{variant:6s} vs {baseline}: " + " | ".join(cells) + f" -> {judged(verdicts)}")
-    return lines
-
-
-def claim_lines(parts: dict[str, list[dict]]) -> list[str]:
-    found = {name: {text: (comparison, said) for text, comparison, said in claims(rows)}
-             for name, rows in parts.items()}  # fmt: skip
-    lines = []
-    for text in found["all"]:
-        cells = []
-        for name in parts:
-            comparison, said = found[name].get(text, (None, "not paired"))
-            diff = comparison.diff if comparison else None
-            cells.append(f"{name}: " + (f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}] " if diff else "")
-                         + short(said))  # fmt: skip
-        verdicts = {name: found[name].get(text, (None, ""))[1] for name in parts}
-        lines.append(f"{text}: " + " | ".join(cells) + f" -> {judged(verdicts)}")
+        q = next(adjusted)
+        lines.append(f"{label}: {means}, p {q:.2g} -> " + ("the halves disagree" if q <= 0.05 else "consistent"))
     return lines
 
 
@@ -87,16 +68,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         rows, _ = read_any(args.csv)
-        parts = halves([row for row in rows if row.get("status", "ok") == "ok"])
-        if args.baseline not in {row["variant"] for row in rows}:
-            raise ConfigError(f"no variant {args.baseline!r} in {args.csv}")
+        lines = consistency(rows, args.baseline)
     except ConfigError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    lines = comparisons(parts, args.baseline)
-    if args.baseline != "gqa" and "gqa" in {row["variant"] for row in rows}:
-        lines += comparisons(parts, "gqa")
-    lines += claim_lines(parts)
     print("\n".join(lines))
     return 0
 

@@ -389,7 +389,7 @@ def reproduce_quality(
     moe: Annotated[
         bool, typer.Option("--moe", help="quality: Table 2's MoE protocol (paper-moe) instead of Table 1's.")
     ] = False,  # fmt: skip
-    seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 3).")] = None,
+    seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 5).")] = None,
     steps: Annotated[int | None, typer.Option(metavar="N", help="quality: steps instead of --budget.")] = None,
     tokenizer: Annotated[str | None, typer.Option(metavar="NAME", help="quality: bpe (default) or bytes.")] = None,
     pad_like_paper: Annotated[
@@ -476,18 +476,49 @@ def report(
             help="Variant to pair against (speed-ups, quality differences). Default: the run's, else mha.",
         ),
     ] = None,
+    also_against: Annotated[
+        str | None,
+        typer.Option(
+            "--also-against",
+            metavar="VARIANTS",
+            help="Quality: also pair every variant against these (e.g. gqa), in the one family of verdicts.",
+        ),
+    ] = None,
+    margin: Annotated[
+        str | None,
+        typer.Option(
+            "--margin",
+            metavar="MARGIN",
+            help="Quality: the closeness claims' margin (text: a share of the loss, default "
+            "the paper's MHA-GQA gap; MQAR: an accuracy, default 0.05).",
+        ),
+    ] = None,
+    confirm: Annotated[
+        Path | None,
+        typer.Option(
+            "--confirm",
+            metavar="FIRST",
+            help="Quality: test FIRST's findings on this file's fresh seeds (those FIRST did not use).",
+        ),
+    ] = None,
 ) -> None:
     """Print the tables a finished run printed, from its file alone: no training, no GPU, no torch."""
     from sqabench.quality.report import report_quality
     from sqabench.quality.rows import is_quality_csv
+    from sqabench.quality.summary import parse_also, parse_margin
     from sqabench.speed.report import report_results
 
+    with usage_errors():
+        quality_options = {"also": parse_also(also_against), "margin": parse_margin(margin), "confirm": confirm}
     for path in files:
         with usage_errors():
             if not path.is_file():
                 raise ConfigError(f"no such results file: {path}")
             out.print(Text(f"{path}", style="bold"), highlight=False)
-            notes = (report_quality if is_quality_csv(path) else report_results)(path, baseline, out)
+            if is_quality_csv(path):
+                notes = report_quality(path, baseline, out, **quality_options)
+            else:
+                notes = report_results(path, baseline, out)
         for note in notes:
             say(f"note: {note}")
 

@@ -34,7 +34,7 @@ QUALITY = {
     "quality base": ["quality", "quality.options", "quality.stats", "quality.rows"],
     "quality data": ["quality.mqar", "quality.corpus", "quality.tokenizer", "quality.tokens", "quality.tasks"],
     "quality training": ["quality.train"],
-    "quality plan": ["quality.plan", "quality.resume", "quality.budget", "quality.summary"],
+    "quality plan": ["quality.plan", "quality.resume", "quality.budget", "quality.summary", "quality.confirm"],
     "quality output": ["quality.tables", "quality.progress", "quality.figures", "quality.report"],
     "quality flow": ["quality.flow", "quality.reproduce"],
 }

@@ -124,6 +124,7 @@ def test_an_evaluation_scores_the_same_share_of_every_held_out_document(tmp_path
     scored = held.labels[held.labels != -100].tolist()
     assert task.tokenizer.eod not in scored and scored == expected
     assert task.eval_docs == 60 and task.describe()["eval_docs"] == 60 and task.scored == len(expected) <= budget
+    assert task.describe()["eval_tokens"] == len(expected) < budget  # what is scored, never the budget asked
     for row_in, row_out in zip(held.inputs, held.labels):  # each scored byte is read after the bytes before it
         first = int((row_out != -100).nonzero()[0])
         assert first == 0 or (row_in[: first + 1] != task.tokenizer.pad).all()  # context, not padding
@@ -212,6 +213,34 @@ def test_the_papers_rows_are_bos_text_eos_then_pads_of_seq_tokens_as_rxnns_token
     short = padded([[7]] * 10, seq=8, bos=bos, eos=eos, pad=pad)
     kept, count = evaluation_rows(short, 10)
     assert count == 5 and int((kept.labels != IGNORE).sum()) == 10
+
+
+def test_a_document_too_short_for_a_scored_token_is_not_counted_among_the_evaluations_documents():
+    """Two documents of 100 one-byte tokens and one of a single token, a budget of 20 bytes of the 204 (each EOD
+    a byte): the share is 20/204 of every document, the middle of it; the short one holds no whole token of its
+    share, so 2 documents are scored, 8 tokens each (counted here by a loop of its own)."""
+    from sqabench.quality.corpus import IGNORE, evaluation_windows
+
+    docs = [list(range(100)), list(range(100, 200)), [7]]
+    _, labels, documents = evaluation_windows(docs, 32, eod=250, pad=251, byte_lengths=(1,) * 259, budget=20)
+    share = 20 / 204
+    expected = 0
+    for doc in docs:
+        start, end = (len(doc) - share * len(doc)) / 2, (len(doc) + share * len(doc)) / 2
+        expected += sum(1 for i in range(len(doc)) if i >= start and i + 1 <= end)
+    assert documents == 2 and int((labels != IGNORE).sum()) == expected == 16
+
+
+def test_the_padded_evaluation_takes_rows_spread_over_every_held_out_document_not_the_first_ones():
+    """Ten documents, 2 real labels a row (the token and EOS): a budget of 8 real tokens keeps 4 rows, evenly
+    spaced over the ten (0, 2, 5, 7: every gap 2 or 3, the last in the last third), never rows 0-3."""
+    from sqabench.quality.corpus import evaluation_rows, padded
+
+    rows = padded([[k] for k in range(10)], seq=4, bos=90, eos=91, pad=92)
+    kept, count = evaluation_rows(rows, 8)
+    picked = kept.inputs[:, 1].tolist()
+    gaps = [b - a for a, b in zip(picked, picked[1:])]
+    assert count == 4 and picked == [0, 2, 5, 7] and set(gaps) <= {2, 3} and picked[-1] >= 10 - 10 / 3
 
 
 def test_tokenize_refuses_to_overwrite_and_an_out_it_cannot_create(corpus, tmp_path):

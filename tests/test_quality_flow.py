@@ -193,10 +193,10 @@ def test_on_text_the_extras_are_summarised():
     assert (xsqa.steps, xsqa.train_flops) == (100, 1e9)
 
 
-def test_bf16_autocast_trains_and_differences_are_paired_against_gqa_too(tmp_path):
+def test_bf16_autocast_trains_and_differences_are_paired_against_gqa_on_request(tmp_path):
     out = tmp_path / "q.csv"
     result = runner.invoke(app, [*quick("--variants", "mha,gqa,sqa"), "--dtype", "bf16", "--seeds", "2", "--out",
-                                 str(out)], env={"COLUMNS": "200"})  # fmt: skip
+                                 str(out), "--also-against", "gqa"], env={"COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert {r["dtype"] for r in rows} == {"bf16"} and all(math.isfinite(float(r["val_loss"])) for r in rows)
@@ -249,7 +249,7 @@ def test_tables_print_whole_off_a_terminal_and_fold_on_a_narrow_one(tmp_path):
     assert "…" not in result.output and "no detectable difference at this budget" in result.output
     assert "diff vs mha" in result.output and "verdict" in result.output
     narrow = Console(width=80, force_terminal=True, record=True)
-    print_tables(read_rows(out), "mha", 2, narrow)
+    print_tables(read_rows(out), "mha", narrow)
     text = narrow.export_text()
     assert "…" not in text and max(map(len, text.splitlines())) <= 80
 
@@ -372,26 +372,24 @@ def test_a_ms_column_reads_whole_from_100_never_in_e_notation():
 
 
 def test_a_dry_run_states_what_its_seeds_can_detect_and_in_the_pilots_units(corpus):
-    """The planned MDE in units of the noise, and with --pilot in the metric's: the pilot's noise recomputed here
-    from its rows as the residual of a variant + seed fit (sqrt 2 x a cell's residual sd: one paired difference)."""
-    import numpy as np
-
+    """The planned MDE in units of the noise (5 seeds, a family of one difference: the t at 1 - 0.05/2 on 4 df),
+    and with --pilot in the metric's: sqa's own paired differences from mha, their sd recomputed here by hand."""
     from sqabench.quality.stats import planned_mde
 
     pilot = Path(__file__).parent.parent / "results" / "cpu-amd-epyc-quality-kjv-bytes.csv"
     rows = [r for r in csv.DictReader(pilot.open()) if r["status"] == "ok"]
-    variants, seeds = sorted({r["variant"] for r in rows}), sorted({int(r["seed"]) for r in rows})
-    y = np.array([[next(float(r["val_loss"]) for r in rows if r["variant"] == v and int(r["seed"]) == s)
-                   for s in seeds] for v in variants])  # fmt: skip
-    residual = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
-    df = (len(variants) - 1) * (len(seeds) - 1)
-    sd = math.sqrt(2 * (residual**2).sum() / df)
+    loss = {(r["variant"], int(r["seed"])): float(r["val_loss"]) for r in rows}
+    d = [loss[("sqa", s)] - loss[("mha", s)] for s in range(10)]
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
     result = runner.invoke(app, [*QUICK, "--data", str(corpus), "--dry-run", "--pilot", str(pilot)],
                            env={"COLUMNS": "400"})  # fmt: skip
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    factor = planned_mde(2, 3)
-    assert 2.5 < factor < 4.5  # about (t_.975 + t_.80) at df 2 over sqrt 3, Dunnett over one comparison = t
-    assert f"with 3 seeds x 2 variants (Dunnett, df 2): {factor:.2f} x the sd of one seed's paired difference" in text
-    assert f"(sd {sd:.3g}, pooled over {len(variants)} variants x {len(seeds)} seeds, df {df}): " \
-           f"{factor * sd:.3g} in val loss" in text  # fmt: skip
+    factor = planned_mde(5, 1)
+    assert 1.5 < factor < 2.5  # about (t_.975 + t_.80) at df 4 over sqrt 5 (4.0 / 2.24)
+    assert (
+        f"with 5 seeds, in a family of 1 verdict (each pair's own noise, paired t on 4 df, Holm): {factor:.2f} x"
+        in text
+    )
+    assert f"from --pilot {pilot}, in val loss against mha: sqa {factor * sd:.3g}" in text

@@ -62,12 +62,16 @@ def test_every_stated_default_is_the_one_used(corpus):
     assert "Default: mha" in help_of("baseline") and mqar.baseline == "mha"
     assert "Default: results/quality-<device>-<time>.csv" in help_of("out")
     assert re.fullmatch(r"results/quality-cpu-.+-\d{8}-\d{6}\.csv", str(mqar.path))
+    from sqabench.quality.summary import MQAR_MARGIN, paper_gap
+
+    gap, mqar_margin = numbers("margin", r"default (\d+\.\d+)%.*default (\d+\.\d+)\)")
+    assert (round(100 * paper_gap()[0], 1), MQAR_MARGIN) == (float(gap), float(mqar_margin))
 
 
 def test_no_option_defaults_to_none_without_its_stated_default_checked():
     checked = {"seq", "batch", "eval_every", "eval_tokens", "vocab", "pairs", "tokenizer", "held_out", "d_model",
-               "layers", "heads", "steps", "window", "dtype", "baseline", "out"}  # fmt: skip
-    left = {"data", "preset", "tokens", "budget", "pilot"}  # no default: absent unless given
+               "layers", "heads", "steps", "window", "dtype", "baseline", "out", "margin"}  # fmt: skip
+    left = {"data", "preset", "tokens", "budget", "pilot", "also_against", "confirm"}  # no default: absent unless given
     none = {f.name for f in dataclasses.fields(QualityOptions) if f.default is None}
     assert none == checked | left, f"state and check the default of: {sorted(none - checked - left)}"
 

@@ -19,24 +19,25 @@ def report(*args: str):
     return runner.invoke(app, ["report", *map(str, args)], env={"COLUMNS": "250"})
 
 
-def test_the_2_seed_kjv_example_reads_with_the_pooled_noise_its_family_and_its_warning():
-    """ssqa against mha was printed +0.086 [+0.085, +0.088] from its own two differences; on the noise pooled
-    over the 8 variants (7 degrees of freedom) with Dunnett's correction its interval is far wider."""
+def test_the_2_seed_kjv_example_reads_with_each_pairs_own_noise_one_family_and_its_warning():
+    """An older file (2 seeds, lacking two columns) reads with today's analysis: each pair on its own two
+    differences (1 df), every printed verdict one family, and the warning that 2 seeds are exploratory."""
     from sqabench.quality.rows import read_any
-    from sqabench.quality.summary import summarise
+    from sqabench.quality.summary import analyse
 
     rows, missing = read_any(KJV_2_SEEDS)
-    (ssqa,) = [s for s in summarise(rows, "mha") if s.variant == "ssqa"]
-    assert ssqa.comparison.method == "Dunnett" and ssqa.comparison.df == 7 and ssqa.comparison.family == 7
-    assert ssqa.diff.high - ssqa.diff.mean > 0.04 and ssqa.diff.mean - ssqa.diff.low > 0.04
+    analysis = analyse(rows, "mha")
+    (ssqa,) = [s for s in analysis.summaries if s.variant == "ssqa"]
+    assert ssqa.comparison.method == "paired t" and ssqa.comparison.df == 1
+    assert analysis.family == 7 + 3 == ssqa.comparison.family  # 7 differences, 3 claims
     assert set(missing) == {"eval_docs", "flops_counted"}
     result = report(KJV_2_SEEDS)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "Dunnett's family-wise 95% intervals over the 7 comparisons" in text and "df 7" in text
-    assert "warning: 2 seeds: the noise rests on too little" in text
+    assert "family: the 10 verdicts above are one family, decided by Holm's step-down" in text
+    assert "exploratory: 2 seeds (fewer than 5)" in text
     assert "written by an older sqabench: it lacks eval_docs, flops_counted" in text
-    assert "Bonferroni's family-wise 95% intervals over the 3 claims" in text  # the paper's claims
+    assert "the paper's claims as closeness" in text
 
 
 def test_a_speed_csv_reads_as_its_run_printed_it_with_another_baseline_on_request(tmp_path):

@@ -4,6 +4,7 @@ trained with progress shown, each row written as it finishes, then the tables an
 
 from __future__ import annotations
 
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -121,7 +122,7 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
             say("dry run: nothing trained, nothing written")
             return None
         rows = _train(plan, env, err, say, options.checkpoint_every)
-    print_tables(rows, plan.baseline, len(plan.seeds), out)
+    print_tables(rows, plan.baseline, out, plan.also, plan.margin, plan.confirm)
     out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
     return Trained(plan, rows)
 
@@ -201,31 +202,48 @@ def _train(plan: Plan, env: Environment, err: Console, say, checkpoint_every: fl
 
 
 def detectable_line(plan: Plan, pilot: str | None) -> str:
-    """The difference the planned seeds can detect against the baseline (Dunnett over the other variants, 80%
-    power): in units of the noise, and with a pilot CSV of this setting in the metric's own units."""
+    """What the planned seeds can detect: each comparison against the baseline on its own paired differences, the
+    run's family (every difference and claim it will print, Bonferroni's level for Holm's first step), 80% power:
+    in units of the noise of one seed's difference, and with a pilot CSV of this setting in the metric's units,
+    pair by pair, with the seeds each closeness claim's margin needs."""
     from pathlib import Path
 
     from sqabench.quality.rows import read_any
-    from sqabench.quality.stats import planned_mde, pooled_noise
-    from sqabench.quality.summary import METRICS, finished_runs, metric_of, seed_table
+    from sqabench.quality.stats import FEW_SEEDS, paired, planned_mde, seeds_for_margin
+    from sqabench.quality.summary import CLAIMS, METRICS, finished_runs, margin_for, metric_of, seed_table
 
-    variants, seeds = len(plan.specs), len(plan.seeds)
-    factor = planned_mde(variants, seeds)
+    names = [spec.name for spec in plan.specs]
+    seeds = len(plan.seeds)
+    claims = [c for c in CLAIMS if {c[0], c[1]} <= set(names)]
+    family = len(names) - 1 + len(claims) + (len(names) - 2) * len(plan.also)
+    factor = planned_mde(seeds, max(1, family))
     if factor is None:
-        return (
-            f"detectable: nothing, with {plural(seeds, 'seed')} and {plural(variants, 'variant')}: no noise "
-            "can be estimated"
-        )
-    metric, _, what = METRICS[plan.cfg.task.name]
-    said = (f"detectable at 80% power against {plan.baseline} with {seeds} seeds x {variants} variants (Dunnett, df "
-            f"{(variants - 1) * (seeds - 1)}): {factor:.2f} x the sd of one seed's paired difference")  # fmt: skip
+        return f"detectable: nothing, with {plural(seeds, 'seed')}: no noise can be estimated"
+    metric = METRICS[plan.cfg.task.name]
+    said = (f"detectable at 80% power with {seeds} seeds, in a family of {plural(family, 'verdict')} (each pair's own "
+            f"noise, paired t on {seeds - 1} df, Holm): {factor:.2f} x the sd of one seed's paired difference")  # fmt: skip
+    if seeds < FEW_SEEDS:
+        said += f"; with fewer than {FEW_SEEDS} seeds the verdicts are exploratory"
     if pilot is None:
-        return said + "; --pilot FILE (a finished run of this setting) says it in " + what
+        return said + "; --pilot FILE (a finished run of this setting) says it in " + metric.what + " pair by pair"
     rows = [row for row in read_any(Path(pilot))[0] if row["status"] == "ok"]
-    if not rows or metric_of(rows)[0] != metric:
+    if not rows or metric_of(rows).column != metric.column:
         raise ConfigError(f"--pilot {pilot}: no finished {plan.cfg.task.name} runs to take the noise from")
-    noise = pooled_noise(seed_table(finished_runs(rows), metric))
-    if noise is None:
-        raise ConfigError(f"--pilot {pilot}: its noise needs two variants with the same two seeds or more")
-    return (said + f"; from --pilot {pilot} (sd {noise.sd:.3g}, {noise.source}, df {noise.df}): "
-            f"{factor * noise.sd:.3g} in {what}")  # fmt: skip
+    table = seed_table(finished_runs(rows), metric.column)
+    found = []
+    for name in names:
+        differences = paired(table, name, plan.baseline)[0] if name != plan.baseline else []
+        if len(differences) >= 2 and statistics.stdev(differences) > 0:
+            found.append(f"{name} {factor * statistics.stdev(differences):.3g}")
+    if not found:
+        raise ConfigError(f"--pilot {pilot}: its noise needs the baseline and another variant with two seeds or more")
+    said += f"; from --pilot {pilot}, in {metric.what} against {plan.baseline}: " + ", ".join(found)
+    for variant, against, text, kind in claims:
+        differences = paired(table, variant, against)[0]
+        if len(differences) < 2 or statistics.stdev(differences) <= 0:
+            continue
+        margin, _ = margin_for(metric, table, against, plan.margin)
+        needed = seeds_for_margin(statistics.stdev(differences), margin, family)
+        said += (f"; {text} within +-{margin:.3g}: " + (f"about {needed} seeds for 80% power" if needed else
+                                                        "more than 1000 seeds"))  # fmt: skip
+    return said

@@ -100,6 +100,10 @@ class QualityOptions:
         "text, a share of the baseline's val loss (default 1.7%, the paper's own MHA-GQA gap in Table 1); MQAR, an "
         "accuracy (default 0.05).", "--margin",
     )] = None  # fmt: skip
+    also_against: Annotated[str | None, option(
+        "VARIANTS", "Also pair every variant against these (e.g. gqa), in the run's one family of verdicts (more "
+        "verdicts: each is judged more strictly).", "--also-against",
+    )] = None  # fmt: skip
     seq: Annotated[str | None, option(
         "LENGTH", f"Sequence length (a size, as run's --seq: 512, 1k). Default: {_by_task('seq')}.",
     )] = None  # fmt: skip

@@ -44,6 +44,9 @@ class Plan:
     kept: dict[tuple[str, int], dict] = field(default_factory=dict)  # (variant, seed) -> its row kept by --resume
     run_id: str = ""
     budget_s: float | None = None  # --budget: the steps are sized to it by a probe (``quality.budget``)
+    margin: float | None = None  # --margin: the closeness claims' (None: the task's default)
+    also: tuple[str, ...] = ()  # --also-against: second references, in the run's family
+    confirm: Path | None = None  # --confirm: the first run's file, whose findings these fresh seeds test
 
     @property
     def curves_path(self) -> Path:
@@ -183,10 +186,17 @@ def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     )
     plan = Plan(cfg, specs, list(range(options.seeds)), path, baseline, options.equal.lower(),
                 checkpoint_every_s=60 * options.checkpoint_every).with_steps(steps)  # fmt: skip
+    from sqabench.quality.summary import parse_also, parse_margin
+
+    also = parse_also(options.also_against)
+    unknown = [name for name in also if name not in names]
+    if unknown:
+        raise ConfigError(f"--also-against {', '.join(unknown)}: not among the variants trained ({', '.join(names)})")
+    plan = replace(plan, margin=parse_margin(options.margin), also=also)
     if options.confirm is not None:
         from sqabench.quality.confirm import confirming
 
-        plan = confirming(plan, Path(options.confirm))
+        plan = replace(confirming(plan, Path(options.confirm)), confirm=Path(options.confirm))
     if budget_s is not None:
         if options.resume:
             raise ConfigError("--resume continues with the steps its rows recorded: leave out --budget and pass "

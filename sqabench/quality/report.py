@@ -6,15 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from sqabench.errors import ConfigError
 from sqabench.quality.rows import read_any
 from sqabench.variants import pick_baseline
 
-SECOND_REFERENCES = ("mha", "gqa")  # the differences are also paired against these, when trained
 
-
-def report_quality(path: Path, baseline: str | None, console: Console) -> list[str]:
+def report_quality(path: Path, baseline: str | None, console: Console, also: tuple[str, ...] = (),
+                   margin: float | None = None, confirm: Path | None = None) -> list[str]:  # fmt: skip
     """Print the tables of ``path`` (a quality CSV of any sqabench version) against ``baseline`` (default mha,
     else the first variant); returns notes (the columns an older file lacks, shown as -, never invented)."""
     notes = []
@@ -32,7 +32,10 @@ def report_quality(path: Path, baseline: str | None, console: Console) -> list[s
     if not names:
         return notes + [f"{path} has no finished run (status ok): nothing to summarise"]
     chosen = pick_baseline(baseline, names, f"is not among the variants of {path}") or names[0]
-    print_tables(rows, chosen, len({r["seed"] for r in rows}), console)
+    unknown = [name for name in also if name not in names]
+    if unknown:
+        raise ConfigError(f"--also-against {', '.join(unknown)}: not among the variants of {path} ({', '.join(names)})")
+    print_tables(rows, chosen, console, also, margin, confirm)
     failed = [r for r in rows if r["status"] != "ok"]
     return notes + [f"{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})" for r in failed]
 
@@ -45,17 +48,35 @@ def _is_curves(path: Path) -> bool:
     return set(CURVE_COLUMNS) <= header and "config" not in header
 
 
-def print_tables(rows: list[dict], baseline: str, seeds: int, console: Console) -> None:
-    """The summary against ``baseline``, the pairings against the second references, the paper's claims: what
-    ``sqabench quality`` prints at the end of a run, and ``sqabench report`` from its file."""
-    from sqabench.quality.summary import claims, summarise
-    from sqabench.quality.tables import claims_table, pairing_table, quality_table
+def print_tables(rows: list[dict], baseline: str, console: Console, also: tuple[str, ...] = (),
+                 margin: float | None = None, confirm: Path | None = None) -> None:  # fmt: skip
+    """Everything a run judged, one family: the summary against ``baseline``, MQAR's counts, the pairings against
+    ``also``, the paper's claims as closeness, and the line that says what the family promises; with ``confirm``
+    (the first run's file) its findings tested on these rows' fresh seeds. What ``sqabench quality`` prints at the
+    end of a run, and ``sqabench report`` from its file."""
+    from sqabench.quality.summary import analyse
+    from sqabench.quality.tables import claims_table, counts_table, family_line, pairing_table, quality_table
 
-    console.print(quality_table(summarise(rows, baseline), baseline, seeds))
-    trained = {str(row["variant"]) for row in rows if row["status"] == "ok"}
-    for other in SECOND_REFERENCES:
-        if other != baseline and other in trained and len(trained) > 1:
-            console.print(pairing_table(summarise(rows, other), other, seeds))
-    judged = claims(rows)
-    if judged:
-        console.print(claims_table(judged))
+    analysis = analyse(rows, baseline, also, margin)
+    console.print(quality_table(analysis))
+    counts = counts_table(analysis)
+    if counts is not None:
+        console.print(counts)
+    for other in analysis.also:
+        console.print(pairing_table(analysis, other))
+    if analysis.claims:
+        console.print(claims_table(analysis))
+    console.print(Text(family_line(analysis)), highlight=False)
+    if confirm is not None:
+        from sqabench.quality.confirm import confirm as confirmed
+        from sqabench.quality.confirm import confirm_table, first_rows
+
+        first = first_rows(confirm)
+        used = {int(row["seed"]) for row in first}
+        fresh = len({int(row["seed"]) for row in rows if int(row["seed"]) not in used and row["status"] == "ok"})
+        findings = confirmed(first, rows, baseline, also, margin)
+        if findings:
+            console.print(confirm_table(findings, confirm, fresh))
+        else:
+            console.print(Text(f"{confirm} found nothing (no verdict of its family): nothing to confirm"),
+                          highlight=False)  # fmt: skip

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sqabench.quality.budget import run_s
-from sqabench.quality.stats import FEW_SEEDS
+from sqabench.quality.stats import FEW_SEEDS, verdict
 from sqabench.units import format_seconds, plural
 
 
@@ -20,103 +20,132 @@ def _ms(ms: float) -> str:
     return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
 
 
-def family_caption(summaries, against: str, seeds: int) -> str:
-    """What a table's differences are: paired by seed against ``against``, the family's method, the noise they
-    rest on (its sd, where it was pooled, its degrees of freedom), the MDE's meaning; a warning under 3 seeds."""
-    compared = [s.comparison for s in summaries if s.comparison is not None]
-    with_noise = [c for c in compared if c.noise is not None]
-    if not with_noise:
-        said = f"diff: paired by seed against {against}; one seed: no interval, no verdict can be stated"
-    else:
-        c = with_noise[0]
-        pooled = [x for x in with_noise if x.noise.variants > 2]
-        noise = pooled[0].noise if pooled else c.noise
-        said = (f"diff: paired by seed against {against}, with {c.method}'s family-wise 95% intervals over the "
-                f"{c.family} comparisons of this table; noise: sd of one seed's paired difference "
-                f"{noise.sd:.3g}, {noise.source}, df {noise.df}")  # fmt: skip
-        if len(pooled) != len(with_noise):
-            said += "; a variant that missed a seed uses its own differences (its df in the table)"
-        said += "; MDE: the true difference this test finds with 80% probability"
-    if seeds < FEW_SEEDS:
-        said += (f"; warning: {plural(seeds, 'seed')}: the noise rests on too little (use --seeds "
-                 f"{FEW_SEEDS} or more)")  # fmt: skip
-    return said
+def _p(c) -> str:
+    return "-" if c is None or c.p_adjusted is None else f"{c.p_adjusted:.2g}"
 
 
-def _diff_cells(s) -> list:
-    c = s.comparison
+def _diff_cells(c) -> list:
     if c is None:
-        return ["-", "-", "-"]
-    return [c.diff.text(), "-" if c.df is None else str(c.df), "-" if c.mde is None else f"{c.mde:.3g}"]
+        return ["-", "-", "-", "-"]
+    return [c.diff.text(), "-" if c.df is None else str(c.df), _p(c), "-" if c.mde is None else f"{c.mde:.3g}"]
 
 
-def quality_table(summaries, baseline: str, seeds: int) -> Table:
-    """``sqabench quality``: per variant over seeds, the task's metric (MQAR: accuracy, with solved runs and steps
-    to 90%; text: val loss on real tokens, with bits per byte and the padded numbers when there are some) with its
-    95% interval, step time, and the paired difference from the baseline with its family-wise interval, its
-    degrees of freedom, the minimum detectable effect and the verdict (never a rank inside the noise)."""
-    one = seeds < 2
-    mqar = bool(summaries) and summaries[0].metric == "val_accuracy"
+def _table(caption: str, columns) -> Table:
+    table = Table(caption=Text(caption), caption_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("variant", "verdict", "claim", "mark") else "right",
+                         overflow="fold")  # fmt: skip
+    return table
+
+
+def _diff_note(analysis, against: str) -> str:
+    method = "paired t" + (" and, where the seeds allow, the exact sign-flip test (the larger p decides)"
+                           if analysis.metric.robust else "")  # fmt: skip
+    return (
+        f"diff: variant - {against}, paired by seed, on the pair's own differences ({method}); the interval is "
+        f"simultaneous over the run's family (Bonferroni, t on the pair's df); p: Holm-adjusted over the family; "
+        f"MDE: the true difference this pair's test finds with 80% probability, estimated from the same seeds"
+    )
+
+
+def quality_table(analysis) -> Table:
+    """``sqabench quality``: per variant over seeds, the task's metric (MQAR: accuracy, with the runs that reached
+    each mark; text: val loss on real tokens, with bits per byte and the padded numbers when there are some) with
+    its own 95% interval, step time, and the paired difference from the baseline with its simultaneous interval,
+    df, Holm-adjusted p, minimum detectable effect and verdict (never a rank inside the noise)."""
+    summaries, baseline, seeds = analysis.summaries, analysis.baseline, analysis.seeds
+    mqar = analysis.metric.column == "val_accuracy"
     what = (
         "accuracy on held-out queries (kept within [0, 1])"
         if mqar
         else "val loss on held-out real tokens (nats a token)"
     )
     caption = (f"{plural(seeds, 'seed')}; {what}, mean "
-               + ("(one seed: no uncertainty can be stated)" if one else "[its own 95% t interval] and sd over seeds")
-               + "; " + family_caption(summaries, baseline, seeds))  # fmt: skip
+               + ("(one seed: no uncertainty can be stated)" if seeds < 2 else "[its own 95% t interval] and sd over seeds")
+               + "; " + _diff_note(analysis, baseline))  # fmt: skip
+    flagged = [s.variant for s in summaries if s.on_bound or s.value.no_noise]
+    if flagged:
+        caption += (f"; {', '.join(flagged)}: every seed on a bound of the metric or identical, so no interval is "
+                    "stated for it (not certainty)")  # fmt: skip
     extras = list(dict.fromkeys(name for s in summaries for name in s.extras))
-    table = Table(caption=Text(caption), caption_justify="left")
+    marks = list(dict.fromkeys(mark for s in summaries for mark in s.reached))
     columns = ["variant", "Hq/Hkv", "steps", "accuracy" if mqar else "val loss", "sd", *extras,
-               *(["solved", "steps to 90%"] if mqar else []), "step ms", f"diff vs {baseline}", "df", "MDE",
-               "verdict"]  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right", overflow="fold")
+               *(f"reached {m}" if m != "solved" else "solved" for m in marks), "step ms", f"diff vs {baseline}",
+               "df", "p", "MDE", "verdict"]  # fmt: skip
+    table = _table(caption, columns)
 
-    def shown(i) -> str:
+    def shown(s, i) -> str:
+        if s is not None and (s.on_bound or i.no_noise):
+            return f"{i.mean:.3f} (no interval)"
         return f"{i.mean:.3f}" + ("" if i.low is None else f" [{i.low:.3f}, {i.high:.3f}]")
 
     for s in summaries:
-        cells = [Text(s.variant), Text(s.heads), str(s.steps), shown(s.value),
+        cells = [Text(s.variant), Text(s.heads), str(s.steps), shown(s, s.value),
                  "-" if s.value.sd is None else f"{s.value.sd:.3g}",
-                 *(shown(s.extras[name]) if name in s.extras else "-" for name in extras)]  # fmt: skip
-        if mqar:
-            cells += [f"{s.solved}/{s.seeds}", ", ".join("-" if n is None else str(n) for n in s.steps_to_90)]
-        cells += [_ms(s.step_ms), *_diff_cells(s), Text(s.verdict)]
+                 *(shown(None, s.extras[name]) if name in s.extras else "-" for name in extras),
+                 *(f"{s.reached[m]}/{s.seeds}" if m in s.reached else "-" for m in marks)]  # fmt: skip
+        cells += [_ms(s.step_ms), *_diff_cells(s.comparison), Text(s.verdict)]
         table.add_row(*cells)
     return table
 
 
-def pairing_table(summaries, against: str, seeds: int) -> Table:
-    """Each variant's difference from a second reference (``gqa`` beside ``mha``), paired by seed: a family of its
-    own, with its intervals, degrees of freedom, minimum detectable effect and verdict."""
-    what = "accuracy" if summaries and summaries[0].metric == "val_accuracy" else "val loss"
-    table = Table(caption=Text(f"{what}: {family_caption(summaries, against, seeds)}"), caption_justify="left")
-    for column in ("variant", "Hq/Hkv", f"diff vs {against}", "df", "MDE", "verdict"):
-        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right", overflow="fold")
-    for s in summaries:
-        if s.variant != against:
-            table.add_row(Text(s.variant), Text(s.heads), *_diff_cells(s), Text(s.verdict))
+def counts_table(analysis) -> Table | None:
+    """MQAR: each variant's runs that reached a mark against the baseline's, paired by seed (the exact McNemar
+    test on the seeds where only one of the two did); the tests that cannot reach the family's level are counted
+    in a line, not a row."""
+    tests = [c for c in analysis.counts if c.p is not None and c.in_family]
+    if not analysis.counts:
+        return None
+    idle = len(analysis.counts) - len(tests)
+    caption = (f"counts against {analysis.baseline}, paired by seed: the exact McNemar test on the discordant seeds "
+               f"(only the variant's run reached the mark / only {analysis.baseline}'s), p Holm-adjusted over the "
+               f"run's family; {plural(idle, 'count test')} with too few discordant seeds to reach the family's level "
+               "are left out of it (Tarone's rule) and not shown")  # fmt: skip
+    table = _table(caption, ("variant", "mark", "discordant", "p", "verdict"))
+    for c in tests:
+        table.add_row(Text(c.variant), Text(c.mark), f"{c.counts[0]} / {c.counts[1]}", _p(c),
+                      Text(verdict(c, "count")))  # fmt: skip
     return table
 
 
-def claims_table(judged) -> Table:
-    """The paper's quality claims this run can judge, one family (Bonferroni over them), each with its paired
-    difference, degrees of freedom and verdict."""
-    family = next((c.family for _, c, _ in judged if c is not None), len(judged))
-    table = Table(
-        caption=Text(
-            f"the paper's claims, one family: Bonferroni's family-wise 95% intervals over the "
-            f"{family} claims judged, on the table's pooled noise"
-        ),
-        caption_justify="left",
-    )
-    for column in ("claim", "diff", "df", "verdict"):
-        table.add_column(column, justify="right" if column in ("diff", "df") else "left", overflow="fold")
-    for text, c, said in judged:
-        table.add_row(Text(text), "-" if c is None else c.diff.text(), "-" if c is None or c.df is None else
-                      str(c.df), Text(said))  # fmt: skip
+def pairing_table(analysis, against: str) -> Table:
+    """Each variant's difference from a second reference (``--also-against``), paired by seed, in the run's
+    family, with its interval, df, Holm-adjusted p, minimum detectable effect and verdict."""
+    heads = {s.variant: s.heads for s in analysis.summaries}
+    what = analysis.metric.what
+    table = _table(f"{what}: {_diff_note(analysis, against)}",
+                   ("variant", "Hq/Hkv", f"diff vs {against}", "df", "p", "MDE", "verdict"))  # fmt: skip
+    for c in analysis.also.get(against, []):
+        table.add_row(Text(c.variant), Text(heads[c.variant]), *_diff_cells(c), Text(verdict(c, what)))
     return table
+
+
+def claims_table(analysis) -> Table:
+    """The paper's quality claims this run can judge, as closeness: equivalence within a margin (two one-sided
+    tests) for "close to", non-inferiority for "no worse than", each in the run's family."""
+    margins = "; ".join(dict.fromkeys(f"{c.against}: +-{c.margin:.3g} = {c.margin_from}" for _, c in analysis.claims))
+    table = _table(f"the paper's claims as closeness, in the run's family (Holm-adjusted p); diff: variant - "
+                   f"reference [simultaneous interval]; margins: {margins}", ("claim", "diff", "df", "margin", "p",
+                                                                              "verdict"))  # fmt: skip
+    for text, c in analysis.claims:
+        table.add_row(Text(text), c.diff.text(), "-" if c.df is None else str(c.df), f"{c.margin:.3g}", _p(c),
+                      Text(verdict(c, analysis.metric.what)))  # fmt: skip
+    return table
+
+
+def family_line(analysis) -> str:
+    """What the verdicts above promise, together: their number, the family's size, the error rate; a warning
+    under ``FEW_SEEDS`` seeds; the seeds a pairing could not use."""
+    said = (f"family: the {plural(analysis.verdicts, 'verdict')} above are one family, decided by Holm's step-down at "
+            f"a family-wise 5% (the chance that any of them is false is at most 5%"
+            + ("" if not analysis.metric.robust else ", if the paired differences are near normal or the sign-flip "
+               "test decides") + f"); its size {analysis.family}")  # fmt: skip
+    if analysis.exploratory:
+        said += (f"; exploratory: {plural(analysis.seeds, 'seed')} (fewer than {FEW_SEEDS}): a paired t on so few "
+                 f"degrees of freedom finds little and rests on little; use --seeds {FEW_SEEDS} or more")  # fmt: skip
+    if analysis.left_out:
+        said += f"; left out of their pairings (the other variant has no such seed): {', '.join(analysis.left_out)}"
+    return said + ". A verdict is a statement about these runs' setting (model, data, steps), not about SQA at scale."
 
 
 def paper_quality_table(summaries, paper_rows: list[dict], setting: str) -> Table:
