@@ -4,10 +4,10 @@ one-sided in the direction found, Holm over them (the p-values by hand from a t 
 import math
 
 import pytest
+from texts import QUICK
 from typer.testing import CliRunner
 
 from sqabench.cli import app
-from texts import QUICK
 
 runner = CliRunner()
 
