@@ -135,6 +135,28 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def clock_lock(device: "torch.device") -> tuple[bool | None, str]:
+    """Whether the GPU's SM clock is locked (NVML's application clock set away from its default, as
+    ``nvidia-smi -ac`` does): (True, False or None when NVML cannot say, the sentence that says it)."""
+    if device.type != "cuda":
+        return None, "no GPU"
+    pynvml = nvml_module()
+    if pynvml is None:
+        return None, "unknown (no NVML)"
+    try:
+        handle = nvml_handle(pynvml, device)
+        now = pynvml.nvmlDeviceGetApplicationsClock(handle, pynvml.NVML_CLOCK_SM)
+        default = pynvml.nvmlDeviceGetDefaultApplicationsClock(handle, pynvml.NVML_CLOCK_SM)
+    except (pynvml.NVMLError, AttributeError):
+        return None, "unknown (NVML does not report the application clocks)"
+    finally:
+        pynvml.nvmlShutdown()
+    if now != default:
+        return True, f"locked: application SM clock {now} MHz (its default {default} MHz)"
+    return False, (f"not locked: application SM clock {now} MHz, its default; times follow the boost clock "
+                   "(check compares in cycle space: time x SM clock)")  # fmt: skip
+
+
 def nvml_reading(device: "torch.device") -> dict[str, object]:
     """Used memory and driver of the GPU from NVML; {} when unavailable."""
     if device.type != "cuda":

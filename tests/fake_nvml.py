@@ -9,8 +9,9 @@ class NVMLError(Exception):
 
 
 def make(power_w=300.0, sm_clock=1980, mem_clock=2619, temperature=55, reasons=0x0, energy=True, old_names=False,
-         clock=time.monotonic):  # fmt: skip
-    """A fake ``pynvml``: ``power_w`` drives the energy counter along ``clock``; ``reasons`` the clock-event bits."""
+         clock=time.monotonic, app_clock=1755, default_app_clock=1755):  # fmt: skip
+    """A fake ``pynvml``: ``power_w`` drives the energy counter along ``clock``; ``reasons`` the clock-event bits;
+    ``app_clock`` the application SM clock (locked when it differs from ``default_app_clock``)."""
     start = clock()
     calls = {"init": 0, "shutdown": 0}
 
@@ -35,6 +36,8 @@ def make(power_w=300.0, sm_clock=1980, mem_clock=2619, temperature=55, reasons=0
         nvmlDeviceGetPowerUsage=lambda handle: int(power_w * 1000),
         nvmlDeviceGetMemoryInfo=lambda handle: types.SimpleNamespace(used=1 << 30),
         nvmlSystemGetDriverVersion=lambda: "580.65.06",
+        nvmlDeviceGetApplicationsClock=lambda handle, kind: app_clock,
+        nvmlDeviceGetDefaultApplicationsClock=lambda handle, kind: default_app_clock,
     )
     name = "nvmlDeviceGetCurrentClocksThrottleReasons" if old_names else "nvmlDeviceGetCurrentClocksEventReasons"
     setattr(module, name, lambda handle: reasons)

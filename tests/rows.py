@@ -31,6 +31,7 @@ def write_run(
     attn_mem=None,
     run_id="run",
     baseline="mha",
+    clock=None,
 ) -> Path:
     """A results CSV of a GPU-like run: every variant of TIMES at two lengths, 10 repeats each.
 
@@ -39,11 +40,13 @@ def write_run(
     ``attn_mem`` the attention's own (which grows with the query heads: 0.1 GB per head);
     ``kernel`` names the kernel that ran per cell; ``samples`` replaces a cell's per-repeat factors;
     ``throttle`` sets the slowdown reasons NVML reported during a cell's window; ``baseline`` is the
-    variant the run recorded (``sqabench run --baseline``; mha by default, as a run records it).
+    variant the run recorded (``sqabench run --baseline``; mha by default, as a run records it); ``clock`` sets
+    a cell's median SM clock (MHz; 1980 by default).
     """
     scale, status, mem, kernel, samples = scale or {}, status or {}, mem or {}, kernel or {}, samples or {}
     attn_mem = attn_mem or {}
     throttle = throttle or {}
+    clock = clock or {}
     env = Environment(device="cuda", gpu_name=gpu, torch_version="2.11.0", git_sha="abc", cpu_model="test")
     cells = factories.cells(
         ",".join(TIMES),
@@ -76,7 +79,7 @@ def write_run(
             outcome = Outcome(
                 kernel=kernel.get(at, "sdpa-flash"), verify_rel_err=3e-3,
                 timing=Timing(900.0, tuple(t * f for f in samples.get(at, SPREAD))), peak=(peak, peak),
-                readings={"throttle": throttle.get(at, ""), "sm_clock_median_mhz": 1980,
+                readings={"throttle": throttle.get(at, ""), "sm_clock_median_mhz": clock.get(at, 1980),
                           "attn_mem_bytes": int(1e8 * cell.spec.n_q_heads * attn_mem.get(at, 1.0))},
             )  # fmt: skip
         writer.write(to_row(cell, outcome, env, run_id, baseline=baseline))

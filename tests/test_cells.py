@@ -20,7 +20,11 @@ class WithTf32(Settings):
 def test_the_key_and_the_columns_are_the_declared_settings():
     assert key_columns() == ("causal", "mode", "scope", "dtype", "device", "kernel_requested", "new_tokens",
                              "cuda_graphs", "world_size", "compile", "cache")  # fmt: skip
-    assert set(setting_columns()) - set(key_columns()) == {"warmup", "repeats"}  # recorded, never paired on
+    assert set(setting_columns()) - set(key_columns()) == {
+        "warmup",
+        "repeats",
+        "target_noise",
+    }  # recorded, never paired on
     assert set(key_columns()) <= set(CELL_KEY) and set(key_columns()) <= set(SETTING_KEY)
     assert set(setting_columns()) <= set(COLUMNS)
     assert "breakdown" not in COLUMNS and "trace" not in COLUMNS

@@ -160,6 +160,22 @@ def test_a_speedup_drop_past_the_limit_that_its_noise_cannot_confirm_is_not_judg
     assert compare(base, cur, Limits(max_slowdown=1, max_geomean_slowdown=1, allow_unjudged=True)).ok
 
 
+def test_a_slowdown_the_clock_explains_is_clock_bound_not_a_regression(base, tmp_path):
+    """nvbench's cycle space: 25% slower in time at an SM clock 25% lower is the same cycles: "slower,
+    clock-bound", not judged (the gate fails unless allowed), never a code regression and never a pass; 25%
+    slower at a clock only 5% lower is still a regression."""
+    cur = write_run(tmp_path / "cur.csv", scale={("sqa", 32768): 1.25}, clock={("sqa", 32768): 1980 / 1.25})
+    result = invoke(base, cur, "--max-ratio-drop", "50%")  # the speed-up within the run dropped too: not this test
+    text = one_line(result)
+    assert result.exit_code == 1 and "slower, clock-bound" in text and "SM clock 1980 -> 1584 MHz" in text
+    assert "not a regression of the code" in text and "cannot tell: 0 failed, 1 not judged" in text
+    assert invoke(base, cur, "--allow-unjudged", "--max-ratio-drop", "50%").exit_code == 0
+    slower = write_run(tmp_path / "slower.csv", scale={("sqa", 32768): 1.25}, clock={("sqa", 32768): 1980 * 0.95})
+    result = invoke(base, slower, "--max-ratio-drop", "50%")
+    assert result.exit_code == 1 and "regression: sqa paper n=32768" in one_line(result)
+    assert "clock-bound" not in one_line(result)
+
+
 def test_another_gpu_model_turns_off_the_clock_gates_only_and_says_so(base, tmp_path):
     """Twice as slow on an A100: time and the geometric mean are not compared across models (said in the verdict
     line), the speed-up ratio and memory gates still are; --strict applies them all."""

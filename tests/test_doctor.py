@@ -88,4 +88,12 @@ def test_doctor_on_this_cpu_is_ready_for_the_default_sweep():
     }
     assert by_name[("kernels", "paper gqa 16/4 full: sdpa-cudnn")]["status"] == "unsupported"  # no cuDNN on a CPU
     assert by_name[("speed", "cuDNN vs flash")]["status"] == "skipped"
-    assert {c["section"] for c in report["checks"]} == {"versions", "kernels", "speed", "graphs", "nvml", "ceilings"}
+    assert {c["section"] for c in report["checks"]} == {
+        "versions",
+        "kernels",
+        "timer",
+        "speed",
+        "graphs",
+        "nvml",
+        "ceilings",
+    }

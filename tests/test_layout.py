@@ -19,7 +19,7 @@ SHARED = {
     "base": ["errors", "version", "variants", "presets", "dtypes", "units", "options", "files", "shipped", "drawing"],
     "cost": ["flops"],
     "model": ["kernels", "attention", "encoder", "decode"],
-    "measure": ["device", "environment", "verify", "failures"],
+    "measure": ["device", "settle", "environment", "verify", "failures"],
 }
 SPEED = {
     "speed base": ["speed", "speed.options", "speed.cells", "speed.peaks"],

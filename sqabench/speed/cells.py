@@ -30,6 +30,12 @@ from sqabench.variants import VariantSpec
 
 NOISY_SPREAD = 0.10  # (max - min) / median above which a cell's median is not worth quoting
 DENSE_MASK_MAX = 8192  # SDPA with an explicit (N, N) mask, or the math backend: tried up to this length only
+# --repeats auto, by device: the target for the median's 95% interval (--target-noise's default) and the rule's
+# bounds. A GPU's timer is quiet (2% is nvbench's default) and its cells cheap to repeat; a shared CPU's is not
+# (benchmarks/timer_noise.py), and a CPU sweep is the quick one.
+TARGET_NOISE = {"cuda": 0.02, "cpu": 0.05}
+AUTO_RULE = {"cuda": {"min_repeats": 10, "min_s": 0.05, "max_repeats": 200, "limit_s": 10.0},
+             "cpu": {"min_repeats": 6, "min_s": 0.0, "max_repeats": 30, "limit_s": 2.0}}  # fmt: skip
 BEST_BRIEF = {"warmup": 1, "repeats": 3}  # how briefly each candidate of --kernel best is timed
 
 
@@ -74,7 +80,8 @@ class Settings:
     compile: str = setting("")  # torch.compile's mode for the whole model; "" runs it eagerly
     cache: str = setting("warm")  # cold: the cache evicted before every timed repeat (outside its time)
     warmup: int = setting(1, key=False)
-    repeats: int = setting(3, key=False)
+    repeats: int = setting(3, key=False, show=lambda value: value or "auto")  # 0: --repeats auto
+    target_noise: float = setting(0.0, key=False, show=lambda value: value or "")  # auto: the median's 95% interval
     breakdown: bool = setting(False, key=False, column=None)  # profile one more step (not part of the measure)
     trace: str = setting("", key=False, column=None)  # --breakdown: where this cell's Chrome trace goes
 
@@ -86,6 +93,15 @@ class Settings:
                 value = getattr(self, f.name)
                 found[f.metadata["column"] or f.name] = f.metadata["show"](value) if f.metadata["show"] else value
         return found
+
+
+def stop_rule(settings: "Settings"):
+    """``--repeats auto``'s rule for a cell of ``settings`` (``settle.StopRule``): its device's bounds, and its
+    target (``--target-noise``, else the device's)."""
+    from sqabench.settle import StopRule
+
+    device = settings.device.split(":")[0]
+    return StopRule(settings.target_noise or TARGET_NOISE[device], **AUTO_RULE[device])
 
 
 def setting_columns(settings_type: type | None = None) -> tuple[str, ...]:
@@ -204,18 +220,20 @@ class Timing:
     compile_ms: float  # the first call: compilation and mask building included
     samples_ms: tuple[float, ...]  # one per timed repeat (decode: a pass's mean time per token)
     token_samples_ms: tuple[float, ...] = ()  # decode: each timed token's own time, kept apart from the repeats
+    stopped: str = "fixed"  # fixed (--repeats N), target (auto: the noise settled) or cap (auto: it did not)
 
     @classmethod
-    def of_calls(cls, compile_ms: float, calls_ms: tuple[float, ...], per_repeat: int = 1) -> "Timing":
+    def of_calls(cls, compile_ms: float, calls_ms: tuple[float, ...], per_repeat: int = 1,
+                 stopped: str = "fixed") -> "Timing":  # fmt: skip
         """The timing of ``calls_ms`` timed one by one, ``per_repeat`` calls to a repeat (decode: a pass of T
         tokens). A repeat's sample is its calls' mean, so the spread is the repeats' (the unit that is
         repeated), not the single tokens'; the calls' own times are kept in ``token_samples_ms``."""
         if per_repeat == 1:
-            return cls(compile_ms, tuple(calls_ms))
+            return cls(compile_ms, tuple(calls_ms), stopped=stopped)
         if len(calls_ms) % per_repeat:
             raise ValueError(f"{len(calls_ms)} timed calls are not whole repeats of {per_repeat}")
         passes = tuple(sum(calls_ms[i : i + per_repeat]) / per_repeat for i in range(0, len(calls_ms), per_repeat))
-        return cls(compile_ms, passes, tuple(calls_ms))
+        return cls(compile_ms, passes, tuple(calls_ms), stopped)
 
     @property
     def median_ms(self) -> float:
@@ -235,8 +253,16 @@ class Timing:
         return (self.max_ms - self.min_ms) / self.median_ms if self.median_ms > 0 else 0.0
 
     @property
+    def noise(self) -> float | None:
+        """The half-width of the median's 95% interval relative to it (``settle.median_noise``); None under 6."""
+        from sqabench.settle import median_noise
+
+        return median_noise(self.samples_ms)
+
+    @property
     def noisy(self) -> bool:
-        return self.spread > NOISY_SPREAD
+        """A spread past ``NOISY_SPREAD``, or an auto cell that stopped on its cap before its noise settled."""
+        return self.spread > NOISY_SPREAD or self.stopped == "cap"
 
 
 @dataclass

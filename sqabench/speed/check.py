@@ -340,6 +340,11 @@ def compare(baseline_path: Path | list[Path], current_path: Path, limits: Limits
         for row, tag in ((b, "baseline"), (c, "current")):
             if str(row.get("noisy")) == "True":
                 verdict.notes.append(f"noisy in the {tag} run (spread {float(row['spread']):.0%})")
+            if str(row.get("stopped")) == "cap":
+                noise = normal(row.get("noise"))
+                reached = f" (it reached +-{float(noise):.1%})" if noise not in (None, "") else ""
+                verdict.notes.append(f"the {tag} run's repeats stopped on their cap before the median's interval "
+                                     f"reached its target{reached}")  # fmt: skip
             if normal(row.get("throttle")):
                 verdict.notes.append(f"throttled ({row['throttle']}) in the {tag} run")
                 warnings.append(f"{verdict.cell}: the GPU throttled ({row['throttle']}) during the {tag} run's "
@@ -354,8 +359,18 @@ def compare(baseline_path: Path | list[Path], current_path: Path, limits: Limits
         verdict.ratio_low, verdict.ratio_high = math.exp(low), math.exp(high)
         gm_cells.append((c, b, in_runs))
         if clock_gates:
-            verdict.gate(Interval(math.exp(point) - 1, math.exp(low) - 1, math.exp(high) - 1), limits.max_slowdown,
-                         "time")  # fmt: skip
+            slowdown = Interval(math.exp(point) - 1, math.exp(low) - 1, math.exp(high) - 1)
+            clock = _clock_shift(c, in_runs)
+            cycles = None if clock is None else Interval(*(math.exp(x + clock[0]) - 1 for x in (point, low, high)))
+            if cycles is not None and slowdown.judge(limits.max_slowdown) == FAIL and \
+                    cycles.judge(limits.max_slowdown) != FAIL:  # fmt: skip
+                verdict.unjudged.append(
+                    f"slower, clock-bound: {slowdown.said('time', limits.max_slowdown)}, but "
+                    f"{cycles.said('cycles (time x SM clock)', limits.max_slowdown)}; SM clock {clock[1]:.0f} -> "
+                    f"{clock[2]:.0f} MHz: not a regression of the code"
+                )  # fmt: skip
+            else:
+                verdict.gate(slowdown, limits.max_slowdown, "time")
         _memory_gate(verdict, b, c, limits, memory_missing)
         _ratio_gate(verdict, b, c, in_runs, run_refs, cur_refs, boot, variant, limits)
 
@@ -371,6 +386,20 @@ def compare(baseline_path: Path | list[Path], current_path: Path, limits: Limits
                     limits.allow_unjudged, gates_off=gates_off, baseline_runs=len(runs))  # fmt: skip
     _geomean_gate(report, gm_cells, boot, limits, clock_gates)
     return report
+
+
+def _clock_shift(current, in_runs: dict) -> tuple[float, float, float] | None:
+    """nvbench's cycle space: (the log of the current run's median SM clock over the baseline runs' geometric
+    mean, the baseline's clock, the current's), when every run recorded one; None otherwise (a CPU run)."""
+    clocks = [normal(row.get("sm_clock_median_mhz")) for row in (current, *in_runs.values())]
+    try:
+        values = [float(x) for x in clocks]
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(x) and x > 0 for x in values):
+        return None
+    base = math.exp(float(np.mean([math.log(x) for x in values[1:]])))
+    return math.log(values[0] / base), base, values[0]
 
 
 def _names(paths) -> str:

@@ -28,7 +28,7 @@ import torch
 
 from sqabench.attention import SQAttention
 from sqabench.device import synchronize, time_repeats
-from sqabench.environment import environment, nvml_handle, nvml_module
+from sqabench.environment import clock_lock, environment, nvml_handle, nvml_module
 from sqabench.kernels import KERNELS, KernelUnsupported, SdpaKernel, build_kernel, compile_settings, resolve_kernel
 from sqabench.presets import PRESETS
 from sqabench.variants import get_variant
@@ -91,9 +91,11 @@ def _clocks(device: torch.device) -> list[Check]:
         handle = nvml_handle(pynvml, device)
         sm = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
         mem = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)
-        return [Check("versions", "clocks", "info", f"max SM {sm} MHz, memory {mem} MHz")]
     finally:
         pynvml.nvmlShutdown()
+    _, lock = clock_lock(device)
+    return [Check("versions", "clocks", "info", f"max SM {sm} MHz, memory {mem} MHz"),
+            Check("versions", "clock lock", "info", lock)]  # fmt: skip
 
 
 def _kernel_check(layer: SQAttention, grad: bool) -> tuple[str, str]:
@@ -199,6 +201,29 @@ def speed(device: torch.device) -> list[Check]:
     return checks
 
 
+TIMER_CALLS = 200  # the timer's floor: calls of an empty region, and of a tiny forward
+
+
+def timer(device: torch.device) -> list[Check]:
+    """The timer measuring itself on this device: an empty timed region (its floor: what every sample carries)
+    and a tiny forward (a 64 x 64 linear) timed many times, each as its median and the spread of its middle
+    half (interquartile range over median)."""
+    checks = []
+    x = torch.randn(8, 64, device=device)
+    layer = torch.nn.Linear(64, 64, device=device)
+    with torch.inference_mode():
+        for name, step in (("empty region", lambda: None), ("tiny forward (64 x 64 linear)", lambda: layer(x))):
+            step()
+            samples = sorted(time_repeats(step, device, TIMER_CALLS))
+            median = samples[len(samples) // 2]
+            iqr = samples[3 * len(samples) // 4] - samples[len(samples) // 4]
+            spread = f"{iqr / median:.0%} of it" if median > 0 else "-"
+            clock = "CUDA events" if device.type == "cuda" else "the wall clock"
+            checks.append(Check("timer", name, "info", f"median {median * 1e3:.3g} us over {TIMER_CALLS} calls "
+                                f"({clock}); interquartile range {iqr * 1e3:.3g} us, {spread}"))  # fmt: skip
+    return checks
+
+
 def graphs(device: torch.device) -> list[Check]:
     """A decode step captured in a CUDA graph replays equal to the launched step."""
     if device.type != "cuda":
@@ -285,7 +310,8 @@ def ceilings(device: torch.device) -> list[Check]:
     return checks
 
 
-SECTIONS: tuple[Callable[[torch.device], Iterable[Check]], ...] = (versions, kernels, speed, graphs, nvml, ceilings)
+SECTIONS: tuple[Callable[[torch.device], Iterable[Check]], ...] = (versions, kernels, timer, speed, graphs, nvml,
+                                                                  ceilings)  # fmt: skip
 
 
 def run_doctor(device: torch.device, sections=None) -> tuple[list[Check], bool]:

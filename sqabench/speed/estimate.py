@@ -20,10 +20,11 @@ predicted time. No torch here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sqabench.flops import Floor, Rates, floor, step_cost
-from sqabench.speed.cells import BEST_BRIEF, Cell
+from sqabench.speed.cells import BEST_BRIEF, Cell, stop_rule
 from sqabench.speed.energy import MIN_ENERGY_WINDOW_S
 
 ASSUMED_EFFICIENCY = 0.4
@@ -101,6 +102,18 @@ def flex_shape(cell: Cell) -> str:
     return "|".join(map(str, parts))
 
 
+def expected_repeats(cell: Cell, call_s: float) -> int:
+    """The repeats a cell will time: ``--repeats N``'s N; under auto, the rule's minimum of repeats and of time
+    (a quiet timer settles there), never past its maximum or its time limit (a decode repeat is a pass of T)."""
+    if cell.settings.repeats:
+        return cell.settings.repeats
+    rule = stop_rule(cell.settings)
+    repeat_s = call_s * (cell.settings.new_tokens if cell.settings.mode == "decode" else 1)
+    wanted = max(rule.min_repeats, math.ceil(rule.min_s / repeat_s) if repeat_s > 0 else rule.min_repeats)
+    within = max(rule.min_repeats, int(rule.limit_s / repeat_s)) if repeat_s > 0 else rule.max_repeats
+    return min(wanted, rule.max_repeats, within)
+
+
 def estimate(
     cells: list[Cell], rates: Rates, compiled_before: frozenset[str] = frozenset(), already_s: float = 0.0
 ) -> Estimate:
@@ -115,7 +128,8 @@ def estimate(
         device = cell.settings.device.split(":")[0]
         bound = cell.floor(rates)  # the busiest rank's, when split: it sets the pace
         call_s = _seconds(bound)
-        calls = 1 + cell.settings.warmup + cell.settings.repeats
+        repeats = expected_repeats(cell, call_s)
+        calls = 1 + cell.settings.warmup + repeats
         if cell.uses_flex and cell.flex_skipped and cell.settings.kernel != "best":
             per_cell.append({"steps": 0.0, "compile": 0.0, "overhead": OVERHEAD_S.get(device, OVERHEAD_S["cuda"])})
             continue  # flex refuses it at once: nothing compiles, nothing is timed
@@ -125,7 +139,7 @@ def estimate(
         calls += tries * brief + (1 if cell.settings.breakdown else 0)  # (and --breakdown's profiled step)
         parts = {"steps": calls * call_s, "compile": 0.0,
                  "overhead": (1 + tries) * OVERHEAD_S.get(device, OVERHEAD_S["cuda"])}  # fmt: skip
-        timed_s = cell.settings.repeats * call_s
+        timed_s = repeats * call_s
         if cell.settings.mode == "decode":  # calls are passes of T steps, after a prefill (twice: compile, timed)
             prefill = step_cost(cell.spec, cell.preset, cell.batch, cell.seq_len, True, "fwd", cell.settings.dtype)
             prefill_s = _seconds(floor(prefill.flops, prefill.exps, prefill.min_bytes, rates))

@@ -35,7 +35,8 @@ from sqabench.encoder import build_block, build_encoder
 from sqabench.environment import nvml_reading
 from sqabench.failures import MEASURE_ERRORS, classify
 from sqabench.kernels import KernelUnsupported
-from sqabench.speed.cells import BEST_BRIEF, Cell, Outcome, Timing
+from sqabench.settle import time_until_settled
+from sqabench.speed.cells import BEST_BRIEF, Cell, Outcome, Timing, stop_rule
 from sqabench.speed.energy import energy_per_step, open_monitor
 from sqabench.speed.profile import profile_step
 from sqabench.verify import KernelVerifyFailed, Verification, verify_decode, verify_layer, verify_model
@@ -258,16 +259,20 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
                 synchronize(device)
                 start_mj, start = (monitor.energy_mj() if monitor else None), time.perf_counter()
                 cold = evictor(device) if cell.settings.cache == "cold" else None
-                calls = time_repeats(work.step, device, work.timed_calls, before_each=cold)
+                if cell.settings.repeats:
+                    calls, stopped = time_repeats(work.step, device, work.timed_calls, before_each=cold), "fixed"
+                else:
+                    calls, stopped = time_until_settled(work.step, device, stop_rule(cell.settings),
+                                                        work.calls_per_repeat, before_each=cold)  # fmt: skip
                 end_mj, seconds = (monitor.energy_mj() if monitor else None), time.perf_counter() - start
                 if cold is not None:  # the window held the evictions too: energy from plain steps of its own
                     seconds = 0.0
-            timing = Timing.of_calls(compile_ms, calls, work.calls_per_repeat)
+            timing = Timing.of_calls(compile_ms, calls, work.calls_per_repeat, stopped)
             peak = peak_memory(device)
             readings.update({**nvml_reading(device), **(window.columns() if window else {})})
             if monitor is not None:
                 energy = energy_per_step(
-                    monitor, work.step, lambda: synchronize(device), (start_mj, end_mj, work.timed_calls, seconds),
+                    monitor, work.step, lambda: synchronize(device), (start_mj, end_mj, len(calls), seconds),
                     timing.median_ms, extending=lambda: phase("energy"),
                 )  # fmt: skip
                 readings.update(

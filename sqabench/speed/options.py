@@ -64,8 +64,14 @@ class RunOptions:
     warmup: Annotated[int | None, option(
         "CALLS", "Untimed calls after the first (compiling) one. Default: GPU 2, CPU 1.", low=0, high=MAX_CALLS,
     )] = None  # fmt: skip
-    repeats: Annotated[int | None, option(
-        "CALLS", "Timed calls per cell; the median is reported. Default: GPU 10, CPU 3.", low=1, high=MAX_CALLS,
+    repeats: Annotated[str | None, option(
+        "CALLS", "Timed calls per cell (the median is reported), or auto: time until the median's 95% interval is "
+        "within --target-noise of it (at least 10 and 0.05 s on a GPU, 6 on a CPU; at most 200 or 10 s on a GPU, "
+        "30 or 2 s on a CPU). Default: auto.",
+    )] = None  # fmt: skip
+    target_noise: Annotated[str | None, option(
+        "SHARE", "--repeats auto: the half-width of the median's 95% interval to reach, relative to it (2% or "
+        "0.02). Default: GPU 2%, CPU 5%.", "--target-noise",
     )] = None  # fmt: skip
     out: Annotated[str | None, option(
         "FILE", "CSV to write. Default: results/<device>-<timestamp>.csv.", "--out",

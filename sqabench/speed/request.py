@@ -26,14 +26,14 @@ from sqabench.options import check_options
 from sqabench.presets import Preset, get_preset
 from sqabench.speed.cells import Cell, Settings, plan
 from sqabench.speed.cp import check_request, job_size
-from sqabench.speed.options import FloorOptions, RunOptions
+from sqabench.speed.options import MAX_CALLS, FloorOptions, RunOptions
 from sqabench.speed.results import key_of, read_rows
-from sqabench.units import MAX_TOKENS, MAX_TOKENS_WHY, parse_duration, parse_lengths
+from sqabench.units import MAX_TOKENS, MAX_TOKENS_WHY, parse_duration, parse_fraction, parse_lengths
 from sqabench.variants import DEFAULT_WINDOW, VariantSpec, base_variant, check_window, parse_variants, pick_baseline
 
 DEFAULT_NEW_TOKENS = 32
-GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": 10, "dtype": "bf16"}
-CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": 3, "dtype": "fp32"}
+GPU_DEFAULTS = {"seq": "1k,4k,32k,131k,200k", "tokens": 131072, "warmup": 2, "repeats": "auto", "dtype": "bf16"}
+CPU_DEFAULTS = {"seq": "256,1k", "tokens": 1024, "warmup": 1, "repeats": "auto", "dtype": "fp32"}
 # Decode on a GPU: a step must read enough cache for its bytes, not its ~150 kernel launches, to set its
 # time. 2M context tokens per step (batch = tokens // context) is 2-16 GB of bf16 cache for the paper
 # preset (gqa-mha), 0.6-5 ms at 3.35 TB/s, above what a CUDA-graphed step of ~150 small kernels costs.
@@ -129,7 +129,8 @@ def resolve_run(options: RunOptions) -> RunPlan:
         options, dtype=dtype, mode=mode, scope=scope, kernel=kernel, device=str(device), world_size=world,
         compile=compile_mode, cuda_graphs=gpu_decode if options.cuda_graphs is None else options.cuda_graphs,
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
-        repeats=options.repeats or defaults["repeats"], new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
+        repeats=parse_repeats(options.repeats or defaults["repeats"]), new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
+        target_noise=parse_target(options.target_noise, options.repeats or defaults["repeats"]),
         cache=(options.cache or default_cache(device, mode)).lower(),
     )  # fmt: skip
     cells = plan(specs, preset, lengths, settings, tokens=tokens, batch=options.batch)
@@ -151,6 +152,29 @@ def resolve_run(options: RunOptions) -> RunPlan:
         cp_timeout=DEFAULT_CP_TIMEOUT_S if options.cp_timeout is None else options.cp_timeout, budget_s=budget_s,
         dry_run=options.dry_run, yes=options.yes, argv=("run", *dataclasses.replace(options, out=str(path)).argv()), options=options,
     )  # fmt: skip
+
+
+def parse_repeats(text: str) -> int:
+    """``--repeats``: ``auto`` (0: ``settle``'s rule) or a whole number of timed calls, 1 to ``MAX_CALLS``."""
+    shown = str(text).strip().lower()
+    if shown == "auto":
+        return 0
+    if not shown.isdigit() or not 1 <= int(shown) <= MAX_CALLS:
+        raise ConfigError(f"--repeats {text}: give auto or a whole number of timed calls from 1 to {MAX_CALLS:,}")
+    return int(shown)
+
+
+def parse_target(text: str | None, repeats: str) -> float:
+    """``--target-noise``: a share above 0 and below 1 (2% or 0.02), for ``--repeats auto`` only; 0: the
+    device's default."""
+    if text is None:
+        return 0.0
+    if str(repeats).strip().lower() != "auto":
+        raise ConfigError(f"--target-noise applies with --repeats auto; --repeats {repeats} fixes the repeats")
+    value = parse_fraction(text, "--target-noise")
+    if not 0 < value < 1:
+        raise ConfigError(f"--target-noise {text}: must lie above 0 and below 1, e.g. 2% or 0.02")
+    return value
 
 
 def default_cache(device: torch.device, mode: str) -> str:

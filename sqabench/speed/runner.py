@@ -60,6 +60,14 @@ def announce(plan: RunPlan, err: Console) -> None:
         ),
         highlight=False,
     )
+    if plan.device.type == "cuda":
+        from sqabench.environment import clock_lock
+
+        locked, said = clock_lock(plan.device)
+        if locked is False and os.environ.get("CI"):
+            err.print(Text(f"warning: the GPU's clocks are {said}", style="yellow"), highlight=False)
+        elif locked is not None:
+            err.print(Text(f"clocks: {said}"), highlight=False)
     if plan.resumed_missing:
         err.print(Text(f"--resume: {plan.path} does not exist yet; starting it afresh"), highlight=False)
     elif plan.resumed_empty:

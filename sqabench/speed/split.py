@@ -27,7 +27,7 @@ from sqabench.device import evictor, no_compile, peak_memory, reset_peak_memory,
 from sqabench.dtypes import get_dtype
 from sqabench.encoder import build_encoder
 from sqabench.failures import MEASURE_ERRORS, classify
-from sqabench.speed.cells import Cell, Outcome, Timing
+from sqabench.speed.cells import Cell, Outcome, Timing, stop_rule
 from sqabench.speed.cp import PATH, Group, split_model
 from sqabench.verify import KernelVerifyFailed, reference_rows, sample_rows
 
@@ -66,7 +66,9 @@ def _local(cell: Cell, phase: Callable[[str], None], group: Group) -> Outcome:
                 evict()
             dist.barrier()
 
-        samples = time_repeats(step, device, cell.settings.repeats, before_each=ready)
+        # --repeats auto: every rank must stop together, so a split cell times the rule's minimum, fixed
+        repeats = cell.settings.repeats or stop_rule(cell.settings).min_repeats
+        samples = time_repeats(step, device, repeats, before_each=ready)
     return Outcome(kernel=f"cp-{PATH}", verify_rel_err=err, timing=Timing(compile_ms, samples),
                    peak=peak_memory(device))  # fmt: skip
 

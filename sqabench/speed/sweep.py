@@ -84,6 +84,8 @@ def to_row(
             time_ms_max=significant(timing.max_ms),
             spread=significant(timing.spread, 3) if len(timing.samples_ms) > 1 else "",  # one repeat: none
             noisy=timing.noisy if len(timing.samples_ms) > 1 else "",
+            noise=significant(timing.noise, 3) if timing.noise is not None else "",
+            stopped=timing.stopped,
             samples_ms=format_samples(timing.samples_ms),
             token_samples_ms=format_samples(timing.token_samples_ms),
             compile_ms=significant(timing.compile_ms),
