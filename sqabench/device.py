@@ -107,6 +107,21 @@ def time_repeats(
     return tuple(samples)
 
 
+def graph_replays(step: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, ...]:
+    """``step`` captured in a CUDA graph (after three calls on a side stream, as torch's docs warm a capture),
+    its replays timed between CUDA events: the kernels' time without the host's launches."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return time_repeats(graph.replay, device, repeats)
+
+
 FALLBACK_CACHE_BYTES = 32 * 2**20  # a last-level cache this machine does not report: a common server size
 
 

@@ -47,12 +47,13 @@ def time_until_settled(step: Callable[[], object], device, rule: StopRule, per_r
                        clock: Callable[[], float] = time.perf_counter) -> tuple[tuple[float, ...], str]:  # fmt: skip
     """Timed calls until ``rule`` stops them: (every call's milliseconds, ``"target"`` or ``"cap"``). A repeat is
     ``per_repeat`` calls (decode: a pass of T tokens), its sample their mean. The calls are timed in batches
-    (``timer``, default ``time_repeats``), each about half the repeats so far, so the rule is checked often
-    without a synchronization between every two repeats."""
+    (``timer``, default ``time_repeats``): one repeat first, then up to the minimum, then as many as were timed so far (so the rule is
+    checked often without a synchronization between every two repeats), never more than the time left before
+    ``limit_s`` holds (a slow cell stops within a repeat of its limit)."""
     if timer is None:
         from sqabench.device import time_repeats as timer
     calls: list[float] = []
-    start, batch = clock(), rule.min_repeats
+    start, batch = clock(), 1
     while True:
         calls += timer(step, device, batch * per_repeat, before_each)
         repeats = len(calls) // per_repeat
@@ -62,4 +63,6 @@ def time_until_settled(step: Callable[[], object], device, rule: StopRule, per_r
             return tuple(calls), "target"
         if repeats >= rule.max_repeats or spent >= rule.limit_s:
             return tuple(calls), "cap"
-        batch = max(1, min(repeats // 2, rule.max_repeats - repeats))
+        each = spent / repeats
+        room = int((rule.limit_s - spent) / each) + 1 if each > 0 else rule.max_repeats
+        batch = max(1, min(max(repeats, rule.min_repeats - repeats), rule.max_repeats - repeats, room))

@@ -22,6 +22,7 @@ def test_the_key_and_the_columns_are_the_declared_settings():
                              "cuda_graphs", "world_size", "compile", "cache")  # fmt: skip
     assert set(setting_columns()) - set(key_columns()) == {
         "warmup",
+        "timer",
         "repeats",
         "target_noise",
     }  # recorded, never paired on

@@ -129,6 +129,8 @@ BAD_INPUTS = [
     (["--seq", "1k,,2k"], "empty item"),
     (["--repeats", "0"], "--repeats 0: give auto or a whole number of timed calls from 1 to 100,000"),
     (["--repeats", "ten"], "--repeats ten: give auto or a whole number"),
+    (["--timer", "graph"], "--timer graph captures a forward in a CUDA graph: it needs a CUDA GPU and --mode fwd"),
+    (["--timer", "cupti"], "unknown timer 'cupti'; choose one of: events, graph"),
     (["--target-noise", "2"], "--target-noise"),
     (["--repeats", "5", "--target-noise", "2%"], "--target-noise applies with --repeats auto"),
     (["--warmup", "-1"], "--warmup -1 must be >= 0"),

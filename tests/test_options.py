@@ -30,7 +30,7 @@ def test_every_field_is_an_option_of_run():
 
 def test_argv_gives_back_the_same_options(monkeypatch):
     given = RunOptions(seq="1k,4k", variants="sqa,6/2", preset="wide", device="cpu", dtype="bf16", mode="train",
-                       causal=True, window=64, kernel="flex", tokens=4096, batch=3, warmup=0, repeats=2,
+                       causal=True, window=64, kernel="flex", tokens=4096, batch=3, warmup=0, repeats="2",
                        out="r.csv", resume=True, baseline="gqa", layers=2, scope="block", cp=2,
                        cp_timeout=30.0)  # fmt: skip
     assert parsed(given.argv(), monkeypatch) == given
@@ -42,7 +42,7 @@ def test_argv_gives_back_the_same_options(monkeypatch):
     assert parsed(extras.argv(), monkeypatch) == extras
     assert RunOptions().argv() == ["--variants", "all", "--preset", "paper", "--device", "auto", "--dtype", "auto",
                                    "--mode", "fwd", "--kernel", "auto", "--scope", "model",
-                                   "--compile-mode", "default", "--runs", "1"]  # fmt: skip
+                                   "--compile-mode", "default", "--runs", "1", "--timer", "events"]  # fmt: skip
 
 
 def test_a_cp_launch_passes_the_parsed_options(monkeypatch, tmp_path):

@@ -61,7 +61,11 @@ def test_a_noisy_timer_stops_on_its_cap_and_a_slow_one_on_its_time_limit():
     timer, clock = _fake([400.0, 800.0] * 1000)
     calls, stopped = time_until_settled(None, None, StopRule(0.02, min_repeats=6, limit_s=5.0), timer=timer,
                                         clock=clock)  # fmt: skip
-    assert stopped == "cap" and sum(calls) / 1e3 >= 5.0 and sum(calls[:-3]) / 1e3 < 5.0 + 3 * 0.8
+    assert stopped == "cap" and sum(calls) / 1e3 >= 5.0 and sum(calls[:-1]) / 1e3 < 5.0  # within a repeat of it
+    timer, clock = _fake([20_000.0] * 10)  # one repeat already past the limit: it stops there
+    calls, stopped = time_until_settled(None, None, StopRule(0.02, min_repeats=6, limit_s=5.0), timer=timer,
+                                        clock=clock)  # fmt: skip
+    assert (len(calls), stopped) == (1, "cap")
 
 
 def test_a_repeat_of_a_decode_pass_is_its_calls_mean_and_the_minimum_time_holds():
@@ -81,7 +85,8 @@ def test_the_estimate_counts_what_auto_will_time():
     assert expected_repeats(cell, 1e-3) == math.ceil(rule["min_s"] / 1e-3) == 50  # a quick cell: the minimum time
     assert expected_repeats(cell, 1e-6) == rule["max_repeats"]  # never past the maximum
     assert expected_repeats(cell, 1.0) == rule["min_repeats"]
-    assert expected_repeats(cell, 5.0) == rule["min_repeats"]  # never below the minimum of repeats
+    assert expected_repeats(cell, 4.0) == 3  # a slow cell: as many as its 10 s limit holds, then the cap
+    assert expected_repeats(cell, 60.0) == 1
     cell.settings.repeats = 7
     assert expected_repeats(cell, 1.0) == 7
 

@@ -80,6 +80,7 @@ class Settings:
     compile: str = setting("")  # torch.compile's mode for the whole model; "" runs it eagerly
     cache: str = setting("warm")  # cold: the cache evicted before every timed repeat (outside its time)
     warmup: int = setting(1, key=False)
+    timer: str = setting("events", key=False)  # graph: the forward's CUDA-graph replays timed too (graph_ms)
     repeats: int = setting(3, key=False, show=lambda value: value or "auto")  # 0: --repeats auto
     target_noise: float = setting(0.0, key=False, show=lambda value: value or "")  # auto: the median's 95% interval
     breakdown: bool = setting(False, key=False, column=None)  # profile one more step (not part of the measure)

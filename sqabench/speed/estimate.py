@@ -104,14 +104,16 @@ def flex_shape(cell: Cell) -> str:
 
 def expected_repeats(cell: Cell, call_s: float) -> int:
     """The repeats a cell will time: ``--repeats N``'s N; under auto, the rule's minimum of repeats and of time
-    (a quiet timer settles there), never past its maximum or its time limit (a decode repeat is a pass of T)."""
+    (a quiet timer settles there), never past its maximum, and a slow cell as many as its time limit holds
+    (``settle.time_until_settled`` stops within a repeat of it; a decode repeat is a pass of T)."""
     if cell.settings.repeats:
         return cell.settings.repeats
     rule = stop_rule(cell.settings)
     repeat_s = call_s * (cell.settings.new_tokens if cell.settings.mode == "decode" else 1)
-    wanted = max(rule.min_repeats, math.ceil(rule.min_s / repeat_s) if repeat_s > 0 else rule.min_repeats)
-    within = max(rule.min_repeats, int(rule.limit_s / repeat_s)) if repeat_s > 0 else rule.max_repeats
-    return min(wanted, rule.max_repeats, within)
+    if repeat_s <= 0:
+        return rule.min_repeats
+    within = max(1, math.ceil(rule.limit_s / repeat_s))
+    return min(max(rule.min_repeats, math.ceil(rule.min_s / repeat_s)), rule.max_repeats, within)
 
 
 def estimate(

@@ -9,6 +9,7 @@ warm-up calls, then times each repeat on its own. Warm-up and timing run under t
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -23,6 +24,7 @@ from sqabench.decode import Decoder, graphed
 from sqabench.device import (
     evictor,
     free_memory,
+    graph_replays,
     no_compile,
     peak_memory,
     reset_peak_memory,
@@ -268,6 +270,11 @@ def measure_cell(cell: Cell, phase: Callable[[str], None] = lambda name: None) -
                 if cold is not None:  # the window held the evictions too: energy from plain steps of its own
                     seconds = 0.0
             timing = Timing.of_calls(compile_ms, calls, work.calls_per_repeat, stopped)
+            if cell.settings.timer == "graph":  # beside the event time, never instead of it
+                try:
+                    readings["graph_ms"] = statistics.median(graph_replays(work.step, device, len(timing.samples_ms)))
+                except RuntimeError as err:
+                    notes.append(f"--timer graph: the forward could not be captured ({str(err).splitlines()[0]})")
             peak = peak_memory(device)
             readings.update({**nvml_reading(device), **(window.columns() if window else {})})
             if monitor is not None:

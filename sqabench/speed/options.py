@@ -13,6 +13,7 @@ from sqabench.options import BASELINE_HELP, PRESET_HELP, argv_of, option
 from sqabench.units import MAX_TOKENS
 
 CACHE_MODES = ("cold", "warm")
+TIMERS = ("events", "graph")
 MAX_CALLS = 100_000  # warm-up or timed calls of one cell: past this an estimate is meaningless
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -135,6 +136,11 @@ class RunOptions:
         "each repeat finds what the last one left. Default: cold on a GPU, warm on a CPU.", choices=CACHE_MODES,
         noun="cache",
     )] = None  # fmt: skip
+    timer: Annotated[str, option(
+        "TIMER", "events: each repeat between CUDA events (the wall clock on a CPU); graph: also the forward "
+        "captured in a CUDA graph and its replays timed (graph_ms beside time_ms: the launch overhead made "
+        "visible). graph: a GPU, --mode fwd.", "--timer", choices=TIMERS, noun="timer",
+    )] = "events"  # fmt: skip
     yes: Annotated[bool, option(None, "Start a sweep estimated past an hour without asking.", "--yes")] = False
 
     def argv(self) -> list[str]:

@@ -87,6 +87,9 @@ def resolve_run(options: RunOptions) -> RunPlan:
                 raise ConfigError(f"{flag} applies to --mode decode only (this run is --mode {mode})")
     if options.cuda_graphs and device.type != "cuda":
         raise ConfigError("--cuda-graphs needs a CUDA GPU; this run is on the CPU")
+    if options.timer.lower() == "graph" and (device.type != "cuda" or mode != "fwd"):
+        raise ConfigError(f"--timer graph captures a forward in a CUDA graph: it needs a CUDA GPU and --mode fwd (this "
+                          f"run: {device.type}, --mode {mode}); decode has --cuda-graphs")  # fmt: skip
     gpu_decode = mode == "decode" and device.type == "cuda"
     tokens = options.tokens or (GPU_DECODE_TOKENS if gpu_decode else defaults["tokens"])
     budget_s = parse_duration(options.budget, "--budget") if options.budget is not None else None
@@ -131,7 +134,7 @@ def resolve_run(options: RunOptions) -> RunPlan:
         warmup=defaults["warmup"] if options.warmup is None else options.warmup,
         repeats=parse_repeats(options.repeats or defaults["repeats"]), new_tokens=options.new_tokens or DEFAULT_NEW_TOKENS,
         target_noise=parse_target(options.target_noise, options.repeats or defaults["repeats"]),
-        cache=(options.cache or default_cache(device, mode)).lower(),
+        cache=(options.cache or default_cache(device, mode)).lower(), timer=options.timer.lower(),
     )  # fmt: skip
     cells = plan(specs, preset, lengths, settings, tokens=tokens, batch=options.batch)
     for cell in cells:

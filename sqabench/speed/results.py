@@ -28,7 +28,7 @@ IDENTITY = (
     "cp_backend", "cp_path", "local_len", "baseline",
 )  # fmt: skip
 TIMING = (
-    "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "noise", "stopped", "samples_ms", "token_samples_ms", "compile_ms",
+    "time_ms", "time_ms_min", "time_ms_max", "spread", "noisy", "noise", "stopped", "samples_ms", "token_samples_ms", "graph_ms", "compile_ms",
     "prefill_ms",
     "tokens_per_s", "flops", "tflops", "attention_flops", "exps", "min_bytes", "bytes_per_token", "kv_cache_bytes",
     "rank_flops", "comm_bytes",
