@@ -510,10 +510,21 @@ def report(
 
     with usage_errors():
         quality_options = {"also": parse_also(also_against), "margin": parse_margin(margin), "confirm": confirm}
+    with usage_errors():
+        missing = next((path for path in files if not path.is_file()), None)
+        if missing is not None:
+            raise ConfigError(f"no such results file: {missing}")
+        shards = [path for path in files if is_quality_csv(path)]
+        if len(shards) > 1:  # several quality files: the shards of one run (--shard), read as one
+            from sqabench.quality.report import report_shards
+
+            out.print(Text(f"{len(shards)} quality files as one run: {', '.join(map(str, shards))}", style="bold"),
+                      highlight=False)  # fmt: skip
+            for note in report_shards(shards, baseline, out, **quality_options):
+                say(f"note: {note}")
+            files = [path for path in files if path not in shards]
     for path in files:
         with usage_errors():
-            if not path.is_file():
-                raise ConfigError(f"no such results file: {path}")
             out.print(Text(f"{path}", style="bold"), highlight=False)
             if is_quality_csv(path):
                 notes = report_quality(path, baseline, out, **quality_options)

@@ -78,6 +78,15 @@ def estimate_s(plan, probes: dict[str, Probe], step: str = "median") -> float:
     return sum(run_s(chosen[spec.name], plan.config(spec).steps, plan.cfg.eval_every) for spec, _ in plan.runs())
 
 
+def shares_s(plan, probes: dict[str, Probe], parts: int) -> list[float]:
+    """Seconds each of ``parts`` shares of the plan's runs (``plan.share``, as ``--shard`` splits them) takes at
+    the probed costs: on ``parts`` GPUs the longest sets the wall time."""
+    from sqabench.quality.plan import share
+
+    return [sum(run_s(probes[spec.name], plan.config(spec).steps, plan.cfg.eval_every) for spec, _ in part)
+            for part in share(plan, parts)]  # fmt: skip
+
+
 def fit_budget(plan, probes: dict[str, Probe], spent_s: float):
     """The plan with the baseline's steps set so that every run fits ``plan.budget_s`` less ``spent_s``; the
     variants' steps follow from it as ``--equal`` says."""

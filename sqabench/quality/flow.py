@@ -115,7 +115,11 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
             raise ConfigError(f"this plan is estimated at {format_duration(estimate_s(plan, probes))} here: no machine "
                               "would finish it; give fewer --steps (or --tokens), --seeds or --variants, or a "
                               "--budget")  # fmt: skip
+        if options.gpus is not None and not planning:
+            raise ConfigError("--gpus applies with --dry-run or --budget (it plans the wall time from a probe)")
         _announce(plan, env, say, out, options.dry_run, probes)
+        if options.gpus is not None:
+            say(_gpus_line(plan, probes, options.gpus))
         if detectable is not None:
             say(detectable)
         if options.dry_run:
@@ -123,8 +127,23 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
             return None
         rows = _train(plan, env, err, say, options.checkpoint_every)
     print_tables(rows, plan.baseline, out, plan.also, plan.margin, plan.confirm)
+    if plan.shard is not None:
+        out.print(Text(f"shard {plan.shard[0]}/{plan.shard[1]}: these tables are this share's runs only; `sqabench "
+                       "report` on every shard's file reads them as one run"), highlight=False)  # fmt: skip
     out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
     return Trained(plan, rows)
+
+
+def _gpus_line(plan: Plan, probes, gpus: int) -> str:
+    """The plan on ``gpus`` GPUs like the one probed: its GPU-hours and its wall time (the longest share)."""
+    from sqabench.quality.budget import shares_s
+
+    parts = shares_s(plan, probes, gpus)
+    runs = len(plan.runs())
+    what = "GPU" if plan.cfg.device.startswith("cuda") else "machine"
+    return (f"on {plural(gpus, what)} like this one: {plural(runs, 'run')}, {sum(parts) / 3600:.3g} GPU-hours, wall "
+            f"time about {format_duration(max(parts))} (the longest of {gpus} shares, as --shard K/{gpus} splits them; "
+            "a torchrun job or a Slurm array of that many)")  # fmt: skip
 
 
 def _probe(plan: Plan, say):

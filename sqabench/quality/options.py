@@ -100,6 +100,14 @@ class QualityOptions:
         "text, a share of the baseline's val loss (default 1.7%, the paper's own MHA-GQA gap in Table 1); MQAR, an "
         "accuracy (default 0.05).", "--margin",
     )] = None  # fmt: skip
+    gpus: Annotated[int | None, option(
+        "N", "With --dry-run or --budget: also the wall time on N GPUs (the runs in N shares, as --shard splits "
+        "them) and the GPU-hours, from the probe.", "--gpus", low=1,
+    )] = None  # fmt: skip
+    shard: Annotated[str | None, option(
+        "K/N", "Train only the K-th of N shares of the runs (balanced by the cost model, the same on every machine): "
+        "for a Slurm array, a CI matrix; sqabench report reads the shards' files together as one run.", "--shard",
+    )] = None  # fmt: skip
     also_against: Annotated[str | None, option(
         "VARIANTS", "Also pair every variant against these (e.g. gqa), in the run's one family of verdicts (more "
         "verdicts: each is judged more strictly).", "--also-against",

@@ -47,6 +47,7 @@ class Plan:
     margin: float | None = None  # --margin: the closeness claims' (None: the task's default)
     also: tuple[str, ...] = ()  # --also-against: second references, in the run's family
     confirm: Path | None = None  # --confirm: the first run's file, whose findings these fresh seeds test
+    shard: tuple[int, int] | None = None  # --shard K/N: only the K-th of N shares of the runs (``share``)
 
     @property
     def curves_path(self) -> Path:
@@ -64,8 +65,17 @@ class Plan:
                           self.checkpoint_every_s)  # fmt: skip
 
     def runs(self) -> list[tuple[VariantSpec, int]]:
-        """Every (variant, seed) still to train, seed-major (every variant of a seed, then the next seed)."""
-        return [(spec, seed) for seed in self.seeds for spec in self.specs if (spec.name, seed) not in self.kept]
+        """Every (variant, seed) still to train, seed-major (every variant of a seed, then the next seed); with
+        ``shard``, only its share of them (``share``)."""
+        every = [(spec, seed) for seed in self.seeds for spec in self.specs]
+        if self.shard is not None:
+            mine = {(spec.name, seed) for spec, seed in share(self, self.shard[1])[self.shard[0] - 1]}
+            every = [(spec, seed) for spec, seed in every if (spec.name, seed) in mine]
+        return [(spec, seed) for spec, seed in every if (spec.name, seed) not in self.kept]
+
+    def run_cost(self, spec: VariantSpec) -> float:
+        """A run's training FLOPs by the cost model: what the shares balance (the same on every machine)."""
+        return self.step_cost(spec).flops * self.config(spec).steps
 
     @property
     def flops_counted(self) -> str:
@@ -84,6 +94,32 @@ class Plan:
         cfg = replace(self.cfg, steps=steps)
         return replace(self, cfg=cfg, steps_by_variant=equal_steps(cfg, self.specs, self.baseline, self.equal,
                                                                    self.step_cost))  # fmt: skip
+
+
+def share(plan: Plan, parts: int) -> list[list[tuple[VariantSpec, int]]]:
+    """Every (variant, seed) of ``plan`` in ``parts`` shares of about equal cost: the costliest run first, each to
+    the share with the least so far (longest-processing-time first), by the cost model's FLOPs, so that every
+    machine computes the same shares whatever its speed; ties go by seed, then variant. The rule ``--shard``
+    uses (and ranks will)."""
+    runs = sorted(((spec, seed) for seed in plan.seeds for spec in plan.specs),
+                  key=lambda run: (-plan.run_cost(run[0]), run[1], run[0].name))  # fmt: skip
+    shares: list[list[tuple[VariantSpec, int]]] = [[] for _ in range(parts)]
+    load = [0.0] * parts
+    for spec, seed in runs:
+        least = min(range(parts), key=lambda i: (load[i], i))
+        shares[least].append((spec, seed))
+        load[least] += plan.run_cost(spec)
+    return shares
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard K/N``: the K-th (1 to N) of N shares."""
+    if text is None:
+        return None
+    k, _, n = str(text).partition("/")
+    if not (k.strip().isdigit() and n.strip().isdigit()) or not 1 <= int(k) <= int(n):
+        raise ConfigError(f"--shard {text}: give K/N, the K-th of N shares with 1 <= K <= N, e.g. 1/4")
+    return int(k), int(n)
 
 
 def equal_steps(cfg: TrainConfig, specs: list[VariantSpec], baseline: str, equal: str, cost) -> dict[str, int]:
@@ -192,7 +228,19 @@ def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     unknown = [name for name in also if name not in names]
     if unknown:
         raise ConfigError(f"--also-against {', '.join(unknown)}: not among the variants trained ({', '.join(names)})")
-    plan = replace(plan, margin=parse_margin(options.margin), also=also)
+    plan = replace(plan, margin=parse_margin(options.margin), also=also, shard=parse_shard(options.shard))
+    if plan.shard is not None and budget_s is not None:
+        raise ConfigError(
+            f"--shard {options.shard}: every share must train the same steps, but a budget would size "
+            "each share's own; give --steps or --tokens (a --dry-run without --shard says what fits)"
+        )
+    if plan.shard is not None and not options.out:
+        k, n = plan.shard
+        plan = replace(plan, path=path.with_name(f"{path.stem}-shard{k}of{n}.csv"))
+        path = plan.path
+    if plan.shard is not None and not plan.runs():
+        raise ConfigError(f"--shard {options.shard}: this share holds no run ({len(plan.seeds) * len(specs)} runs "
+                          f"in {plan.shard[1]} shares); give fewer shares")  # fmt: skip
     if options.confirm is not None:
         from sqabench.quality.confirm import confirming
 

@@ -40,6 +40,64 @@ def report_quality(path: Path, baseline: str | None, console: Console, also: tup
     return notes + [f"{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})" for r in failed]
 
 
+# What must agree between the shards of one run: everything but the run's own variant, seed, steps and results.
+SHARED = ("task", "data", "tokenizer", "pad_like_paper", "vocab", "seq_len", "pairs", "preset", "d_model",
+          "n_layers", "batch", "equal", "lr", "warmup", "device", "dtype", "kernel")  # fmt: skip
+
+
+def merged_rows(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """The rows of several quality CSVs read as one run (``--shard``'s files): refused when they differ in a
+    setting (``SHARED``, or a variant's steps) or hold one (variant, seed) twice, naming the files; a
+    (variant, seed) of the grid that no file holds is named in a note."""
+    from sqabench.quality.rows import read_any
+
+    rows, notes, seen, first = [], [], {}, {}
+    for path in paths:
+        found, missing = read_any(path)
+        if missing:
+            notes.append(f"{path} was written by an older sqabench: it lacks {', '.join(missing)} (shown as -)")
+        for row in found:
+            for column in SHARED:
+                if column in first and str(row.get(column, "")) != first[column][0]:
+                    raise ConfigError(f"{path} and {first[column][1]} are not shards of one run: {column} "
+                                      f"{row.get(column, '')} against {first[column][0]}")  # fmt: skip
+                first.setdefault(column, (str(row.get(column, "")), path))
+            steps = first.setdefault(("steps", row["variant"]), (str(row["steps"]), path))
+            if steps[0] != str(row["steps"]):
+                raise ConfigError(f"{path} and {steps[1]} are not shards of one run: {row['variant']} trained "
+                                  f"{row['steps']} steps against {steps[0]}")  # fmt: skip
+            if row["status"] != "ok":
+                rows.append(row)
+                continue
+            key = (row["variant"], int(row["seed"]))
+            if key in seen:
+                raise ConfigError(f"{row['variant']} seed {key[1]} is in both {seen[key]} and {path}: each (variant, "
+                                  "seed) is one training; keep one of them")  # fmt: skip
+            seen[key] = path
+            rows.append(row)
+    variants = sorted({v for v, _ in seen})
+    seeds = sorted({s for _, s in seen})
+    absent = [f"{v} seed {s}" for s in seeds for v in variants if (v, s) not in seen]
+    if absent:
+        notes.append(f"no finished run of {', '.join(absent[:8])}{' ...' if len(absent) > 8 else ''} in these "
+                     "files (a shard not yet run, or a failed run): their pairs leave them out")  # fmt: skip
+    return rows, notes
+
+
+def report_shards(paths: list[Path], baseline: str | None, console: Console, also: tuple[str, ...] = (),
+                  margin: float | None = None, confirm: Path | None = None) -> list[str]:  # fmt: skip
+    """``sqabench report A.csv B.csv ...`` of quality files: one run's tables from its shards' files."""
+    rows, notes = merged_rows(paths)
+    names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
+    if not names:
+        return notes + ["these files hold no finished run (status ok): nothing to summarise"]
+    chosen = pick_baseline(baseline, names, f"is not among the variants of {', '.join(map(str, paths))}") or names[0]
+    print_tables(rows, chosen, console, also, margin, confirm)
+    return notes + [
+        f"{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})" for r in rows if r["status"] != "ok"
+    ]
+
+
 def _is_curves(path: Path) -> bool:
     from sqabench.files import header_of
     from sqabench.quality.rows import CURVE_COLUMNS
