@@ -71,7 +71,17 @@ def test_every_stated_default_is_the_one_used(corpus):
 def test_no_option_defaults_to_none_without_its_stated_default_checked():
     checked = {"seq", "batch", "eval_every", "eval_tokens", "vocab", "pairs", "tokenizer", "held_out", "d_model",
                "layers", "heads", "steps", "window", "dtype", "baseline", "out", "margin"}  # fmt: skip
-    left = {"data", "preset", "tokens", "budget", "pilot", "also_against", "confirm", "shard", "gpus"}  # no default: absent unless given
+    left = {
+        "data",
+        "preset",
+        "tokens",
+        "budget",
+        "pilot",
+        "also_against",
+        "confirm",
+        "shard",
+        "gpus",
+    }  # no default: absent unless given
     none = {f.name for f in dataclasses.fields(QualityOptions) if f.default is None}
     assert none == checked | left, f"state and check the default of: {sorted(none - checked - left)}"
 
