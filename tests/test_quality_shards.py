@@ -81,6 +81,9 @@ def test_two_shards_are_the_one_process_run_and_report_reads_them_as_one(tmp_pat
     assert mixed.exit_code == 2 and "are not shards of one run" in mixed.output and "steps" in mixed.output
     half = runner.invoke(app, ["report", str(first), str(tmp_path / "whole.csv")])
     assert half.exit_code == 2  # whole holds the first shard's runs too
+    drawn = runner.invoke(app, ["plot", str(first), str(second), "--out", str(tmp_path / "figures")])
+    assert drawn.exit_code == 0, drawn.output
+    assert any(path.suffix == ".png" for path in (tmp_path / "figures").iterdir())
 
 
 def test_a_dry_run_plans_the_wall_time_on_n_gpus():

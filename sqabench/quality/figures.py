@@ -138,20 +138,26 @@ def _front(points: list[tuple[float, float]], higher: bool) -> list[bool]:
 
 
 def plot_quality(csvs: list[Path], out_dir: Path, baseline: str | None) -> tuple[list[Path], list[str]]:
-    """``sqabench plot`` on a quality CSV (or its curves file): the curves and the trade figure under
-    ``out_dir``; (the files written, notes on what was left out)."""
+    """``sqabench plot`` on a quality CSV (or its curves file), or on the shards of one run (``--shard``'s files,
+    read as ``report`` reads them): the curves and the trade figure under ``out_dir``; (the files written, notes
+    on what was left out)."""
     import matplotlib
 
-    if len(csvs) != 1:
-        raise ConfigError("plot takes one quality CSV at a time (its curves file is found beside it); "
-                          f"got {len(csvs)} files")  # fmt: skip
-    rows, curves, path = read_run(csvs[0])
+    runs = [read_run(path) for path in csvs]
+    rows, curves, path = runs[0]
+    shard_notes: list[str] = []
+    if len(runs) > 1:
+        from sqabench.quality.report import merged_rows
+
+        rows, shard_notes = merged_rows([found for _, _, found in runs])
+        curves = [point for _, points, _ in runs for point in points]
     names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
     chosen = pick_baseline(baseline, names, f"is not among the variants of {path}") or names[0]
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a directory")
     matplotlib.use("Agg")
     figures, notes = quality_figures(rows, curves, chosen)
+    notes = shard_notes + notes
     try:
         written = save_figures(figures, out_dir)
     except OSError as error:
