@@ -122,3 +122,25 @@ def test_the_data_help_names_every_format_the_reader_takes(tmp_path):
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
     for name in ("a.txt", "folder", "a.jsonl", "b.txt.gz", "b.jsonl.gz"):
         assert read_documents(tmp_path / name) == docs, name
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--margin", "10"], "did you mean 10%?"), (["--margin", "nan"], "'nan' is not a limit"),
+    (["--margin", "0"], "must lie above 0 and below 1"), (["--also-against", "foo"], "not among the variants"),
+    (["--confirm", "/nonexistent.csv"], "no such file"), (["--gpus", "0"], "--gpus 0 must be >= 1"),
+    (["--shard", "5/4"], "1 <= K <= N"),
+])  # fmt: skip
+def test_the_statistics_options_refuse_bad_input_in_one_line(args, said):
+    from texts import QUICK, runner
+
+    from sqabench.cli import app
+
+    result = runner.invoke(app, [*QUICK, "--dry-run", *args])
+    assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    if args[0] in ("--margin", "--also-against", "--confirm"):
+        from pathlib import Path
+
+        mqar = Path(__file__).parent.parent / "results" / "cpu-amd-epyc-quality-mqar.csv"
+        shown = runner.invoke(app, ["report", str(mqar), *args])
+        assert shown.exit_code == 2 and said in shown.output and "Traceback" not in shown.output
