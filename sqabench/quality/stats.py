@@ -436,6 +436,9 @@ def confirmation(c: Comparison, table, counts=None) -> Comparison:
     difference's sign, a closeness claim again (TOST or non-inferiority are directional already), a count's
     direction. Unjudged: ``judge`` takes every finding of the first run as one family."""
     if c.kind == "count":
+        if counts is None:  # the fresh rows do not record this mark (an older sqabench wrote them)
+            return replace(c, diff=Interval(float("nan"), 0), p=None, untested=f"the fresh runs do not record {c.mark}",
+                           p_adjusted=None, family=0)  # fmt: skip
         fresh = count(counts, c.variant, c.against, c.mark)
         more, fewer = fresh.counts
         if not more + fewer:
