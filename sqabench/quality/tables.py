@@ -43,8 +43,10 @@ def _diff_note(analysis, against: str) -> str:
                            if analysis.metric.robust else "")  # fmt: skip
     return (
         f"diff: variant - {against}, paired by seed, on the pair's own differences ({method}); the interval is "
-        f"simultaneous over the run's family (Bonferroni, t on the pair's df); p: Holm-adjusted over the family; "
-        f"MDE: the true difference this pair's test finds with 80% probability, estimated from the same seeds"
+        f"simultaneous over the run's family (Bonferroni, t on the pair's df); p: Holm-adjusted over the family, "
+        f"which decides the verdict (Holm's later steps are more lenient than Bonferroni's single step: a verdict "
+        f"can stand beside an interval that holds 0); MDE: the true difference this pair's test finds with 80% "
+        f"probability, estimated from the same seeds"
     )
 
 
