@@ -97,7 +97,7 @@ class QualityOptions:
     )] = None  # fmt: skip
     margin: Annotated[str | None, option(
         "MARGIN", "How close counts as close, for the paper's closeness claims (equivalence and non-inferiority): "
-        "text, a share of the baseline's val loss (default 1.7%, the paper's own MHA-GQA gap in Table 1); MQAR, an "
+        "text, a share of the claim's reference's mean val loss (gqa's, mqa's; default 1.7%, the paper's own MHA-GQA gap in Table 1); MQAR, an "
         "accuracy (default 0.05).", "--margin",
     )] = None  # fmt: skip
     gpus: Annotated[int | None, option(
