@@ -35,3 +35,14 @@ def rows_of(path: Path) -> list[dict]:
 def invoke(args: list[str], env: dict | None = None, **kwargs):
     """``sqabench ARGS`` through Typer's runner, on a wide terminal."""
     return CliRunner().invoke(app, [str(arg) for arg in args], env={**WIDE, **(env or {})}, **kwargs)
+
+
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

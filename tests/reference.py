@@ -94,3 +94,13 @@ def encoder_forward(
         x = x + (gate * torch.sigmoid(gate) * up) @ w[f"{p}.ffn.down.weight"].T  # SwiGLU: silu(gate) * up
     head = w["embed.weight"] if tied else w["head.weight"]
     return rms_norm(x, w["norm.weight"], eps) @ head.T
+
+
+def t_cdf(x: float, df: float, steps: int = 20_000) -> float:
+    """Student's t CDF by Simpson's rule on its density (for x >= 0; the lower half by symmetry): a reference
+    that shares nothing with scipy."""
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    h = x / steps
+    total = sum((1 if i in (0, steps) else 4 if i % 2 else 2) * c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2)
+                for i in range(steps + 1))  # fmt: skip
+    return 0.5 + total * h / 3

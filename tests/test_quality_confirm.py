@@ -7,17 +7,10 @@ import pytest
 from texts import QUICK
 from typer.testing import CliRunner
 
+from reference import t_cdf
 from sqabench.cli import app
 
 runner = CliRunner()
-
-
-def _t_cdf(x: float, df: int, steps: int = 20_000) -> float:
-    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
-    h = x / steps
-    total = sum((1 if i in (0, steps) else 4 if i % 2 else 2) * c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2)
-                for i in range(steps + 1))  # fmt: skip
-    return 0.5 + total * h / 3
 
 
 def _rows(losses: dict[str, list[float]], first_seed: int) -> list[dict]:
@@ -48,7 +41,7 @@ def test_only_the_first_runs_findings_are_tested_one_sided_on_fresh_seeds_by_han
     d = [fresh_sqa[i] - (2.0 + WOBBLE[i]) for i in range(6)]
     mean = sum(d) / 6
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 5)
-    p = 1 - _t_cdf(mean / (sd / math.sqrt(6)), 5)  # one-sided: the direction found (a higher loss)
+    p = 1 - t_cdf(mean / (sd / math.sqrt(6)), 5)  # one-sided: the direction found (a higher loss)
     assert c.n == 6 and c.p == pytest.approx(p, rel=1e-4, abs=1e-9) and c.p_adjusted == pytest.approx(c.p)
     assert c.found
     against = _rows({"mha": [2.0 + w for w in WOBBLE], "sqa": [1.9 + 2 * w for w in WOBBLE], "xsqa": [1.5] * 6}, 6)

@@ -1,21 +1,18 @@
 """benchmarks/quality_error_rates.py: runs simulated from a file's own noise, through the real analysis."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from factories import load_benchmark
 
 HERE = Path(__file__).parent
 KJV = HERE.parent / "results" / "cpu-amd-epyc-quality-kjv-bytes.csv"
 
 
 def load_script():
-    path = HERE.parent / "benchmarks" / "quality_error_rates.py"
-    spec = importlib.util.spec_from_file_location("quality_error_rates", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("quality_error_rates")
 
 
 def test_the_draws_keep_each_variants_own_noise_and_the_null_sets_every_mean_equal():

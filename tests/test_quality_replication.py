@@ -1,19 +1,16 @@
 """benchmarks/quality_replication.py: the halves of a run's seeds disagree only when a consistency test says so."""
 
 import csv
-import importlib.util
 from pathlib import Path
+
+from factories import load_benchmark
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "quality-kjv-bytes-2seeds.csv"
 
 
 def load_script():
-    path = HERE.parent / "benchmarks" / "quality_replication.py"
-    spec = importlib.util.spec_from_file_location("quality_replication", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("quality_replication")
 
 
 def write_run(path: Path, losses: dict[str, list[float]]) -> None:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from reference import t_cdf
 from sqabench.quality.stats import (
     Interval,
     count_p,
@@ -23,20 +24,11 @@ from sqabench.quality.stats import (
 from sqabench.quality.summary import analyse, summarise
 
 
-def _t_cdf(x: float, df: int, steps: int = 20_000) -> float:
-    """Student's t CDF by Simpson's rule on its density: a reference that shares nothing with scipy."""
-    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
-    h = x / steps
-    total = sum((1 if i in (0, steps) else 4 if i % 2 else 2) * c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2)
-                for i in range(steps + 1))  # fmt: skip
-    return 0.5 + total * h / 3
-
-
 def _t_quantile(p: float, df: int) -> float:
     low, high = 0.0, 1000.0
     for _ in range(60):  # bisection on the hand-integrated CDF
         mid = (low + high) / 2
-        low, high = (mid, high) if _t_cdf(mid, df, 4000) < p else (low, mid)
+        low, high = (mid, high) if t_cdf(mid, df, 4000) < p else (low, mid)
     return (low + high) / 2
 
 
@@ -64,7 +56,7 @@ def test_a_variants_interval_is_its_t_interval_and_an_accuracy_stays_within_0_an
     assert i.mean == pytest.approx(0.61) and i.sd == pytest.approx(0.0158114, rel=1e-5)
     half = (i.high - i.low) / 2
     assert half == pytest.approx(2.776 * 0.0158114 / math.sqrt(5), rel=1e-3)
-    assert _t_cdf(half * math.sqrt(5) / i.sd, 4) == pytest.approx(0.975, abs=2e-4)
+    assert t_cdf(half * math.sqrt(5) / i.sd, 4) == pytest.approx(0.975, abs=2e-4)
     near_one = interval([0.99, 1.0, 0.97], bounds=(0.0, 1.0))
     assert near_one.high == 1.0 and near_one.low < 0.99  # unbounded, the interval would pass 1
     assert interval([0.3]).low is None
@@ -88,7 +80,7 @@ def test_each_pair_is_judged_on_its_own_differences_with_holm_over_the_family_by
         d = [PAIRED[variant][s] - PAIRED["mha"][s] for s in range(5)]
         mean, sd = _mean_sd(d)
         t = abs(mean) / (sd / math.sqrt(5))
-        raw[variant] = 2 * (1 - _t_cdf(t, 4))
+        raw[variant] = 2 * (1 - t_cdf(t, 4))
         c = by[variant]
         assert c.diff.mean == pytest.approx(mean) and c.diff.sd == pytest.approx(sd) and c.df == 4
         assert c.p == pytest.approx(raw[variant], rel=1e-4, abs=1e-7)
@@ -152,8 +144,8 @@ def test_mqar_counts_are_judged_on_discordant_seeds_and_left_out_when_they_canno
 def _tost_by_hand(d, margin):
     mean, sd = _mean_sd(d)
     se = sd / math.sqrt(len(d))
-    lower = 1 - _t_cdf((mean + margin) / se, len(d) - 1)  # H0: diff <= -margin
-    upper = _t_cdf((mean - margin) / se, len(d) - 1)  # H0: diff >= margin
+    lower = 1 - t_cdf((mean + margin) / se, len(d) - 1)  # H0: diff <= -margin
+    upper = t_cdf((mean - margin) / se, len(d) - 1)  # H0: diff >= margin
     return max(lower, upper)
 
 
@@ -175,7 +167,7 @@ def test_closeness_claims_are_equivalence_and_non_inferiority_tests_by_hand():
     d = [table["xsqa"][s] - table["mqa"][s] for s in seeds]
     mean, sd = _mean_sd(d)
     margin = 0.03 * sum(table["mqa"].values()) / 6
-    assert xsqa.p == pytest.approx(_t_cdf((mean - margin) / (sd / math.sqrt(6)), 5), rel=1e-4)
+    assert xsqa.p == pytest.approx(t_cdf((mean - margin) / (sd / math.sqrt(6)), 5), rel=1e-4)
     assert analysis.family == len(base) - 1 + 3
     assert "margin" in claims["sSQA close to GQA"].margin_from or claims["sSQA close to GQA"].margin_from
 
@@ -331,7 +323,7 @@ def test_the_halves_consistency_test_by_hand():
         v1, v2 = s1**2 / len(first), s2**2 / len(second)
         df = (v1 + v2) ** 2 / (v1**2 / (len(first) - 1) + v2**2 / (len(second) - 1))
         z = abs(m1 - m2) / math.sqrt(v1 + v2)
-        assert halves_disagree(first, second) == pytest.approx(2 * (1 - _t_cdf(z, df)), rel=1e-4, abs=1e-8)
+        assert halves_disagree(first, second) == pytest.approx(2 * (1 - t_cdf(z, df)), rel=1e-4, abs=1e-8)
     assert halves_disagree([0.1], [0.2, 0.3]) is None
 
 
@@ -351,4 +343,4 @@ def test_a_bounded_metric_takes_the_larger_of_the_t_and_the_sign_flip_p_where_th
     (c,) = [s.comparison for s in summarise(_rows(few, "mqar"), "mha") if s.variant == "sqa"]
     mean, sd = _mean_sd(d[:5])
     assert "a sign-flip test cannot reach" in c.method
-    assert c.p == pytest.approx(2 * (1 - _t_cdf(abs(mean) / (sd / math.sqrt(5)), 4)), rel=1e-4)
+    assert c.p == pytest.approx(2 * (1 - t_cdf(abs(mean) / (sd / math.sqrt(5)), 4)), rel=1e-4)

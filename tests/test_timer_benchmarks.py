@@ -1,17 +1,15 @@
 """benchmarks/timer_agreement.py and timer_noise.py run and print their tables (their numbers are this machine's
 and its load's: a benchmark's to record, never a test's to hold)."""
 
-import importlib.util
 from pathlib import Path
+
+from factories import load_benchmark
 
 HERE = Path(__file__).parent
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, HERE.parent / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name)
 
 
 def test_the_timer_agreement_prints_each_cells_two_times_and_their_ratio(capsys):
