@@ -36,7 +36,7 @@ QUALITY = {
     "quality training": ["quality.train"],
     "quality plan": ["quality.plan", "quality.resume", "quality.budget", "quality.summary", "quality.confirm"],
     "quality output": ["quality.tables", "quality.progress", "quality.figures", "quality.report"],
-    "quality flow": ["quality.flow", "quality.reproduce"],
+    "quality flow": ["quality.flow", "quality.reproduce", "quality.ranks"],
 }
 TOP = {"command line": ["cli", "__main__", "__init__"]}
 # Lowest first. The shared layers take ranks 0..3; each wing counts up from there on its own.

@@ -19,6 +19,7 @@ from sqabench.errors import ConfigError
 from sqabench.files import CsvWriter, RunLock
 from sqabench.quality.options import QualityOptions
 from sqabench.quality.plan import Plan, resolve_quality
+from sqabench.quality.ranks import job
 from sqabench.quality.rows import COLUMNS, CURVE_COLUMNS, run_row
 from sqabench.units import format_duration, plural
 
@@ -26,25 +27,53 @@ INTERRUPTED = 130
 NO_MACHINE_S = 30 * 86_400  # a plan estimated past this is refused: nothing would finish it
 
 
+class Files:
+    """Where a process's rows and curve points go: the run's two files (a torchrun rank other than 0 sends them
+    to rank 0 instead: ``Messages``)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.rows, self.curves = CsvWriter(plan.path, COLUMNS), CsvWriter(plan.curves_path, CURVE_COLUMNS)
+
+    def row(self, row: dict) -> None:
+        self.rows.write(row)
+
+    def curve(self, point: dict) -> None:
+        self.curves.write(point)
+
+
+class Messages:
+    """A torchrun rank's rows, curve points and progress, sent to rank 0 (``ranks.Job.send``)."""
+
+    def __init__(self, job) -> None:
+        self.job = job
+
+    def row(self, row: dict) -> None:
+        self.job.send({"kind": "row", "row": row})
+
+    def curve(self, point: dict) -> None:
+        self.job.send({"kind": "curve", "point": point})
+
+
 def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None] = lambda label, steps: None,
                on_eval: Callable[[str, dict], None] = lambda label, row: None,
                on_row: Callable[[dict], None] = lambda row: None,
-               on_step: Callable[[int], None] = lambda step: None) -> list[dict]:  # fmt: skip
-    """Train every (variant, seed) still to train, seed-major, and write each row as it finishes; an out-of-memory
-    or failed run is a row of its own (``oom`` / ``error``) and the next goes on, but for a CUDA error that leaves
-    the GPU unusable: its row is written, then ``Stopped``. Returns every row, kept ones too."""
+               on_step: Callable[[int], None] = lambda step: None, sink=None) -> list[dict]:  # fmt: skip
+    """Train every (variant, seed) still to train, seed-major, and write each row as it finishes (to ``sink``,
+    default the plan's files); an out-of-memory or failed run is a row of its own (``oom`` / ``error``) and the
+    next goes on, but for a CUDA error that leaves the GPU unusable: its row is written, then ``Stopped``.
+    Returns every row, kept ones too."""
     from sqabench.failures import MEASURE_ERRORS, classify
     from sqabench.quality.train import train
 
     plan = plan if plan.run_id else replace(plan, run_id=uuid.uuid4().hex[:12])
-    rows_out, curves_out = CsvWriter(plan.path, COLUMNS), CsvWriter(plan.curves_path, CURVE_COLUMNS)
+    sink = sink or Files(plan)
     rows = list(plan.kept.values())
     for spec, seed in plan.runs():
         label, cfg = f"{spec.name} seed {seed}", plan.config(spec)
         on_start(label, cfg.steps)
 
         def heard(point: dict, spec=spec, seed=seed, label=label) -> None:
-            curves_out.write({"run_id": plan.run_id, "variant": spec.name, "seed": seed, **point})
+            sink.curve({"run_id": plan.run_id, "variant": spec.name, "seed": seed, **point})
             on_eval(label, point)
 
         checkpoint = plan.checkpoint(spec, seed)
@@ -55,10 +84,10 @@ def train_runs(plan: Plan, env: Environment, on_start: Callable[[str, int], None
             failure = classify(error)
             row = run_row(plan, env, spec, seed, cfg, None, failure.error, failure.status)
             if failure.sticky:
-                rows_out.write(row)
+                sink.row(row)
                 on_row(row)
                 raise Stopped(f"{label}: {failure.error}; a sticky CUDA error fails every later run") from None
-        rows_out.write(row)
+        sink.row(row)
         checkpoint.path.unlink(missing_ok=True)
         rows.append(row)
         on_row(row)
@@ -100,6 +129,12 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
 
     started = time.monotonic()
     plan, env = resolve_quality(options)
+    ranked = job()
+    if ranked is not None and not options.dry_run:
+        return _run_job(plan, env, options, out, err, say)
+    if ranked is not None and ranked[0] != 0:  # a dry run under torchrun: rank 0 plans it
+        return None
+    gpus = options.gpus or (ranked[1] if ranked else None)
     # One writer per file: a second run on it is refused before it touches anything. A dry run writes nothing.
     with nullcontext() if options.dry_run else RunLock(plan.path):
         if options.resume:
@@ -118,8 +153,8 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
         if options.gpus is not None and not planning:
             raise ConfigError("--gpus applies with --dry-run or --budget (it plans the wall time from a probe)")
         _announce(plan, env, say, out, options.dry_run, probes)
-        if options.gpus is not None:
-            say(_gpus_line(plan, probes, options.gpus))
+        if gpus is not None:
+            say(_gpus_line(plan, probes, gpus))
         if detectable is not None:
             say(detectable)
         if options.dry_run:
@@ -132,6 +167,108 @@ def run_quality(options: QualityOptions, out: Console, err: Console) -> Trained 
                        "report` on every shard's file reads them as one run"), highlight=False)  # fmt: skip
     out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
     return Trained(plan, rows)
+
+
+def _run_job(plan: Plan, env: Environment, options: QualityOptions, out: Console, err: Console, say):
+    """``sqabench quality`` as one rank of a torchrun job (``quality.ranks``): each rank trains its share of the
+    runs; rank 0 resumes, writes every rank's rows and curves as they arrive, shows the progress and prints the
+    tables. The others send theirs and print nothing but errors."""
+    import torch
+
+    from sqabench.quality.ranks import Job
+    from sqabench.quality.report import print_tables
+    from sqabench.quality.resume import resume
+
+    if plan.budget_s is not None:
+        raise ConfigError("a torchrun job's ranks must train the same steps, but a budget would size each rank's "
+                          "own: give --steps or --tokens (a --dry-run under torchrun says what fits)")  # fmt: skip
+    if plan.shard is not None:
+        raise ConfigError("--shard and a torchrun job each split the runs: use one of them")
+    work = Job(torch.device(plan.cfg.device).type)
+    plan = replace(plan, shard=(work.rank + 1, work.world))
+    if work.rank:
+        shared = work.share(None)
+        if "error" in shared:
+            work.close()
+            raise ConfigError(shared["error"])
+        plan = replace(plan, kept={(v, int(s)): row for v, s, row in shared["kept"]}, run_id=shared["run_id"])
+        try:
+            train_runs(plan, env, sink=Messages(work),
+                       on_start=lambda label, steps: work.send({"kind": "start", "label": label, "steps": steps}),
+                       on_eval=lambda label, point: work.send({"kind": "eval", "label": label, "point": point}))  # fmt: skip
+        except Stopped as stop:
+            work.send({"kind": "stopped", "why": str(stop)})
+            work.close()
+            raise Interrupted(1) from None
+        work.close()
+        return None
+    with RunLock(plan.path):
+        try:
+            plan = resume(plan, say=say) if options.resume else plan
+        except ConfigError as error:
+            work.share({"error": str(error)})
+            raise
+        plan = plan if plan.run_id else replace(plan, run_id=uuid.uuid4().hex[:12])
+        work.share({"kept": [[v, s, row] for (v, s), row in plan.kept.items()], "run_id": plan.run_id})
+        _announce(replace(plan, shard=None), env, say, out, False, None)
+        say(f"a torchrun job of {work.world} ranks: each trains its share of the runs; rank 0 writes them all")
+        rows = _train_job(plan, env, err, say, options.checkpoint_every, work)
+    work.close()
+    print_tables(rows, plan.baseline, out, plan.also, plan.margin, plan.confirm)
+    out.print(Text(f"results: {plan.path} (curves: {plan.curves_path})"), highlight=False)
+    return Trained(plan, rows)
+
+
+def _train_job(plan: Plan, env: Environment, err: Console, say, checkpoint_every: float, work) -> list[dict]:
+    """Rank 0's part: its own share trained with progress, every other rank's rows and points written as they
+    come (between its own steps, then until every rank is done); ``Interrupted`` after saying what is kept."""
+    from sqabench.quality.progress import QualityDisplay
+
+    every = replace(plan, shard=None).runs()
+    display = QualityDisplay(err, sum(plan.config(spec).steps for spec, _ in every),
+                             pads_scored=bool(getattr(plan.cfg.task, "pad_like_paper", False)))  # fmt: skip
+    files, finished, stopped = Files(plan), [], []
+    inbox = work.listen()
+
+    def heard(row: dict) -> None:
+        finished.append(row)
+        display.finished(row, len(finished), len(every))
+
+    def handle(rank: int, message: dict) -> None:
+        kind = message["kind"]
+        if kind == "row":
+            files.row(message["row"])
+            heard(message["row"])
+        elif kind == "curve":
+            files.curve(message["point"])
+        elif kind == "start":
+            display.remote_start(rank, message["label"], message["steps"])
+        elif kind == "eval":
+            display.remote_evaluated(rank, message["label"], message["point"])
+        elif kind == "stopped":
+            stopped.append(f"rank {rank} stopped after {message['why']}")
+
+    def step(n: int) -> None:
+        display.step(n)
+        inbox.drain(handle)
+
+    try:
+        with display:
+            train_runs(plan, env, on_start=display.start, on_eval=lambda label, point: display.evaluated(point),
+                       on_row=heard, on_step=step, sink=files)  # fmt: skip
+            inbox.drain(handle, wait=True)
+    except KeyboardInterrupt:
+        ok = sum(row["status"] == "ok" for row in finished)
+        say(f"interrupted: {plural(ok, 'finished run')} kept in {plan.path}; continue with the same torchrun command "
+            f"and --resume --out {plan.path}", "yellow")  # fmt: skip
+        raise Interrupted(INTERRUPTED) from None
+    except Stopped as stop:
+        say(f"stopped after {stop}; its rows and every other rank's are kept in {plan.path}; continue in a new job "
+            f"with --resume --out {plan.path}", "bold red")  # fmt: skip
+        raise Interrupted(1) from None
+    for line in stopped:
+        say(f"{line}; continue in a new job with --resume --out {plan.path}", "bold red")
+    return list(plan.kept.values()) + finished
 
 
 def _gpus_line(plan: Plan, probes, gpus: int) -> str:

@@ -36,6 +36,7 @@ class QualityDisplay:
         )  # fmt: skip
         self.total = total_steps
         self.task = None
+        self._remote: dict[str, int] = {}  # another rank's run: the step of its last evaluation
         # --pad-like-paper trains with the pads scored; its held-out numbers score real tokens only: say which
         self.train_loss = "train loss (pads scored)" if pads_scored else "train loss"
         self.held_out = " (real tokens)" if pads_scored else ""
@@ -73,6 +74,23 @@ class QualityDisplay:
         if not self.live:
             self.console.print(Text(f"  {self.label}: step {point['step']}/{self.steps}, {said}", style="dim"),
                                highlight=False)  # fmt: skip
+
+    def remote_start(self, rank: int, label: str, steps: int) -> None:
+        """Another rank of a torchrun job started a run (its progress comes with its evaluations)."""
+        self._remote[label] = 0
+        if not self.live:
+            self.console.print(Text(f"rank {rank}: training {label} ({plural(steps, 'step')}) ..."), highlight=False)
+
+    def remote_evaluated(self, rank: int, label: str, point: dict) -> None:
+        """Another rank's evaluation: the bar moves by the steps since its last one; off a terminal, a line."""
+        if self.live:
+            self.progress.update(self.task, advance=point["step"] - self._remote.get(label, 0))
+        else:
+            said = (f"{self.train_loss} {point['train_loss']:.3g}, held-out loss {point['val_loss']:.3g}, accuracy "
+                    f"{point['val_accuracy']:.3f}{self.held_out}")  # fmt: skip
+            self.console.print(Text(f"  rank {rank}: {label}: step {point['step']}, {said}", style="dim"),
+                               highlight=False)  # fmt: skip
+        self._remote[label] = point["step"]
 
     def finished(self, row: dict, done: int, runs: int) -> None:
         self.console.print(Text(f"[{done}/{runs}] {quality_line(row)}"), highlight=False)

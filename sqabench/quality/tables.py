@@ -96,7 +96,7 @@ def counts_table(analysis) -> Table | None:
     test on the seeds where only one of the two did); the tests that cannot reach the family's level are counted
     in a line, not a row."""
     tests = [c for c in analysis.counts if c.p is not None and c.in_family]
-    if not analysis.counts:
+    if not tests:  # none can reach the family's level: the family line says how many were left out
         return None
     idle = len(analysis.counts) - len(tests)
     caption = (f"counts against {analysis.baseline}, paired by seed: the exact McNemar test on the discordant seeds "
@@ -138,10 +138,16 @@ def claims_table(analysis) -> Table:
 def family_line(analysis) -> str:
     """What the verdicts above promise, together: their number, the family's size, the error rate; a warning
     under ``FEW_SEEDS`` seeds; the seeds a pairing could not use."""
-    said = (f"family: the {plural(analysis.verdicts, 'verdict')} above are one family, decided by Holm's step-down at "
-            f"a family-wise 5% (the chance that any of them is false is at most 5%"
+    head = ("the 1 verdict above is the family" if analysis.verdicts == 1 else
+            f"the {analysis.verdicts} verdicts above are one family")  # fmt: skip
+    said = (f"family: {head}, decided by Holm's step-down at a family-wise 5% (the chance that any of them is false "
+            f"is at most 5%"
             + ("" if not analysis.metric.robust else ", if the paired differences are near normal or the sign-flip "
                "test decides") + f"); its size {analysis.family}")  # fmt: skip
+    idle = sum(c.p is not None and not c.in_family for c in analysis.counts)
+    if idle:
+        said += (f"; {plural(idle, 'count test')} with too few discordant seeds to reach the family's level left out "
+                 "of it (Tarone's rule), no verdict")  # fmt: skip
     if analysis.exploratory:
         said += (f"; exploratory: {plural(analysis.seeds, 'seed')} (fewer than {FEW_SEEDS}): a paired t on so few "
                  f"degrees of freedom finds little and rests on little; use --seeds {FEW_SEEDS} or more")  # fmt: skip
