@@ -33,5 +33,5 @@ def test_a_small_run_of_the_benchmark_prints_the_family_rate_and_each_comparison
     out = capsys.readouterr().out
     assert "12 simulated runs per line" in out
     for law in ("normal", "resample"):
-        assert f"{law:8}  5 seeds: family-wise false-verdict rate" in out
+        assert f"{law:15}  5 seeds: family-wise false-verdict rate" in out
     assert "power at the file's means: gqa vs mha" in out and "SQA close to GQA" in out
