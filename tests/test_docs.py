@@ -121,3 +121,13 @@ def test_the_quality_pages_example_tables_are_what_report_prints_from_their_file
         shown = {line.rstrip() for line in printed.output.splitlines()}
         for line in block.group(1).splitlines():
             assert line.rstrip() in shown, (csv, line)
+    confirmations = list(re.finditer(r"```\n(┃ first run's finding.*?)```", text, flags=re.S))
+    assert len(confirmations) == 2  # each example's findings on fresh seeds
+    for block in confirmations:
+        first, fresh = re.findall(r"\(\.\./(results/[^)]*quality[^)]*(?<!-curves)\.csv)\)", text[: block.start()])[-2:]
+        printed = runner.invoke(app, ["report", str(ROOT / fresh), "--confirm", str(ROOT / first)],
+                                env={"COLUMNS": "400"})  # fmt: skip
+        assert printed.exit_code == 0, printed.output
+        shown = {line.rstrip() for line in printed.output.splitlines()}
+        for line in block.group(1).splitlines():
+            assert line.rstrip() in shown, (fresh, line)

@@ -57,7 +57,7 @@ def test_two_ranks_write_one_processs_rows_and_a_ranks_failed_run_is_a_row_of_it
 def test_a_job_ended_by_sigterm_keeps_its_rows_and_resumes(tmp_path):
     job = tmp_path / "job.csv"
     steps = QUICK.index("--steps")
-    longer = [*QUICK[: steps + 1], "200", *QUICK[steps + 2 :], "--seeds", "2", "--out", str(job)]
+    longer = [*QUICK[: steps + 1], "100", *QUICK[steps + 2 :], "--seeds", "2", "--out", str(job)]
     child = subprocess.Popen([*LAUNCH, "-m", "sqabench", *longer], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env=env(), cwd=tmp_path)  # fmt: skip
     deadline = time.monotonic() + 300
