@@ -264,7 +264,7 @@ def test_any_printed_verdict_is_false_at_most_5_percent_of_the_time_with_unequal
     printed verdict (the differences against mha, the claims beyond their margin) is false stays at most 5%
     (within 3 standard errors of simulation), through the real analysis."""
     rng = np.random.default_rng(7)
-    runs, false = 1500, 0
+    runs, false = 800, 0
     for _ in range(runs):
         analysis = analyse(_unequal_runs(rng, seeds, SDS), "mha", margin=0.001)
         wrong = [s for s in analysis.summaries if s.comparison is not None and s.comparison.found]
@@ -278,7 +278,7 @@ def test_the_stated_mde_is_detected_with_the_stated_power():
     """A true difference equal to the MDE the plan states (for the pair's true noise, in a family of 5) is found
     in 80% of simulated runs, through the real analysis (Holm's first step is Bonferroni's; Holm finds more)."""
     rng = np.random.default_rng(9)
-    seeds, runs = 6, 1500
+    seeds, runs = 6, 800
     sds = {"mha": 0.02, "v1": 0.02, "v2": 0.02, "v3": 0.02, "v4": 0.02, "v5": 0.02}
     mde = planned_mde(seeds, 5, sd=0.02 * math.sqrt(2))  # one seed's paired difference: sqrt(2) x
     found = 0
