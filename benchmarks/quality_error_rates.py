@@ -99,8 +99,7 @@ def verdicts(analysis):
         out += [(f"{c.variant} vs {against}", c, True) for c in tests if c.p is not None]
     for text, c in analysis.claims:
         if c.p is not None:
-            beyond = not c.found and c.diff.low is not None and (c.diff.low > c.margin or c.diff.high < -c.margin)
-            out.append((text, c, beyond))
+            out.append((text, c, not c.found and bool(c.beyond)))
     return out
 
 

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from sqabench.errors import ConfigError
 from sqabench.options import BASELINE_HELP, PRESET_HELP, check_options
-from sqabench.quality.options import QualityOptions
+from sqabench.quality.options import DEFAULT_SEEDS, QualityOptions
 from sqabench.speed.options import FloorOptions, RunOptions, VariantsOptions
 from sqabench.version import __version__
 
@@ -389,7 +389,7 @@ def reproduce_quality(
     moe: Annotated[
         bool, typer.Option("--moe", help="quality: Table 2's MoE protocol (paper-moe) instead of Table 1's.")
     ] = False,  # fmt: skip
-    seeds: Annotated[int | None, typer.Option(metavar="N", help="quality: seeds (default 5).")] = None,
+    seeds: Annotated[int | None, typer.Option(metavar="N", help=f"quality: seeds (default {DEFAULT_SEEDS}).")] = None,
     steps: Annotated[int | None, typer.Option(metavar="N", help="quality: steps instead of --budget.")] = None,
     tokenizer: Annotated[str | None, typer.Option(metavar="NAME", help="quality: bpe (default) or bytes.")] = None,
     pad_like_paper: Annotated[

@@ -222,12 +222,10 @@ def resolve_quality(options: QualityOptions) -> tuple[Plan, Environment]:
     )
     plan = Plan(cfg, specs, list(range(options.seeds)), path, baseline, options.equal.lower(),
                 checkpoint_every_s=60 * options.checkpoint_every).with_steps(steps)  # fmt: skip
-    from sqabench.quality.summary import parse_also, parse_margin
+    from sqabench.quality.summary import check_also, parse_also, parse_margin
 
     also = parse_also(options.also_against)
-    unknown = [name for name in also if name not in names]
-    if unknown:
-        raise ConfigError(f"--also-against {', '.join(unknown)}: not among the variants trained ({', '.join(names)})")
+    check_also(also, names, "trained")
     plan = replace(plan, margin=parse_margin(options.margin), also=also, shard=parse_shard(options.shard))
     if plan.shard is not None and budget_s is not None:
         raise ConfigError(

@@ -26,18 +26,24 @@ def report_quality(path: Path, baseline: str | None, console: Console, also: tup
         notes.append(f"{path} is the curves file of {main}: the tables below are {main}'s")
         path = main
     rows, missing = read_any(path)
-    names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
     if missing:
         notes.append(f"{path} was written by an older sqabench: it lacks {', '.join(missing)} (shown as -)")
+    return notes + _report_rows(rows, str(path), baseline, console, also, margin, confirm)
+
+
+def _report_rows(rows: list[dict], where: str, baseline: str | None, console: Console, also: tuple[str, ...],
+                 margin: float | None, confirm: Path | None) -> list[str]:  # fmt: skip
+    """The tables of one run's ``rows`` (from ``where``: a file, or the shards' files), and a note per run that
+    did not finish."""
+    from sqabench.quality.summary import check_also
+
+    names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
     if not names:
-        return notes + [f"{path} has no finished run (status ok): nothing to summarise"]
-    chosen = pick_baseline(baseline, names, f"is not among the variants of {path}") or names[0]
-    unknown = [name for name in also if name not in names]
-    if unknown:
-        raise ConfigError(f"--also-against {', '.join(unknown)}: not among the variants of {path} ({', '.join(names)})")
+        return [f"{where} has no finished run (status ok): nothing to summarise"]
+    chosen = pick_baseline(baseline, names, f"is not among the variants of {where}") or names[0]
+    check_also(also, names, f"of {where}")
     print_tables(rows, chosen, console, also, margin, confirm)
-    failed = [r for r in rows if r["status"] != "ok"]
-    return notes + [f"{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})" for r in failed]
+    return [f"{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})" for r in rows if r["status"] != "ok"]
 
 
 # What must agree between the shards of one run: everything but the run's own variant, seed, steps and results.
@@ -88,14 +94,7 @@ def report_shards(paths: list[Path], baseline: str | None, console: Console, als
                   margin: float | None = None, confirm: Path | None = None) -> list[str]:  # fmt: skip
     """``sqabench report A.csv B.csv ...`` of quality files: one run's tables from its shards' files."""
     rows, notes = merged_rows(paths)
-    names = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
-    if not names:
-        return notes + ["these files hold no finished run (status ok): nothing to summarise"]
-    chosen = pick_baseline(baseline, names, f"is not among the variants of {', '.join(map(str, paths))}") or names[0]
-    print_tables(rows, chosen, console, also, margin, confirm)
-    return notes + [
-        f"{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})" for r in rows if r["status"] != "ok"
-    ]
+    return notes + _report_rows(rows, ", ".join(map(str, paths)), baseline, console, also, margin, confirm)
 
 
 def _is_curves(path: Path) -> bool:

@@ -202,6 +202,16 @@ class Comparison:
         return self.p_adjusted is not None and self.p_adjusted <= ALPHA
 
     @property
+    def beyond(self) -> str:
+        """A closeness claim's simultaneous interval wholly past its margin: "worse" or "better" (the metric's
+        direction), else ""."""
+        if self.margin is None or self.diff.low is None:
+            return ""
+        above, below = self.diff.low > self.margin, self.diff.high < -self.margin
+        worse, better = (above, below) if not self.higher_is_better else (below, above)
+        return "worse" if worse else "better" if better else ""
+
+    @property
     def mde(self) -> float | None:
         """The true difference this pair's test finds with 80% probability, from the same seeds' noise."""
         if self.kind != "difference" or self.critical is None or not self.se:
@@ -345,11 +355,9 @@ def verdict(c: Comparison, what: str) -> str:
     if c.found:
         return (f"equivalent within the margin (+-{margin})" if c.kind == "equivalence"
                 else f"non-inferior within the margin ({margin})")  # fmt: skip
-    worse_side = c.diff.low > c.margin if not c.higher_is_better else c.diff.high < -c.margin
-    better_side = c.diff.high < -c.margin if not c.higher_is_better else c.diff.low > c.margin
-    if worse_side:
+    if c.beyond == "worse":
         return f"worse than the margin ({margin})"
-    if better_side and c.kind == "equivalence":
+    if c.beyond == "better" and c.kind == "equivalence":
         return f"better by more than the margin ({margin})"
     return "not shown equivalent" if c.kind == "equivalence" else "not shown non-inferior"
 

@@ -105,6 +105,11 @@ class Analysis:
     def exploratory(self) -> bool:
         return self.seeds < FEW_SEEDS
 
+    @property
+    def idle_counts(self) -> int:
+        """Count tests left out of the family by Tarone's rule: too few discordant seeds to reach its level."""
+        return sum(c.p is not None and not c.in_family for c in self.counts)
+
 
 def metric_of(rows: list[dict]) -> Metric:
     tasks = {str(r.get("task") or "mqar") for r in rows}
@@ -157,6 +162,13 @@ def parse_margin(text: str | None) -> float | None:
 def parse_also(text: str | None) -> tuple[str, ...]:
     """``--also-against``: variant names, comma-separated."""
     return tuple(name.strip().lower() for name in (text or "").split(",") if name.strip())
+
+
+def check_also(also: tuple[str, ...], names: list[str], where: str) -> None:
+    """``--also-against``'s references must be among the variants (``where``: which ones, in words)."""
+    unknown = [name for name in also if name not in names]
+    if unknown:
+        raise ConfigError(f"--also-against {', '.join(unknown)}: not among the variants {where} ({', '.join(names)})")
 
 
 def margin_for(metric: Metric, table, against: str, margin: float | None) -> tuple[float, str]:

@@ -98,11 +98,12 @@ def counts_table(analysis) -> Table | None:
     tests = [c for c in analysis.counts if c.p is not None and c.in_family]
     if not tests:  # none can reach the family's level: the family line says how many were left out
         return None
-    idle = len(analysis.counts) - len(tests)
+    untested = sum(c.p is None for c in analysis.counts)
     caption = (f"counts against {analysis.baseline}, paired by seed: the exact McNemar test on the discordant seeds "
                f"(only the variant's run reached the mark / only {analysis.baseline}'s), p Holm-adjusted over the "
-               f"run's family; {plural(idle, 'count test')} with too few discordant seeds to reach the family's level "
-               "are left out of it (Tarone's rule) and not shown")  # fmt: skip
+               f"run's family; {plural(analysis.idle_counts, 'count test')} with too few discordant seeds to reach the "
+               f"family's level are left out of it (Tarone's rule), and {untested} with no discordant seed test "
+               "nothing; neither is shown")  # fmt: skip
     table = _table(caption, ("variant", "mark", "discordant", "p", "verdict"))
     for c in tests:
         table.add_row(Text(c.variant), Text(c.mark), f"{c.counts[0]} / {c.counts[1]}", _p(c),
@@ -144,9 +145,8 @@ def family_line(analysis) -> str:
             f"is at most 5%"
             + ("" if not analysis.metric.robust else ", if the paired differences are near normal or the sign-flip "
                "test decides") + f"); its size {analysis.family}")  # fmt: skip
-    idle = sum(c.p is not None and not c.in_family for c in analysis.counts)
-    if idle:
-        said += (f"; {plural(idle, 'count test')} with too few discordant seeds to reach the family's level left out "
+    if analysis.idle_counts:
+        said += (f"; {plural(analysis.idle_counts, 'count test')} with too few discordant seeds to reach the family's level left out "
                  "of it (Tarone's rule), no verdict")  # fmt: skip
     if analysis.exploratory:
         said += (f"; exploratory: {plural(analysis.seeds, 'seed')} (fewer than {FEW_SEEDS}): a paired t on so few "
